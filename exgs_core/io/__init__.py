@@ -1,0 +1,154 @@
+"""Readers and writers for splat files. :func:`load` picks the reader by content, not by extension alone.
+
+Formats (name -> reader module):
+
+=================== ========================================= ===============================
+name                detected by                               module
+=================== ========================================= ===============================
+``ply``             ``ply`` magic, no ``element chunk``       :mod:`exgs_core.io.ply`
+``compressed_ply``  ``ply`` magic + ``element chunk``         :mod:`exgs_core.io.compressed_ply`
+``spz``             gzip stream whose payload starts ``NGSP``, :mod:`exgs_core.io.spz`
+                    or raw ``NGSP`` header (v4)
+``sog``             zip archive holding ``meta.json``, or a   :mod:`exgs_core.io.sog`
+                    ``meta.json`` file / folder
+``splat``           no magic: size a multiple of 32 and the   :mod:`exgs_core.io.splat`
+                    records look like .splat (``.splat`` name
+                    or plausible content)
+``exgs``            ``EXGS`` magic (issue #3)                 :mod:`exgs_core.exgs_format`
+=================== ========================================= ===============================
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import os
+import zipfile
+from pathlib import Path
+
+from ..errors import ExgsError, FormatError, UnsupportedFormatError
+from ..scene import GaussianScene
+
+FORMATS = ("ply", "compressed_ply", "spz", "sog", "splat", "exgs")
+
+_READERS = {
+    "ply": ("exgs_core.io.ply", "read_ply"),
+    "compressed_ply": ("exgs_core.io.compressed_ply", "read_compressed_ply"),
+    "spz": ("exgs_core.io.spz", "read_spz"),
+    "sog": ("exgs_core.io.sog", "read_sog"),
+    "splat": ("exgs_core.io.splat", "read_splat"),
+    "exgs": ("exgs_core.exgs_format", "read_exgs"),
+}
+
+SPZ_MAGIC = b"NGSP"
+EXGS_MAGIC = b"EXGS"
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Name of the format of ``path`` (one of :data:`FORMATS`), decided from its content.
+
+    Raises:
+        FormatError: the file cannot be read.
+        UnsupportedFormatError: no reader recognises the content.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if (p / "meta.json").is_file():
+            return "sog"
+        raise UnsupportedFormatError("a folder is readable only as an unbundled SOG (it has no meta.json)", p)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            head = f.read(4096)
+    except FileNotFoundError:
+        raise FormatError("no such file", p) from None
+    except OSError as e:
+        raise FormatError(f"cannot read: {e.strerror or e}", p) from None
+    if not head:
+        raise FormatError("the file is empty", p)
+    if head.startswith(b"ply\n") or head.startswith(b"ply\r\n"):
+        header = head.split(b"end_header", 1)[0]
+        return "compressed_ply" if b"element chunk" in header else "ply"
+    if head.startswith(EXGS_MAGIC):
+        return "exgs"
+    if head.startswith(SPZ_MAGIC):
+        return "spz"
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.open(p, "rb") as g:
+                inner = g.read(4)
+        except (OSError, EOFError) as e:
+            raise FormatError(f"gzip stream is corrupt: {e}", p) from None
+        if inner == SPZ_MAGIC:
+            return "spz"
+        raise UnsupportedFormatError(f"gzip file whose payload starts {inner!r}, not an SPZ header", p)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(p) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            raise FormatError(f"zip archive is corrupt: {e}", p) from None
+        if any(n == "meta.json" or n.endswith("/meta.json") for n in names):
+            return "sog"
+        raise UnsupportedFormatError("zip archive without meta.json (not a SOG bundle)", p)
+    if head.lstrip().startswith(b"{") and p.name.endswith("meta.json"):
+        return "sog"
+    if size % 32 == 0 and (p.suffix.lower() == ".splat" or _looks_like_splat(head)):
+        return "splat"
+    raise UnsupportedFormatError(
+        f"unrecognised content (starts {head[:8]!r}); expected PLY, SPZ, SOG, .splat or .exgs", p
+    )
+
+
+def _looks_like_splat(head: bytes) -> bool:
+    """Heuristic for extension-less .splat files: finite positions/scales, positive scales and unit-ish
+    quaternions (bytes around 128 with norm near 128) in the first records."""
+    import numpy as np
+
+    n = len(head) // 32
+    if n < 4:
+        return False
+    rec = np.frombuffer(head[: n * 32], dtype=np.uint8).reshape(n, 32)
+    f = rec[:, :24].copy().view(np.float32)  # [n, 6] pos + linear scale
+    if not np.isfinite(f).all() or (f[:, 3:] <= 0).any() or (np.abs(f) > 1e7).any():
+        return False
+    q = (rec[:, 28:32].astype(np.float32) - 128) / 128
+    return bool((np.abs(np.linalg.norm(q, axis=1) - 1) < 0.1).all())
+
+
+def load(path: str | os.PathLike, *, format: str | None = None) -> GaussianScene:
+    """Read any supported splat file into a :class:`GaussianScene`.
+
+    Args:
+        path: file (or unbundled SOG folder) to read.
+        format: force a reader (one of :data:`FORMATS`); by default it is detected from the content.
+
+    Returns:
+        The scene; ``scene.meta["format"]`` names the reader, ``scene.meta["path"]`` the file,
+        ``scene.meta["notes"]`` lists anything the reader ignored or kept (extra properties, flags).
+
+    Raises:
+        ExgsError: (a :class:`FormatError` subclass) naming the file and the problem.
+    """
+    fmt = format or detect_format(path)
+    if fmt not in _READERS:
+        raise UnsupportedFormatError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", path)
+    mod_name, fn_name = _READERS[fmt]
+    reader = getattr(importlib.import_module(mod_name), fn_name)
+    try:
+        scene = reader(path)
+    except ExgsError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, EOFError, OSError, MemoryError) as e:
+        # A reader bug or an unforeseen corruption: still a typed error naming the file.
+        raise FormatError(f"cannot decode as {fmt}: {type(e).__name__}: {e}", path) from e
+    scene.meta.setdefault("format", fmt)
+    scene.meta.setdefault("path", os.fspath(path))
+    return scene
+
+
+def save_ply(scene: GaussianScene, path: str | os.PathLike, *, ascii: bool = False) -> None:
+    """Write ``scene`` as a standard 3DGS PLY (atomically: temp file, then rename)."""
+    from .ply import write_ply
+
+    write_ply(scene, path, ascii=ascii)
