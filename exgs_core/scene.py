@@ -183,11 +183,11 @@ class GaussianScene:
         return out
 
     def ply_size_bytes(self, sh_degree: int | None = None) -> int:
-        """Size of this scene written as a binary 3DGS PLY without normals (header excluded):
-        4 bytes x (3 + 3*K + 1 + 3 + 4) per Gaussian; ``sh_degree`` overrides the scene's degree
-        (use 3 for the standard "SH3 PLY" reference size: 59 floats = 236 B)."""
+        """Size of this scene as a binary 3DGS PLY in the official layout (with the unused normals; header
+        excluded): 4 bytes x (3 + 3 + 3*K + 1 + 3 + 4) per Gaussian. ``sh_degree`` overrides the scene's degree;
+        use 3 for the standard "SH3 PLY" reference size of 62 floats = 248 B per Gaussian."""
         k = sh_coeff_count(self.sh_degree if sh_degree is None else sh_degree)
-        return self.n * 4 * (3 + 3 * k + 1 + 3 + 4)
+        return self.n * 4 * (6 + 3 * k + 1 + 3 + 4)
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> SceneReport:
