@@ -1,0 +1,308 @@
+"""The ``exgs`` command line. Run ``exgs --help`` or ``exgs COMMAND --help``.
+
+Every user-caused failure prints ``exgs: error: <file>: <problem>`` and exits with status 2; nothing is
+left half-written (outputs are written to a temporary file and renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import ExgsError
+
+PSNR_CAP_DB = 100.0  # identical renders have infinite PSNR; eval reports this cap instead (JSON has no inf)
+
+
+# --------------------------------------------------------------------------- helpers
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480); argparse type."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x512, got {text!r}") from None
+    if not (1 <= w <= 16384 and 1 <= h <= 16384):
+        raise argparse.ArgumentTypeError(f"size must be between 1x1 and 16384x16384, got {text!r}")
+    return w, h
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def path_bytes(path: str | os.PathLike) -> int:
+    """Size of a file, or of every file under a folder (an unbundled SOG)."""
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size
+
+
+def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write a float image [H, W, 3] (or [H, W]) in [0, 1] as an 8-bit PNG, atomically."""
+    from PIL import Image
+
+    from .io.atomic import atomic_write
+    from .metrics import to_uint8
+
+    with atomic_write(path) as f:
+        Image.fromarray(to_uint8(img)).save(f, format="PNG")
+
+
+def _progress(iterable, desc: str, total: int | None = None, quiet: bool = False):
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit="view", disable=quiet or None, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000.0
+    return f"{n} B"
+
+
+def _views(scene, args, split: str):
+    from .views import auto_views, load_cameras_json
+
+    w, h = args.size
+    if getattr(args, "cameras", None):
+        cams = load_cameras_json(args.cameras, width=w, height=None)
+        return cams[: args.views] if args.views else cams
+    return auto_views(scene, args.views, w, h, split=split, mode=args.mode)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_info(args) -> int:
+    from .io import detect_format, load
+
+    for path in args.files:
+        fmt = detect_format(path)
+        scene = load(path, format=fmt)
+        size = path_bytes(path)
+        lo, hi = scene.bounds()
+        rep = scene.validate()
+        info = {
+            "file": os.fspath(path),
+            "format": fmt,
+            "gaussians": scene.n,
+            "sh_degree": scene.sh_degree,
+            "bounds_min": [round(float(v), 6) for v in lo],
+            "bounds_max": [round(float(v), 6) for v in hi],
+            "bytes": size,
+            "bytes_per_gaussian": size / scene.n if scene.n else None,
+            "sh3_ply_bytes": scene.ply_size_bytes(3),
+            "antialiased": bool(scene.meta.get("antialiased", False)),
+            "problems": rep.problems(),
+            "notes": list(scene.meta.get("notes", [])),
+        }
+        if args.json:
+            print(json.dumps(info))
+            continue
+        print(f"{info['file']}")
+        print(f"  format            {fmt}")
+        print(f"  gaussians         {scene.n:,}")
+        print(f"  SH degree         {scene.sh_degree}")
+        print(f"  bounds min        {' '.join(f'{v:.4g}' for v in lo)}")
+        print(f"  bounds max        {' '.join(f'{v:.4g}' for v in hi)}")
+        bpg = f"{info['bytes_per_gaussian']:.2f}" if scene.n else "n/a"
+        print(f"  size              {_human_bytes(size)} ({size:,} bytes, {bpg} bytes/Gaussian)")
+        print(f"  as SH3 PLY        {_human_bytes(info['sh3_ply_bytes'])} (ratio {info['sh3_ply_bytes'] / max(size, 1):.1f}x)")
+        if info["antialiased"]:
+            print("  antialiased       yes (mip-splatting style opacity compensation)")
+        for p in info["problems"]:
+            print(f"  problem           {p}")
+        for n in info["notes"]:
+            print(f"  note              {n}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .io import load
+    from .io.ply import write_ply
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".ply":
+        raise ExgsError(f"only .ply output is supported by convert, got {out.name!r}", out)
+    t0 = time.perf_counter()
+    scene = load(args.input)
+    if args.sanitize:
+        scene, rep = scene.sanitize()
+        for a in rep.actions:
+            print(f"sanitize: {a}", file=sys.stderr)
+    else:
+        rep = scene.validate()
+        if not rep.ok:
+            print(f"warning: {args.input}: {rep} (use --sanitize to repair)", file=sys.stderr)
+    write_ply(scene, out, ascii=args.ascii)
+    print(f"{args.input} ({scene.meta.get('format')}) -> {out}: {scene.n:,} Gaussians, SH {scene.sh_degree}, "
+          f"{_human_bytes(path_bytes(out))} in {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .io import load
+    from .render import render
+
+    scene = load(args.file)
+    cams = _views(scene, args, args.split)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for i, cam in enumerate(_progress(cams, "render", len(cams), args.quiet)):
+        res = render(scene, cam, backend=args.backend, background=np.array(args.background, np.float32))
+        write_png(out / f"view_{i:03d}.png", res.rgb)
+        if args.alpha:
+            write_png(out / f"view_{i:03d}_alpha.png", res.alpha)
+    dt = time.perf_counter() - t0
+    print(f"wrote {len(cams)} view(s) of {args.file} ({scene.n:,} Gaussians) at {args.size[0]}x{args.size[1]} "
+          f"to {out}/ in {dt:.2f} s ({res.backend} backend)")
+    return 0
+
+
+def evaluate(reference, candidate, cameras, *, backend="auto", progress=None) -> dict:
+    """Render both scenes on ``cameras``; per-view and mean PSNR (capped at 100 dB) and SSIM."""
+    from .metrics import psnr, ssim
+    from .render import render
+
+    per_view = []
+    it = progress(cameras) if progress else cameras
+    for cam in it:
+        a = render(reference, cam, backend=backend).rgb
+        b = render(candidate, cam, backend=backend).rgb
+        p = psnr(a, b)
+        per_view.append({"view": cam.name, "psnr": min(p, PSNR_CAP_DB), "ssim": ssim(a, b), "identical": p == math.inf})
+    return {
+        "psnr": float(np.mean([v["psnr"] for v in per_view])),
+        "ssim": float(np.mean([v["ssim"] for v in per_view])),
+        "identical": all(v["identical"] for v in per_view),
+        "per_view": per_view,
+    }
+
+
+def cmd_eval(args) -> int:
+    from .io import load
+    from .metrics import lpips_available
+
+    ref = load(args.reference)
+    cand = load(args.candidate)
+    cams = _views(ref, args, "eval")
+    t0 = time.perf_counter()
+    res = evaluate(ref, cand, cams, backend=args.backend,
+                   progress=lambda c: _progress(c, "eval", len(c), args.quiet or args.json))
+    out = {
+        "psnr": res["psnr"],
+        "ssim": res["ssim"],
+        "lpips": None,
+        "identical": res["identical"],
+        "psnr_cap_db": PSNR_CAP_DB,
+        "bytes_reference": path_bytes(args.reference),
+        "bytes_candidate": path_bytes(args.candidate),
+        "gaussians_reference": ref.n,
+        "gaussians_candidate": cand.n,
+        "views": len(cams),
+        "size": list(args.size),
+        "split": "eval (held-out automatic views)" if not args.cameras else f"cameras from {args.cameras}",
+        "seconds": round(time.perf_counter() - t0, 3),
+        "per_view": res["per_view"],
+    }
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    ratio = out["bytes_reference"] / max(out["bytes_candidate"], 1)
+    psnr_txt = f"{out['psnr']:.2f} dB" + (" (identical renders: capped)" if res["identical"] else "")
+    print(f"reference  {args.reference}: {ref.n:,} Gaussians, {_human_bytes(out['bytes_reference'])}")
+    print(f"candidate  {args.candidate}: {cand.n:,} Gaussians, {_human_bytes(out['bytes_candidate'])} ({ratio:.2f}x smaller)")
+    print(f"views      {len(cams)} at {args.size[0]}x{args.size[1]}, {out['split']}")
+    print(f"PSNR       {psnr_txt}")
+    print(f"SSIM       {out['ssim']:.4f}")
+    print(f"LPIPS      n/a ({lpips_available()[1]})")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="exgs",
+        description="Shrink 3D Gaussian Splatting scenes and render them back (ExGS: UGC + GaussPainter).",
+        epilog="Formats read: 3DGS .ply (binary/ascii), .splat, .spz (v2-v4), .compressed.ply, .sog. "
+               "Conventions: docs/CONVENTIONS.md.",
+    )
+    p.add_argument("--version", action="version", version=f"exgs {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def view_args(sp, default_views):
+        sp.add_argument("--views", type=positive_int, default=default_views, help=f"number of views (default {default_views})")
+        sp.add_argument("--size", type=parse_size, default=(512, 512), metavar="WxH", help="image size (default 512x512)")
+        sp.add_argument("--mode", choices=["auto", "orbit", "inside"], default="auto",
+                        help="automatic views: orbit around an object, inside-out for a room, or decide (default)")
+        sp.add_argument("--cameras", metavar="cameras.json", help="use a 3DGS cameras.json instead of automatic views")
+        sp.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto",
+                        help="renderer: gsplat on CUDA when available, else CPU (default auto)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    sp = sub.add_parser("info", help="format, Gaussian count, SH degree, bounds and bytes per Gaussian")
+    sp.add_argument("files", nargs="+", metavar="FILE")
+    sp.add_argument("--json", action="store_true", help="one JSON object per file")
+    sp.set_defaults(func=cmd_info)
+
+    sp = sub.add_parser("convert", help="convert any readable splat file to a standard 3DGS .ply")
+    sp.add_argument("input", metavar="IN")
+    sp.add_argument("output", metavar="OUT.ply")
+    sp.add_argument("--ascii", action="store_true", help="write ASCII PLY (default binary little endian)")
+    sp.add_argument("--sanitize", action="store_true", help="drop NaN/Inf Gaussians and fix zero rotations (reported)")
+    sp.set_defaults(func=cmd_convert)
+
+    sp = sub.add_parser("render", help="render automatic views (or cameras.json) to PNG files")
+    sp.add_argument("file", metavar="FILE")
+    view_args(sp, 8)
+    sp.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    sp.add_argument("--split", choices=["train", "eval"], default="eval", help="which automatic view set (default eval)")
+    sp.add_argument("--alpha", action="store_true", help="also write the coverage (alpha) image per view")
+    sp.add_argument("--background", type=float, nargs=3, default=(0.0, 0.0, 0.0), metavar=("R", "G", "B"),
+                    help="background colour in [0, 1] (default black)")
+    sp.set_defaults(func=cmd_render)
+
+    sp = sub.add_parser("eval", help="PSNR/SSIM of a candidate against a reference on held-out views")
+    sp.add_argument("reference", metavar="REFERENCE")
+    sp.add_argument("candidate", metavar="CANDIDATE")
+    view_args(sp, 8)
+    sp.add_argument("--json", action="store_true", help="print one JSON object (psnr, ssim, bytes_reference, ...)")
+    sp.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except ExgsError as e:
+        print(f"exgs: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("exgs: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

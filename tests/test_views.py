@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pytest
+
+from exgs_core import CameraError, GaussianScene
+from exgs_core.views import auto_views, load_cameras_json, save_cameras_json, scene_frame, split_views
+
+
+def scene_with(means):
+    s = GaussianScene.empty(len(means))
+    s.means = np.asarray(means, np.float32)
+    return s
+
+
+@pytest.fixture
+def blob(rng):
+    return scene_with(rng.normal(size=(4000, 3)) * [1.0, 0.5, 2.0] + [5, -2, 1])
+
+
+@pytest.fixture
+def room(rng):
+    d = rng.normal(size=(6000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return scene_with(d * rng.uniform(8, 10, size=(6000, 1)))
+
+
+def test_object_vs_room_rule(blob, room):
+    assert scene_frame(blob).kind == "orbit"
+    assert scene_frame(room).kind == "inside"
+    assert scene_frame(room, mode="orbit").kind == "orbit"
+
+
+def test_orbit_views_frame_the_object(blob):
+    fr = scene_frame(blob)
+    cams = auto_views(blob, 12, 320, 240)
+    assert len(cams) == 12
+    for c in cams:
+        # the centre projects to the image centre and lies in front
+        x = c.world_to_camera @ np.append(fr.center, 1)
+        assert x[2] > 0
+        assert abs(c.fx * x[0] / x[2] + c.cx - 160) < 1e-6 and abs(c.fy * x[1] / x[2] + c.cy - 120) < 1e-6
+        # the radius sphere fits in the frame: distance >= r / sin(min fov / 2)
+        d = np.linalg.norm(c.position - fr.center)
+        assert d * np.sin(min(c.fov_x, c.fov_y) / 2) >= fr.radius
+        # elevation within [-15, 60] degrees above the horizontal (up = -y)
+        e = np.degrees(np.arcsin(np.dot((c.position - fr.center) / d, fr.up)))
+        assert -15.01 <= e <= 60.01
+
+
+def test_inside_views_look_outwards(room):
+    fr = scene_frame(room)
+    for c in auto_views(room, 8, 64, 64):
+        assert np.linalg.norm(c.position - fr.center) <= 0.1 * fr.radius + 1e-6
+        assert np.dot(c.forward, c.position - fr.center) < 0  # displaced backwards, looking outwards
+
+
+def test_eval_views_differ_from_train_views(blob, room):
+    for s in (blob, room):
+        tr = auto_views(s, 16, 64, 64, split="train")
+        ev = auto_views(s, 16, 64, 64, split="eval")
+        for e in ev:
+            dmin = min(np.abs(e.world_to_camera - t.world_to_camera).max() for t in tr)
+            assert dmin > 1e-3
+        # deterministic
+        again = auto_views(s, 16, 64, 64, split="eval")
+        assert all(np.array_equal(a.world_to_camera, b.world_to_camera) for a, b in zip(ev, again))
+
+
+def test_cameras_json_round_trip_and_errors(tmp_path, blob):
+    cams = auto_views(blob, 5, 200, 100)
+    p = tmp_path / "cameras.json"
+    save_cameras_json(cams, p)
+    back = load_cameras_json(p)
+    for a, b in zip(cams, back):
+        np.testing.assert_allclose(a.world_to_camera, b.world_to_camera, atol=1e-9)
+        assert (a.fx, a.width, a.height) == (b.fx, b.width, b.height)
+    half = load_cameras_json(p, width=100)
+    assert half[0].width == 100 and half[0].height == 50 and half[0].fx == pytest.approx(cams[0].fx / 2)
+    data = json.loads(p.read_text())
+    bad = tmp_path / "bad.json"
+    for mutate, msg in [
+        (lambda d: d[1].pop("fx"), "camera #1: missing field 'fx'"),
+        (lambda d: d[0].__setitem__("rotation", [[1, 0], [0, 1]]), "camera #0"),
+        (lambda d: d[2].__setitem__("rotation", [[2, 0, 0], [0, 1, 0], [0, 0, 1]]), "not a rotation"),
+        (lambda d: d[0].__setitem__("width", -3), "camera #0"),
+    ]:
+        d = json.loads(json.dumps(data))
+        mutate(d)
+        bad.write_text(json.dumps(d))
+        with pytest.raises(CameraError, match=msg) as ei:
+            load_cameras_json(bad)
+        assert str(bad) in str(ei.value)
+    bad.write_text("{not json")
+    with pytest.raises(CameraError, match="JSON"):
+        load_cameras_json(bad)
+    with pytest.raises(CameraError, match="no such file"):
+        load_cameras_json(tmp_path / "missing.json")
+
+
+def test_3dgs_cameras_json_convention(tmp_path):
+    # graphdeco writes position = camera centre and rotation = camera-to-world rotation (OpenCV axes)
+    entry = {"id": 0, "img_name": "a", "width": 100, "height": 80, "position": [0, 0, -4],
+             "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "fx": 90.0, "fy": 90.0}
+    p = tmp_path / "cameras.json"
+    p.write_text(json.dumps([entry]))
+    cam = load_cameras_json(p)[0]
+    np.testing.assert_allclose(cam.position, [0, 0, -4])
+    x = cam.world_to_camera @ np.array([0, 0, 0, 1.0])
+    assert x[2] == pytest.approx(4)  # the origin is 4 units in front
+
+
+def test_split_views_every_8th(blob):
+    cams = auto_views(blob, 20, 32, 32)
+    train, test = split_views(cams)
+    assert len(test) == 3 and len(train) == 17
