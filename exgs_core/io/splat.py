@@ -1,0 +1,136 @@
+"""antimatter15 ``.splat``: 32-byte records, no header, no SH beyond DC.
+
+One record per Gaussian, little endian:
+
+======== ========== =====================================================================================
+bytes    type       meaning
+======== ========== =====================================================================================
+0..11    3 x f32    centre x, y, z
+12..23   3 x f32    **linear** scales (exp of the 3DGS log-scales)
+24..27   4 x u8     R, G, B = (0.5 + SH_C0 * f_dc) * 255; A = sigmoid(opacity) * 255
+28..31   4 x u8     rotation w, x, y, z = q / |q| * 128 + 128
+======== ========== =====================================================================================
+
+Decoding (this module, as the antimatter15 viewer): ``log_scales = log(scale)``, ``f_dc = (c / 255 - 0.5) /
+SH_C0``, ``opacity_logit = logit(a / 255)`` clipped at 1e-6 (:func:`exgs_core.conventions.logit`), ``quat =
+(b - 128) / 128`` kept unnormalised. PlayCanvas splat-transform decodes the rotation as ``b / 255 * 2 - 1`` and
+normalises; the two agree within one quantisation step (1/128) after normalisation.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..conventions import SH_C0, logit, sigmoid
+from ..errors import FormatError, SceneError
+from ..scene import GaussianScene
+from .atomic import atomic_write
+
+__all__ = ["read_splat", "write_splat", "SPLAT_DTYPE", "RECORD_BYTES"]
+
+RECORD_BYTES = 32
+
+#: One .splat record as a NumPy structured dtype (itemsize 32).
+SPLAT_DTYPE = np.dtype([("pos", "<f4", (3,)), ("scale", "<f4", (3,)), ("rgba", "u1", (4,)), ("rot", "u1", (4,))])
+assert SPLAT_DTYPE.itemsize == RECORD_BYTES
+
+
+def read_splat(path: str | os.PathLike) -> GaussianScene:
+    """Read an antimatter15 ``.splat`` file into a :class:`GaussianScene` (SH degree 0), in file order.
+
+    Returns:
+        ``means`` float32 [N, 3]; ``log_scales`` float32 [N, 3] = log of the stored linear scales (a scale of 0
+        gives -inf, a negative one NaN: kept, with a note, for :meth:`GaussianScene.validate` to report, never
+        repaired); ``sh`` float32 [N, 1, 3] = (c / 255 - 0.5) / SH_C0; ``opacity_logits`` float32 [N] =
+        logit(a / 255) clipped to [1e-6, 1 - 1e-6] (about +-13.8); ``quats`` float32 [N, 4] w, x, y, z =
+        (b - 128) / 128, unnormalised. ``meta["format"] = "splat"``.
+
+    Raises:
+        FormatError: the file is empty or its size is not a multiple of 32 bytes.
+    """
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise FormatError(f"cannot read: {e.strerror or e}", path) from None
+    if size == 0:
+        raise FormatError("the .splat file is empty", path)
+    if size % RECORD_BYTES:
+        raise FormatError(f"size {size} B is not a multiple of the {RECORD_BYTES}-byte .splat record "
+                          f"({size % RECORD_BYTES} trailing bytes): truncated or not a .splat file", path,
+                          offset=size - size % RECORD_BYTES)
+    n = size // RECORD_BYTES
+    try:
+        rec = np.fromfile(path, dtype=SPLAT_DTYPE, count=n)
+    except (OSError, ValueError, MemoryError) as e:
+        raise FormatError(f"cannot read: {e}", path) from None
+    if rec.shape[0] != n:
+        raise FormatError(f"short read: expected {n} records, got {rec.shape[0]}", path)
+
+    notes = []
+    scale = rec["scale"].astype(np.float64)
+    bad = ~(scale > 0)
+    if bad.any():
+        notes.append(f"{int(bad.any(axis=1).sum())} record(s) with a scale <= 0 or NaN: log gives -inf/NaN, kept "
+                     f"as is (see scene.validate())")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_scales = np.log(scale).astype(np.float32)
+    rgba = rec["rgba"].astype(np.float64)
+    dc = ((rgba[:, :3] / 255.0 - 0.5) / SH_C0).astype(np.float32)
+    opacity = logit(rgba[:, 3] / 255.0)
+    quats = ((rec["rot"].astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+    meta = {"format": "splat", "path": path, "notes": notes}
+    return GaussianScene(rec["pos"].astype(np.float32), quats, log_scales, opacity, dc[:, None, :], {}, meta)
+
+
+def splat_order(scene: GaussianScene) -> np.ndarray:
+    """int64 [N] record order antimatter15 uses: descending exp(sum of log-scales) * sigmoid(opacity) (large and
+    opaque first); stable, so ties keep scene order."""
+    key = np.exp(scene.log_scales.astype(np.float64).sum(axis=1)) * sigmoid(scene.opacity_logits)
+    return np.argsort(-key, kind="stable")
+
+
+def encode_splat(scene: GaussianScene, *, sort: bool = True) -> np.ndarray:
+    """Encode ``scene`` as .splat records (SPLAT_DTYPE [N]); SH beyond DC and extras are dropped.
+
+    Colour, alpha and rotation are **rounded** to the nearest byte (antimatter15's ``convert.py`` truncates;
+    rounding halves the worst-case error and readers cannot tell the difference). A zero rotation is written as
+    (128, 128, 128, 128), which decodes back to zero.
+
+    Raises:
+        SceneError: NaN/Inf in the colour, opacity or rotation (they have no byte encoding; see
+            :meth:`GaussianScene.sanitize`).
+    """
+    for name, a in (("sh (DC)", scene.sh[:, 0]), ("opacity_logits", scene.opacity_logits), ("quats", scene.quats)):
+        nbad = int((~np.isfinite(a.reshape(a.shape[0], -1))).any(axis=1).sum())
+        if nbad:
+            raise SceneError(f"cannot encode as .splat: {nbad} Gaussian(s) with NaN/Inf in {name}; sanitize first")
+    s = scene.subset(splat_order(scene)) if sort else scene
+    rec = np.zeros(s.n, SPLAT_DTYPE)
+    rec["pos"] = s.means
+    rec["scale"] = np.exp(s.log_scales.astype(np.float64)).astype(np.float32)
+    rgb = (0.5 + SH_C0 * s.sh[:, 0, :].astype(np.float64)) * 255.0
+    a = sigmoid(s.opacity_logits).astype(np.float64) * 255.0
+    rec["rgba"][:, :3] = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    rec["rgba"][:, 3] = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    q = s.quats.astype(np.float64)
+    norm = np.linalg.norm(q, axis=1, keepdims=True)
+    qn = np.divide(q, norm, out=np.zeros_like(q), where=norm > 0)
+    rec["rot"] = np.clip(np.rint(qn * 128.0 + 128.0), 0, 255).astype(np.uint8)
+    return rec
+
+
+def write_splat(scene: GaussianScene, path: str | os.PathLike, *, sort: bool = True) -> None:
+    """Write ``scene`` as an antimatter15 ``.splat`` file, atomically (temp file, then rename).
+
+    Records are sorted as antimatter15 does (see :func:`splat_order`) unless ``sort=False``. Lossy: SH beyond DC
+    and extras are dropped, colour/alpha/rotation are quantised to 8 bits (see :func:`encode_splat`).
+
+    Raises:
+        SceneError: NaN/Inf in colour, opacity or rotation.
+    """
+    rec = encode_splat(scene, sort=sort)
+    with atomic_write(path) as f:
+        f.write(rec.tobytes())
