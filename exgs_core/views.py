@@ -3,12 +3,14 @@
 Automatic views, the rule (tested in ``tests/test_views.py``):
 
 1. **Frame.** Centre ``c`` = per-axis median of the finite Gaussian centres. Radius ``r`` = the 90th percentile of
-   the distances of the centres from ``c`` (floaters do not inflate it). Up = ``-y`` (3DGS/COLMAP, PLY and the
-   PlayCanvas scenes are y-down) unless the caller gives another up vector.
-2. **Object or room.** A scene is a *room* (views from inside, looking out) when it is hollow around its centre:
-   fewer than 5 % of the centres lie within ``0.3 r`` of ``c`` **and** the directions from ``c`` to the centres
-   cover at least 20 of the 26 direction bins (the cube's faces, edges and corners). Otherwise it is an *object*
-   (views from outside, looking at ``c``). Callers can force ``mode="orbit"`` or ``mode="inside"``.
+   the distances of the centres from ``c`` (floaters do not inflate it). Up = the caller's up vector, else the
+   reader's ``scene.meta["up"]`` when the format pins its axes (SPZ is right-up-back: +y), else ``-y``
+   (3DGS/COLMAP PLY, .splat and the PlayCanvas formats are y-down).
+2. **Object or room.** A scene is a *room* (views from inside, looking out) when it is hollow around its centre
+   and encloses it: fewer than 5 % of the centres lie within ``0.3 r`` of ``c``, **and** in every one of 64
+   evenly spread directions (a Fibonacci sphere) at least 0.1 % of the other centres lie within 30 degrees of
+   that direction as seen from ``c`` (no empty cone: a ring or a bowl has one, a room does not). Otherwise it
+   is an *object* (views from outside, looking at ``c``). Callers can force ``mode="orbit"`` or ``"inside"``.
 3. **Orbit (objects).** ``n`` cameras on a spiral around ``c``: elevation (angle above the horizontal plane, towards
    up) goes linearly from -15 to +60 degrees, azimuth advances by the golden angle; distance ``r / sin(fov/2) * 1.05``
    with ``fov`` the smaller of the horizontal and vertical fields of view (default vertical 50 degrees), so the
@@ -48,20 +50,36 @@ class SceneFrame:
     kind: str
 
 
-def _direction_bins(d: np.ndarray) -> int:
-    """Number of the 26 cube direction bins (faces, edges, corners) hit by unit directions ``d`` [M, 3]."""
-    # sign pattern per axis with a dead zone: component < -0.38 -> -1, > 0.38 -> +1, else 0 (0.38 ~ sin 22.5 deg)
-    s = np.where(d > 0.38, 1, np.where(d < -0.38, -1, 0))
-    codes = (s[:, 0] + 1) * 9 + (s[:, 1] + 1) * 3 + (s[:, 2] + 1)
-    codes = codes[codes != 13]  # (0, 0, 0) is not a direction
-    return int(np.unique(codes).size)
+def fibonacci_sphere(n: int) -> np.ndarray:
+    """float64 [n, 3] unit vectors spread evenly over the sphere (Fibonacci lattice)."""
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    rho = np.sqrt(1 - z * z)
+    a = GOLDEN_ANGLE * i
+    return np.stack([rho * np.cos(a), rho * np.sin(a), z], axis=1)
 
 
-def scene_frame(scene: GaussianScene, up=DEFAULT_UP, mode: str = "auto") -> SceneFrame:
+def _encloses(d: np.ndarray, cone_deg: float = 30.0, min_frac: float = 0.001) -> bool:
+    """True when every one of 64 Fibonacci directions has >= ``min_frac`` of the unit directions ``d`` [M, 3]
+    within ``cone_deg`` of it (no empty cone around the centre)."""
+    if len(d) == 0:
+        return False
+    cos = fibonacci_sphere(64) @ d.T  # [64, M]
+    frac = (cos > np.cos(np.radians(cone_deg))).mean(axis=1)
+    return bool(frac.min() >= min_frac)
+
+
+def scene_up(scene: GaussianScene) -> np.ndarray:
+    """float64 [3] the up direction the scene's format implies: ``meta["up"]`` when a reader (SPZ as stored is
+    right-up-back: +y) or the user set it, else -y."""
+    return np.asarray(scene.meta.get("up", DEFAULT_UP), np.float64)
+
+
+def scene_frame(scene: GaussianScene, up=None, mode: str = "auto") -> SceneFrame:
     """Centre, radius, up and object/room decision of ``scene`` by the rule in the module docstring."""
     if mode not in ("auto", "orbit", "inside"):
         raise ValueError(f"mode must be 'auto', 'orbit' or 'inside', got {mode!r}")
-    up = np.asarray(up, np.float64)
+    up = scene_up(scene) if up is None else np.asarray(up, np.float64)
     if up.shape != (3,) or np.linalg.norm(up) < 1e-12:
         raise CameraError(f"up must be a non-zero 3-vector, got {up}")
     up = up / np.linalg.norm(up)
@@ -79,8 +97,9 @@ def scene_frame(scene: GaussianScene, up=DEFAULT_UP, mode: str = "auto") -> Scen
     if mode == "auto":
         near_frac = float((dist < 0.3 * r).mean())
         far = dist > 0.3 * r
-        bins = _direction_bins((m[far] - c) / dist[far, None]) if far.any() else 0
-        kind = "inside" if (near_frac < 0.05 and bins >= 20) else "orbit"
+        hollow = near_frac < 0.05
+        sub = np.flatnonzero(far)[:20_000]  # a fixed prefix of the (already sampled) points bounds the cost
+        kind = "inside" if hollow and _encloses((m[sub] - c) / dist[sub, None]) else "orbit"
     return SceneFrame(c, r, up, kind)
 
 
@@ -112,7 +131,7 @@ def auto_views(
     *,
     split: str = "train",
     mode: str = "auto",
-    up=DEFAULT_UP,
+    up=None,
     fov_y_deg: float | None = None,
 ) -> list[Camera]:
     """``n`` automatic cameras for ``scene`` by the rule in the module docstring.
@@ -123,7 +142,7 @@ def auto_views(
         width, height: image size in pixels.
         split: ``"train"`` (views for compression decisions) or ``"eval"`` (held-out views, never the same poses).
         mode: ``"auto"`` (object/room decision), ``"orbit"`` or ``"inside"``.
-        up: world up direction [3] (default -y).
+        up: world up direction [3] (default: :func:`scene_up`).
         fov_y_deg: vertical field of view; default 50 (orbit) or 70 (inside).
     """
     if n < 1:

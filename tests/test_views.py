@@ -114,3 +114,25 @@ def test_split_views_every_8th(blob):
     cams = auto_views(blob, 20, 32, 32)
     train, test = split_views(cams)
     assert len(test) == 3 and len(train) == 17
+
+
+def test_ring_and_bowl_are_objects_box_room_is_a_room(rng):
+    # a torus (hollow centre, but an empty cone along its axis) is an object, in any orientation
+    t = rng.uniform(0, 2 * np.pi, 8000)
+    p = rng.uniform(0, 2 * np.pi, 8000)
+    R, a = 1.0, 0.45
+    torus = np.stack([(R + a * np.cos(p)) * np.cos(t), (R + a * np.cos(p)) * np.sin(t), a * np.sin(p)], 1)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    assert scene_frame(scene_with(torus)).kind == "orbit"
+    assert scene_frame(scene_with(torus @ q.T)).kind == "orbit"
+    # a bowl (half sphere shell) is an object
+    d = rng.normal(size=(8000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    d[:, 1] = np.abs(d[:, 1])
+    assert scene_frame(scene_with(d * 3)).kind == "orbit"
+    # a box room: floor, ceiling and four walls
+    u = rng.uniform(-1, 1, size=(12000, 3))
+    face = rng.integers(0, 6, 12000)
+    u[np.arange(12000), face // 2] = np.where(face % 2, 1.0, -1.0)
+    room = u * [4, 1.5, 3]
+    assert scene_frame(scene_with(room)).kind == "inside"

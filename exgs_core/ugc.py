@@ -1,0 +1,279 @@
+"""UGC, Universal Gaussian Compression, the pruning half (no re-optimisation): score, sample, amplify, cut SH.
+
+Pipeline (each step a pure function, arrays in, new arrays out):
+
+1. :func:`significance` — every Gaussian's global significance over M views. ``"exgs"`` (the paper's GS_j):
+   ``sum over the pixels of all views of alpha_j(p) * T_j(p)``, divided by ``M * H * W``; the blend weight
+   alpha * T is what the rasteriser accumulates (on CUDA it is the gradient of the summed render with respect
+   to a per-Gaussian scalar colour). ``"lightgaussian"`` (for comparison): LightGaussian's
+   ``count_j * sigma_j * (V_j / V_ref) ** 0.1`` with V the ellipsoid volume and V_ref the 90 % largest volume.
+   ``"opacity"``: plain sigmoid opacity (a baseline without views).
+2. :func:`voxel_sample` — voxel-based sampling with retention ratio rho: in every occupied voxel V keep the top
+   ``floor(|V| * rho)`` by score; a voxel whose total score reaches the global keep threshold keeps at least one
+   (thin structure survives); then the global budget ``round(rho * N)`` is met exactly: unfilled places go to the
+   highest-scoring unkept Gaussians anywhere, an overshoot drops the lowest-scoring extra keeps.
+3. :func:`amplify` — closed-form compensation per voxel: the kept Gaussians take over a share of the removed
+   Gaussians' coverage mass (opacity x projected area). Gain ``g = (M_all / M_kept) ** strength`` per voxel,
+   applied to opacity first (up to 0.99), the rest to the scale (uniform factor ``sqrt``, capped).
+4. :func:`split_sh` — the ``sh_keep`` fraction of survivors with the highest score keep full SH; the rest become
+   DC-only, optionally with the removed bands' mean colour over the scoring views folded into DC.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .camera import Camera
+from .conventions import SH_C0, logit, sigmoid
+from .errors import ExgsError
+from .scene import GaussianScene
+
+SCORES = ("exgs", "lightgaussian", "opacity")
+
+
+class Cancelled(ExgsError):
+    """The caller's cancel callback asked to stop."""
+
+
+Progress = Callable[[float, str], None]
+
+
+def _check_cancel(cancel) -> None:
+    if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()):
+        raise Cancelled("cancelled")
+
+
+@dataclass(frozen=True)
+class Accumulation:
+    """What the scoring pass gathers over M views of H x W pixels.
+
+    Attributes:
+        weight: float64 [N], sum of alpha * T over every pixel of every view.
+        count: float64 [N], number of pixels where the Gaussian contributed (alpha >= 1/255, pixel not terminated).
+        pixels: M * H * W.
+        views: M.
+    """
+
+    weight: np.ndarray
+    count: np.ndarray
+    pixels: int
+    views: int
+
+
+def accumulate(scene: GaussianScene, cameras: Sequence[Camera], *, backend: str = "auto",
+               progress: Progress | None = None, cancel=None) -> Accumulation:
+    """Render ``scene`` from every camera with per-Gaussian accumulation and sum the results."""
+    from .render import render
+
+    w = np.zeros(scene.n, np.float64)
+    c = np.zeros(scene.n, np.float64)
+    pixels = 0
+    for i, cam in enumerate(cameras):
+        _check_cancel(cancel)
+        r = render(scene, cam, backend=backend, return_weights=True, return_counts=True)
+        w += r.weights
+        if r.counts is not None:
+            c += r.counts
+        pixels += cam.width * cam.height
+        if progress:
+            progress((i + 1) / len(cameras), f"scoring view {i + 1}/{len(cameras)}")
+    return Accumulation(w, c, pixels, len(cameras))
+
+
+def significance(scene: GaussianScene, acc: Accumulation | None, method: str = "exgs") -> np.ndarray:
+    """float64 [N] significance score (higher = more important) by ``method`` (see module docstring)."""
+    if method not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {method!r}")
+    if method == "opacity":
+        return scene.opacities.astype(np.float64)
+    if acc is None:
+        raise ValueError(f"score {method!r} needs the views' accumulation")
+    if method == "exgs":
+        return acc.weight / max(acc.pixels, 1)
+    # LightGaussian: imp_j = sum over hit pixels of sigma_j, times (V_j / V_ref) ** 0.1
+    vol = np.exp(scene.log_scales.astype(np.float64).sum(axis=1))
+    v_ref = np.sort(vol)[::-1][int(math.floor(0.9 * (len(vol) - 1)))] if len(vol) else 1.0
+    return acc.count * scene.opacities.astype(np.float64) * np.power(vol / max(v_ref, 1e-30), 0.1)
+
+
+# ----------------------------------------------------------------------------- voxel sampling
+def voxel_keys(means: np.ndarray, voxel: float) -> np.ndarray:
+    """int64 [N] voxel id of each centre for a grid of edge ``voxel`` (world units), origin at the minimum."""
+    lo = means.min(axis=0)
+    ijk = np.floor((means - lo) / voxel).astype(np.int64)
+    ijk = np.clip(ijk, 0, (1 << 20) - 1)
+    return (ijk[:, 0] << 40) | (ijk[:, 1] << 20) | ijk[:, 2]
+
+
+def auto_voxel_size(means: np.ndarray, per_voxel: float) -> float:
+    """Edge length giving about ``per_voxel`` Gaussians per occupied voxel on average (3 refinement steps)."""
+    n = len(means)
+    lo, hi = np.quantile(means, 0.01, axis=0), np.quantile(means, 0.99, axis=0)
+    ext = float(np.max(hi - lo)) or 1.0
+    v = ext / max(2.0, (n / per_voxel) ** (1 / 3))
+    for _ in range(4):
+        occ = np.unique(voxel_keys(means, v)).size
+        mean = n / max(occ, 1)
+        if 0.8 < mean / per_voxel < 1.25:
+            break
+        v *= (per_voxel / mean) ** 0.5  # occupancy of surface-like scenes grows ~ v^2
+    return float(v)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """Output of :func:`voxel_sample`: ``keep`` bool [N], ``voxel`` int64 [N] ids, the voxel edge length,
+    and counts of how each kept Gaussian earned its place."""
+
+    keep: np.ndarray
+    voxel: np.ndarray
+    voxel_size: float
+    kept_by_quota: int
+    kept_min_one: int
+    kept_by_budget: int
+
+
+def voxel_sample(means: np.ndarray, score: np.ndarray, ratio: float, *, voxel_size: float | None = None,
+                 per_voxel: float | None = None) -> SampleResult:
+    """Choose the survivors by the voxel rule in the module docstring (exactly ``round(ratio * N)`` of them).
+
+    Args:
+        means: float32 [N, 3] centres.
+        score: float [N] significance (higher first).
+        ratio: retention rho in (0, 1].
+        voxel_size: grid edge in world units; default from ``per_voxel``.
+        per_voxel: mean Gaussians per occupied voxel for the automatic size; default ``max(8, 4 / ratio)`` so a
+            typical voxel's quota floor(|V| rho) is about 4.
+    """
+    n = len(means)
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    budget = int(round(ratio * n))
+    if n == 0 or budget >= n:
+        return SampleResult(np.ones(n, bool), np.zeros(n, np.int64), 0.0, n, 0, 0)
+    if voxel_size is None:
+        voxel_size = auto_voxel_size(means, per_voxel or max(8.0, 4.0 / ratio))
+    vid = voxel_keys(means, voxel_size)
+    order = np.lexsort((-score, vid))  # by voxel, then score descending
+    v_sorted = vid[order]
+    starts = np.flatnonzero(np.r_[True, v_sorted[1:] != v_sorted[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    rank = np.arange(n) - np.repeat(starts, sizes)  # rank within voxel, 0 = best
+    quota = np.floor(sizes * ratio).astype(np.int64)
+    keep_sorted = rank < np.repeat(quota, sizes)
+    # voxels carrying enough score keep at least one: total >= the global keep threshold
+    thresh = np.partition(score, n - budget)[n - budget]
+    vsum = np.add.reduceat(score[order], starts)
+    need_one = (quota == 0) & (vsum >= thresh) & (vsum > 0)
+    min_one = np.zeros(n, bool)
+    min_one[starts[need_one]] = True
+    keep_sorted |= min_one
+    keep = np.zeros(n, bool)
+    keep[order] = keep_sorted
+    mo = np.zeros(n, bool)
+    mo[order] = min_one
+    n_quota = int(keep.sum() - mo.sum())
+    k = int(keep.sum())
+    added = 0
+    if k < budget:  # fill by global score
+        cand = np.flatnonzero(~keep)
+        top = cand[np.argsort(-score[cand], kind="stable")[: budget - k]]
+        keep[top] = True
+        added = len(top)
+    elif k > budget:  # drop the lowest-scoring keeps, quota extras before min-one guarantees
+        kept = np.flatnonzero(keep)
+        pri = np.where(mo[kept], 1.0, 0.0)  # 0 = drop first
+        drop = kept[np.lexsort((score[kept], pri))[: k - budget]]
+        keep[drop] = False
+    return SampleResult(keep, vid, float(voxel_size), n_quota, int((mo & keep).sum()), added)
+
+
+def top_k(score: np.ndarray, ratio: float) -> np.ndarray:
+    """bool [N]: the global top ``round(ratio * N)`` by score (pruning without voxels, for the ablation)."""
+    n = len(score)
+    k = int(round(ratio * n))
+    keep = np.zeros(n, bool)
+    keep[np.argsort(-score, kind="stable")[:k]] = True
+    return keep
+
+
+# ----------------------------------------------------------------------------- amplification
+def coverage_mass(scene: GaussianScene) -> np.ndarray:
+    """float64 [N] opacity x area of the two largest axes (pi * s_a * s_b): a view-independent coverage proxy."""
+    s = np.sort(np.exp(scene.log_scales.astype(np.float64)), axis=1)
+    return scene.opacities.astype(np.float64) * math.pi * s[:, 2] * s[:, 1]
+
+
+def amplify(scene: GaussianScene, keep: np.ndarray, voxel: np.ndarray, *, strength: float = 0.5,
+            max_opacity: float = 0.99, max_scale_gain: float = 1.5) -> tuple[GaussianScene, dict]:
+    """Return the kept Gaussians with opacity/scale compensated for the removed ones in their voxel.
+
+    Per voxel: ``g = (M_all / M_kept) ** strength`` (M = :func:`coverage_mass`), clipped to
+    [1, max_scale_gain**2 / min(opacity)]. Each kept Gaussian's mass is multiplied by g: opacity first
+    (``sigma' = min(sigma * g, max_opacity)``), the remaining factor ``g * sigma / sigma'`` as area via a
+    uniform scale factor ``sqrt(.)`` capped at ``max_scale_gain``.
+
+    Returns:
+        (scene of the kept Gaussians, stats dict: mean/max gain, Gaussians changed).
+    """
+    m = coverage_mass(scene)
+    uniq, inv = np.unique(voxel, return_inverse=True)
+    m_all = np.bincount(inv, weights=m, minlength=len(uniq))
+    m_kept = np.bincount(inv, weights=m * keep, minlength=len(uniq))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g_vox = np.where(m_kept > 0, m_all / m_kept, 1.0) ** strength
+    g = np.clip(g_vox[inv][keep], 1.0, None)
+    out = scene.subset(keep)
+    sig = out.opacities.astype(np.float64)
+    sig_new = np.minimum(sig * g, max_opacity)
+    sig_new = np.maximum(sig_new, sig)
+    rest = g * sig / np.maximum(sig_new, 1e-12)
+    f = np.clip(np.sqrt(np.maximum(rest, 1.0)), 1.0, max_scale_gain)
+    out.opacity_logits = logit(sig_new)
+    out.log_scales = (out.log_scales + np.log(f)[:, None]).astype(np.float32)
+    changed = (g > 1.0 + 1e-6)
+    # keep the logit exact where nothing changed (logit(sigmoid(x)) is not bit-exact)
+    out.opacity_logits[~changed] = scene.opacity_logits[keep][~changed]
+    return out, {"gain_mean": float(g.mean()) if len(g) else 1.0, "gain_max": float(g.max()) if len(g) else 1.0,
+                 "amplified": int(changed.sum())}
+
+
+# ----------------------------------------------------------------------------- SH
+def split_sh(scene: GaussianScene, score: np.ndarray, sh_keep: float, *, fold_dirs: np.ndarray | None = None
+             ) -> tuple[GaussianScene, np.ndarray]:
+    """Mark the top ``sh_keep`` fraction (by ``score`` [N]) as full-SH and make the rest DC-only.
+
+    Args:
+        fold_dirs: float [D, 3] unit view directions (camera -> Gaussian) of the scoring views, or None.
+            When given, each DC-only Gaussian's DC absorbs the mean over these directions of its removed
+            bands' colour (in the direction from each camera centre to that Gaussian, averaged).
+
+    Returns:
+        (scene with zeroed higher SH where cut, ``sh_full`` bool [N]).
+    """
+    n, k = scene.n, scene.sh.shape[1]
+    if k == 1:
+        return scene, np.zeros(n, bool)
+    if not 0 <= sh_keep <= 1:
+        raise ValueError(f"sh_keep must be in [0, 1], got {sh_keep}")
+    full = top_k(score, sh_keep) if sh_keep < 1 else np.ones(n, bool)
+    out = scene.copy()
+    cut = ~full
+    if fold_dirs is not None and cut.any():
+        from .render.sh import sh_to_color
+
+        idx = np.flatnonzero(cut)
+        rest = out.sh[idx].copy()
+        rest[:, 0] = 0.0
+        acc = np.zeros((len(idx), 3), np.float64)
+        for cam_pos in fold_dirs:  # camera centres [D, 3]
+            d = out.means[idx].astype(np.float64) - cam_pos
+            d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+            acc += sh_to_color(rest, d.astype(np.float32), offset=False)
+        out.sh[idx, 0] += (acc / len(fold_dirs) / SH_C0).astype(np.float32)
+    out.sh[cut, 1:] = 0.0
+    return out, full

@@ -1,0 +1,109 @@
+"""The exgs command line as a user drives it (in-process through main(), plus one real subprocess)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DATA, REPO
+from exgs_core import load
+from exgs_core.cli import main
+
+DONUT = DATA / "donut_sh0_2000.ply"
+
+
+def run(capsys, *argv):
+    code = main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("info", "convert", "render", "eval"):
+        assert cmd in out
+
+
+def test_info_text_and_json(capsys):
+    code, out, _ = run(capsys, "info", DONUT)
+    assert code == 0 and "2,000" in out and "SH degree         0" in out and "bytes/Gaussian" in out
+    code, out, _ = run(capsys, "info", "--json", DONUT)
+    info = json.loads(out)
+    assert info["format"] == "ply" and info["gaussians"] == 2000 and info["sh_degree"] == 0
+    assert info["bytes_per_gaussian"] == pytest.approx(DONUT.stat().st_size / 2000)
+    assert len(info["bounds_min"]) == 3
+
+
+def test_info_bad_file_is_a_clear_error(capsys, tmp_path):
+    bad = tmp_path / "broken.ply"
+    bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 99\nproperty float x\nend_header\n" + b"\0" * 8)
+    code, _, err = run(capsys, "info", bad)
+    assert code == 2 and "exgs: error:" in err and "broken.ply" in err
+    code, _, err = run(capsys, "info", tmp_path / "missing.spz")
+    assert code == 2 and "missing.spz" in err
+
+
+def test_convert_round_trip(capsys, tmp_path):
+    out_ply = tmp_path / "out.ply"
+    code, out, _ = run(capsys, "convert", DATA / "plant_2000.splat", out_ply)
+    assert code == 0 and "2,000 Gaussians" in out
+    a, b = load(DATA / "plant_2000.splat"), load(out_ply)
+    assert a.equal(b)
+    code, _, err = run(capsys, "convert", DONUT, tmp_path / "out.spz")
+    assert code == 2 and ".ply" in err
+    assert not (tmp_path / "out.spz").exists()
+
+
+def test_render_writes_pngs(capsys, tmp_path):
+    code, out, _ = run(capsys, "render", DONUT, "--views", 3, "--size", "64x48", "--out", tmp_path / "r", "-q", "--alpha")
+    assert code == 0
+    files = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert files == ["view_000.png", "view_000_alpha.png", "view_001.png", "view_001_alpha.png",
+                     "view_002.png", "view_002_alpha.png"]
+    img = np.asarray(Image.open(tmp_path / "r" / "view_000.png"))
+    assert img.shape == (48, 64, 3)
+    assert img.max() > 30  # something was drawn
+    alpha = np.asarray(Image.open(tmp_path / "r" / "view_000_alpha.png"))
+    assert 0.02 < (alpha > 0).mean() < 1.0
+
+
+def test_render_rejects_bad_size(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["render", str(DONUT), "--size", "64by48", "--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_eval_self_is_maximal_and_json(capsys):
+    code, out, _ = run(capsys, "eval", DONUT, DONUT, "--views", 2, "--size", "48x48", "--json")
+    assert code == 0
+    r = json.loads(out)
+    assert r["identical"] is True and r["psnr"] == 100.0 and r["ssim"] == pytest.approx(1.0)
+    assert r["bytes_reference"] == r["bytes_candidate"] == DONUT.stat().st_size
+    code, out, _ = run(capsys, "eval", DONUT, DONUT, "--views", 2, "--size", "48x48", "-q")
+    assert "identical renders" in out
+
+
+def test_eval_detects_a_difference(capsys, tmp_path):
+    s = load(DONUT)
+    from exgs_core.io.ply import write_ply
+
+    half = s.subset(np.arange(s.n) % 2 == 0)
+    write_ply(half, tmp_path / "half.ply")
+    code, out, _ = run(capsys, "eval", DONUT, tmp_path / "half.ply", "--views", 2, "--size", "48x48", "--json")
+    r = json.loads(out)
+    assert code == 0 and not r["identical"] and 5 < r["psnr"] < 60 and r["ssim"] < 1
+    assert r["gaussians_candidate"] == 1000
+
+
+def test_console_script_runs_as_a_process():
+    r = subprocess.run([sys.executable, "-m", "exgs_core.cli", "info", str(DONUT)], capture_output=True, text=True,
+                       cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "format            ply" in r.stdout
