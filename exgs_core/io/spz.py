@@ -1,0 +1,485 @@
+"""Reader for Niantic SPZ files (versions 1-4), numpy-vectorised.
+
+Layouts (all integers little-endian)
+------------------------------------
+Versions 1-3 ("legacy"): the whole file is one gzip stream (a raw, un-gzipped payload is also accepted, as
+PlayCanvas splat-transform does) holding a 16-byte header
+
+    u32 magic 0x5053474e ("NGSP")  u32 version  u32 numPoints
+    u8 shDegree  u8 fractionalBits  u8 flags  u8 reserved
+
+followed by the attribute blocks, one after the other (structure of arrays):
+
+    positions  N x 3 x 24-bit signed fixed point (v1: N x 3 x float16)
+    alphas     N x u8            sigmoid(opacity) * 255
+    colors     N x 3 x u8        f_dc * (0.15 * 255) + 127.5   (SPZ's own colour scale, not SH_C0)
+    scales     N x 3 x u8        (log scale + 10) * 16
+    rotations  v1/v2: N x 3 x u8 (x, y, z of the unit quaternion with w >= 0, (q + 1) * 127.5)
+               v3+:   N x u32    smallest three: bits 30-31 index of the largest component (in x, y, z, w
+                                 order), then three 10-bit fields (9-bit magnitude / (1/sqrt 2) * 511 and a sign
+                                 bit), the field of the highest remaining component in the lowest bits
+    sh         N x (K - 1) x 3 x u8   (v - 128) / 128; coefficient-major with RGB inner (sh1n1_r, sh1n1_g,
+                                 sh1n1_b, sh10_r, ...), i.e. already our ``sh[:, 1:, :]`` layout
+    [extension records when flags & 0x2; kept as bytes, not interpreted]
+
+Version 4: a plaintext 32-byte header
+
+    u32 magic  u32 version(4)  u32 numPoints  u8 shDegree  u8 fractionalBits  u8 flags  u8 numStreams
+    u32 tocByteOffset  u8 reserved[12]
+
+then optional extension records (flags & 0x2) up to ``tocByteOffset``, a table of contents of
+``numStreams`` x (u64 compressedSize, u64 uncompressedSize), then one zstd frame per attribute stream in the
+order above (positions, alphas, colors, scales, rotations[, sh]); the SH stream is absent when shDegree = 0.
+
+Flags: 0x1 = trained with antialiasing (mip-splatting) -> ``scene.meta["antialiased"] = True``;
+0x2 = extension records present (skipped, noted in ``scene.meta["notes"]``).
+
+Coordinate system
+-----------------
+By default values are returned exactly as stored, with **no axis conversion**, because that is what the
+oracle does: PlayCanvas splat-transform 3.7.0, which made the reference decodes in
+``../shared/data/reference-ply`` (``*.from-spz.ply``), decodes SPZ raw (CoordinateSystem UNSPECIFIED) and writes
+the stored values to PLY unchanged (our positions equal its x, y, z bit for bit).
+
+The SPZ specification, however, says a file is in RUB (OpenGL: x right, y up, z back) unless the
+``SPZ_ADOBE_coordinate_system`` extension says otherwise, while 3DGS PLY is RDF (y down, z forward), and the
+data agree with the spec: the biker scene shipped both as ``playcanvas_biker.spz`` and as
+``playcanvas_biker.compressed.ply`` matches point for point (every centre within 0.2 mm, quaternions
+|dot| > 0.999) only after y -> -y, z -> -z. So a raw SPZ decode is upside down relative to PLY scenes.
+``read_spz(path, axes="rdf")`` (or :func:`flip_yz` on a decoded scene) converts RUB -> RDF: a 180 degree rotation
+about x, so positions (x, -y, -z), quaternions (w, x, -y, -z) and the SH sign pattern of the Niantic
+coordinate converter (odd functions of y or z change sign). ``scene.meta["coordinate_system"]`` says which.
+
+Decoding (same arithmetic as the Niantic reference and splat-transform; float64, then float32):
+``means = fixed24 / 2**fractionalBits``; ``log_scales = b / 16 - 10``; ``opacity_logits =
+logit(clip(a / 255, 1e-6, 1 - 1e-6))``; ``dc = (c / 255 - 0.5) / 0.15``; ``sh_rest = (b - 128) / 128``;
+quaternions are reordered from SPZ's x, y, z, w to our w, x, y, z.
+
+Errors: every problem (truncation, wrong magic, unknown version, shDegree > 3, a point count the payload
+cannot hold, corrupt gzip/zstd, a TOC that disagrees with the header) raises
+:class:`~exgs_core.errors.FormatError` naming the file and the field. Sizes are checked before anything
+proportional to numPoints is allocated, and decompression is bounded by the size the header implies.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..conventions import logit, sh_coeff_count
+from ..errors import FormatError
+from ..scene import GaussianScene
+
+__all__ = ["read_spz", "decode_spz", "unpack_spz", "pack_spz", "flip_yz", "SpzRaw", "SPZ_MAGIC", "SPZ_COLOR_SCALE"]
+
+SPZ_MAGIC = 0x5053474E  # b"NGSP" little-endian
+SPZ_COLOR_SCALE = 0.15  # SPZ quantises f_dc with this scale instead of SH_C0
+LEGACY_HEADER_SIZE = 16
+NGSP_HEADER_SIZE = 32
+FLAG_ANTIALIASED = 0x1
+FLAG_EXTENSIONS = 0x2
+MAX_SPZ_VERSION = 4
+MAX_SH_DEGREE = 3  # SPZ allows 4; our scene model stops at 3
+
+# Bounds on compression ratios, to reject impossible point counts before allocating: deflate cannot exceed
+# about 1032:1; a zstd RLE block stores 128 KiB in 4 bytes (32768:1).
+_GZIP_MAX_RATIO = 1032
+_ZSTD_MAX_RATIO = 32768
+# How much data after the last attribute block (legacy extension records) we accept while verifying the CRC.
+_MAX_TRAILER = 16 << 20
+
+_CS_STORED = "as stored (SPZ default RUB; not converted, as splat-transform does)"
+_CS_RDF = "RDF (converted from the SPZ's RUB by flip_yz)"
+
+_STREAM_NAMES = ("positions", "alphas", "colors", "scales", "rotations", "sh")
+
+
+@dataclass
+class SpzRaw:
+    """The still-quantised content of an SPZ file (header + per-attribute byte arrays), N = ``num_points``.
+
+    Attributes:
+        version: 1..4.
+        num_points: N.
+        sh_degree: 0..3.
+        fractional_bits: fixed-point fraction bits of the positions.
+        flags: header flag byte (0x1 antialiased, 0x2 extensions).
+        positions: uint8 [N, 9] (three little-endian signed 24-bit ints); v1: uint8 [N, 6] (three float16).
+        alphas: uint8 [N].
+        colors: uint8 [N, 3].
+        scales: uint8 [N, 3].
+        rotations: uint8 [N, 3] (v1/v2) or [N, 4] (v3+, one little-endian u32 each).
+        sh: uint8 [N, 3 * (K - 1)], K = (sh_degree + 1)^2.
+        extensions: the extension records, verbatim (empty when none).
+    """
+
+    version: int
+    num_points: int
+    sh_degree: int
+    fractional_bits: int
+    flags: int
+    positions: np.ndarray
+    alphas: np.ndarray
+    colors: np.ndarray
+    scales: np.ndarray
+    rotations: np.ndarray
+    sh: np.ndarray
+    extensions: bytes = b""
+    notes: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.alphas = self.alphas.reshape(-1)
+
+    def streams(self) -> list[np.ndarray]:
+        """The attribute blocks in file order (SH omitted when empty)."""
+        out = [self.positions, self.alphas, self.colors, self.scales, self.rotations]
+        if self.sh.size:
+            out.append(self.sh)
+        return out
+
+    def head(self, m: int) -> "SpzRaw":
+        """The first ``m`` points (same header otherwise): used to cut small fixtures from real files."""
+        m = int(min(max(m, 0), self.num_points))
+        return SpzRaw(
+            self.version, m, self.sh_degree, self.fractional_bits, self.flags, self.positions[:m].copy(),
+            self.alphas[:m].copy(), self.colors[:m].copy(), self.scales[:m].copy(), self.rotations[:m].copy(),
+            self.sh[:m].copy(), self.extensions, list(self.notes),
+        )
+
+
+def _per_point_sizes(version: int, sh_degree: int) -> list[int]:
+    """Bytes per point of each attribute stream, in file order (positions .. sh)."""
+    return [6 if version == 1 else 9, 1, 3, 3, 3 if version <= 2 else 4, 3 * (sh_coeff_count(sh_degree) - 1)]
+
+
+def _err(msg: str, path, field: str | None = None, offset: int | None = None) -> FormatError:
+    return FormatError(msg, path, field=field, offset=offset)
+
+
+def _check_common(version: int, sh_degree: int, path) -> None:
+    if not 1 <= version <= MAX_SPZ_VERSION:
+        raise _err(f"unsupported SPZ version {version} (this reader knows 1..{MAX_SPZ_VERSION})", path,
+                   "version", 4)
+    if sh_degree > MAX_SH_DEGREE:
+        raise _err(f"unsupported SH degree {sh_degree} (0..{MAX_SH_DEGREE})", path, "shDegree", 12)
+
+
+def _split_legacy(payload: bytes | memoryview, version: int, n: int, sh_degree: int, path) -> list[np.ndarray]:
+    """Cut the (already decompressed) legacy payload after the 16-byte header into attribute arrays."""
+    sizes = _per_point_sizes(version, sh_degree)
+    out, off = [], LEGACY_HEADER_SIZE
+    need = LEGACY_HEADER_SIZE + n * sum(sizes)
+    if len(payload) < need:
+        raise _err(f"truncated: numPoints={n} needs {need} payload bytes, the file holds {len(payload)}",
+                   path, "numPoints")
+    for size in sizes:
+        a = np.frombuffer(payload, dtype=np.uint8, count=n * size, offset=off).reshape(n, size)
+        out.append(a)
+        off += n * size
+    return out
+
+
+def _inflate(d, limit: int) -> bytes:
+    """Up to ``limit`` more bytes from a zlib decompressobj whose whole input was already given."""
+    parts, got = [], 0
+    while got < limit and not d.eof:
+        chunk = d.decompress(d.unconsumed_tail, min(limit - got, 1 << 26))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _gunzip_legacy(data: bytes, path) -> tuple[bytes, bytes]:
+    """Decompress a legacy gzip SPZ, bounded by the size its header implies. Returns (payload, trailer)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        head = d.decompress(data, LEGACY_HEADER_SIZE)
+        head += _inflate(d, LEGACY_HEADER_SIZE - len(head))
+    except zlib.error as e:
+        raise _err(f"corrupt gzip stream: {e}", path, "gzip") from None
+    if len(head) < LEGACY_HEADER_SIZE:
+        raise _err(f"truncated: the gzip stream holds only {len(head)} bytes, less than the 16-byte header",
+                   path, "header")
+    magic, version, n, sh_degree = struct.unpack_from("<IIIB", head)
+    if magic != SPZ_MAGIC:
+        raise _err(f"wrong magic {head[:4]!r} inside the gzip stream (expected b'NGSP')", path, "magic", 0)
+    _check_common(version, sh_degree, path)
+    if version >= 4:
+        raise _err("SPZ version 4 must not be gzip-wrapped (v4 is a plaintext header + zstd streams)",
+                   path, "version", 4)
+    need = n * sum(_per_point_sizes(version, sh_degree))
+    if need > len(data) * _GZIP_MAX_RATIO + 65536:
+        raise _err(f"numPoints={n} needs {need} bytes, more than a {len(data)}-byte gzip file can hold",
+                   path, "numPoints", 8)
+    try:
+        body = _inflate(d, need)
+        if len(body) < need:
+            raise _err(f"truncated: numPoints={n} needs {need} payload bytes after the header, the gzip stream "
+                       f"holds {len(body)}", path, "numPoints")
+        # Finish the stream (extension records, then the CRC and length check), bounded.
+        trailer = _inflate(d, _MAX_TRAILER + 1)
+        if len(trailer) > _MAX_TRAILER:
+            raise _err(f"more than {_MAX_TRAILER} bytes after the attribute blocks", path, "extensions")
+        if not d.eof:
+            raise _err("truncated gzip stream (no end-of-stream marker / CRC)", path, "gzip")
+    except zlib.error as e:
+        raise _err(f"corrupt gzip stream: {e}", path, "gzip") from None
+    return head + body, trailer
+
+
+def _zstd_bounded(blob: memoryview, expected: int, path, name: str) -> bytes:
+    """Decompress one zstd frame that must yield exactly ``expected`` bytes (never more is allocated)."""
+    import zstandard
+
+    if expected == 0:
+        return b""
+    try:
+        fcs = zstandard.frame_content_size(blob)
+    except zstandard.ZstdError as e:
+        raise _err(f"corrupt zstd stream: {e}", path, name) from None
+    if fcs >= 0 and fcs != expected:
+        raise _err(f"zstd frame declares {fcs} bytes, the TOC/header imply {expected}", path, name)
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=False)
+        parts, got = [], 0
+        while got <= expected:
+            chunk = reader.read(min(expected + 1 - got, 1 << 24))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+    except zstandard.ZstdError as e:
+        raise _err(f"corrupt zstd stream: {e}", path, name) from None
+    if got != expected:
+        raise _err(f"zstd stream decompresses to {'more than ' if got > expected else ''}{got} bytes, "
+                   f"expected {expected}", path, name)
+    return b"".join(parts)
+
+
+def _unpack_ngsp(data: bytes, path) -> SpzRaw:
+    if len(data) < NGSP_HEADER_SIZE:
+        raise _err(f"truncated: {len(data)} bytes, less than the 32-byte header", path, "header")
+    magic, version, n, sh_degree, frac, flags, nstreams, toc = struct.unpack_from("<IIIBBBBI", data)
+    notes = []
+    mv = memoryview(data)
+    _check_common(version, sh_degree, path)
+    sizes = _per_point_sizes(version, sh_degree)
+    expected = [n * s for s in sizes if s]
+    if nstreams != len(expected):
+        raise _err(f"numStreams={nstreams}, expected {len(expected)} for shDegree {sh_degree}", path,
+                   "numStreams", 15)
+    if toc < NGSP_HEADER_SIZE or toc + 16 * nstreams > len(data):
+        raise _err(f"tocByteOffset={toc}: the {nstreams}-entry TOC must start at or after byte 32 and end within "
+                   f"the {len(data)}-byte file", path, "tocByteOffset", 16)
+    extensions = bytes(mv[NGSP_HEADER_SIZE:toc]) if flags & FLAG_EXTENSIONS else b""
+    entries = [struct.unpack_from("<QQ", data, toc + 16 * i) for i in range(nstreams)]
+    start = toc + 16 * nstreams
+    total_c = sum(c for c, _ in entries)
+    if start + total_c > len(data):
+        raise _err(f"truncated: the TOC lists {total_c} compressed bytes, the file holds {len(data) - start}",
+                   path, "toc", toc)
+    for i, ((csize, usize), want) in enumerate(zip(entries, expected)):
+        name = _STREAM_NAMES[i]
+        if usize != want:
+            raise _err(f"TOC says stream {name!r} is {usize} bytes, numPoints={n} implies {want}", path,
+                       "numPoints" if i == 0 else f"toc.{name}", toc + 16 * i)
+        if want > csize * _ZSTD_MAX_RATIO + 4096:
+            raise _err(f"numPoints={n} implies {want} bytes for {name!r}, more than {csize} zstd bytes can hold",
+                       path, "numPoints", 8)
+    arrays, off = [], start
+    per = [s for s in sizes if s]
+    for i, ((csize, usize), p) in enumerate(zip(entries, per)):
+        raw = _zstd_bounded(mv[off:off + csize], usize, path, _STREAM_NAMES[i])
+        arrays.append(np.frombuffer(raw, dtype=np.uint8).reshape(n, p))
+        off += csize
+    if off < len(data):
+        notes.append(f"spz: ignored {len(data) - off} trailing bytes after the last stream")
+    if sh_degree == 0:
+        arrays.append(np.zeros((n, 0), np.uint8))
+    return SpzRaw(version, n, sh_degree, frac, flags, *arrays, extensions=extensions, notes=notes)
+
+
+def unpack_spz(data: bytes, path: str | os.PathLike | None = None) -> SpzRaw:
+    """Parse SPZ bytes (any version) into the still-quantised attribute arrays, validating every size.
+
+    Raises:
+        FormatError: wrong magic, unknown version, shDegree > 3, truncation, corrupt gzip/zstd, sizes that
+            disagree with numPoints.
+    """
+    data = bytes(data)
+    if len(data) < 4:
+        raise _err(f"truncated: {len(data)} bytes", path, "header")
+    if data[:2] == b"\x1f\x8b":
+        payload, trailer = _gunzip_legacy(data, path)
+    else:
+        if struct.unpack_from("<I", data)[0] != SPZ_MAGIC:
+            raise _err(f"wrong magic {data[:4]!r} (expected b'NGSP' or a gzip stream)", path, "magic", 0)
+        if len(data) < 8:
+            raise _err("truncated header", path, "header")
+        version = struct.unpack_from("<I", data, 4)[0]
+        if len(data) >= 13:
+            _check_common(version, data[12], path)
+        else:
+            _check_common(version, 0, path)
+        if version >= 4:
+            return _unpack_ngsp(data, path)
+        payload, trailer = data, None
+    if len(payload) < LEGACY_HEADER_SIZE:
+        raise _err(f"truncated: {len(payload)} bytes, less than the 16-byte header", path, "header")
+    magic, version, n, sh_degree, frac, flags = struct.unpack_from("<IIIBBB", payload)
+    _check_common(version, sh_degree, path)
+    arrays = _split_legacy(payload, version, n, sh_degree, path)
+    end = LEGACY_HEADER_SIZE + sum(a.size for a in arrays)
+    rest = payload[end:] if trailer is None else trailer
+    notes = []
+    extensions = b""
+    if flags & FLAG_EXTENSIONS:
+        extensions = bytes(rest)
+    elif rest:
+        notes.append(f"spz: ignored {len(rest)} bytes after the attribute blocks")
+    return SpzRaw(version, n, sh_degree, frac, flags, *arrays, extensions=extensions, notes=notes)
+
+
+def _decode_quats_smallest_three(rot: np.ndarray) -> np.ndarray:
+    """uint8 [N, 4] (little-endian u32 each) -> float64 [N, 4] in SPZ order x, y, z, w."""
+    comp = rot.astype(np.uint32)
+    comp = comp[:, 0] | (comp[:, 1] << 8) | (comp[:, 2] << 16) | (comp[:, 3] << 24)
+    largest = (comp >> 30).astype(np.int64)
+    q = np.zeros((rot.shape[0], 4), np.float64)
+    for i in range(4):
+        # Fields are filled from component 3 down to 0 (skipping the largest), 10 bits each from the low end.
+        shift = (10 * ((3 - i) - (largest > i))).astype(np.uint32)
+        val = (comp >> shift) & np.uint32(1023)
+        mag = (val & np.uint32(511)).astype(np.float64)
+        v = np.sqrt(0.5) * mag / 511.0
+        v = np.where((val >> 9) & np.uint32(1), -v, v)
+        q[:, i] = np.where(largest == i, 0.0, v)
+    rest = (q * q).sum(axis=1)
+    q[np.arange(len(q)), largest] = np.sqrt(np.maximum(0.0, 1.0 - rest))
+    return q
+
+
+def decode_spz(raw: SpzRaw, path: str | os.PathLike | None = None) -> GaussianScene:
+    """Dequantise :class:`SpzRaw` into a :class:`GaussianScene` (float32; see the module docstring)."""
+    n = raw.num_points
+    if raw.version == 1:
+        means = np.frombuffer(raw.positions.tobytes(), dtype="<f2").reshape(n, 3).astype(np.float32)
+    else:
+        p = raw.positions.reshape(n, 3, 3).astype(np.int32)
+        fixed = p[..., 0] | (p[..., 1] << 8) | (p[..., 2] << 16)
+        fixed = (fixed ^ 0x800000) - 0x800000  # sign-extend 24 -> 32 bits
+        means = (fixed.astype(np.float64) * (2.0 ** -raw.fractional_bits)).astype(np.float32)
+    log_scales = (raw.scales.astype(np.float64) / 16.0 - 10.0).astype(np.float32)
+    opacity = logit(raw.alphas.astype(np.float64) / 255.0, eps=1e-6)
+    dc = ((raw.colors.astype(np.float64) / 255.0 - 0.5) / SPZ_COLOR_SCALE).astype(np.float32)
+    if raw.version <= 2:
+        xyz = raw.rotations.astype(np.float64) / 127.5 - 1.0
+        w = np.sqrt(np.maximum(0.0, 1.0 - (xyz * xyz).sum(axis=1)))
+        quats = np.concatenate([w[:, None], xyz], axis=1)
+    else:
+        q = _decode_quats_smallest_three(raw.rotations)
+        quats = q[:, [3, 0, 1, 2]]  # x, y, z, w -> w, x, y, z
+    k = sh_coeff_count(raw.sh_degree)
+    sh = np.empty((n, k, 3), np.float32)
+    sh[:, 0] = dc
+    if k > 1:
+        sh[:, 1:] = ((raw.sh.astype(np.float32) - 128.0) / 128.0).reshape(n, k - 1, 3)
+    meta = {
+        "format": "spz",
+        "spz_version": raw.version,
+        "fractional_bits": raw.fractional_bits,
+        "coordinate_system": _CS_STORED,
+        "notes": list(raw.notes),
+    }
+    if path is not None:
+        meta["path"] = os.fspath(path)
+    if raw.flags & FLAG_ANTIALIASED:
+        meta["antialiased"] = True
+        meta["notes"].append("spz: antialiased flag set (trained with mip-splatting antialiasing)")
+    if raw.flags & FLAG_EXTENSIONS:
+        meta["spz_extensions"] = raw.extensions
+        meta["notes"].append(f"spz: {len(raw.extensions)} bytes of extension records kept, not interpreted "
+                             "(a coordinate-system extension would not be applied)")
+    return GaussianScene(means, quats.astype(np.float32), log_scales, opacity, sh, meta=meta)
+
+
+# Sign of each SH rest coefficient (3DGS/gsplat basis order, degrees 1..3) under y -> -y, z -> -z.
+_SH_FLIP_YZ = np.array([-1, -1, 1,  -1, 1, 1, -1, 1,  -1, 1, -1, -1, 1, -1, 1], np.float32)
+
+
+def flip_yz(scene: GaussianScene) -> GaussianScene:
+    """A copy of ``scene`` rotated 180 degrees about x (y -> -y, z -> -z): converts SPZ's RUB axes to the RDF
+    axes of 3DGS PLY, and back (it is its own inverse). Positions, quaternions (w, x, -y, -z) and the SH rest
+    coefficients (sign flips of the functions odd in y or z) all change; scales and opacity do not."""
+    out = scene.copy()
+    out.means *= np.array([1, -1, -1], np.float32)
+    out.quats *= np.array([1, 1, -1, -1], np.float32)
+    k = out.sh.shape[1]
+    if k > 1:
+        out.sh[:, 1:] *= _SH_FLIP_YZ[: k - 1, None]
+    cs = out.meta.get("coordinate_system")
+    out.meta["coordinate_system"] = {_CS_STORED: _CS_RDF, _CS_RDF: _CS_STORED}.get(cs, f"{cs} + flip_yz")
+    return out
+
+
+def read_spz(path: str | os.PathLike, *, axes: str = "stored") -> GaussianScene:
+    """Read an SPZ file (v1-v3 gzip or raw, v4 zstd) into a :class:`GaussianScene`.
+
+    Args:
+        path: the file.
+        axes: ``"stored"`` (default; as splat-transform and the reference decodes) or ``"rdf"`` (convert the
+            spec's RUB to the RDF axes of 3DGS PLY with :func:`flip_yz`).
+
+    Returns:
+        Scene with means float32 [N, 3] (file units, axes as stored), quats float32 [N, 4] w, x, y, z (unit
+        length up to quantisation), log_scales float32 [N, 3], opacity_logits float32 [N] (finite: alpha is
+        clipped to [1e-6, 1 - 1e-6]), sh float32 [N, K, 3]. ``meta``: ``spz_version``, ``fractional_bits``,
+        ``antialiased`` (when flagged), ``notes``.
+
+    Raises:
+        FormatError: naming the file and the field at fault.
+    """
+    if axes not in ("stored", "rdf"):
+        raise ValueError(f"axes must be 'stored' or 'rdf', got {axes!r}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FormatError("no such file", path) from None
+    except OSError as e:
+        raise FormatError(f"cannot read: {e.strerror or e}", path) from None
+    try:
+        scene = decode_spz(unpack_spz(data, path), path)
+        return flip_yz(scene) if axes == "rdf" else scene
+    except FormatError:
+        raise
+    except (ValueError, IndexError, TypeError, struct.error, OverflowError, MemoryError, zlib.error) as e:
+        raise FormatError(f"cannot decode SPZ: {type(e).__name__}: {e}", path) from e
+
+
+def pack_spz(raw: SpzRaw, *, zstd_level: int = 12, gzip_level: int = 9) -> bytes:
+    """Serialise :class:`SpzRaw` again (no re-quantisation): v4 as header + TOC + zstd streams, v1-v3 as one
+    gzip stream (deterministic: mtime 0). Used to cut fixtures from real files and by tests."""
+    n = raw.num_points
+    streams = [np.ascontiguousarray(a, dtype=np.uint8).tobytes() for a in raw.streams()]
+    if raw.version >= 4:
+        import zstandard
+
+        cctx = zstandard.ZstdCompressor(level=zstd_level, write_content_size=True)
+        comp = [cctx.compress(s) for s in streams]
+        ext = raw.extensions if raw.flags & FLAG_EXTENSIONS else b""
+        toc = NGSP_HEADER_SIZE + len(ext)
+        header = struct.pack("<IIIBBBBI12x", SPZ_MAGIC, raw.version, n, raw.sh_degree, raw.fractional_bits,
+                             raw.flags, len(comp), toc)
+        tocb = b"".join(struct.pack("<QQ", len(c), len(s)) for c, s in zip(comp, streams))
+        return header + ext + tocb + b"".join(comp)
+    header = struct.pack("<IIIBBBB", SPZ_MAGIC, raw.version, n, raw.sh_degree, raw.fractional_bits, raw.flags, 0)
+    payload = header + b"".join(streams) + (raw.extensions if raw.flags & FLAG_EXTENSIONS else b"")
+    co = zlib.compressobj(gzip_level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return co.compress(payload) + co.flush()
