@@ -136,3 +136,16 @@ def test_ring_and_bowl_are_objects_box_room_is_a_room(rng):
     u[np.arange(12000), face // 2] = np.where(face % 2, 1.0, -1.0)
     room = u * [4, 1.5, 3]
     assert scene_frame(scene_with(room)).kind == "inside"
+
+
+def test_up_comes_from_the_reader(blob):
+    from conftest import DATA
+    from exgs_core import load
+
+    spz = load(DATA / "playcanvas_biker_head4096.v4.spz")
+    assert spz.meta["up"] == [0.0, 1.0, 0.0]  # SPZ stores right-up-back axes
+    cam = auto_views(spz, 1, 64, 64)[0]
+    # world +y points up in the image: camera y (down) has a negative +y component
+    assert cam.camera_to_world[:3, 1] @ np.array([0, 1.0, 0]) < 0
+    ply_cam = auto_views(blob, 1, 64, 64)[0]
+    assert ply_cam.camera_to_world[:3, 1] @ np.array([0, 1.0, 0]) > 0  # PLY: y-down

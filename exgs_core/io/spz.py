@@ -395,6 +395,7 @@ def decode_spz(raw: SpzRaw, path: str | os.PathLike | None = None) -> GaussianSc
         "spz_version": raw.version,
         "fractional_bits": raw.fractional_bits,
         "coordinate_system": _CS_STORED,
+        "up": [0.0, 1.0, 0.0],  # RUB as stored: automatic views put +y up (see exgs_core.views.scene_up)
         "notes": list(raw.notes),
     }
     if path is not None:
@@ -425,6 +426,8 @@ def flip_yz(scene: GaussianScene) -> GaussianScene:
         out.sh[:, 1:] *= _SH_FLIP_YZ[: k - 1, None]
     cs = out.meta.get("coordinate_system")
     out.meta["coordinate_system"] = {_CS_STORED: _CS_RDF, _CS_RDF: _CS_STORED}.get(cs, f"{cs} + flip_yz")
+    if "up" in out.meta:
+        out.meta["up"] = [float(v) for v in np.asarray(out.meta["up"], np.float64) * [1, -1, -1]]
     return out
 
 
