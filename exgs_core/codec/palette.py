@@ -1,0 +1,297 @@
+"""Vector quantisation of higher-order SH: a two-level k-means palette (numba), deterministic for a given seed.
+
+Why two levels: a flat k-means with P centroids costs N x P distance evaluations per pass; the tree costs
+N x (P1 + P/P1) with P1 ~ sqrt(P) coarse cells, so P = 16384 costs ~256 evaluations per vector instead of 16384.
+Training runs on a seeded subsample (``sample_per_centroid`` vectors per centroid); every vector is then assigned
+once (coarse cell, then the nearest centroid inside the ``probes`` nearest coarse cells) and the centroids are
+re-estimated once from all their members.
+
+>>> import numpy as np
+>>> x = np.random.default_rng(0).normal(size=(1000, 9)).astype(np.float32)
+>>> pal, lab = kmeans_palette(x, 64)
+>>> pal.shape, lab.shape, int(lab.max()) < 64
+((64, 9), (1000,), True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["kmeans_palette", "default_palette_size"]
+
+
+def default_palette_size(m: int) -> int:
+    """Palette size for ``m`` full-SH vectors: the power of two nearest to m / 16, clamped to [256, 65536] and
+    never above m (so a tiny scene stores its vectors nearly exactly)."""
+    if m <= 0:
+        return 0
+    p = 2 ** int(round(math.log2(max(m / 16.0, 1.0))))
+    return int(min(max(p, 256), 65536, m))
+
+
+# ----------------------------------------------------------------------------------------------- kernels
+
+
+@njit(cache=True, fastmath=True)
+def _sqnorms(c):  # c [k, D] f32 -> [k] f32
+    k, d = c.shape
+    out = np.empty(k, np.float32)
+    for j in range(k):
+        s = np.float32(0.0)
+        for t in range(d):
+            s += c[j, t] * c[j, t]
+        out[j] = s
+    return out
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _assign(x, c, out):
+    """out[i] = argmin_j |x_i - c_j|^2 (ties: lowest j). x [n, D], c [k, D] f32; out int32 [n]."""
+    n, d = x.shape
+    k = c.shape[0]
+    cn = _sqnorms(c)
+    for i in prange(n):
+        best = np.inf
+        bj = 0
+        for j in range(k):
+            s = np.float32(0.0)
+            for t in range(d):
+                s += x[i, t] * c[j, t]
+            dd = cn[j] - 2.0 * s
+            if dd < best:
+                best = dd
+                bj = j
+        out[i] = bj
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _assign_top2(x, c, out1, out2):
+    """The two nearest centroids of every row (out2 = out1 when k == 1)."""
+    n, d = x.shape
+    k = c.shape[0]
+    cn = _sqnorms(c)
+    for i in prange(n):
+        b1 = np.inf
+        b2 = np.inf
+        j1 = 0
+        j2 = 0
+        for j in range(k):
+            s = np.float32(0.0)
+            for t in range(d):
+                s += x[i, t] * c[j, t]
+            dd = cn[j] - 2.0 * s
+            if dd < b1:
+                b2 = b1
+                j2 = j1
+                b1 = dd
+                j1 = j
+            elif dd < b2:
+                b2 = dd
+                j2 = j
+        out1[i] = j1
+        out2[i] = j2 if k > 1 else j1
+
+
+@njit(cache=True)
+def _update(x, lab, c):
+    """Lloyd update in place: c[j] = mean of the rows labelled j; an empty centroid takes the row farthest from
+    its centroid (deterministic: the first such row). Sequential float64 sums, so the result does not depend on
+    the thread count."""
+    n, d = x.shape
+    k = c.shape[0]
+    acc = np.zeros((k, d), np.float64)
+    cnt = np.zeros(k, np.int64)
+    for i in range(n):
+        j = lab[i]
+        cnt[j] += 1
+        for t in range(d):
+            acc[j, t] += x[i, t]
+    empty = 0
+    for j in range(k):
+        if cnt[j] > 0:
+            for t in range(d):
+                c[j, t] = np.float32(acc[j, t] / cnt[j])
+        else:
+            empty += 1
+    if empty > 0 and n > 0:
+        # farthest rows, one per empty centroid
+        err = np.empty(n, np.float32)
+        for i in range(n):
+            j = lab[i]
+            s = np.float32(0.0)
+            for t in range(d):
+                diff = x[i, t] - c[j, t]
+                s += diff * diff
+            err[i] = s
+        order = np.argsort(-err, kind="mergesort")
+        r = 0
+        for j in range(k):
+            if cnt[j] == 0 and r < n:
+                for t in range(d):
+                    c[j, t] = x[order[r], t]
+                r += 1
+
+
+@njit(cache=True, fastmath=True)
+def _assign_seq(x, c, out):
+    n, d = x.shape
+    k = c.shape[0]
+    cn = _sqnorms(c)
+    for i in range(n):
+        best = np.inf
+        bj = 0
+        for j in range(k):
+            s = np.float32(0.0)
+            for t in range(d):
+                s += x[i, t] * c[j, t]
+            dd = cn[j] - 2.0 * s
+            if dd < best:
+                best = dd
+                bj = j
+        out[i] = bj
+
+
+@njit(parallel=True, cache=True)
+def _cells_lloyd(xs, cell_start, k_start, iters, cent):
+    """Per coarse cell c (rows xs[cell_start[c]:cell_start[c+1]], sorted by cell), run ``iters`` Lloyd passes
+    with the centroids cent[k_start[c]:k_start[c+1]] (initialised by the caller)."""
+    ncell = cell_start.shape[0] - 1
+    for c in prange(ncell):
+        a, b = cell_start[c], cell_start[c + 1]
+        ka, kb = k_start[c], k_start[c + 1]
+        if b <= a or kb <= ka:
+            continue
+        x = xs[a:b]
+        cc = cent[ka:kb]
+        lab = np.empty(b - a, np.int32)
+        for _ in range(iters):
+            _assign_seq(x, cc, lab)
+            _update(x, lab, cc)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _assign_fine(x, cand, k_start, cent, out):
+    """For every row i, the nearest centroid among the cells cand[i, :] (each cell c owns cent[k_start[c]:
+    k_start[c+1]]); out int32 [n] global centroid index."""
+    n, d = x.shape
+    nc = cand.shape[1]
+    cn = _sqnorms(cent)
+    for i in prange(n):
+        best = np.inf
+        bj = 0
+        for p in range(nc):
+            c = cand[i, p]
+            for j in range(k_start[c], k_start[c + 1]):
+                s = np.float32(0.0)
+                for t in range(d):
+                    s += x[i, t] * cent[j, t]
+                dd = cn[j] - 2.0 * s
+                if dd < best:
+                    best = dd
+                    bj = j
+        out[i] = bj
+
+
+# ----------------------------------------------------------------------------------------------- driver
+
+
+def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
+    """Split ``total`` centroids over cells proportionally to ``counts`` (largest remainder, ties by index),
+    never more than a cell's count; int64 [ncell]."""
+    counts = counts.astype(np.int64)
+    total = int(min(total, counts.sum()))
+    if total == 0:
+        return np.zeros_like(counts)
+    share = counts * (total / counts.sum())
+    k = np.minimum(np.floor(share).astype(np.int64), counts)
+    k = np.where((counts > 0) & (k == 0), 1, k)
+    while k.sum() > total:  # the "at least one" rule overshot: take from the largest allocations
+        j = int(np.argmax(k))
+        k[j] -= 1
+    rem = share - k
+    order = np.lexsort((np.arange(len(k)), -rem))  # largest remainder first, then lowest index
+    i = 0
+    while k.sum() < total:
+        j = order[i % len(order)]
+        if k[j] < counts[j]:
+            k[j] += 1
+        i += 1
+    return k
+
+
+def kmeans_palette(
+    x: np.ndarray,
+    size: int,
+    *,
+    iterations: int = 6,
+    sample_per_centroid: int = 24,
+    probes: int = 2,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster the rows of ``x`` into a palette of at most ``size`` centroids.
+
+    Args:
+        x: float32 [M, D] vectors (for SH: the 3(K-1) higher coefficients of each Gaussian).
+        size: palette size P >= 1 (fewer centroids when M < P).
+        iterations: Lloyd passes of the coarse and of the per-cell k-means (on the training sample).
+        sample_per_centroid: training sample = min(M, P x this) rows, drawn with ``seed``.
+        probes: coarse cells searched per vector in the final assignment (1 or 2).
+        seed: seed of the subsample and initialisation (same input + seed -> same output).
+
+    Returns:
+        (palette float32 [P', D], labels int32 [M]) with P' = min(P, M) and every label < P'.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    m, d = x.shape
+    if size < 1:
+        raise ValueError(f"palette size must be >= 1, got {size}")
+    if m == 0:
+        return np.zeros((0, d), np.float32), np.zeros(0, np.int32)
+    if m <= size:
+        return x.copy(), np.arange(m, dtype=np.int32)
+    p = int(size)
+    rng = np.random.default_rng(seed)
+    ns = int(min(m, max(p * sample_per_centroid, 4096)))
+    sample_idx = np.sort(rng.choice(m, ns, replace=False)) if ns < m else np.arange(m)
+    xs = x[sample_idx]
+
+    # coarse level: P1 ~ sqrt(P) cells, Lloyd on the sample
+    p1 = int(max(1, min(round(math.sqrt(p)), ns)))
+    coarse = xs[np.sort(rng.choice(ns, p1, replace=False))].copy()
+    lab = np.empty(ns, np.int32)
+    for _ in range(iterations):
+        _assign(xs, coarse, lab)
+        _update(xs, lab, coarse)
+    _assign(xs, coarse, lab)
+
+    # fine level: per cell, centroids in proportion to its share of the sample
+    order = np.argsort(lab, kind="stable")
+    xs_sorted = np.ascontiguousarray(xs[order])
+    counts = np.bincount(lab, minlength=p1)
+    kc = _allocate(counts, p)
+    cell_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    k_start = np.concatenate([[0], np.cumsum(kc)]).astype(np.int64)
+    cent = np.empty((int(k_start[-1]), d), np.float32)
+    for c in range(p1):  # init: evenly spaced rows of the cell (the sample is a random subset already)
+        if kc[c]:
+            rows = cell_start[c] + (np.arange(kc[c]) * counts[c]) // kc[c]
+            cent[k_start[c]:k_start[c + 1]] = xs_sorted[rows]
+    _cells_lloyd(xs_sorted, cell_start, k_start, iterations, cent)
+
+    # final: assign every row through its `probes` nearest coarse cells, then one update from all rows
+    if probes >= 2 and p1 > 1:
+        c1 = np.empty(m, np.int32)
+        c2 = np.empty(m, np.int32)
+        _assign_top2(x, coarse, c1, c2)
+        cand = np.stack([c1, c2], axis=1)
+    else:
+        c1 = np.empty(m, np.int32)
+        _assign(x, coarse, c1)
+        cand = c1[:, None].copy()
+    labels = np.empty(m, np.int32)
+    _assign_fine(x, cand, k_start, cent, labels)
+    _update(x, labels, cent)
+    return cent, labels
