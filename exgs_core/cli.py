@@ -236,6 +236,87 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _file_sha256(path) -> str | None:
+    import hashlib
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cmd_compress(args) -> int:
+    from tqdm import tqdm
+
+    from .compress import CompressOptions, compress
+    from .exgs_format import write_exgs
+    from .io import load
+    from .views import load_cameras_json
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".exgs":
+        raise ExgsError(f"the output must end in .exgs, got {out.name!r}", out)
+    try:
+        opts = CompressOptions(
+            ratio=args.ratio, target_bytes=int(args.target_mb * 1e6) if args.target_mb else None,
+            sh_keep=args.sh_keep, score=args.score, voxel_sampling=not args.no_voxel, amplify=not args.no_amplify,
+            fold_sh=not args.no_fold_sh, views=args.views, view_size=args.view_size,
+        )
+    except ValueError as e:
+        raise ExgsError(str(e)) from None
+    t0 = time.perf_counter()
+    scene = load(args.input)
+    cams = load_cameras_json(args.cameras) if args.cameras else None
+    bar = tqdm(total=1000, desc="compress", unit="", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+               file=sys.stderr, disable=args.quiet or None, dynamic_ncols=True)
+
+    def progress(f, stage):
+        bar.n = int(1000 * min(max(f, 0.0), 1.0))
+        bar.set_postfix_str(stage, refresh=False)
+        bar.refresh()
+
+    try:
+        data, rep = compress(scene, opts, cameras=cams, source_sha256=_file_sha256(args.input), progress=progress)
+    finally:
+        bar.close()
+    write_exgs(out, data)
+    in_bytes = path_bytes(args.input)
+    dt = time.perf_counter() - t0
+    for a in rep.sanitize_actions:
+        print(f"sanitize: {a}")
+    print(f"{args.input} -> {out}")
+    print(f"  Gaussians  {rep.gaussians_in:,} -> {rep.gaussians_out:,} (retention {rep.ratio:.4f}), "
+          f"{rep.sh_full:,} with full SH")
+    print(f"  bytes      {_human_bytes(len(data))} ({len(data):,} bytes, {8 * len(data) / max(rep.gaussians_out, 1):.1f} bits/Gaussian)")
+    print(f"  ratio      {in_bytes / len(data):.1f}x vs the input file ({_human_bytes(in_bytes)}), "
+          f"{rep.bytes_sh3_ply / len(data):.1f}x vs the scene as SH3 PLY ({_human_bytes(rep.bytes_sh3_ply)})")
+    print(f"  time       {dt:.2f} s (score {rep.seconds.get('score', 0):.2f} s on {rep.views} views, "
+          f"prune {rep.seconds.get('prune', 0):.2f} s, encode {rep.seconds.get('encode', 0):.2f} s)")
+    if args.json:
+        print(json.dumps({**rep.as_dict(), "output": os.fspath(out), "bytes_input": in_bytes, "seconds_wall": round(dt, 3)}))
+    return 0
+
+
+def cmd_decompress(args) -> int:
+    from .exgs_format import read_exgs
+    from .io.ply import write_ply
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".ply":
+        raise ExgsError(f"the output must end in .ply, got {out.name!r}", out)
+    t0 = time.perf_counter()
+    scene = read_exgs(args.input)
+    t1 = time.perf_counter()
+    write_ply(scene, out)
+    print(f"{args.input} -> {out}: {scene.n:,} Gaussians, SH {scene.sh_degree}, decoded in {t1 - t0:.2f} s, "
+          f"{_human_bytes(path_bytes(out))} written")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -285,6 +366,31 @@ def build_parser() -> argparse.ArgumentParser:
     view_args(sp, 8)
     sp.add_argument("--json", action="store_true", help="print one JSON object (psnr, ssim, bytes_reference, ...)")
     sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("compress", help="UGC-compress a scene into a compact .exgs file")
+    sp.add_argument("input", metavar="IN")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT.exgs")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--ratio", type=float, default=0.1, help="retention ratio: fraction of Gaussians kept (default 0.1)")
+    g.add_argument("--target-mb", type=float, metavar="M", help="choose the retention so the file is at most M MB (10^6 bytes)")
+    sp.add_argument("--sh-keep", type=float, default=0.1, metavar="F",
+                    help="fraction of the kept Gaussians that keep their higher SH (default 0.1)")
+    sp.add_argument("--cameras", metavar="cameras.json", help="decide on these views instead of automatic ones")
+    sp.add_argument("--views", type=positive_int, default=24, help="automatic scoring views (default 24)")
+    sp.add_argument("--view-size", type=positive_int, default=256, help="scoring image size in pixels (default 256)")
+    sp.add_argument("--score", choices=["exgs", "lightgaussian", "opacity"], default="exgs",
+                    help="significance score (default exgs: transmittance-weighted opacity)")
+    sp.add_argument("--no-voxel", action="store_true", help="global top-k instead of voxel-based sampling")
+    sp.add_argument("--no-amplify", action="store_true", help="no adaptive amplification of the survivors")
+    sp.add_argument("--no-fold-sh", action="store_true", help="do not fold cut SH bands into the DC colour")
+    sp.add_argument("--json", action="store_true", help="also print the report as one JSON object")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_compress)
+
+    sp = sub.add_parser("decompress", help="decode an .exgs file to a standard 3DGS .ply")
+    sp.add_argument("input", metavar="IN.exgs")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT.ply")
+    sp.set_defaults(func=cmd_decompress)
     return p
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import ugc
 from .camera import Camera
+from .errors import ExgsError
 from .scene import GaussianScene
 
 
@@ -110,7 +111,7 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     t = time.perf_counter()
     cams = scoring_cameras(scene, options, cameras)
     if acc is None and options.score != "opacity":
-        acc = ugc.accumulate(scene, cams, progress=(lambda f, s: progress(0.6 * f, s)) if progress else None,
+        acc = ugc.accumulate(scene, cams, counts=options.score == "lightgaussian", progress=(lambda f, s: progress(0.6 * f, s)) if progress else None,
                              cancel=cancel)
     score = ugc.significance(scene, acc, options.score)
     report.seconds["score"] = round(time.perf_counter() - t, 3)
@@ -136,3 +137,114 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     if progress:
         progress(0.7, "pruned")
     return out, sh_full, acc
+
+
+def _sub(progress, lo: float, hi: float):
+    """Map a child's progress in [0, 1] to [lo, hi] of the parent's."""
+    if progress is None:
+        return None
+    return lambda f, s: progress(lo + (hi - lo) * f, s)
+
+
+def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(), *, codec=None,
+             cameras: list[Camera] | None = None, source_sha256: str | None = None, progress=None, cancel=None
+             ) -> tuple[bytes, CompressReport]:
+    """Compress ``scene`` into the bytes of an .exgs file.
+
+    Args:
+        scene: N Gaussians in any state: NaN/Inf and zero rotations are sanitised first and reported
+            (``report.sanitize_actions``); the caller's scene is never modified.
+        options: pruning options (and ``target_bytes`` to choose rho).
+        codec: :class:`exgs_core.exgs_format.CodecOptions` (default settings when None).
+        cameras: the views to decide on (e.g. from a cameras.json); automatic train views when None.
+        source_sha256: hex digest of the source file for the header (default: :func:`scene_sha256`).
+        progress: ``progress(fraction, stage)``.
+        cancel: callable returning True, or an object with ``is_set()``; checked between steps.
+
+    Returns:
+        (the .exgs bytes, :class:`CompressReport`).
+    """
+    from . import exgs_format
+
+    codec = codec or exgs_format.CodecOptions()
+    report = CompressReport(gaussians_in=scene.n, bytes_sh3_ply=scene.ply_size_bytes(3))
+    t0 = time.perf_counter()
+    if not scene.validate().ok:
+        scene, rep = scene.sanitize()
+        report.sanitize_actions = list(rep.actions)
+    src = source_sha256 or scene_sha256(scene)
+    ugc._check_cancel(cancel)
+
+    def encode_at(opts: CompressOptions, acc, prog_lo: float, prog_hi: float):
+        pruned, sh_full, acc = prune(scene, opts, cameras=cameras, acc=acc, progress=_sub(progress, prog_lo, prog_hi * 0.8 + prog_lo * 0.2),
+                                     cancel=cancel, report=report)
+        ugc._check_cancel(cancel)
+
+        def enc_progress(f, s):
+            ugc._check_cancel(cancel)
+            if progress:
+                progress(prog_lo + (prog_hi - prog_lo) * (0.8 + 0.2 * f), s)
+
+        t = time.perf_counter()
+        header = {"ugc": {k: v for k, v in asdict(opts).items()}, "gaussians_source": scene.n}
+        data = exgs_format.encode(pruned, sh_full=sh_full, options=codec, source_sha256=src, extra_header=header,
+                                  progress=enc_progress)
+        report.seconds["encode"] = round(time.perf_counter() - t, 3)
+        return data, pruned, sh_full, acc
+
+    if options.target_bytes is None:
+        data, pruned, sh_full, _ = encode_at(options, None, 0.0, 1.0)
+    else:
+        data, pruned, sh_full = _search_ratio(scene, options, encode_at, report)
+    report.gaussians_out = pruned.n
+    report.ratio = pruned.n / max(scene.n, 1)
+    report.sh_full = int(np.count_nonzero(sh_full))
+    report.bytes_out = len(data)
+    report.seconds["total"] = round(time.perf_counter() - t0, 3)
+    if progress:
+        progress(1.0, "done")
+    return data, report
+
+
+def _search_ratio(scene, options: CompressOptions, encode_at, report: CompressReport):
+    """Largest rho whose file fits ``options.target_bytes``: a secant search on real encodes (bytes grow about
+    linearly with rho), at most 6 encodes, scoring done once and reused."""
+    from dataclasses import replace
+
+    target = options.target_bytes
+    tried: list[tuple[float, int, tuple]] = []
+    acc = None
+    rho = 1.0
+    for it in range(6):
+        opts = replace(options, ratio=rho, target_bytes=None)
+        data, pruned, sh_full, acc = encode_at(opts, acc, it / 6, (it + 1) / 6)
+        tried.append((rho, len(data), (data, pruned, sh_full)))
+        fits = [t for t in tried if t[1] <= target]
+        if fits and max(fits)[1] >= 0.97 * target:
+            break
+        # secant through the two closest points (or the origin-anchored line at first)
+        pts = sorted(tried, key=lambda t: abs(t[1] - target))[:2]
+        if len(pts) == 2 and pts[0][1] != pts[1][1]:
+            (r0, b0, _), (r1, b1, _) = pts
+            rho_new = r0 + (target - b0) * (r1 - r0) / (b1 - b0)
+        else:
+            rho_new = rho * target / len(data)
+        rho_new = float(np.clip(rho_new * 0.99, 1.0 / max(scene.n, 1), 1.0))
+        if any(abs(rho_new - t[0]) < 1e-4 for t in tried):
+            break
+        rho = rho_new
+    fits = [t for t in tried if t[1] <= target]
+    if not fits:
+        smallest = min(t[1] for t in tried)
+        raise ExgsError(f"cannot reach {target:,} bytes: the smallest file tried was {smallest:,} bytes "
+                        f"(retention {min(t[0] for t in tried):.4f})")
+    best = max(fits, key=lambda t: t[1])
+    report.sampling["target_search"] = [{"ratio": round(t[0], 5), "bytes": t[1]} for t in tried]
+    return best[2]
+
+
+def decompress(data: bytes, *, path=None) -> GaussianScene:
+    """Decode .exgs bytes back to a scene (Gaussians in the stored Morton order)."""
+    from .exgs_format import decode
+
+    return decode(data, path=path)

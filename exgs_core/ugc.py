@@ -64,9 +64,10 @@ class Accumulation:
     views: int
 
 
-def accumulate(scene: GaussianScene, cameras: Sequence[Camera], *, backend: str = "auto",
+def accumulate(scene: GaussianScene, cameras: Sequence[Camera], *, backend: str = "auto", counts: bool = False,
                progress: Progress | None = None, cancel=None) -> Accumulation:
-    """Render ``scene`` from every camera with per-Gaussian accumulation and sum the results."""
+    """Render ``scene`` from every camera with per-Gaussian accumulation and sum the results
+    (``counts`` also gathers hit counts, which the LightGaussian score needs)."""
     from .render import render
 
     w = np.zeros(scene.n, np.float64)
@@ -74,9 +75,9 @@ def accumulate(scene: GaussianScene, cameras: Sequence[Camera], *, backend: str 
     pixels = 0
     for i, cam in enumerate(cameras):
         _check_cancel(cancel)
-        r = render(scene, cam, backend=backend, return_weights=True, return_counts=True)
+        r = render(scene, cam, backend=backend, return_weights=True, **({"return_counts": True} if counts else {}))
         w += r.weights
-        if r.counts is not None:
+        if counts:
             c += r.counts
         pixels += cam.width * cam.height
         if progress:

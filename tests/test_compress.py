@@ -1,0 +1,159 @@
+"""UGC compression end to end: pruning rules, amplification, SH split, the compress API and its CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import DATA
+from exgs_core import ExgsError, GaussianScene, load
+from exgs_core import ugc
+from exgs_core.cli import main
+from exgs_core.compress import CompressOptions, compress, decompress, prune
+from exgs_core.ugc import Cancelled
+
+DONUT = DATA / "donut_sh0_2000.ply"
+SH3 = DATA / "supersplat_label_sh3_1000.ply"
+FAST = dict(views=6, view_size=64)
+
+
+def test_voxel_sample_keeps_exact_budget_and_best_per_voxel(rng):
+    means = rng.uniform(0, 10, size=(5000, 3)).astype(np.float32)
+    score = rng.uniform(size=5000)
+    for ratio in (0.5, 0.1, 0.01):
+        r = ugc.voxel_sample(means, score, ratio)
+        assert r.keep.sum() == round(ratio * 5000)
+    # within a voxel the kept ones are the best ones by score
+    r = ugc.voxel_sample(means, score, 0.25, voxel_size=2.0)
+    for v in np.unique(r.voxel)[:50]:
+        m = r.voxel == v
+        if r.keep[m].any() and (~r.keep[m]).any():
+            assert score[m][r.keep[m]].min() >= score[m][~r.keep[m]].max() or r.kept_by_budget > 0
+
+
+def test_voxel_sample_keeps_thin_isolated_structure(rng):
+    # a dense blob with high scores and a sparse thin line of moderately important Gaussians far away
+    blob = rng.normal(size=(5000, 3)).astype(np.float32)
+    line = np.stack([np.linspace(20, 40, 60), np.zeros(60), np.zeros(60)], 1).astype(np.float32)
+    means = np.concatenate([blob, line])
+    score = np.concatenate([rng.uniform(1.0, 2.0, 5000), np.full(60, 0.9)])
+    glob_keep = ugc.top_k(score, 0.05)
+    assert glob_keep[5000:].sum() == 0  # global top-k drops the whole line
+    vox = ugc.voxel_sample(means, score, 0.05, voxel_size=1.0)
+    assert vox.keep[5000:].sum() >= 15  # voxel sampling keeps it (at least one per voxel that carries score)
+
+
+def test_amplify_compensates_mass_and_never_shrinks(rng):
+    n = 400
+    s = GaussianScene(rng.normal(size=(n, 3)), np.tile([1.0, 0, 0, 0], (n, 1)), np.full((n, 3), -3.0),
+                      np.full(n, -1.0), np.zeros((n, 1, 3)))
+    keep = np.arange(n) % 4 == 0
+    vox = np.zeros(n, np.int64)
+    out, st = ugc.amplify(s, keep, vox, strength=1.0)
+    assert out.n == keep.sum()
+    assert (out.opacities >= s.opacities[keep] - 1e-6).all() and (out.log_scales >= s.log_scales[keep] - 1e-6).all()
+    m_after = ugc.coverage_mass(out).sum()
+    assert m_after > ugc.coverage_mass(s.subset(keep)).sum() * 2  # most of the removed mass is handed over
+    assert st["gain_max"] == pytest.approx(4.0)
+    same, st0 = ugc.amplify(s, np.ones(n, bool), vox)
+    assert same.equal(s) and st0["amplified"] == 0
+
+
+def test_split_sh_and_fold(rng):
+    s = load(SH3)
+    score = rng.uniform(size=s.n)
+    out, full = ugc.split_sh(s, score, 0.25)
+    assert full.sum() == round(0.25 * s.n)
+    assert np.all(out.sh[~full, 1:] == 0) and np.array_equal(out.sh[full], s.sh[full])
+    cams = np.array([[0, 0, -5.0], [3, 1, 2]])
+    folded, _ = ugc.split_sh(s, score, 0.25, fold_dirs=cams)
+    # folding changes DC exactly by the mean removed-band colour over the given camera directions
+    from exgs_core.conventions import SH_C0
+    from exgs_core.render.sh import sh_to_color
+
+    i = np.flatnonzero(~full)[:20]
+    rest = s.sh[i].copy()
+    rest[:, 0] = 0
+    mean = np.mean([sh_to_color(rest, s.means[i] - c, offset=False) for c in cams], axis=0)
+    np.testing.assert_allclose(folded.sh[i, 0], s.sh[i, 0] + mean / SH_C0, atol=1e-5)
+
+
+def test_compress_round_trip_and_report():
+    scene = load(DONUT)
+    data, rep = compress(scene, CompressOptions(ratio=0.25, **FAST))
+    back = decompress(data)
+    assert back.n == rep.gaussians_out == 500 and rep.bytes_out == len(data)
+    assert rep.bytes_sh3_ply == scene.ply_size_bytes(3)
+    assert set(rep.seconds) >= {"score", "prune", "encode", "total"}
+    # deterministic bytes
+    assert compress(scene, CompressOptions(ratio=0.25, **FAST))[0] == data
+
+
+def test_compress_sanitizes_with_a_report_and_leaves_input_alone():
+    scene = load(DONUT)
+    scene.means[3] = np.nan
+    scene.quats[7] = 0
+    data, rep = compress(scene, CompressOptions(ratio=0.5, **FAST))
+    assert any("NaN/Inf" in a for a in rep.sanitize_actions) and any("identity" in a for a in rep.sanitize_actions)
+    assert np.isnan(scene.means[3, 0])
+    assert decompress(data).n == round(0.5 * 1999)
+
+
+def test_target_bytes_is_met():
+    scene = load(DONUT)
+    full, _ = compress(scene, CompressOptions(ratio=1.0, **FAST))
+    target = len(full) // 3
+    data, rep = compress(scene, CompressOptions(target_bytes=target, **FAST))
+    assert len(data) <= target and len(data) > 0.8 * target
+    with pytest.raises(ExgsError, match="cannot reach"):
+        compress(scene, CompressOptions(target_bytes=50, **FAST))
+
+
+def test_progress_and_cancel():
+    scene = load(DONUT)
+    seen = []
+    compress(scene, CompressOptions(ratio=0.5, **FAST), progress=lambda f, s: seen.append(f))
+    assert seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen) and len(seen) > 5
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(Cancelled):
+        compress(scene, CompressOptions(ratio=0.5, **FAST), cancel=cancel)
+
+
+def test_pruning_improves_over_random_at_equal_count():
+    from exgs_core.metrics import psnr
+    from exgs_core.render import render
+    from exgs_core.views import auto_views
+
+    scene = load(DATA / "plant_2000.splat")
+    opts = CompressOptions(ratio=0.3, **FAST)
+    pruned, _, _ = prune(scene, opts)
+    rnd = scene.subset(np.random.default_rng(0).permutation(scene.n)[: pruned.n])
+    cams = auto_views(scene, 3, 96, 96, split="eval")
+    ours = np.mean([psnr(render(scene, c).rgb, render(pruned, c).rgb) for c in cams])
+    base = np.mean([psnr(render(scene, c).rgb, render(rnd, c).rgb) for c in cams])
+    assert ours > base + 1.0
+
+
+def test_cli_compress_decompress_info_eval(capsys, tmp_path):
+    out = tmp_path / "d.exgs"
+    assert main(["compress", str(DONUT), "-o", str(out), "--ratio", "0.5", "--views", "6", "--view-size", "64", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "2,000 -> 1,000" in text and "vs the scene as SH3 PLY" in text
+    assert main(["info", "--json", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "exgs" and info["gaussians"] == 1000
+    ply = tmp_path / "d.ply"
+    assert main(["decompress", str(out), "-o", str(ply)]) == 0
+    capsys.readouterr()
+    assert load(ply).n == 1000
+    assert main(["eval", str(DONUT), str(out), "--views", "2", "--size", "48x48", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["bytes_candidate"] == out.stat().st_size and 10 < r["psnr"] < 100
+    assert main(["compress", str(DONUT), "-o", str(tmp_path / "x.ply")]) == 2
+    assert main(["compress", str(DONUT), "-o", str(tmp_path / "x.exgs"), "--ratio", "1.5"]) == 2
+    assert not (tmp_path / "x.exgs").exists()
