@@ -1,0 +1,140 @@
+"""CUDA rendering through ``gsplat.rasterization`` (gsplat 1.5.x). torch and gsplat are imported lazily here only.
+
+Install: ``pip install torch gsplat`` (gsplat compiles or loads its CUDA extension on first use).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BackendUnavailable
+
+PIP_HINT = "pip install torch gsplat  (needs an NVIDIA GPU with CUDA)"
+
+
+def has_gsplat() -> bool:
+    """True when torch and gsplat import and ``torch.cuda.is_available()``; never raises."""
+    try:
+        import gsplat  # noqa: F401
+        import torch
+    except Exception:
+        return False
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def _require():
+    try:
+        import torch
+        from gsplat import rasterization
+    except Exception as e:  # ImportError, or a CUDA extension that fails to load
+        raise BackendUnavailable(f"the gsplat backend needs torch and gsplat ({e}); install with: {PIP_HINT}") from None
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(f"the gsplat backend needs a CUDA GPU; torch sees none ({PIP_HINT})")
+    return torch, rasterization
+
+
+def render_gsplat(
+    scene,
+    camera,
+    *,
+    background: np.ndarray,
+    sh_degree: int,
+    rasterize_mode: str,
+    return_weights: bool,
+    return_counts: bool = False,
+    near: float,
+    far: float,
+) -> dict:
+    """Render one view with gsplat on the GPU.
+
+    Gaussians with a non-finite value or a zero quaternion are dropped before the call (the CPU backend culls
+    them too; gsplat itself would let a NaN colour through).
+
+    Args:
+        scene: :class:`~exgs_core.scene.GaussianScene` of N Gaussians.
+        camera: :class:`~exgs_core.camera.Camera`.
+        background: float32 [3].
+        sh_degree: SH degree to evaluate, 0..scene degree.
+        rasterize_mode: ``"classic"`` or ``"antialiased"``.
+        return_weights: also return float32 [N] per-Gaussian blend weights, computed as the gradient of the
+            summed one-channel render w.r.t. a per-Gaussian colour of 1 (= sum over pixels of alpha * T).
+        return_counts: also return int32 [N] counts of the pixels each Gaussian was blended into, from
+            ``gsplat.rasterize_to_indices_in_range`` over all batches (same alpha / transmittance rules).
+        near, far: camera-z clipping range.
+
+    Returns:
+        dict with ``rgb`` f32 [H, W, 3], ``alpha`` f32 [H, W], ``depth`` f32 [H, W], ``weights`` f32 [N] or None,
+        ``counts`` i32 [N] or None, ``n_rendered`` int, ``stats`` dict.
+    """
+    torch, rasterization = _require()
+    dev = torch.device("cuda")
+    n = scene.n
+    keep = np.isfinite(scene.means).all(1) & np.isfinite(scene.quats).all(1) & np.isfinite(scene.log_scales).all(1)
+    keep &= np.isfinite(scene.opacity_logits) & np.isfinite(scene.sh.reshape(n, -1)).all(1)
+    keep &= (scene.quats.astype(np.float64) ** 2).sum(1) > 0
+    idx = np.nonzero(keep)[0]
+    w, h = camera.width, camera.height
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(dev)
+
+    means = t(scene.means[idx])  # [M, 3]
+    quats = t(scene.quats[idx])  # [M, 4] w, x, y, z
+    scales = torch.exp(t(scene.log_scales[idx]))  # [M, 3]
+    opacities = torch.sigmoid(t(scene.opacity_logits[idx]))  # [M]
+    sh = t(scene.sh[idx])  # [M, K, 3]
+    viewmats = t(camera.world_to_camera)[None]  # [1, 4, 4]
+    ks = t(camera.K)[None]  # [1, 3, 3]
+    bg = t(np.asarray(background, np.float32).reshape(1, 3))  # [1, 3]
+    common = dict(near_plane=float(near), far_plane=float(far), rasterize_mode=rasterize_mode)
+    if len(idx) == 0:
+        rgb = np.broadcast_to(np.asarray(background, np.float32), (h, w, 3)).copy()
+        z = np.zeros((h, w), np.float32)
+        return {"rgb": rgb, "alpha": z, "depth": z.copy(), "weights": np.zeros(n, np.float32) if return_weights else None,
+                "counts": np.zeros(n, np.int32) if return_counts else None, "n_rendered": 0, "stats": {}}
+    with torch.no_grad():
+        colors, alphas, meta = rasterization(
+            means, quats, scales, opacities, sh, viewmats, ks, w, h,
+            sh_degree=int(sh_degree), backgrounds=bg, render_mode="RGB+ED", **common,
+        )  # colors [1, H, W, 4], alphas [1, H, W, 1]
+    gids = meta.get("gaussian_ids")
+    if gids is not None:
+        n_rendered = int(gids.shape[0])
+    else:
+        n_rendered = int((meta["radii"] > 0).all(-1).sum().item())
+    out = {
+        "rgb": colors[0, ..., :3].float().cpu().numpy(),
+        "alpha": alphas[0, ..., 0].float().cpu().numpy(),
+        "depth": colors[0, ..., 3].float().cpu().numpy(),
+        "weights": None,
+        "counts": None,
+        "n_rendered": n_rendered,
+        "stats": {},
+    }
+    if return_weights:
+        ones = torch.ones((len(idx), 1), dtype=torch.float32, device=dev, requires_grad=True)  # [M, 1]
+        img, _, _ = rasterization(means, quats, scales, opacities, ones, viewmats, ks, w, h, sh_degree=None, **common)
+        img.sum().backward()  # d(sum_px sum_g alpha T c_g) / d c_g = sum_px alpha T
+        wts = np.zeros(n, np.float32)
+        wts[idx] = ones.grad[:, 0].float().cpu().numpy()
+        out["weights"] = wts
+    if return_counts:
+        from gsplat import rasterize_to_indices_in_range
+
+        with torch.no_grad():
+            _, _, m = rasterization(
+                means, quats, scales, opacities, sh, viewmats, ks, w, h, sh_degree=int(sh_degree), packed=False,
+                **common,
+            )  # unpacked: flatten ids index [1 * M], so gaussian id = flatten id % M
+            gs_ids, _, _ = rasterize_to_indices_in_range(
+                0, 2**31 - 1, torch.ones((1, h, w), dtype=torch.float32, device=dev),
+                m["means2d"], m["conics"], m["opacities"], w, h, m["tile_size"], m["isect_offsets"], m["flatten_ids"],
+            )  # one entry per (Gaussian, pixel) blended, with the in-kernel transmittance stop
+            cnt = torch.bincount(gs_ids.long(), minlength=len(idx))
+        counts = np.zeros(n, np.int32)
+        counts[idx] = cnt.cpu().numpy().astype(np.int32)
+        out["counts"] = counts
+    return out
