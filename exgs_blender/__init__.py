@@ -1,21 +1,41 @@
-"""exgs Blender add-on: a thin layer over :mod:`exgs_core` (import, compress, export, EXGS render engine).
+"""exgs Blender add-on: a thin layer over :mod:`exgs_core` (import, compress, export, the EXGS render engine).
 
-Status: the add-on's operators, panel and render engine are built in the Blender issue (#5); this package
-currently only registers and unregisters cleanly, so that the extension layout and build can be exercised.
+Import ranks (each module imports only lower ones): properties, preferences, jobs < convert < operators, engine <
+ui < this file. exgs_core (bundled in the extension as a wheel, like numba/plyfile/zstandard/pillow) never imports
+bpy. ``register()``/``unregister()`` can run any number of times and leave nothing behind.
 """
 
-_classes: tuple = ()
+from __future__ import annotations
+
+_registered = False
 
 
 def register():
+    global _registered
     import bpy
 
-    for cls in _classes:
-        bpy.utils.register_class(cls)
+    from . import engine, operators, preferences, properties, ui
+
+    if _registered:
+        unregister()
+    properties.register()
+    for c in preferences.classes + operators.classes:
+        bpy.utils.register_class(c)
+    engine.register()
+    ui.register()
+    _registered = True
 
 
 def unregister():
+    global _registered
     import bpy
 
-    for cls in reversed(_classes):
-        bpy.utils.unregister_class(cls)
+    from . import engine, operators, preferences, properties, ui
+
+    operators.cancel_all_jobs()
+    ui.unregister()
+    engine.unregister()
+    for c in reversed(preferences.classes + operators.classes):
+        bpy.utils.unregister_class(c)
+    properties.unregister()
+    _registered = False

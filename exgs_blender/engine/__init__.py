@@ -1,0 +1,96 @@
+"""The ``EXGS`` render engine: a dispatcher to :mod:`.final` (F12, animation, ``-b``) and :mod:`.viewport`."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import final, viewport
+
+
+class ExgsRenderEngine(bpy.types.RenderEngine):
+    bl_idname = "EXGS"
+    bl_label = "ExGS"
+    bl_use_preview = False  # material previews have no splats
+    bl_use_postprocess = True  # compositor and sequencer still run after our frames
+    bl_use_eevee_viewport = False  # Material preview shows our own render, not EEVEE
+    bl_use_shading_nodes_custom = False  # keep Blender's shader nodes for other engines' materials
+    bl_use_gpu_context = False  # exgs_core renders on CPU/CUDA itself; no OpenGL needed in final renders
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # the old no-argument form gives silently empty renders on 5.0
+        self._viewport = None
+
+    def __del__(self):
+        vp = getattr(self, "_viewport", None)
+        if vp is not None:
+            vp.stop()
+        sup = getattr(super(), "__del__", None)
+        if sup is not None:
+            sup()
+
+    # ------------------------------------------------------------------ final
+    def render(self, depsgraph):
+        final.render(self, depsgraph)
+
+    def update_render_passes(self, scene=None, renderlayer=None):
+        self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
+        self.register_pass(scene, renderlayer, *final.ALPHA_PASS)
+        if renderlayer.use_pass_z:
+            self.register_pass(scene, renderlayer, *final.DEPTH_PASS)
+
+    # ------------------------------------------------------------------ viewport
+    def view_update(self, context, depsgraph):
+        from .. import preferences
+
+        if self._viewport is None:
+            self._viewport = viewport.ViewportRenderer()
+        self._viewport.backend = preferences.render_backend(context)
+        scene, _names = final.gather_splats(depsgraph)
+        self._viewport.set_scene(scene)
+
+    def view_draw(self, context, depsgraph):
+        from .. import preferences
+
+        if self._viewport is None:
+            self.view_update(context, depsgraph)
+        region, rv3d = context.region, context.region_data
+        vp = self._viewport
+        vp.request(rv3d.view_matrix, rv3d.window_matrix, region.width, region.height, rv3d.is_perspective,
+                   preferences.viewport_scale(context))
+        got = vp.latest()
+        if vp.error:
+            self.update_stats("", f"ExGS viewport: {vp.error}")
+        if got is None:
+            self.tag_redraw()
+            return
+        rgba, finished = got
+        viewport.draw_frame(self, context, rgba, region.width, region.height)
+        if not finished:
+            self.tag_redraw()
+
+
+# Panels of other engines that also make sense for ours.
+_PANELS = ("RENDER_PT_format", "RENDER_PT_frame_range", "RENDER_PT_output", "RENDER_PT_color_management",
+           "RENDER_PT_color_management_display_settings", "RENDER_PT_film", "DATA_PT_camera", "DATA_PT_lens",
+           "DATA_PT_camera_display", "VIEWLAYER_PT_layer", "RENDER_PT_post_processing", "RENDER_PT_stamp",
+           "RENDER_PT_encoding", "RENDER_PT_output_views", "WORLD_PT_context_world", "DATA_PT_context_camera",
+           "OBJECT_PT_context_object", "RENDER_PT_format_presets", "RENDER_PT_time_stretching")
+
+
+def _compat_panels():
+    for name in _PANELS:
+        p = getattr(bpy.types, name, None)
+        if p is not None and hasattr(p, "COMPAT_ENGINES"):
+            yield p
+
+
+def register():
+    bpy.utils.register_class(ExgsRenderEngine)
+    for p in _compat_panels():
+        p.COMPAT_ENGINES.add(ExgsRenderEngine.bl_idname)
+
+
+def unregister():
+    for p in _compat_panels():
+        p.COMPAT_ENGINES.discard(ExgsRenderEngine.bl_idname)
+    bpy.utils.unregister_class(ExgsRenderEngine)

@@ -1,0 +1,162 @@
+"""Final renders (F12, animation, ``blender -b -f/-a``): every visible splat object, rendered by exgs_core from the
+scene camera, written to the Combined, Depth and Alpha passes.
+
+Reads only the depsgraph and the engine (never ``bpy.context``). Fails loudly: problems become ``error_set`` +
+``report`` rather than an empty frame.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from exgs_core.errors import ExgsError
+
+from .. import convert, preferences
+from .camera import camera_from_object, render_size
+
+ALPHA_PASS = ("Alpha", 1, "A", "VALUE")
+DEPTH_PASS = ("Depth", 1, "Z", "VALUE")
+EMPTY_DEPTH = 1e10  # Blender's Z for pixels that see nothing
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB transfer function inverse (IEC 61966-2-1), any shape; values > 1 follow the power segment."""
+    c = np.asarray(c, np.float32)
+    return np.where(c <= 0.04045, c / 12.92, ((np.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    c = np.asarray(c, np.float32)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.maximum(c, 0.0031308) ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def gather_splats(depsgraph, test_break=None):
+    """(world-space GaussianScene of every visible splat object instance, object names), or (None, [])."""
+    scenes, names = [], []
+    for inst in depsgraph.object_instances:
+        ob = inst.object
+        if ob.type != "POINTCLOUD" or not convert.is_splat_data(ob.data):
+            continue
+        if test_break is not None and test_break():
+            return None, names
+        orig = ob.original if hasattr(ob, "original") else ob
+        s = convert.pointcloud_to_scene(ob.data, antialiased=bool(orig.exgs.antialiased))
+        if s.n == 0:
+            continue
+        from exgs_core.sh_rotation import transform_scene
+
+        scenes.append(transform_scene(s, np.array(inst.matrix_world, dtype=np.float64)))
+        names.append(ob.name)
+    if not scenes:
+        return None, names
+    return convert.merge_scenes(scenes), names
+
+
+def frame_pixels(res, *, transparent: bool, background_srgb: np.ndarray, color_input: str):
+    """(combined RGBA float32 [H, W, 4], depth [H, W], alpha [H, W]), rows bottom-up as Blender stores them.
+
+    Colours are blended in the scene's own (sRGB) space, exactly as exgs_core renders them, then converted to
+    scene linear (``color_input == "SRGB"``) so Blender's Standard view transform shows the trained colours.
+    """
+    rgb, alpha = res.rgb, res.alpha  # [H, W, 3] premultiplied (black background), [H, W]; rows top-down
+    h, w = alpha.shape
+    out = np.empty((h, w, 4), np.float32)
+    if transparent:
+        a = alpha[..., None]
+        straight = np.divide(rgb, a, out=np.zeros_like(rgb), where=a > 1e-6)
+        lin = srgb_to_linear(straight) if color_input == "SRGB" else straight
+        out[..., :3] = lin * a
+        out[..., 3] = alpha
+    else:
+        comp = rgb + (1.0 - alpha[..., None]) * background_srgb
+        out[..., :3] = srgb_to_linear(comp) if color_input == "SRGB" else comp
+        out[..., 3] = 1.0
+    depth = np.where(alpha > 1e-4, res.depth, EMPTY_DEPTH).astype(np.float32)
+    return np.flipud(out), np.flipud(depth), np.flipud(alpha).astype(np.float32)
+
+
+def world_background_srgb(scene, color_input: str) -> np.ndarray:
+    """The world colour (``world.color``, scene linear) in the splats' colour space; black without a world."""
+    w = scene.world
+    c = np.array(w.color[:3], np.float32) if w is not None else np.zeros(3, np.float32)
+    return linear_to_srgb(c) if color_input == "SRGB" else c
+
+
+def render(engine, depsgraph) -> None:
+    """Render one frame of ``depsgraph`` into ``engine``'s result."""
+    t0 = time.perf_counter()
+    scene = depsgraph.scene
+    view_layer = depsgraph.view_layer
+    width, height = render_size(scene.render)
+    color_input = scene.exgs.color_input if hasattr(scene, "exgs") else "SRGB"
+
+    cam_ob = engine.camera_override or scene.camera
+    try:
+        cam = camera_from_object(cam_ob.evaluated_get(depsgraph) if cam_ob is not None else None, scene.render,
+                                 width, height)
+    except ExgsError as e:
+        _fail(engine, f"ExGS: {e}")
+        return
+
+    engine.update_stats("", "ExGS | collecting splats")
+    try:
+        splats, names = gather_splats(depsgraph, engine.test_break)
+    except (ValueError, ExgsError) as e:
+        _fail(engine, f"ExGS: cannot read splat data: {e}")
+        return
+    if engine.test_break():
+        return
+
+    bg = world_background_srgb(scene, color_input)
+    transparent = bool(scene.render.film_transparent)
+    if splats is None:
+        engine.report({"WARNING"}, "ExGS: no visible Gaussian-splat objects; rendering the background only")
+        from exgs_core.render.result import RenderResult
+
+        z = np.zeros((height, width), np.float32)
+        res = RenderResult(np.zeros((height, width, 3), np.float32), z, z, None, "none", 0)
+    else:
+        engine.update_stats("", f"ExGS | rendering {splats.n:,} Gaussians ({len(names)} object(s)) "
+                                f"at {width}x{height}")
+        engine.update_progress(0.1)
+        from exgs_core.render import render as core_render
+
+        backend = preferences.render_backend()
+        try:
+            res = core_render(splats, cam, backend=backend)
+        except ExgsError as e:  # BackendUnavailable for CUDA without gsplat, ...
+            _fail(engine, f"ExGS: {e}")
+            return
+        except MemoryError:
+            _fail(engine, f"ExGS: out of memory rendering {splats.n:,} Gaussians at {width}x{height}")
+            return
+        pref = preferences.get()
+        if pref is not None and pref.restoration:
+            engine.report({"WARNING"}, "ExGS: restoration is on but no restoration backend is installed; "
+                                       "the frame is the plain render")
+    if engine.test_break():
+        return
+    engine.update_progress(0.9)
+    combined, depth, alpha = frame_pixels(res, transparent=transparent, background_srgb=bg, color_input=color_input)
+
+    engine.add_pass(ALPHA_PASS[0], ALPHA_PASS[1], ALPHA_PASS[2], layer=view_layer.name)
+    result = engine.begin_result(0, 0, width, height, layer=view_layer.name)
+    layer = result.layers[0]
+    for p in layer.passes:
+        if p.name == "Combined":
+            p.rect.foreach_set(combined.ravel())
+        elif p.name == "Depth":
+            p.rect.foreach_set(depth.ravel())
+        elif p.name == "Alpha":
+            p.rect.foreach_set(alpha.ravel())
+    engine.end_result(result)
+    engine.update_progress(1.0)
+    engine.update_stats("", f"ExGS | {0 if splats is None else splats.n:,} Gaussians, {res.backend}, "
+                            f"{time.perf_counter() - t0:.2f} s")
+
+
+def _fail(engine, msg: str) -> None:
+    engine.error_set(msg)
+    engine.report({"ERROR"}, msg)

@@ -1,0 +1,117 @@
+"""Menus, the FileHandler (drag and drop) and the 3D-view sidebar panel (tab "ExGS"). Layout only."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import convert, operators
+
+
+def menu_import(self, context):
+    self.layout.operator(operators.EXGS_OT_import_scene.bl_idname, text="Gaussian Splats (.ply/.spz/.sog/.splat/.exgs)")
+
+
+def menu_export(self, context):
+    self.layout.operator(operators.EXGS_OT_export_scene.bl_idname, text="Gaussian Splats (.exgs/.ply)")
+
+
+class EXGS_FH_import(bpy.types.FileHandler):
+    bl_idname = "EXGS_FH_import"
+    bl_label = "ExGS Gaussian splats"
+    bl_import_operator = "exgs.import_scene"
+    bl_export_operator = "exgs.export_scene"
+    bl_file_extensions = ".ply;.splat;.spz;.sog;.exgs"
+
+    @classmethod
+    def poll_drop(cls, context):
+        return context.area is not None and context.area.type in {"VIEW_3D", "OUTLINER"}
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000.0
+    return str(n)
+
+
+class EXGS_PT_compress(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "ExGS"
+    bl_label = "Compress"
+
+    def draw(self, context):
+        layout = self.layout
+        props = context.scene.exgs
+        ob = context.active_object
+        if not convert.is_splat_object(ob):
+            layout.label(text="Select a Gaussian-splat object", icon="INFO")
+        else:
+            layout.label(text=f"{ob.name}: {len(ob.data.points):,} Gaussians", icon="POINTCLOUD_DATA")
+        col = layout.column()
+        col.prop(props, "size_mode", expand=True)
+        col.prop(props, "ratio" if props.size_mode == "RATIO" else "target_mb")
+        col.prop(props, "sh_keep")
+        col.prop(props, "views")
+        if props.views == "JSON":
+            col.prop(props, "cameras_json")
+        elif props.views == "AUTO":
+            col.prop(props, "auto_views")
+        if props.job_running:
+            row = layout.row()
+            row.progress(factor=props.job_progress, text=f"{props.job_stage} {props.job_progress * 100:.0f}%") \
+                if hasattr(row, "progress") else row.label(text=f"{props.job_stage} {props.job_progress * 100:.0f}%")
+            layout.operator(operators.EXGS_OT_compress_cancel.bl_idname, icon="CANCEL")
+        else:
+            layout.operator(operators.EXGS_OT_compress.bl_idname, icon="MOD_DECIM")
+        if props.job_message:
+            layout.label(text=props.job_message)
+        if ob is not None and convert.is_splat_object(ob) and ob.exgs.gaussians_before:
+            box = layout.box()
+            e = ob.exgs
+            box.label(text=f"Gaussians: {e.gaussians_before:,} -> {e.gaussians_after:,}")
+            box.label(text=f"Bytes: {_human(e.bytes_source)} (SH3 PLY) -> {_human(e.bytes_out)}")
+            box.label(text=f"Ratio: {e.bytes_source / max(e.bytes_out, 1):.1f}x")
+        row = layout.row(align=True)
+        op = row.operator(operators.EXGS_OT_export_scene.bl_idname, text="Export .exgs", icon="EXPORT")
+        op.file_format = "EXGS"
+        op = row.operator(operators.EXGS_OT_export_scene.bl_idname, text="Export .ply")
+        op.file_format = "PLY"
+
+
+class EXGS_PT_render(bpy.types.Panel):
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    bl_label = "ExGS"
+    COMPAT_ENGINES = {"EXGS"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.engine in cls.COMPAT_ENGINES
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(context.scene.exgs, "color_input")
+        vt = context.scene.view_settings.view_transform
+        if vt != "Standard" and context.scene.exgs.color_input == "SRGB":
+            layout.label(text=f"View transform '{vt}' changes the trained colours; 'Standard' keeps them",
+                         icon="ERROR")
+
+
+classes = (EXGS_FH_import, EXGS_PT_compress, EXGS_PT_render)
+
+
+def register():
+    for c in classes:
+        bpy.utils.register_class(c)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+    bpy.types.TOPBAR_MT_file_export.append(menu_export)
+
+
+def unregister():
+    bpy.types.TOPBAR_MT_file_export.remove(menu_export)
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    for c in reversed(classes):
+        bpy.utils.unregister_class(c)
