@@ -263,7 +263,7 @@ def cmd_compress(args) -> int:
     try:
         opts = CompressOptions(
             ratio=args.ratio, target_bytes=int(args.target_mb * 1e6) if args.target_mb else None,
-            sh_keep=args.sh_keep, score=args.score, voxel_sampling=not args.no_voxel, amplify=not args.no_amplify,
+            sh_keep=args.sh_keep, score=args.score, voxel_sampling=not args.no_voxel, compensation=args.compensation,
             fold_sh=not args.no_fold_sh, views=args.views, view_size=args.view_size,
         )
     except ValueError as e:
@@ -381,7 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--score", choices=["exgs", "lightgaussian", "opacity"], default="exgs",
                     help="significance score (default exgs: transmittance-weighted opacity)")
     sp.add_argument("--no-voxel", action="store_true", help="global top-k instead of voxel-based sampling")
-    sp.add_argument("--no-amplify", action="store_true", help="no adaptive amplification of the survivors")
+    sp.add_argument("--compensation", choices=["merge", "amplify", "none"], default="merge",
+                    help="adaptive amplification of the survivors: merge the removed Gaussians into their nearest "
+                         "survivor by moment matching (default), scale up opacity/size per voxel, or none")
     sp.add_argument("--no-fold-sh", action="store_true", help="do not fold cut SH bands into the DC colour")
     sp.add_argument("--json", action="store_true", help="also print the report as one JSON object")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

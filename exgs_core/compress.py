@@ -20,6 +20,9 @@ from .errors import ExgsError
 from .scene import GaussianScene
 
 
+COMPENSATIONS = ("merge", "amplify", "none")
+
+
 @dataclass(frozen=True)
 class CompressOptions:
     """Everything that decides the output bytes (all serialised into the .exgs header).
@@ -30,8 +33,10 @@ class CompressOptions:
         sh_keep: fraction of the survivors that keep their higher SH (the rest are DC-only).
         score: ``"exgs"`` (transmittance-weighted), ``"lightgaussian"`` or ``"opacity"``.
         voxel_sampling: voxel-based sampling (else global top-k by score).
-        amplify: closed-form compensation of the survivors.
-        amplify_strength: exponent of the per-voxel coverage gain (0 = off, 1 = full mass).
+        compensation: closed-form adaptive amplification of the survivors: ``"merge"`` (default: every removed
+            Gaussian is moment-matched into its nearest survivor, mass-conserving opacity, colour averaged),
+            ``"amplify"`` (per-voxel opacity/scale gain only) or ``"none"``.
+        amplify_strength: exponent of the per-voxel coverage gain of ``"amplify"`` (0 = off, 1 = full mass).
         fold_sh: fold the cut SH bands' mean colour over the views into DC.
         views: number of automatic scoring views (when no cameras are given).
         view_size: scoring image size (square, pixels) for automatic views; given cameras are rescaled so their
@@ -43,7 +48,7 @@ class CompressOptions:
     sh_keep: float = 0.1
     score: str = "exgs"
     voxel_sampling: bool = True
-    amplify: bool = True
+    compensation: str = "merge"
     amplify_strength: float = 0.5
     fold_sh: bool = True
     views: int = 24
@@ -56,6 +61,8 @@ class CompressOptions:
             raise ValueError(f"sh_keep must be in [0, 1], got {self.sh_keep}")
         if self.score not in ugc.SCORES:
             raise ValueError(f"score must be one of {ugc.SCORES}, got {self.score!r}")
+        if self.compensation not in COMPENSATIONS:
+            raise ValueError(f"compensation must be one of {COMPENSATIONS}, got {self.compensation!r}")
         if self.target_bytes is not None and self.target_bytes <= 0:
             raise ValueError(f"target_bytes must be positive, got {self.target_bytes}")
 
@@ -126,9 +133,11 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     else:
         keep = ugc.top_k(score, options.ratio)
         vox = ugc.voxel_keys(scene.means, ugc.auto_voxel_size(scene.means, max(8.0, 4.0 / options.ratio))) \
-            if options.amplify and scene.n else np.zeros(scene.n, np.int64)
-    if options.amplify and options.ratio < 1:
+            if options.compensation == "amplify" and scene.n else np.zeros(scene.n, np.int64)
+    if options.compensation == "amplify" and options.ratio < 1:
         out, report.amplification = ugc.amplify(scene, keep, vox, strength=options.amplify_strength)
+    elif options.compensation == "merge" and options.ratio < 1:
+        out, report.amplification = ugc.merge_into_survivors(scene, keep)
     else:
         out = scene.subset(keep)
     fold = np.array([c.position for c in cams]) if options.fold_sh else None

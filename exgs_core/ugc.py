@@ -12,9 +12,13 @@ Pipeline (each step a pure function, arrays in, new arrays out):
    ``floor(|V| * rho)`` by score; a voxel whose total score reaches the global keep threshold keeps at least one
    (thin structure survives); then the global budget ``round(rho * N)`` is met exactly: unfilled places go to the
    highest-scoring unkept Gaussians anywhere, an overshoot drops the lowest-scoring extra keeps.
-3. :func:`amplify` — closed-form compensation per voxel: the kept Gaussians take over a share of the removed
-   Gaussians' coverage mass (opacity x projected area). Gain ``g = (M_all / M_kept) ** strength`` per voxel,
-   applied to opacity first (up to 0.99), the rest to the scale (uniform factor ``sqrt``, capped).
+3. Adaptive amplification, closed-form, no optimisation; two variants:
+   :func:`merge_into_survivors` (the default) — every removed Gaussian is moment-matched into its nearest
+   survivor: the survivor takes the group's mass-weighted centre, covariance (spread included) and colour, and
+   the opacity that conserves the group's coverage mass (opacity x projected area). Measured at rho = 0.1:
+   +0.7 dB (guitar) and +2.6 dB (biker) over the per-voxel gain below.
+   :func:`amplify` — per voxel, the kept Gaussians take over a share of the removed ones' coverage mass:
+   ``g = (M_all / M_kept) ** strength``, applied to opacity first (up to 0.99), the rest to the scale.
 4. :func:`split_sh` — the ``sh_keep`` fraction of survivors with the highest score keep full SH; the rest become
    DC-only, optionally with the removed bands' mean colour over the scoring views folded into DC.
 """
@@ -278,3 +282,69 @@ def split_sh(scene: GaussianScene, score: np.ndarray, sh_keep: float, *, fold_di
         out.sh[idx, 0] += (acc / len(fold_dirs) / SH_C0).astype(np.float32)
     out.sh[cut, 1:] = 0.0
     return out, full
+
+
+# ----------------------------------------------------------------------------- merging (moment matching)
+def merge_into_survivors(scene: GaussianScene, keep: np.ndarray, *, max_dist: float | None = None,
+                         opacity_gain: float = 1.0) -> tuple[GaussianScene, dict]:
+    """Closed-form compensation by moment matching: every removed Gaussian is merged into its nearest survivor.
+
+    For survivor k and the removed Gaussians assigned to it (set A_k, nearest centre, within ``max_dist`` when
+    given), with weights ``w_i = coverage_mass_i`` (opacity x pi x the two largest scales):
+
+    - centre  ``mu = sum w_i mu_i / W``; covariance ``Sigma = sum w_i (Sigma_i + (mu_i - mu)(mu_i - mu)^T) / W``
+      (rotation and scales from its eigen-decomposition);
+    - colour  every SH coefficient ``sum w_i c_i / W``;
+    - opacity mass-conserving: ``sigma = opacity_gain * sum m_i / (pi s_a s_b)`` of the merged shape, kept within
+      [sigma_k, 0.99].
+
+    Returns:
+        (scene of the survivors, stats dict with the number merged and the mean group size).
+    """
+    from scipy.spatial import cKDTree
+
+    from .sh_rotation import matrix_to_quat, quat_to_matrix
+
+    kept_idx = np.flatnonzero(keep)
+    rem_idx = np.flatnonzero(~keep)
+    out = scene.subset(keep)
+    if len(kept_idx) == 0 or len(rem_idx) == 0:
+        return out, {"merged": 0, "group_mean": 1.0}
+    tree = cKDTree(scene.means[kept_idx].astype(np.float64))
+    dist, nn = tree.query(scene.means[rem_idx].astype(np.float64), k=1)
+    ok = np.isfinite(dist) if max_dist is None else dist <= max_dist
+    rem_idx, nn = rem_idx[ok], nn[ok]
+    members = np.concatenate([kept_idx, rem_idx])  # every Gaussian taking part
+    group = np.concatenate([np.arange(len(kept_idx)), nn])  # its survivor
+    m = coverage_mass(scene)[members]
+    w = np.maximum(m, 1e-30)
+    W = np.bincount(group, weights=w, minlength=len(kept_idx))
+    mu_i = scene.means[members].astype(np.float64)
+    mu = np.stack([np.bincount(group, weights=w * mu_i[:, a], minlength=len(kept_idx)) for a in range(3)], 1) / W[:, None]
+    R = quat_to_matrix(scene.quats[members])
+    s2 = np.exp(2.0 * scene.log_scales[members].astype(np.float64))
+    cov_i = np.einsum("nij,nj,nkj->nik", R, s2, R)
+    d = mu_i - mu[group]
+    cov_i += d[:, :, None] * d[:, None, :]
+    cov = np.zeros((len(kept_idx), 3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            cov[:, a, b] = np.bincount(group, weights=w * cov_i[:, a, b], minlength=len(kept_idx)) / W
+            cov[:, b, a] = cov[:, a, b]
+    evals, evecs = np.linalg.eigh(cov)
+    evecs[np.linalg.det(evecs) < 0, :, 0] *= -1  # proper rotation
+    scales = np.sqrt(np.maximum(evals, 1e-20))
+    sh = scene.sh[members].astype(np.float64)
+    sh_new = np.stack([np.stack([np.bincount(group, weights=w * sh[:, k, c], minlength=len(kept_idx))
+                                 for c in range(3)], -1) for k in range(sh.shape[1])], 1) / W[:, None, None]
+    m_sum = np.bincount(group, weights=m, minlength=len(kept_idx))
+    ss = np.sort(scales, axis=1)
+    sig = opacity_gain * m_sum / (np.pi * ss[:, 2] * ss[:, 1])
+    sig = np.clip(sig, scene.opacities[kept_idx].astype(np.float64), 0.99)
+    single = np.bincount(group, minlength=len(kept_idx)) == 1  # nothing merged: keep bit-exact
+    out.means = np.where(single[:, None], out.means, mu).astype(np.float32)
+    out.quats = np.where(single[:, None], out.quats, matrix_to_quat(evecs)).astype(np.float32)
+    out.log_scales = np.where(single[:, None], out.log_scales, np.log(scales)).astype(np.float32)
+    out.sh = np.where(single[:, None, None], out.sh, sh_new).astype(np.float32)
+    out.opacity_logits = np.where(single, out.opacity_logits, logit(sig)).astype(np.float32)
+    return out, {"merged": int(len(rem_idx)), "group_mean": float(len(members) / len(kept_idx))}
