@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import bpy
+from mathutils import Matrix
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
@@ -60,7 +61,7 @@ def create_splat_object(context, scene, name: str, *, collection=None, orient: b
     ob = bpy.data.objects.new(name, pc)
     (collection or context.collection or context.scene.collection).objects.link(ob)
     m = convert.up_to_z_matrix(scene_up(scene)) if orient else np.eye(4)
-    ob.matrix_world = [list(r) for r in m]
+    ob.matrix_world = Matrix(m.tolist())  # rows (a bare nested list would be read as columns)
     ob.exgs.orientation = _matrix16(m)
     ob.exgs.antialiased = bool(scene.meta.get("antialiased", False))
     ob.exgs.source_path = source
@@ -72,7 +73,8 @@ def export_matrix(ob) -> np.ndarray:
     """Transform baked into exported data: the object's world matrix relative to its import orientation, so an
     imported and untouched object exports exactly its file's data."""
     orient = _matrix_from16(ob.exgs.orientation)
-    return np.linalg.inv(orient) @ np.array(ob.matrix_world, np.float64)
+    m = np.linalg.inv(orient) @ np.array(ob.matrix_world, np.float64)
+    return np.eye(4) if np.allclose(m, np.eye(4), atol=1e-6) else m  # Blender stores matrices as float32
 
 
 # =========================================================================== import
@@ -119,7 +121,6 @@ class EXGS_OT_import_scene(bpy.types.Operator, ImportHelper):
                     scene = exgs_core.load(p)
                 except ExgsError as e:
                     failed.append(str(e))
-                    self.report({"ERROR"}, f"ExGS import: {e}")
                     continue
                 name = Path(p).name
                 for suf in (".compressed.ply", ".ply", ".splat", ".spz", ".sog", ".exgs", ".json"):
@@ -140,6 +141,8 @@ class EXGS_OT_import_scene(bpy.types.Operator, ImportHelper):
             for o in created:
                 o.select_set(True)
             context.view_layer.objects.active = created[-1]
+        for msg in failed:  # errors only when nothing imported (an ERROR report fails the whole call)
+            self.report({"WARNING"} if ok else {"ERROR"}, f"ExGS import: {msg}")
         if ok:
             n = sum(len(o.data.points) for o in created)
             self.report({"INFO"}, f"ExGS: imported {ok} file(s), {n:,} Gaussians in {time.perf_counter() - t:.2f} s"
@@ -176,7 +179,7 @@ def export_scene_bytes(objects, fmt: str, apply_transform: bool = True):
         ob = objects[0]
         cache = ob.exgs.exgs_cache
         local = convert.pointcloud_to_scene(ob.data)
-        untouched = not apply_transform or np.allclose(export_matrix(ob), np.eye(4), atol=1e-9)
+        untouched = not apply_transform or np.array_equal(export_matrix(ob), np.eye(4))
         if cache and os.path.isfile(cache) and untouched and scene_hash(local) == ob.exgs.exgs_cache_hash:
             return Path(cache).read_bytes(), scene
     return None, scene

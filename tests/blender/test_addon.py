@@ -1,0 +1,258 @@
+"""Registration, import (every format), native splat data, export, compression through the operators."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import data
+
+FIXTURES = {
+    "ply": "supersplat_label_sh3_1000.ply",
+    "ply_ascii": "donut_sh0_300_ascii.ply",
+    "splat": "plant_2000.splat",
+    "spz_v4": "playcanvas_biker_head4096.v4.spz",
+    "spz_v2": "pdal_fourth_st_sh3_head4096.v2.spz",
+    "compressed_ply": "playcanvas_biker_head16chunks.compressed.ply",
+    "sog": "playcanvas_flowers_lod2_sh2_head13rows.sog",
+}
+
+
+def _engine_available(bpy) -> bool:
+    r = bpy.context.scene.render
+    old = r.engine
+    try:
+        r.engine = "EXGS"
+    except TypeError:
+        return False
+    r.engine = old
+    return True
+
+
+def _state(bpy):
+    t = bpy.types
+    return {
+        "types": sorted(n for n in dir(t) if n.upper().startswith("EXGS")),
+        "scene_prop": hasattr(t.Scene, "exgs"),
+        "object_prop": hasattr(t.Object, "exgs"),
+        "ops": sorted(dir(bpy.ops.exgs)) if hasattr(bpy.ops, "exgs") else [],
+        "import_menu": len(getattr(t.TOPBAR_MT_file_import.draw, "_draw_funcs", [])),
+        "export_menu": len(getattr(t.TOPBAR_MT_file_export.draw, "_draw_funcs", [])),
+        "compat": sorted(n for n in dir(t) if "EXGS" in getattr(getattr(t, n), "COMPAT_ENGINES", ())),
+        "engines": ["EXGS"] if _engine_available(bpy) else [],
+        "classes": sorted(n for n in dir(t) if n.startswith("Exgs")),
+    }
+
+
+def test_register_unregister_twice_leaves_nothing(blank):
+    import exgs_blender
+
+    bpy = blank
+    before = _state(bpy)
+    for _ in range(2):
+        exgs_blender.register()
+        on = _state(bpy)
+        assert on["engines"] == ["EXGS"] and on["scene_prop"] and on["object_prop"]
+        assert {"import_scene", "export_scene", "compress"} <= set(on["ops"])
+        assert on["import_menu"] == before["import_menu"] + 1
+        assert on["compat"], "the engine should be added to other panels' COMPAT_ENGINES"
+        exgs_blender.register()  # registering again is harmless
+        exgs_blender.unregister()
+        assert _state(bpy) == before
+
+
+@pytest.mark.parametrize("kind", sorted(FIXTURES))
+def test_import_each_format(addon, kind):
+    import exgs_core
+    from exgs_blender import convert
+
+    bpy = addon
+    path = data(FIXTURES[kind])
+    assert bpy.ops.exgs.import_scene(filepath=path) == {"FINISHED"}
+    obs = [o for o in bpy.data.objects if o.type == "POINTCLOUD"]
+    assert len(obs) == 1
+    ob = obs[0]
+    ref = exgs_core.load(path)
+    assert len(ob.data.points) == ref.n
+    got = convert.pointcloud_to_scene(ob.data)
+    np.testing.assert_allclose(got.means, ref.means, atol=1e-6)
+    np.testing.assert_allclose(got.sh, ref.sh, atol=1e-6)
+    np.testing.assert_allclose(np.exp(got.log_scales), np.exp(ref.log_scales), rtol=1e-5)
+    qn = ref.quats / np.linalg.norm(ref.quats, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.abs((got.quats * qn).sum(1)), 1.0, atol=1e-5)
+    op_ref = 1 / (1 + np.exp(-ref.opacity_logits.astype(np.float64)))
+    op_got = 1 / (1 + np.exp(-got.opacity_logits.astype(np.float64)))
+    np.testing.assert_allclose(op_got, op_ref, atol=2e-6)
+    # the scene's up axis is Blender's +Z; the data itself is unchanged
+    from exgs_core.views import scene_up
+
+    up_world = np.array(ob.matrix_world)[:3, :3] @ scene_up(ref)
+    np.testing.assert_allclose(up_world / np.linalg.norm(up_world), [0, 0, 1], atol=1e-6)
+
+
+def test_import_several_files_and_bad_ones(addon, tmp_path):
+    bpy = addon
+    bad = tmp_path / "broken.spz"
+    bad.write_bytes(b"NGSP" + b"\x00" * 7)
+    empty = tmp_path / "empty.ply"
+    empty.write_bytes(b"")
+    names = [FIXTURES["ply"], FIXTURES["splat"]]
+    files = [{"name": n} for n in names]
+    r = bpy.ops.exgs.import_scene(directory=str(Path(data(names[0])).parent), files=files)
+    assert r == {"FINISHED"}
+    assert len([o for o in bpy.data.objects if o.type == "POINTCLOUD"]) == 2
+    # a bad file is reported (not a crash); the good one in the same call still imports
+    import shutil
+
+    shutil.copy(data(FIXTURES["splat"]), tmp_path / "good.splat")
+    r = bpy.ops.exgs.import_scene(directory=str(tmp_path), files=[{"name": "broken.spz"}, {"name": "good.splat"}])
+    assert r == {"FINISHED"}
+    assert len([o for o in bpy.data.objects if o.type == "POINTCLOUD"]) == 3
+    # only bad files: the operator fails with the file named in the error
+    with pytest.raises(RuntimeError, match="empty.ply"):
+        bpy.ops.exgs.import_scene(filepath=str(empty))
+
+
+def test_native_gaussian_splat_schema(addon):
+    """On 5.3+ our objects are native GAUSSIAN_SPLAT point clouds with exactly Blender's own importer's attributes;
+    before 5.3 the same names sit on a plain point cloud."""
+    from exgs_blender import convert
+
+    bpy = addon
+    path = data(FIXTURES["ply"])
+    bpy.ops.exgs.import_scene(filepath=path)
+    ours = bpy.context.active_object.data
+    names = {a.name: a.data_type for a in ours.attributes if not a.name.startswith(".")}
+    expected = {"position", "scale", "rotation", "radiance:base"} | {f"radiance:sh_{i}" for i in range(15)}
+    assert expected <= set(names)
+    if not convert.has_native_splats():
+        assert bpy.app.version < (5, 3, 0)
+        assert names["radiance:base"] == "FLOAT_COLOR"
+        return
+    assert ours.type == "GAUSSIAN_SPLAT"
+    bpy.ops.wm.ply_import(filepath=path)  # Blender's own Gaussian-splat PLY import
+    native = [o for o in bpy.data.objects if o.data is not ours and o.type == "POINTCLOUD"][0].data
+    assert native.type == "GAUSSIAN_SPLAT"
+    for a in native.attributes:
+        if a.name in expected:
+            assert names[a.name] == a.data_type, a.name
+            n = len(native.points)
+            width = {"FLOAT_VECTOR": 3, "QUATERNION": 4, "FLOAT4": 4}[a.data_type]
+            key = convert._key(a.data_type)
+            x, y = np.empty(n * width, np.float32), np.empty(n * width, np.float32)
+            a.data.foreach_get(key, x)
+            ours.attributes[a.name].data.foreach_get(key, y)
+            np.testing.assert_allclose(y, x, atol=1e-5, err_msg=a.name)
+
+
+def _import(bpy, name, **kw):
+    assert bpy.ops.exgs.import_scene(filepath=data(name), **kw) == {"FINISHED"}
+    return bpy.context.active_object
+
+
+def test_export_exgs_equals_core_and_reimports_equal(addon, tmp_path):
+    import exgs_core
+    from exgs_blender import convert
+    from exgs_core import exgs_format
+
+    bpy = addon
+    ob = _import(bpy, FIXTURES["ply"])
+    out = tmp_path / "out.exgs"
+    assert bpy.ops.exgs.export_scene(filepath=str(out)) == {"FINISHED"}
+    # what exgs_core writes for the same data
+    assert out.read_bytes() == exgs_format.encode(convert.pointcloud_to_scene(ob.data))
+    # re-import: same data (the decoded file), same placement
+    assert bpy.ops.exgs.import_scene(filepath=str(out)) == {"FINISHED"}
+    ob2 = bpy.context.active_object
+    assert ob2 is not ob
+    dec = exgs_core.load(out)
+    got = convert.pointcloud_to_scene(ob2.data)
+    np.testing.assert_allclose(got.means, dec.means, atol=1e-6)
+    np.testing.assert_allclose(got.sh, dec.sh, atol=1e-6)
+    np.testing.assert_allclose(np.array(ob2.matrix_world), np.array(ob.matrix_world), atol=1e-6)
+    # exporting the re-imported object again gives the same bytes (the file's data is preserved)
+    out2 = tmp_path / "again.exgs"
+    bpy.ops.object.select_all(action="DESELECT")
+    ob2.select_set(True)
+    bpy.context.view_layer.objects.active = ob2
+    assert bpy.ops.exgs.export_scene(filepath=str(out2)) == {"FINISHED"}
+    assert exgs_core.load(out2).equal(dec, atol=2e-3)
+
+
+def test_export_ply_applies_object_transform(addon, tmp_path):
+    """Moving/rotating/scaling the object changes the exported data accordingly, SH rotated with it."""
+    import exgs_core
+    from exgs_blender import convert, operators
+    from exgs_core.sh_rotation import transform_scene
+
+    bpy = addon
+    ob = _import(bpy, FIXTURES["ply"])
+    local = convert.pointcloud_to_scene(ob.data)
+    out = tmp_path / "same.ply"
+    bpy.ops.exgs.export_scene(filepath=str(out), file_format="PLY")
+    same = exgs_core.load(out)
+    np.testing.assert_allclose(same.means, local.means, atol=1e-6)  # untouched object: the file's own axes
+    ob.rotation_euler.z += 0.5
+    ob.location = (1.0, 2.0, 3.0)
+    ob.scale = (2.0, 2.0, 2.0)
+    bpy.context.view_layer.update()
+    out = tmp_path / "moved.ply"
+    assert bpy.ops.exgs.export_scene(filepath=str(out), file_format="PLY") == {"FINISHED"}
+    got = exgs_core.load(out)
+    want = transform_scene(local, operators.export_matrix(ob))
+    assert not np.allclose(got.means, local.means, atol=1e-2)
+    np.testing.assert_allclose(got.means, want.means, atol=1e-5)
+    np.testing.assert_allclose(got.sh, want.sh, atol=1e-5)
+    np.testing.assert_allclose(got.log_scales, local.log_scales + np.log(2), atol=1e-5)
+    assert not np.allclose(got.sh[:, 1:], local.sh[:, 1:], atol=1e-3)  # SH rotated
+
+
+def test_compress_operator(addon, tmp_path):
+    import exgs_core
+    from exgs_blender import convert
+
+    bpy = addon
+    src = _import(bpy, "donut_sh0_2000.ply")
+    props = bpy.context.scene.exgs
+    props.ratio, props.sh_keep, props.auto_views = 0.25, 0.1, 4
+    assert bpy.ops.exgs.compress() == {"FINISHED"}
+    out = bpy.context.active_object
+    assert out is not src and convert.is_splat_object(out)
+    assert src.hide_get() and src.hide_render and src.name in bpy.data.objects  # hidden, not deleted
+    assert out.exgs.gaussians_before == 2000
+    assert 0 < out.exgs.gaussians_after == len(out.data.points) <= 2000 * 0.25 + 1
+    assert 0 < out.exgs.bytes_out < out.exgs.bytes_source
+    np.testing.assert_allclose(np.array(out.matrix_world), np.array(src.matrix_world))
+    # exporting the untouched compressed object writes the compressor's bytes
+    dst = tmp_path / "c.exgs"
+    assert bpy.ops.exgs.export_scene(filepath=str(dst)) == {"FINISHED"}
+    assert dst.read_bytes() == Path(out.exgs.exgs_cache).read_bytes()
+    assert len(dst.read_bytes()) == out.exgs.bytes_out
+    assert exgs_core.load(dst).n == out.exgs.gaussians_after
+
+
+def test_compress_job_cancel_and_errors(addon):
+    """The threaded path: cancel stops the job; bad options are reported, not raised."""
+    from exgs_blender import convert
+    from exgs_blender.jobs import CompressJob
+    from exgs_core.compress import CompressOptions
+
+    bpy = addon
+    ob = _import(bpy, "donut_sh0_2000.ply")
+    scene = convert.pointcloud_to_scene(ob.data)
+    job = CompressJob(scene=scene, options=CompressOptions(ratio=0.5, views=4))
+    job.cancel()
+    job.start()
+    assert job.wait(120)
+    assert job.cancelled and job.result is None and job.error is None
+    job = CompressJob(scene=scene, options=CompressOptions(ratio=0.5, views=4))
+    job.start()
+    assert job.wait(300) and job.error is None and job.result.scene.n > 0 and job.progress == 1.0
+    props = bpy.context.scene.exgs
+    props.views = "JSON"
+    props.cameras_json = "/nonexistent/cameras.json"
+    with pytest.raises(RuntimeError, match="cameras.json"):
+        bpy.ops.exgs.compress()
