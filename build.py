@@ -11,7 +11,7 @@ Blender's builder (``blender_ext.py``) ships inside the ``bpy`` wheel; this scri
 environment or takes ``--blender-ext PATH``. Wheels are fetched once with ``pip download --only-binary=:all:`` into
 ``build/wheels/`` and reused. By default one zip per platform (``--split-platforms``).
 
-    python build.py                                   # all platforms, dist/exgs-<version>-<platform>.zip
+    python build.py                                   # linux-x64, windows-x64, macos-arm64: dist/exgs-<version>-<platform>.zip
     python build.py --platforms linux-x64             # just one
 """
 
@@ -39,6 +39,8 @@ PLATFORMS = {
     "macos-x64": ["macosx_10_9_x86_64", "macosx_10_15_x86_64", "macosx_11_0_x86_64", "macosx_12_0_x86_64",
                   "macosx_13_0_x86_64"],
 }
+#: numba/llvmlite publish no macOS x86-64 wheels for these versions, so Intel Macs are not in the default set.
+DEFAULT_PLATFORMS = ("linux-x64", "windows-x64", "macos-arm64")
 PYTHONS = ("3.11", "3.13")
 #: What exgs_core imports on the add-on's paths (load, render, compress, export).
 DEPENDENCIES = ("numba", "llvmlite", "plyfile", "zstandard", "pillow")
@@ -142,8 +144,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--blender-ext", type=Path, help="path to blender_ext.py (default: found in the bpy wheel)")
     ap.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder (default dist/)")
-    ap.add_argument("--platforms", nargs="+", choices=sorted(PLATFORMS), default=list(PLATFORMS),
-                    help="Blender platforms to build for (default: all)")
+    ap.add_argument("--platforms", nargs="+", choices=sorted(PLATFORMS), default=list(DEFAULT_PLATFORMS),
+                    help="Blender platforms to build for (default: %(default)s)")
     ap.add_argument("--pythons", nargs="+", choices=PYTHONS, default=list(PYTHONS),
                     help="Python versions to bundle wheels for (default: 3.11 and 3.13)")
     ap.add_argument("--wheel-cache", type=Path, default=ROOT / "build" / "wheels", help="downloaded wheels")
