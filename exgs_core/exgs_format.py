@@ -51,6 +51,7 @@ __all__ = [
     "read_header",
     "describe",
     "error_bounds",
+    "storage_order",
 ]
 
 MAGIC = b"EXGS"
@@ -175,6 +176,12 @@ def _f32list(a) -> list[float]:
 def _check_scene(scene: GaussianScene) -> None:
     if not isinstance(scene, GaussianScene):
         raise TypeError(f"encode() needs a GaussianScene, got {type(scene).__name__}")
+    lengths = {f: int(getattr(scene, f).shape[0]) for f in ("means", "quats", "log_scales", "opacity_logits", "sh")}
+    if len(set(lengths.values())) > 1:
+        raise SceneError("the scene is not clean (field lengths disagree: "
+                         + ", ".join(f"{k}={v}" for k, v in lengths.items()) + "): sanitize it first")
+    if scene.n == 0:
+        return  # nothing else to check (and GaussianScene.validate cannot reshape empty SH arrays)
     rep = scene.validate()
     if not rep.ok:
         raise SceneError(
@@ -189,6 +196,23 @@ def _check_scene(scene: GaussianScene) -> None:
                          - np.min(arr.reshape(-1, arr.shape[-1]), axis=0).astype(np.float64).min())
             if not span < 3.0e38:
                 raise SceneError(f"{name}: values span {span:.3g}, beyond what float32 steps can cover; sanitize first")
+
+
+def _order(means: np.ndarray, bits: int):
+    lo, step = quantize.uniform_params(means, bits)
+    qpos = quantize.uniform_encode(means, lo, step, bits, dtype=np.uint32)  # [3, N]
+    codes = morton.encode(qpos.T)
+    return lo, step, qpos, codes, morton.order(codes)
+
+
+def storage_order(means: np.ndarray, position_bits: int = 16) -> np.ndarray:
+    """The permutation :func:`encode` applies: int64 [N] indices into the input such that
+    ``decode(encode(scene)).means[i]`` is the quantised ``scene.means[order[i]]`` (Morton order of the quantised
+    centres, ties in input order). Use it to map per-Gaussian data of the input to the decoded scene."""
+    means = np.asarray(means, dtype=np.float32)
+    if means.ndim != 2 or means.shape[1] != 3:
+        raise ValueError(f"means: expected float32 [N, 3], got {means.shape}")
+    return _order(means, int(position_bits))[4]
 
 
 def encode(
@@ -250,10 +274,7 @@ def encode(
     # ---- order: quantised centres -> Morton codes -> stable sort
     _report(progress, 0.0, "order")
     pb = options.position_bits
-    p_lo, p_step = quantize.uniform_params(scene.means, pb)
-    qpos = quantize.uniform_encode(scene.means, p_lo, p_step, pb, dtype=np.uint32)  # [3, N]
-    codes = morton.encode(qpos.T)
-    perm = morton.order(codes)
+    p_lo, p_step, qpos, codes, perm = _order(scene.means, pb)
     codes = codes[perm]
     quats = scene.quats[perm]
     log_scales = scene.log_scales[perm]
@@ -366,7 +387,7 @@ def encode(
         "bounds": {"min": _f32list(dmin), "max": _f32list(dmax)},
         "quant": quant,
         "encoder": {"name": "exgs", "version": __version__, "codec": CODEC_REVISION},
-        "options": dataclasses.asdict(options),
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "threads"},
         "errors": errors,
         "source_sha256": source_sha256,
         "extra": extra,
@@ -771,6 +792,13 @@ def write_exgs(path: str | os.PathLike, data: bytes) -> None:
         raise ValueError("data does not start with the EXGS magic: not the output of encode()")
     with atomic_write(path, "wb") as f:
         f.write(data)
+    # atomic_write's temporary file is created 0600; give the result the usual umask-based mode
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(path, 0o666 & ~umask)
+    except OSError:
+        pass
 
 
 def _describe(h: dict, version: int, flags: int, sections: list[_Section], size: int) -> dict:

@@ -1,8 +1,9 @@
 """Vector quantisation of higher-order SH: a two-level k-means palette (numba), deterministic for a given seed.
 
-Why two levels: a flat k-means with P centroids costs N x P distance evaluations per pass; the tree costs
+Small problems (P <= 256 or M x P <= 2^26) use one flat k-means. Why two levels otherwise: a flat k-means with P centroids costs N x P distance evaluations per pass; the tree costs
 N x (P1 + P/P1) with P1 ~ sqrt(P) coarse cells, so P = 16384 costs ~256 evaluations per vector instead of 16384.
-Training runs on a seeded subsample (``sample_per_centroid`` vectors per centroid); every vector is then assigned
+Training runs on a seeded subsample (``sample_per_centroid`` vectors per centroid; the coarse level on
+:data:`COARSE_SAMPLE` vectors per cell); every vector is then assigned
 once (coarse cell, then the nearest centroid inside the ``probes`` nearest coarse cells) and the centroids are
 re-estimated once from all their members.
 
@@ -21,6 +22,12 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["kmeans_palette", "default_palette_size"]
+
+#: Training rows per coarse cell for the coarse k-means.
+COARSE_SAMPLE = 64
+#: Palettes up to this size, or problems with M x P up to FLAT_MAX_WORK, use one flat k-means.
+FLAT_MAX_SIZE = 256
+FLAT_MAX_WORK = 1 << 26
 
 
 def default_palette_size(m: int) -> int:
@@ -154,10 +161,52 @@ def _assign_seq(x, c, out):
         out[i] = bj
 
 
+@njit(cache=True)
+def _kmeanspp(x, out, u):
+    """k-means++ seeding (D^2 sampling) of out [k, D] from rows x [n, D] with the uniforms u [k] in [0, 1)
+    (deterministic given u). The first centroid is row floor(u[0] n)."""
+    n, d = x.shape
+    k = out.shape[0]
+    first = min(int(u[0] * n), n - 1)
+    dist = np.empty(n, np.float64)
+    for t in range(d):
+        out[0, t] = x[first, t]
+    for i in range(n):
+        s = 0.0
+        for t in range(d):
+            diff = x[i, t] - out[0, t]
+            s += diff * diff
+        dist[i] = s
+    for j in range(1, k):
+        total = 0.0
+        for i in range(n):
+            total += dist[i]
+        pick = n - 1
+        if total > 0.0:
+            r = u[j] * total
+            acc = 0.0
+            for i in range(n):
+                acc += dist[i]
+                if acc > r:
+                    pick = i
+                    break
+        else:
+            pick = min(int(u[j] * n), n - 1)
+        for t in range(d):
+            out[j, t] = x[pick, t]
+        for i in range(n):
+            s = 0.0
+            for t in range(d):
+                diff = x[i, t] - out[j, t]
+                s += diff * diff
+            if s < dist[i]:
+                dist[i] = s
+
+
 @njit(parallel=True, cache=True)
-def _cells_lloyd(xs, cell_start, k_start, iters, cent):
-    """Per coarse cell c (rows xs[cell_start[c]:cell_start[c+1]], sorted by cell), run ``iters`` Lloyd passes
-    with the centroids cent[k_start[c]:k_start[c+1]] (initialised by the caller)."""
+def _cells_lloyd(xs, cell_start, k_start, iters, cent, u):
+    """Per coarse cell c (rows xs[cell_start[c]:cell_start[c+1]], sorted by cell): k-means++ seeding of the
+    centroids cent[k_start[c]:k_start[c+1]] with the uniforms u[k_start[c]:...], then ``iters`` Lloyd passes."""
     ncell = cell_start.shape[0] - 1
     for c in prange(ncell):
         a, b = cell_start[c], cell_start[c + 1]
@@ -166,10 +215,26 @@ def _cells_lloyd(xs, cell_start, k_start, iters, cent):
             continue
         x = xs[a:b]
         cc = cent[ka:kb]
+        _kmeanspp(x, cc, u[ka:kb])
         lab = np.empty(b - a, np.int32)
         for _ in range(iters):
             _assign_seq(x, cc, lab)
             _update(x, lab, cc)
+
+
+@njit(cache=True)
+def _cell_sse(x, lab, c):
+    """float64 [k]: sum of squared distances of the rows to their centroid, per centroid."""
+    n, d = x.shape
+    out = np.zeros(c.shape[0], np.float64)
+    for i in range(n):
+        j = lab[i]
+        s = 0.0
+        for t in range(d):
+            diff = x[i, t] - c[j, t]
+            s += diff * diff
+        out[j] += s
+    return out
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -198,14 +263,25 @@ def _assign_fine(x, cand, k_start, cent, out):
 # ----------------------------------------------------------------------------------------------- driver
 
 
-def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
-    """Split ``total`` centroids over cells proportionally to ``counts`` (largest remainder, ties by index),
-    never more than a cell's count; int64 [ncell]."""
+def _allocate(counts: np.ndarray, total: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Split ``total`` centroids over cells proportionally to ``weights`` (default ``counts``; largest
+    remainder, ties by index), at least one per non-empty cell and never more than a cell's count;
+    int64 [ncell]."""
     counts = counts.astype(np.int64)
     total = int(min(total, counts.sum()))
     if total == 0:
         return np.zeros_like(counts)
-    share = counts * (total / counts.sum())
+    w = counts.astype(np.float64) if weights is None else np.where(counts > 0, weights, 0.0).astype(np.float64)
+    if not w.sum() > 0:
+        w = counts.astype(np.float64)
+    share = np.minimum(w * (total / w.sum()), counts)
+    # capped cells free centroids: hand them to the others in proportion (a few rounds suffice)
+    for _ in range(8):
+        spare = total - share.sum()
+        room = (share < counts) & (w > 0)
+        if spare <= 1e-9 or not room.any():
+            break
+        share = np.minimum(share + spare * w * room / (w * room).sum(), counts)
     k = np.minimum(np.floor(share).astype(np.int64), counts)
     k = np.where((counts > 0) & (k == 0), 1, k)
     while k.sum() > total:  # the "at least one" rule overshot: take from the largest allocations
@@ -258,28 +334,44 @@ def kmeans_palette(
     sample_idx = np.sort(rng.choice(m, ns, replace=False)) if ns < m else np.arange(m)
     xs = x[sample_idx]
 
-    # coarse level: P1 ~ sqrt(P) cells, Lloyd on the sample
+    if p <= FLAT_MAX_SIZE or m * p <= FLAT_MAX_WORK:
+        # small problem: one flat k-means (k-means++ seeding, Lloyd on the sample, then all rows)
+        cent = np.empty((p, d), np.float32)
+        _kmeanspp(xs, cent, rng.random(p))
+        lab = np.empty(ns, np.int32)
+        for _ in range(iterations):
+            _assign(xs, cent, lab)
+            _update(xs, lab, cent)
+        labels = np.empty(m, np.int32)
+        _assign(x, cent, labels)
+        _update(x, labels, cent)
+        return cent, labels
+
+    # coarse level: P1 ~ sqrt(P) cells, Lloyd on a smaller subsample (COARSE_SAMPLE rows per cell), then the
+    # whole training sample is assigned to the cells once
     p1 = int(max(1, min(round(math.sqrt(p)), ns)))
-    coarse = xs[np.sort(rng.choice(ns, p1, replace=False))].copy()
-    lab = np.empty(ns, np.int32)
+    nc = int(min(ns, p1 * COARSE_SAMPLE))
+    xc = xs[np.sort(rng.choice(ns, nc, replace=False))] if nc < ns else xs
+    coarse = np.empty((p1, d), np.float32)
+    _kmeanspp(xc, coarse, rng.random(p1))
+    lab = np.empty(nc, np.int32)
     for _ in range(iterations):
-        _assign(xs, coarse, lab)
-        _update(xs, lab, coarse)
+        _assign(xc, coarse, lab)
+        _update(xc, lab, coarse)
+    lab = np.empty(ns, np.int32)
     _assign(xs, coarse, lab)
 
-    # fine level: per cell, centroids in proportion to its share of the sample
+    # fine level: per cell, centroids in proportion to SSE^(D/(D+2)) (the high-rate optimal split of a
+    # distortion budget), k-means++ seeded, Lloyd passes on the cell's share of the sample
     order = np.argsort(lab, kind="stable")
     xs_sorted = np.ascontiguousarray(xs[order])
     counts = np.bincount(lab, minlength=p1)
-    kc = _allocate(counts, p)
+    sse = _cell_sse(xs, lab, coarse)
+    kc = _allocate(counts, p, sse ** (d / (d + 2.0)))
     cell_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     k_start = np.concatenate([[0], np.cumsum(kc)]).astype(np.int64)
     cent = np.empty((int(k_start[-1]), d), np.float32)
-    for c in range(p1):  # init: evenly spaced rows of the cell (the sample is a random subset already)
-        if kc[c]:
-            rows = cell_start[c] + (np.arange(kc[c]) * counts[c]) // kc[c]
-            cent[k_start[c]:k_start[c + 1]] = xs_sorted[rows]
-    _cells_lloyd(xs_sorted, cell_start, k_start, iterations, cent)
+    _cells_lloyd(xs_sorted, cell_start, k_start, iterations, cent, rng.random(int(k_start[-1])))
 
     # final: assign every row through its `probes` nearest coarse cells, then one update from all rows
     if probes >= 2 and p1 > 1:

@@ -1,0 +1,126 @@
+"""Timing and size measurements of the .exgs codec: ``python -m exgs_core.codec.bench [files...] [--n 1000000]``.
+
+Without files it encodes a synthetic scene (:func:`synthetic_scene`); with files it loads each (any format
+:func:`exgs_core.load` reads), sanitises it and reports bytes per Gaussian per section, encode/decode times and
+the measured errors. ``--json`` prints one JSON object per scene instead of the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from ..conventions import sh_coeff_count
+from ..scene import GaussianScene
+
+
+def synthetic_scene(n: int, sh_degree: int = 3, seed: int = 0) -> GaussianScene:
+    """A deterministic scene of ``n`` Gaussians that looks like a capture to the codec: centres on a few noisy
+    surfaces (spheres and a ground plane) plus 2 % floaters, log-scales ~ N(-4.5, 0.8), random rotations,
+    bimodal opacities, colours and higher SH that vary smoothly in space plus noise."""
+    rng = np.random.default_rng(seed)
+    k = sh_coeff_count(sh_degree)
+    parts = rng.integers(0, 4, n)
+    means = np.empty((n, 3), np.float64)
+    u = rng.normal(size=(n, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    centres = np.array([[0, 0, 0], [2.5, 0.5, 0], [-2, 0.8, 1], [0, 0, 0]], np.float64)
+    radii = np.array([1.0, 0.6, 0.8, 0.0])
+    sphere = parts < 3
+    means[sphere] = centres[parts[sphere]] + u[sphere] * radii[parts[sphere], None]
+    plane = ~sphere
+    means[plane] = np.stack([rng.uniform(-6, 6, plane.sum()), np.full(plane.sum(), 1.2),
+                             rng.uniform(-6, 6, plane.sum())], axis=1)
+    means += rng.normal(scale=0.01, size=(n, 3))
+    floaters = rng.random(n) < 0.02
+    means[floaters] = rng.uniform(-15, 15, (int(floaters.sum()), 3))
+    quats = rng.normal(size=(n, 4))
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    log_scales = rng.normal(-4.5, 0.8, (n, 3))
+    logits = np.where(rng.random(n) < 0.6, rng.normal(3, 1.5, n), rng.normal(-2, 1.5, n))
+    sh = np.zeros((n, k, 3), np.float64)
+    f = np.stack([np.sin(means[:, 0] * 1.3), np.cos(means[:, 1] * 2.1), np.sin(means[:, 2] * 0.7)], axis=1)
+    sh[:, 0, :] = f * 1.2 + rng.normal(scale=0.3, size=(n, 3))
+    if k > 1:
+        basis = rng.normal(size=(3, (k - 1) * 3)) * 0.15
+        sh[:, 1:, :] = ((f @ basis) + rng.normal(scale=0.05, size=(n, (k - 1) * 3))).reshape(n, k - 1, 3)
+    return GaussianScene(means, quats, log_scales, logits, sh, meta={"format": "synthetic"})
+
+
+def measure(scene: GaussianScene, options=None, *, sh_full=None, repeat: int = 1) -> dict:
+    """Encode and decode ``scene`` (best of ``repeat`` timings); sizes per section and the header's errors."""
+    from ..exgs_format import CodecOptions, decode, describe, encode
+
+    options = options or CodecOptions()
+    te = []
+    td = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        data = encode(scene, sh_full=sh_full, options=options)
+        t1 = time.perf_counter()
+        decode(data)
+        t2 = time.perf_counter()
+        te.append(t1 - t0)
+        td.append(t2 - t1)
+    info = describe(data)
+    n = max(scene.n, 1)
+    return {
+        "n": scene.n,
+        "sh_degree": scene.sh_degree,
+        "n_sh_full": info["n_sh_full"],
+        "bytes": len(data),
+        "bytes_per_gaussian": len(data) / n,
+        "sections_bytes_per_gaussian": {s["name"]: s["stored_bytes"] / n for s in info["container"]["sections"]},
+        "header_bytes": len(data) - sum(s["stored_bytes"] for s in info["container"]["sections"]),
+        "encode_s": min(te),
+        "decode_s": min(td),
+        "encode_s_per_1M": min(te) / n * 1e6,
+        "decode_s_per_1M": min(td) / n * 1e6,
+        "palette_size": info["quant"].get("sh_rest", {}).get("size"),
+        "errors": info["errors"],
+    }
+
+
+def main(argv=None) -> int:
+    from .. import load
+
+    ap = argparse.ArgumentParser(prog="python -m exgs_core.codec.bench", description=__doc__)
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--n", type=int, default=1_000_000, help="synthetic scene size (no files)")
+    ap.add_argument("--degree", type=int, default=3)
+    ap.add_argument("--sh-keep", type=float, default=1.0, help="fraction of Gaussians keeping higher SH "
+                    "(the first ones in file order)")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    scenes = []
+    if args.files:
+        for f in args.files:
+            s, _ = load(f).sanitize()
+            scenes.append((f, s))
+    else:
+        scenes.append((f"synthetic n={args.n} SH{args.degree}", synthetic_scene(args.n, args.degree)))
+    for name, s in scenes:
+        sh_full = None
+        if s.sh_degree > 0 and args.sh_keep < 1.0:
+            sh_full = np.zeros(s.n, bool)
+            sh_full[: int(round(args.sh_keep * s.n))] = True
+        r = measure(s, sh_full=sh_full, repeat=args.repeat)
+        r["scene"] = name
+        if args.json:
+            print(json.dumps(r))
+            continue
+        print(f"{name}: N={r['n']} SH{r['sh_degree']} full-SH={r['n_sh_full']} palette={r['palette_size']}")
+        print(f"  total {r['bytes_per_gaussian']:.3f} B/G ({r['bytes']} B, header+table {r['header_bytes']} B); "
+              f"encode {r['encode_s']:.3f} s ({r['encode_s_per_1M']:.2f} s/1M), "
+              f"decode {r['decode_s']:.3f} s ({r['decode_s_per_1M']:.2f} s/1M)")
+        print("  " + ", ".join(f"{k} {v:.3f}" for k, v in r["sections_bytes_per_gaussian"].items()))
+        print("  errors " + json.dumps(r["errors"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

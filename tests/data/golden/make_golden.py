@@ -1,0 +1,102 @@
+"""Make the golden .exgs files of the current format version and the decoded arrays they must keep giving.
+
+    .venv/bin/python tests/data/golden/make_golden.py            # writes the files that do not exist yet
+    .venv/bin/python tests/data/golden/make_golden.py --check    # re-decodes every golden file, compares
+
+Each golden ``golden_v<V>_<name>.exgs`` comes with ``golden_v<V>_<name>.npz`` (plain arrays, no pickles):
+``in_*`` the encoder's input scene (so the file can be re-made), ``out_*`` the arrays ``decode`` returned when
+the golden was made (``means, quats, log_scales, opacity_logits, sh, sh_full``) and ``sha256`` of the .exgs.
+Golden files of released versions are never rewritten: the script refuses to overwrite (``--force`` to do it
+anyway while a version is still in development). tests/test_exgs_format.py decodes every golden file and
+requires the same arrays bit for bit.
+
+Sources: ``supersplat`` = the first 500 Gaussians of ``tests/data/supersplat_label_sh3_1000.ply`` (© PlayCanvas
+Ltd., MIT licence, see tests/data/SOURCES.md); the others are synthetic
+(:func:`exgs_core.codec.bench.synthetic_scene`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+sys.path.insert(0, str(REPO))
+
+from exgs_core import exgs_format as F  # noqa: E402
+from exgs_core.codec.bench import synthetic_scene  # noqa: E402
+from exgs_core.scene import GaussianScene  # noqa: E402
+
+FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
+
+
+def _cases():
+    """name -> (scene, sh_full, options)."""
+    import exgs_core as ex
+
+    src = ex.load(REPO / "tests" / "data" / "supersplat_label_sh3_1000.ply").subset(np.arange(500))
+    src, _ = src.sanitize()
+    keep = (np.arange(src.n) % 3) != 0
+    yield "supersplat_sh3_500", src, keep, F.CodecOptions(sh_palette_size=64)
+    s = synthetic_scene(300, 0, seed=7)
+    s.meta["antialiased"] = True
+    yield "synthetic_sh0_300_aa_wide", s, None, F.CodecOptions(
+        position_bits=18, rotation_bits=12, scale_bits=10, opacity_bits=10, color_bits=9)
+    yield "synthetic_sh2_200", synthetic_scene(200, 2, seed=8), None, F.CodecOptions()
+    yield "empty_sh1", GaussianScene.empty(0, sh_degree=1), None, F.CodecOptions()
+
+
+def out_arrays(scene: GaussianScene) -> dict:
+    out = {f"out_{f}": getattr(scene, f) for f in FIELDS}
+    out["out_sh_full"] = np.asarray(scene.meta["exgs_sh_full"], bool)
+    return out
+
+
+def make(force: bool) -> None:
+    v = F.FORMAT_VERSION
+    for name, scene, sh_full, opts in _cases():
+        exgs = HERE / f"golden_v{v}_{name}.exgs"
+        npz = exgs.with_suffix(".npz")
+        if exgs.exists() and not force:
+            print(f"keep {exgs.name} (exists; --force to rewrite)")
+            continue
+        data = F.encode(scene, sh_full=sh_full, options=opts, source_sha256="0" * 64,
+                        extra_header={"golden": name})
+        dec = F.decode(data)
+        arrays = {f"in_{f}": getattr(scene, f) for f in FIELDS}
+        arrays["in_sh_full"] = np.ones(scene.n, bool) if sh_full is None else sh_full
+        arrays["in_antialiased"] = np.array(bool(scene.meta.get("antialiased")))
+        arrays.update(out_arrays(dec))
+        arrays["sha256"] = np.array(hashlib.sha256(data).hexdigest())
+        F.write_exgs(exgs, data)
+        np.savez_compressed(npz, **arrays)
+        print(f"wrote {exgs.name} ({len(data)} bytes) and {npz.name}")
+
+
+def check() -> int:
+    bad = 0
+    for exgs in sorted(HERE.glob("golden_v*.exgs")):
+        ref = np.load(exgs.with_suffix(".npz"), allow_pickle=False)
+        data = exgs.read_bytes()
+        ok = hashlib.sha256(data).hexdigest() == str(ref["sha256"])
+        dec = out_arrays(F.decode(data))
+        for k, v in dec.items():
+            ok &= v.dtype == ref[k].dtype and v.shape == ref[k].shape and v.tobytes() == ref[k].tobytes()
+        print(("ok  " if ok else "FAIL") + f" {exgs.name}")
+        bad += not ok
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--force", action="store_true")
+    a = ap.parse_args()
+    if a.check:
+        raise SystemExit(check())
+    make(a.force)
