@@ -190,12 +190,15 @@ def _check_scene(scene: GaussianScene) -> None:
         )
     if scene.n > MAX_GAUSSIANS:
         raise SceneError(f"{scene.n} Gaussians exceed the .exgs limit of {MAX_GAUSSIANS}")
-    for name, arr in (("means", scene.means), ("log_scales", scene.log_scales), ("sh", scene.sh[:, :1, :])):
+    for name, arr in (("means", scene.means), ("log_scales", scene.log_scales), ("sh", scene.sh)):
         if arr.size:
-            span = float(np.max(arr.reshape(-1, arr.shape[-1]), axis=0).astype(np.float64).max()
-                         - np.min(arr.reshape(-1, arr.shape[-1]), axis=0).astype(np.float64).min())
-            if not span < 3.0e38:
-                raise SceneError(f"{name}: values span {span:.3g}, beyond what float32 steps can cover; sanitize first")
+            flat = arr.reshape(-1, arr.shape[-1])
+            lo = flat.min(axis=0).astype(np.float64)
+            hi = flat.max(axis=0).astype(np.float64)
+            top = float((np.abs(lo) + (hi - lo)).max())
+            if not top < 3.0e38:
+                raise SceneError(f"{name}: values up to {top:.3g} from the minimum, beyond what float32 steps can "
+                                 "cover; sanitize first")
 
 
 def _order(means: np.ndarray, bits: int):
@@ -544,6 +547,8 @@ def _validate_header(h: dict, n_fixed: int, err: _Err) -> _Plan:
         _get(h, f"quant.{key}.bits", err, int, 1, 16)
         _get(h, f"quant.{key}.min", err, "f32list:3")
         _get(h, f"quant.{key}.step", err, "f32list:3", 0.0)
+    for key in ("positions", "log_scales", "sh_dc"):
+        _check_range(h, key, err)
     if _get(h, "quant.opacity.scheme", err, str) != "sigmoid_uniform":
         raise err("unknown opacity scheme", "header:quant.opacity.scheme")
     _get(h, "quant.opacity.bits", err, int, 1, 16)
@@ -574,9 +579,18 @@ def _validate_header(h: dict, n_fixed: int, err: _Err) -> _Plan:
         _get(h, "quant.sh_rest.bits", err, int, 8, 8)
         _get(h, "quant.sh_rest.min", err, f"f32list:{d}")
         _get(h, "quant.sh_rest.step", err, f"f32list:{d}", 0.0)
+        _check_range(h, "sh_rest", err)
         expected[b"SHPL"] = (p * d, 1)
         expected[b"SHIX"] = (2 * m, 2)
     return _Plan(n, degree, m, expected)
+
+
+def _check_range(h: dict, key: str, err: _Err) -> None:
+    """min + step (2^bits - 1) must stay a finite float32, so every decoded value is finite."""
+    q = h["quant"][key]
+    top = np.abs(np.asarray(q["min"], np.float64)) + np.asarray(q["step"], np.float64) * ((1 << q["bits"]) - 1)
+    if not (top < 3.0e38).all():
+        raise err(f"quant.{key}: min + step x (2^bits - 1) leaves the float32 range", f"header:quant.{key}.step")
 
 
 def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[int, int, dict, list[_Section], _Plan]:
