@@ -79,5 +79,3 @@ def addon(blank):
         exgs_blender.unregister()
 
 
-def data(name: str) -> str:
-    return str(DATA / name)

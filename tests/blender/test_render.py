@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import data
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def data(name: str) -> str:
+    return str(DATA / name)
 
 SAVE = os.environ.get("EXGS_TEST_RENDERS")  # a folder to keep the test renders in (to look at them)
 
