@@ -42,11 +42,13 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
     def view_update(self, context, depsgraph):
         from .. import preferences
 
-        if self._viewport is None:
+        first = self._viewport is None
+        if first:
             self._viewport = viewport.ViewportRenderer()
         self._viewport.backend = preferences.render_backend(context)
-        scene, _names = final.gather_splats(depsgraph)
-        self._viewport.set_scene(scene)
+        if first or _splats_changed(depsgraph):  # selection changes etc. do not re-read the splats
+            scene, _names = final.gather_splats(depsgraph)
+            self._viewport.set_scene(scene)
 
     def view_draw(self, context, depsgraph):
         from .. import preferences
@@ -67,6 +69,19 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         viewport.draw_frame(self, context, rgba, region.width, region.height)
         if not finished:
             self.tag_redraw()
+
+
+def _splats_changed(depsgraph) -> bool:
+    """True when an update may change what the splats look like: point-cloud data, a point-cloud object's
+    transform/geometry/visibility, or a collection (objects added, removed, hidden)."""
+    for u in depsgraph.updates:
+        idb = u.id
+        if isinstance(idb, (bpy.types.PointCloud, bpy.types.Collection)):
+            return True
+        if isinstance(idb, bpy.types.Object) and idb.type == "POINTCLOUD" and (u.is_updated_transform
+                                                                               or u.is_updated_geometry):
+            return True
+    return False
 
 
 # Panels of other engines that also make sense for ours.

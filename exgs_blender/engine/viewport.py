@@ -102,14 +102,21 @@ class ViewportRenderer:
                     break
 
 
+def upload_texture(rgba: np.ndarray):
+    """GPUTexture (RGBA16F) of a float32 [h, w, 4] frame, bottom-up rows (flat Buffer: no Fortran-stride mix-up)."""
+    import gpu
+
+    h, w = rgba.shape[:2]
+    buf = gpu.types.Buffer("FLOAT", w * h * 4, np.ascontiguousarray(rgba, np.float32).ravel())
+    return gpu.types.GPUTexture((w, h), format="RGBA16F", data=buf)
+
+
 def draw_frame(engine, context, rgba: np.ndarray, width: int, height: int) -> None:
     """Draw ``rgba`` (premultiplied, scene linear, bottom-up) over the whole region with the display transform."""
     import gpu
     from gpu_extras.presets import draw_texture_2d
 
-    h, w = rgba.shape[:2]
-    buf = gpu.types.Buffer("FLOAT", w * h * 4, rgba.ravel())
-    tex = gpu.types.GPUTexture((w, h), format="RGBA16F", data=buf)
+    tex = upload_texture(rgba)
     gpu.state.blend_set("ALPHA_PREMULT")
     engine.bind_display_space_shader(context.scene)
     draw_texture_2d(tex, (0, 0), width, height)

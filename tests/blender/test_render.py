@@ -272,3 +272,60 @@ def test_viewport_camera_and_progressive_worker(addon):
     assert vp.error is None
     rgba, finished = vp.latest()
     assert finished and rgba.shape == (H, W, 4) and rgba[..., 3].max() > 0.5
+
+
+def test_viewport_texture_upload_draws_the_frame(addon):
+    """The viewport's draw path (Buffer -> RGBA16F texture -> draw_texture_2d) reproduces the frame; GPU drawing
+    only works inside a render() with a GPU context in background mode, so a throwaway engine hosts it."""
+    bpy = addon
+    out = {}
+
+    class _GpuHost(bpy.types.RenderEngine):
+        bl_idname = "EXGS_TEST_GPU"
+        bl_label = "exgs gpu test"
+        bl_use_gpu_context = True
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+        def render(self, depsgraph):
+            try:
+                import gpu
+                from gpu_extras.presets import draw_texture_2d
+                from mathutils import Matrix
+
+                from exgs_blender.engine.viewport import upload_texture
+
+                rgba = np.random.default_rng(0).random((48, 64, 4)).astype(np.float32)
+                tex = upload_texture(rgba)
+                off = gpu.types.GPUOffScreen(64, 48)
+                with off.bind():
+                    fb = gpu.state.active_framebuffer_get()
+                    fb.clear(color=(0, 0, 0, 0))
+                    with gpu.matrix.push_pop():
+                        gpu.matrix.load_matrix(Matrix.Identity(4))
+                        gpu.matrix.load_projection_matrix(Matrix.Identity(4))
+                        draw_texture_2d(tex, (-1, -1), 2, 2)
+                    px = np.array(fb.read_color(0, 0, 64, 48, 4, 0, "FLOAT").to_list(), np.float32)
+                off.free()
+                out["diff"] = float(np.abs(px.reshape(48, 64, 4) - rgba).max())
+            except Exception as e:  # noqa: BLE001 - engine exceptions are only logged: carry it out
+                out["error"] = f"{type(e).__name__}: {e}"
+
+    bpy.utils.register_class(_GpuHost)
+    try:
+        sc = bpy.context.scene
+        sc.render.engine = "EXGS_TEST_GPU"
+        cd = bpy.data.cameras.new("c")
+        co = bpy.data.objects.new("c", cd)
+        sc.collection.objects.link(co)
+        sc.camera = co
+        sc.render.resolution_x, sc.render.resolution_y = 64, 48
+        bpy.ops.render.render()
+    finally:
+        bpy.context.scene.render.engine = "BLENDER_WORKBENCH"
+        bpy.utils.unregister_class(_GpuHost)
+    if "error" in out and "not available" in out["error"]:
+        pytest.skip(f"no GPU drawing here: {out['error']}")
+    assert "error" not in out, out
+    assert out["diff"] < 4e-3  # half-float texture
