@@ -260,3 +260,33 @@ def test_compress_job_cancel_and_errors(addon):
     props.cameras_json = "/nonexistent/cameras.json"
     with pytest.raises(RuntimeError, match="cameras.json"):
         bpy.ops.exgs.compress()
+
+
+def test_compress_with_scene_cameras_and_target_size(addon):
+    from exgs_blender import operators
+
+    bpy = addon
+    src = _import(bpy, "donut_sh0_2000.ply")
+    sc = bpy.context.scene
+    for i, loc in enumerate([(0.3, -0.3, 0.2), (-0.3, -0.2, 0.25)]):
+        from mathutils import Vector
+
+        co = bpy.data.objects.new(f"cam{i}", bpy.data.cameras.new(f"cam{i}"))
+        sc.collection.objects.link(co)
+        co.location = loc
+        co.rotation_euler = (Vector((0, 0, 0)) - co.location).to_track_quat("-Z", "Y").to_euler()
+    bpy.context.view_layer.update()
+    props = sc.exgs
+    props.views = "CAMERAS"
+    cams = operators.compress_cameras(bpy.context, src, props)
+    assert len(cams) == 2
+    # cameras are taken into the object's data space: they still see the splats
+    from exgs_blender import convert
+    from exgs_core.render import render
+
+    local = convert.pointcloud_to_scene(src.data)
+    assert all(render(local, c, backend="cpu").alpha.mean() > 0.05 for c in cams)
+    props.size_mode, props.target_mb, props.sh_keep = "TARGET", 0.012, 0.0
+    assert bpy.ops.exgs.compress() == {"FINISHED"}
+    out = bpy.context.active_object
+    assert out is not src and 0 < out.exgs.bytes_out <= 12_000

@@ -329,3 +329,21 @@ def test_viewport_texture_upload_draws_the_frame(addon):
         pytest.skip(f"no GPU drawing here: {out['error']}")
     assert "error" not in out, out
     assert out["diff"] < 4e-3  # half-float texture
+
+
+def test_saved_blend_renders_in_a_fresh_load(addon, tmp_path):
+    """What a farm does: save the .blend, open it again (splats live in the file), render a frame."""
+    bpy = addon
+    ob, co = _setup(bpy)
+    first = tmp_path / "a.png"
+    bpy.context.scene.render.filepath = str(first)
+    bpy.ops.render.render(write_still=True)
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    assert bpy.context.scene.render.engine == "EXGS"
+    again = tmp_path / "b.png"
+    bpy.context.scene.render.filepath = str(again)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert np.array_equal(_png(first), _png(again))
