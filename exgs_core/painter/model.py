@@ -1,0 +1,269 @@
+"""GaussPainter network: a lightweight VAE (diffusers ``AutoencoderTiny``) + one denoising step (``UNet2DModel``).
+
+Data flow for a render ``I`` (premultiplied RGB over black), its alpha ``A`` and coverage mask ``M = 1 - A``::
+
+    P      = classical fill of I (coverage-aware push-pull, :mod:`.classical`)   # parameter-free pre-fill
+    z_in   = E([P, I, M])                       # tiny VAE encoder, /4, ``latent_channels`` channels
+    z_hat  = z_in + UNet([z_in, avgpool4(M)], t = TIMESTEP)   # the one denoising step (x0-prediction)
+    out    = P + D(z_hat) - D(z_in)            # decoded *difference*: the skip path keeps everything the VAE
+                                                #   cannot reconstruct (P passes through untouched)
+
+``TIMESTEP`` is fixed (200 of 1000, Difix's choice: render artefacts behave like an intermediate noise level,
+not pure noise). No noise is added, at training or inference: the degraded latent *is* the noisy latent, as in
+Difix / pix2pix-turbo, so inference is deterministic. Without a pretrained diffusion prior the timestep is a
+constant conditioning vector; it is kept so the network has the standard one-step-diffusion interface and a
+later fine-tune from a real prior can reuse it.
+
+Latent supervision: the clean target ``T`` encoded as a fully covered input, ``z* = E([T, T, 0])``, is the
+latent the step should land on; training adds ``|z_hat - sg(z*)|`` and a VAE reconstruction term so that
+``D(E(x))`` tracks ``x``.
+
+Weights folder layout (``save_pretrained`` / :func:`load_painter`)::
+
+    config.json                      {"format": "gausspainter", "version": 1, "timestep": 200, ...}
+    vae/config.json, vae/diffusion_pytorch_model.safetensors
+    unet/config.json, unet/diffusion_pytorch_model.safetensors
+
+Only safetensors are ever read (never pickle / ``torch.load``); every problem raises
+:class:`PainterWeightsError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..errors import ExgsError
+
+FORMAT = "gausspainter"
+VERSION = 1
+TIMESTEP = 200
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+
+class PainterWeightsError(ExgsError):
+    """A GaussPainter weights folder is missing, incomplete, not safetensors, or does not match its config."""
+
+
+DEFAULT_CONFIG = {
+    "format": FORMAT,
+    "version": VERSION,
+    "timestep": TIMESTEP,
+    "in_channels": 7,              # P (3) + I (3) + M (1)
+    "use_depth": False,
+    "latent_channels": 16,
+    "vae_channels": 32,
+    "num_encoder_blocks": [0, 1, 1],
+    "num_decoder_blocks": [1, 1, 0],
+    "unet_channels": [32, 64, 128],
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "close_radius": 3,
+    "out_init_scale": 0.1,
+}
+
+
+def _import():
+    try:
+        import torch
+        from diffusers import AutoencoderTiny, UNet2DModel
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        from ..errors import BackendUnavailable
+
+        raise BackendUnavailable(f"GaussPainter needs torch and diffusers ({e}); pip install -r requirements.txt")
+    return torch, AutoencoderTiny, UNet2DModel
+
+
+def build_modules(cfg: dict):
+    """(vae, unet) diffusers modules for a painter config, randomly initialised (no download)."""
+    torch, AutoencoderTiny, UNet2DModel = _import()
+    n = len(cfg["num_encoder_blocks"])
+    c = int(cfg["vae_channels"])
+    in_ch = int(cfg["in_channels"]) + (1 if cfg.get("use_depth") else 0)
+    vae = AutoencoderTiny(
+        in_channels=in_ch, out_channels=3,
+        encoder_block_out_channels=(c,) * n, decoder_block_out_channels=(c,) * len(cfg["num_decoder_blocks"]),
+        num_encoder_blocks=tuple(cfg["num_encoder_blocks"]), num_decoder_blocks=tuple(cfg["num_decoder_blocks"]),
+        latent_channels=int(cfg["latent_channels"]),
+    )
+    ch = tuple(int(x) for x in cfg["unet_channels"])
+    unet = UNet2DModel(
+        sample_size=64, in_channels=int(cfg["latent_channels"]) + 1, out_channels=int(cfg["latent_channels"]),
+        block_out_channels=ch, layers_per_block=int(cfg["layers_per_block"]),
+        down_block_types=("DownBlock2D",) * len(ch), up_block_types=("UpBlock2D",) * len(ch),
+        norm_num_groups=int(cfg["norm_num_groups"]),
+    )
+    return vae, unet
+
+
+def downsample_factor(cfg: dict) -> int:
+    return 2 ** (len(cfg["num_encoder_blocks"]) - 1)
+
+
+def pad_multiple(cfg: dict) -> int:
+    """Input sizes must be multiples of this (VAE /f times the UNet's 2^(levels-1))."""
+    return downsample_factor(cfg) * 2 ** (len(cfg["unet_channels"]) - 1)
+
+
+
+def make_painter(cfg: dict | None = None):
+    """A :class:`torch.nn.Module` GaussPainter for ``cfg`` (missing keys from :data:`DEFAULT_CONFIG`)."""
+    torch, _, _ = _import()
+    import torch.nn.functional as F
+
+    from . import classical
+
+    full = dict(DEFAULT_CONFIG)
+    full.update(cfg or {})
+
+    class _GaussPainter(torch.nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.config = config
+            self.vae, self.unet = build_modules(config)
+            self.register_buffer("timestep", torch.tensor([int(config["timestep"])], dtype=torch.long),
+                                 persistent=False)
+            self.f = downsample_factor(config)
+            s = float(config.get("out_init_scale", 0.1))
+            with torch.no_grad():  # start near the identity (small, not zero: zero-init learns nothing)
+                self.unet.conv_out.weight.mul_(s)
+                self.unet.conv_out.bias.zero_()
+
+        # -- pieces --------------------------------------------------------------------------------------
+        def prefill(self, rgb, alpha):
+            return classical.fill(rgb, alpha, int(self.config["close_radius"]))
+
+        def cond(self, p, rgb, mask, depth=None):
+            x = torch.cat([p, rgb, mask], 1)
+            if self.config.get("use_depth"):
+                x = torch.cat([x, depth if depth is not None else torch.zeros_like(mask)], 1)
+            return x * 2 - 1  # diffusers convention [-1, 1]
+
+        def encode(self, x):
+            return self.vae.encoder(x)
+
+        def decode(self, z):
+            return self.vae.decoder(z)  # [-1, 1]-scaled image
+
+        def step(self, z_in, mask):
+            m = F.avg_pool2d(mask, self.f)
+            t = self.timestep.expand(z_in.shape[0])
+            return z_in + self.unet(torch.cat([z_in, m], 1), t).sample
+
+        # -- forward -------------------------------------------------------------------------------------
+        def forward(self, rgb, alpha, depth=None, return_aux: bool = False):
+            """rgb [B,3,H,W], alpha [B,1,H,W] in [0,1], H and W multiples of :func:`pad_multiple`."""
+            mask = 1 - alpha
+            p = self.prefill(rgb, alpha)
+            z_in = self.encode(self.cond(p, rgb, mask, depth))
+            z_hat = self.step(z_in, mask)
+            d = self.decode(torch.cat([z_hat, z_in], 0))
+            d_hat, d_in = d.chunk(2, 0)
+            out = p + (d_hat - d_in) * 0.5  # decoder output is [-1,1]-scaled: difference / 2 in [0,1] units
+            if return_aux:
+                return out, {"prefill": p, "z_in": z_in, "z_hat": z_hat, "d_in": d_in, "d_hat": d_hat}
+            return out
+
+    return _GaussPainter(full)
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# -- save / load ----------------------------------------------------------------------------------------------
+def save_painter(model, folder: str | os.PathLike, *, extra: dict | None = None, half: bool = False) -> None:
+    """Write config.json + vae/ + unet/ (safetensors only) into ``folder``."""
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    cfg = dict(model.config)
+    if extra:
+        cfg.update(extra)
+    for name in ("vae", "unet"):
+        mod = getattr(model, name)
+        sub = os.path.join(folder, name)
+        if half:
+            import copy
+
+            mod = copy.deepcopy(mod).half()
+        mod.save_pretrained(sub, safe_serialization=True)
+    tmp = os.path.join(folder, "config.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(cfg, f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(folder, "config.json"))
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise PainterWeightsError("missing config.json", path)
+    try:
+        with open(path) as f:
+            out = json.load(f)
+    except (OSError, ValueError) as e:
+        raise PainterWeightsError(f"not a readable JSON config ({e})", path)
+    if not isinstance(out, dict):
+        raise PainterWeightsError("config is not a JSON object", path)
+    return out
+
+
+def _load_safetensors(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise PainterWeightsError(f"missing weights file {WEIGHTS_NAME} (only safetensors are accepted)", path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise PainterWeightsError("not a safetensors file (shorter than its 8-byte header length)", path)
+    try:
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError
+        raise PainterWeightsError(f"not a valid safetensors file ({type(e).__name__}: {e})", path)
+
+
+def load_painter(folder: str | os.PathLike, device: str = "cpu"):
+    """Build a GaussPainter from a weights folder (see module docstring); raises :class:`PainterWeightsError`."""
+    torch, _, _ = _import()
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise PainterWeightsError("weights folder does not exist", folder)
+    cfg = _read_json(os.path.join(folder, "config.json"))
+    if cfg.get("format") != FORMAT:
+        raise PainterWeightsError(f"config.json format is {cfg.get('format')!r}, expected {FORMAT!r}",
+                                  os.path.join(folder, "config.json"))
+    if cfg.get("version") != VERSION:
+        raise PainterWeightsError(f"unsupported GaussPainter weights version {cfg.get('version')!r}",
+                                  os.path.join(folder, "config.json"))
+    for sub in ("vae", "unet"):
+        for bad in ("diffusion_pytorch_model.bin", "pytorch_model.bin"):
+            if os.path.exists(os.path.join(folder, sub, bad)) and \
+                    not os.path.exists(os.path.join(folder, sub, WEIGHTS_NAME)):
+                raise PainterWeightsError("pickle weights (.bin) are never loaded; convert them to safetensors",
+                                          os.path.join(folder, sub, bad))
+    try:
+        model = make_painter(cfg)
+    except PainterWeightsError:
+        raise
+    except Exception as e:
+        raise PainterWeightsError(f"config.json does not describe a buildable model ({type(e).__name__}: {e})",
+                                  os.path.join(folder, "config.json"))
+    for sub in ("vae", "unet"):
+        path = os.path.join(folder, sub, WEIGHTS_NAME)
+        sd = _load_safetensors(path)
+        mod = getattr(model, sub)
+        own = mod.state_dict()
+        missing = sorted(set(own) - set(sd))
+        extra = sorted(set(sd) - set(own))
+        if missing or extra:
+            raise PainterWeightsError(
+                f"tensor names do not match the config: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}", path)
+        for k, v in own.items():
+            if tuple(sd[k].shape) != tuple(v.shape):
+                raise PainterWeightsError(f"tensor {k!r} has shape {tuple(sd[k].shape)}, config expects "
+                                          f"{tuple(v.shape)}", path)
+            if not torch.isfinite(sd[k].float()).all():
+                raise PainterWeightsError(f"tensor {k!r} holds NaN or Inf", path)
+        mod.load_state_dict({k: sd[k].to(own[k].dtype) for k in own})
+    model.eval()
+    return model.to(device)
