@@ -93,7 +93,13 @@ class EXGS_PT_render(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        layout.prop(context.scene.exgs, "color_input")
+        layout.use_property_split = True
+        sc = context.scene
+        layout.prop(sc.exgs, "color_input")
+        layout.prop(sc.render, "film_transparent", text="Transparent background")
+        if sc.world is not None and not sc.render.film_transparent:
+            layout.prop(sc.world, "color", text="Background")
+        layout.prop(context.view_layer, "use_pass_z", text="Depth pass")
         vt = context.scene.view_settings.view_transform
         if vt != "Standard" and context.scene.exgs.color_input == "SRGB":
             layout.label(text=f"View transform '{vt}' changes the trained colours; 'Standard' keeps them",

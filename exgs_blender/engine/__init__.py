@@ -89,7 +89,12 @@ _PANELS = ("RENDER_PT_format", "RENDER_PT_frame_range", "RENDER_PT_output", "REN
            "RENDER_PT_color_management_display_settings", "RENDER_PT_film", "DATA_PT_camera", "DATA_PT_lens",
            "DATA_PT_camera_display", "VIEWLAYER_PT_layer", "RENDER_PT_post_processing", "RENDER_PT_stamp",
            "RENDER_PT_encoding", "RENDER_PT_output_views", "WORLD_PT_context_world", "DATA_PT_context_camera",
-           "OBJECT_PT_context_object", "RENDER_PT_format_presets", "RENDER_PT_time_stretching")
+           "OBJECT_PT_context_object", "RENDER_PT_format_presets", "RENDER_PT_time_stretching",
+           "RENDER_PT_color_management_curves", "RENDER_PT_color_management_white_balance",
+           "RENDER_PT_color_management_white_balance_presets", "RENDER_PT_color_management_advanced",
+           "RENDER_PT_color_management_working_space", "RENDER_PT_output_color_management",
+           "RENDER_PT_output_pixel_density", "RENDER_PT_encoding_video", "RENDER_PT_encoding_audio",
+           "RENDER_PT_ffmpeg_presets", "RENDER_PT_stamp_burn", "RENDER_PT_stamp_note")
 
 
 def _compat_panels():

@@ -289,3 +289,38 @@ def test_compress_with_scene_cameras_and_target_size(addon):
     assert bpy.ops.exgs.compress() == {"FINISHED"}
     out = bpy.context.active_object
     assert out is not src and 0 < out.exgs.bytes_out <= 12_000
+
+
+class _Layout:
+    """Stands in for UILayout in panel draw tests: every prop() must name a real property."""
+
+    use_property_split = False
+
+    def prop(self, data, name, **kw):
+        assert name in data.bl_rna.properties, (type(data).__name__, name)
+
+    def operator(self, idname, **kw):
+        mod, op = idname.split(".")
+        assert hasattr(getattr(__import__("bpy").ops, mod), op), idname
+        return type("Props", (), {})()
+
+    def __getattr__(self, name):  # row(), column(), box(), label(), progress(), ...
+        return lambda *a, **k: _Layout()
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_panels_draw(addon, running):
+    from exgs_blender import ui
+
+    bpy = addon
+    ob = _import(bpy, "donut_sh0_2000.ply")
+    ob.exgs.gaussians_before, ob.exgs.gaussians_after, ob.exgs.bytes_source, ob.exgs.bytes_out = 10, 5, 1000, 100
+    sc = bpy.context.scene
+    sc.exgs.job_running, sc.exgs.job_message = running, "done"
+    sc.render.engine = "EXGS"
+    for views in ("AUTO", "CAMERAS", "JSON"):
+        sc.exgs.views = views
+        for panel in (ui.EXGS_PT_compress, ui.EXGS_PT_render):
+            fake = type("P", (), {"layout": _Layout()})()
+            panel.draw(fake, bpy.context)
+    sc.exgs.job_running = False
