@@ -14,11 +14,14 @@ from .scene import GaussianScene, SceneReport
 __version__ = "0.1.0"
 
 
-def render(scene, camera, **kwargs):
-    """Render ``scene`` from ``camera``; see :func:`exgs_core.render.render` (imported lazily)."""
-    from .render import render as _render
+def __getattr__(name):
+    # ``exgs_core.render`` is the render subpackage, imported on first use (numba loads with it). The module is
+    # callable, so ``exgs_core.render(scene, camera)`` and ``exgs_core.render.render(...)`` both work.
+    if name == "render":
+        import importlib
 
-    return _render(scene, camera, **kwargs)
+        return importlib.import_module(".render", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

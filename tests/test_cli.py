@@ -107,3 +107,13 @@ def test_console_script_runs_as_a_process():
                        cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "format            ply" in r.stdout
+
+
+def test_top_level_render_is_callable_even_after_submodule_imports():
+    import exgs_core as ex
+    import exgs_core.render.cpu  # noqa: F401  (importing a submodule must not break ex.render(...))
+    from exgs_core.views import auto_views
+
+    s = load(DONUT)
+    cam = auto_views(s, 1, 32, 32)[0]
+    assert ex.render(s, cam).rgb.shape == (32, 32, 3)
