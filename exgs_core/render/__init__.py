@@ -190,3 +190,14 @@ __all__ = [
     "render_many",
     "sh_to_color",
 ]
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """Lets ``exgs_core.render(scene, camera, ...)`` call :func:`render` although ``exgs_core.render`` is this
+    package (a package attribute would be shadowed by the subpackage as soon as it is imported)."""
+
+    def __call__(self, scene, camera, **kwargs) -> RenderResult:
+        return render(scene, camera, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule
