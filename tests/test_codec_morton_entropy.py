@@ -101,4 +101,4 @@ def test_default_palette_size():
     assert default_palette_size(100) == 100
     assert default_palette_size(5000) == 256
     assert default_palette_size(160_000) == 8192
-    assert default_palette_size(10**8) == 65536
+    assert default_palette_size(10**8) == 16384

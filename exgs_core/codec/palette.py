@@ -23,20 +23,25 @@ from numba import njit, prange
 
 __all__ = ["kmeans_palette", "default_palette_size"]
 
+#: Largest palette :func:`default_palette_size` picks.
+DEFAULT_MAX_SIZE = 16384
 #: Training rows per coarse cell for the coarse k-means.
 COARSE_SAMPLE = 64
+#: k-means++ seeding of a cell looks at no more than this many rows per centroid.
+SEED_ROWS_PER_CENTROID = 4
 #: Palettes up to this size, or problems with M x P up to FLAT_MAX_WORK, use one flat k-means.
 FLAT_MAX_SIZE = 256
 FLAT_MAX_WORK = 1 << 26
 
 
 def default_palette_size(m: int) -> int:
-    """Palette size for ``m`` full-SH vectors: the power of two nearest to m / 16, clamped to [256, 65536] and
-    never above m (so a tiny scene stores its vectors nearly exactly)."""
+    """Palette size for ``m`` full-SH vectors: the power of two nearest to m / 16, clamped to [256, 16384] and
+    never above m (so a tiny scene stores its vectors nearly exactly). Larger palettes (up to 65536) are an
+    option; they cost encode time (docs/FORMAT.md, BENCHMARKS.md)."""
     if m <= 0:
         return 0
     p = 2 ** int(round(math.log2(max(m / 16.0, 1.0))))
-    return int(min(max(p, 256), 65536, m))
+    return int(min(max(p, 256), DEFAULT_MAX_SIZE, m))
 
 
 # ----------------------------------------------------------------------------------------------- kernels
@@ -161,7 +166,7 @@ def _assign_seq(x, c, out):
         out[i] = bj
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def _kmeanspp(x, out, u):
     """k-means++ seeding (D^2 sampling) of out [k, D] from rows x [n, D] with the uniforms u [k] in [0, 1)
     (deterministic given u). The first centroid is row floor(u[0] n)."""
@@ -172,7 +177,7 @@ def _kmeanspp(x, out, u):
     for t in range(d):
         out[0, t] = x[first, t]
     for i in range(n):
-        s = 0.0
+        s = np.float32(0.0)
         for t in range(d):
             diff = x[i, t] - out[0, t]
             s += diff * diff
@@ -195,7 +200,7 @@ def _kmeanspp(x, out, u):
         for t in range(d):
             out[j, t] = x[pick, t]
         for i in range(n):
-            s = 0.0
+            s = np.float32(0.0)
             for t in range(d):
                 diff = x[i, t] - out[j, t]
                 s += diff * diff
@@ -215,7 +220,9 @@ def _cells_lloyd(xs, cell_start, k_start, iters, cent, u):
             continue
         x = xs[a:b]
         cc = cent[ka:kb]
-        _kmeanspp(x, cc, u[ka:kb])
+        # seed from at most SEED_ROWS_PER_CENTROID rows per centroid, evenly strided through the cell
+        stride = max(1, (b - a) // (SEED_ROWS_PER_CENTROID * (kb - ka)))
+        _kmeanspp(x[::stride], cc, u[ka:kb])
         lab = np.empty(b - a, np.int32)
         for _ in range(iters):
             _assign_seq(x, cc, lab)
@@ -303,7 +310,7 @@ def kmeans_palette(
     size: int,
     *,
     iterations: int = 6,
-    sample_per_centroid: int = 24,
+    sample_per_centroid: int = 8,
     probes: int = 2,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
