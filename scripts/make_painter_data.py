@@ -98,6 +98,38 @@ def make_scene(name: str, out_dir: str, size: int, seed: int, n_train_views: int
     return info
 
 
+def make_fixture(cache_dir: str, out_dir: str, h: int = 121, w: int = 163) -> dict:
+    """Cut the small in-repo test pair from the (redistributable, MIT) biker validation cache at ratio 0.1:
+    the odd-sized window of view 0 with the largest input error. Writes input.png (RGBA: premultiplied render
+    + alpha), target.png (full-scene render) and fixture.json."""
+    from PIL import Image
+
+    d = np.load(os.path.join(cache_dir, "val_playcanvas_biker.npz"))
+    r = int(np.argmin(np.abs(d["ratios"] - 0.1)))
+    v = 0
+    x, a, t = d["inputs"][r, v], d["alpha"][r, v], d["target"][v]
+    err = ((x.astype(np.float32) - t.astype(np.float32)) ** 2).sum(-1)
+    best, pos = -1.0, (0, 0)
+    for y0 in range(0, x.shape[0] - h + 1, 8):
+        for x0 in range(0, x.shape[1] - w + 1, 8):
+            e = float(err[y0:y0 + h, x0:x0 + w].mean())
+            if e > best:
+                best, pos = e, (y0, x0)
+    y0, x0 = pos
+    sl = (slice(y0, y0 + h), slice(x0, x0 + w))
+    os.makedirs(out_dir, exist_ok=True)
+    Image.fromarray(np.concatenate([x[sl], a[sl][..., None]], -1), "RGBA").save(os.path.join(out_dir, "input.png"))
+    Image.fromarray(t[sl], "RGB").save(os.path.join(out_dir, "target.png"))
+    info = {"scene": "playcanvas_biker.spz (MIT, (c) PlayCanvas)", "ratio": float(d["ratios"][r]),
+            "sh_keep": float(d["sh_keep"][r]), "view": "auto_views(split='eval', 8 views, 512x512)[0]",
+            "window_yx": [y0, x0], "size_hw": [h, w],
+            "note": "input.png = RGBA, RGB is the premultiplied render of the UGC-pruned scene on black, A its alpha; "
+                    "target.png = render of the full scene. Made by scripts/make_painter_data.py --fixture."}
+    with open(os.path.join(out_dir, "fixture.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    return info
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "painter_data"))
@@ -107,7 +139,11 @@ def main(argv=None) -> int:
     ap.add_argument("--ratios", type=int, default=5, help="random retention ratios per training scene")
     ap.add_argument("--only", nargs="*", help="scene file names (default: all train + val scenes)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fixture", action="store_true", help="only cut tests/data/painter/ from the cached biker pairs")
     args = ap.parse_args(argv)
+    if args.fixture:
+        print(json.dumps(make_fixture(args.out, os.path.join(ROOT, "tests", "data", "painter"))))
+        return 0
     try:
         import numba
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))

@@ -1,0 +1,178 @@
+"""GaussPainter inference API (used by the CLI, the demo and the Blender add-on).
+
+    from exgs_core.painter.restore import Restorer
+    r = Restorer.from_pretrained()             # the shipped checkpoint in exgs_core/painter/weights/
+    r = Restorer.from_pretrained("my/weights") # or another local folder of the same format
+    out = r.restore(res.rgb, res.alpha)        # [H,W,3] float32 in [0,1]; or a batch [B,H,W,3] / [B,H,W]
+
+Any image size works: inputs are padded (replicate) to the model's multiple and cropped back; frames larger
+than ``tile`` pixels on a side are processed in overlapping tiles blended with a linear ramp. CPU runs in
+float32; CUDA runs in float16 by default. Nothing is ever downloaded.
+
+The input must be a render over a **black** background (premultiplied colour, as :func:`exgs_core.render.render`
+returns with ``background=None``); for another background render on black, restore, then composite
+``out + (1 - alpha_restored) * bg`` yourself (``alpha`` is not changed by restoration).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .model import PainterWeightsError, load_painter, pad_multiple
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+
+
+def _as_float(img: np.ndarray, name: str) -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if not np.issubdtype(img.dtype, np.floating):
+        raise ValueError(f"{name} must be float in [0, 1] or uint8, got dtype {img.dtype}")
+    out = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(out, 0.0, 1.0)
+
+
+class Restorer:
+    """A loaded GaussPainter ready for inference (``torch.no_grad``, eval mode)."""
+
+    def __init__(self, model, device: str = "cpu", half: bool | None = None, tile: int = 1024, overlap: int = 64):
+        import torch
+
+        self.device = torch.device(device)
+        self.half = (self.device.type == "cuda") if half is None else bool(half)
+        self.model = model.to(self.device)
+        if self.half:
+            self.model = self.model.half()
+        self.model.eval()
+        self.multiple = pad_multiple(model.config)
+        self.tile = max(int(tile), 2 * self.multiple)
+        self.overlap = max(0, min(int(overlap), self.tile // 4))
+        self.config = dict(model.config)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike | None = None, *, device: str | None = None,
+                        half: bool | None = None, tile: int = 1024, threads: int | None = None) -> "Restorer":
+        """Load weights from ``folder`` (default: the shipped checkpoint). ``device``: "cpu", "cuda" or None
+        (CUDA when available). ``half``: fp16 (default: on CUDA only). ``threads``: torch CPU threads to use.
+
+        Raises :class:`~exgs_core.painter.model.PainterWeightsError` (an :class:`~exgs_core.errors.ExgsError`)
+        naming the file and the problem when the folder is missing, incomplete, not safetensors, or its tensor
+        shapes do not match its config.
+        """
+        import torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        folder = DEFAULT_WEIGHTS if folder is None else os.fspath(folder)
+        model = load_painter(folder, device="cpu")
+        return cls(model, device=device, half=half, tile=tile)
+
+    # ------------------------------------------------------------------------------------------------------
+    def _run(self, x, a):
+        """x [B,3,H,W], a [B,1,H,W] tensors (H, W multiples of self.multiple) -> restored [B,3,H,W] float32."""
+        import torch
+
+        dt = torch.float16 if self.half else torch.float32
+        with torch.no_grad():
+            y = self.model(x.to(self.device, dt), a.to(self.device, dt))
+        return y.float().clamp(0, 1)
+
+    def _padded(self, x, a):
+        import torch.nn.functional as F
+
+        h, w = x.shape[-2:]
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+            a = F.pad(a, (0, pw, 0, ph), mode="replicate")
+        return self._run(x, a)[..., :h, :w]
+
+    def _tiled(self, x, a):
+        import torch
+
+        h, w = x.shape[-2:]
+        t, ov = self.tile, self.overlap
+        if h <= t and w <= t:
+            return self._padded(x, a)
+        out = torch.zeros_like(x, dtype=torch.float32, device="cpu")
+        wsum = torch.zeros((1, 1, h, w))
+        step = t - ov
+
+        def starts(n):
+            return [0] if n <= t else sorted(set(list(range(0, n - t, step)) + [n - t]))
+
+        for y0 in starts(h):
+            for x0 in starts(w):
+                y1, x1 = min(h, y0 + t), min(w, x0 + t)
+                part = self._padded(x[..., y0:y1, x0:x1], a[..., y0:y1, x0:x1]).cpu()
+                ry = torch.ones(y1 - y0)
+                rx = torch.ones(x1 - x0)
+                ramp = torch.linspace(1.0 / (ov + 1), 1.0, ov) if ov else torch.ones(0)
+                if y0 > 0 and ov:
+                    ry[:ov] = ramp
+                if y1 < h and ov:
+                    ry[-ov:] = ramp.flip(0)
+                if x0 > 0 and ov:
+                    rx[:ov] = ramp
+                if x1 < w and ov:
+                    rx[-ov:] = ramp.flip(0)
+                wt = (ry[:, None] * rx[None, :])[None, None]
+                out[..., y0:y1, x0:x1] += part * wt
+                wsum[..., y0:y1, x0:x1] += wt
+        return out / wsum.clamp_min(1e-8)
+
+    def restore(self, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
+        """Restore one frame (``rgb`` [H,W,3], ``alpha`` [H,W]) or a batch ([B,H,W,3], [B,H,W]).
+
+        ``rgb`` float in [0,1] or uint8 (the result has the same dtype); ``alpha`` float in [0,1] or uint8.
+        ``depth`` is accepted for API stability and used only by checkpoints trained with depth
+        (``config["use_depth"]``; the shipped one is not). A frame whose alpha is zero everywhere (nothing
+        rendered) is returned unchanged: there is nothing to restore from.
+        """
+        import torch
+
+        rgb_in = np.asarray(rgb)
+        single = rgb_in.ndim == 3
+        x = _as_float(rgb_in, "rgb")
+        a = _as_float(alpha, "alpha")
+        if single:
+            x, a = x[None], a[None]
+        if x.ndim != 4 or x.shape[-1] != 3 or a.shape != x.shape[:3]:
+            raise ValueError(f"expected rgb [H,W,3] + alpha [H,W] or [B,H,W,3] + [B,H,W], got {np.shape(rgb)} "
+                             f"and {np.shape(alpha)}")
+        if x.shape[1] < 1 or x.shape[2] < 1:
+            raise ValueError(f"empty image {x.shape[1]}x{x.shape[2]}")
+        out = x.copy()
+        todo = [i for i in range(x.shape[0]) if a[i].max() > 0]
+        if todo:
+            xt = torch.from_numpy(x[todo]).permute(0, 3, 1, 2)
+            at = torch.from_numpy(a[todo])[:, None]
+            y = self._tiled(xt, at).cpu().permute(0, 2, 3, 1).numpy()
+            out[todo] = y
+        out = out[0] if single else out
+        if rgb_in.dtype == np.uint8:
+            return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+        return out.astype(np.float32)
+
+    __call__ = restore
+
+
+def restore(rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None, *,
+            weights: str | os.PathLike | None = None, device: str | None = None) -> np.ndarray:
+    """One-shot convenience: load (cached per weights folder / device) and restore."""
+    key = (os.fspath(weights) if weights else DEFAULT_WEIGHTS, device)
+    r = _CACHE.get(key)
+    if r is None:
+        r = _CACHE[key] = Restorer.from_pretrained(weights, device=device)
+    return r.restore(rgb, alpha, depth)
+
+
+_CACHE: dict = {}
+
+__all__ = ["Restorer", "restore", "PainterWeightsError", "DEFAULT_WEIGHTS"]
