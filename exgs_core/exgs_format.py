@@ -137,7 +137,7 @@ class CodecOptions:
     sh_sample_per_centroid: int = 8
     sh_probes: int = 2
     seed: int = 0
-    zstd_level: int = 12
+    zstd_level: int = 9
     choose_filters: bool = True
     threads: int = 2
 
@@ -495,8 +495,11 @@ def _get(h: dict, key: str, err: _Err, kind, lo=None, hi=None, *, optional=False
         if (not isinstance(cur, list) or len(cur) != want
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cur)):
             raise err(f"{key!r} must be a list of {want} numbers", field)
-        with np.errstate(over="ignore"):
-            arr = np.asarray(cur, dtype=np.float64).astype(np.float32)
+        try:
+            with np.errstate(over="ignore"):
+                arr = np.asarray(cur, dtype=np.float64).astype(np.float32)
+        except (OverflowError, ValueError, TypeError):
+            raise err(f"{key!r} holds values that are not finite float32", field) from None
         if not np.isfinite(arr).all():
             raise err(f"{key!r} holds values that are not finite float32", field)
         if lo is not None and (arr < lo).any():
@@ -707,6 +710,33 @@ def decode(data: bytes, *, path: str | os.PathLike | None = None) -> GaussianSce
         raise TypeError(f"decode() needs bytes, got {type(data).__name__}")
     data = bytes(data)
     _, flags, h, sections, plan = _parse_container(data, err)
+    need = decode_memory_estimate(plan.n, plan.degree, sum(v[0] for v in plan.expected.values()))
+    limit = _memory_limit()
+    if need > limit:
+        raise err(f"decoding {plan.n} Gaussians needs about {need / 1e9:.1f} GB, more than the {limit / 1e9:.1f} GB "
+                  "this machine allows (half its physical memory)", "fixed-header:n_gaussians", 12)
+    try:
+        return _decode_sections(data, err, flags, h, sections, plan, path)
+    except MemoryError:
+        raise err(f"out of memory while decoding {plan.n} Gaussians", "fixed-header:n_gaussians", 12) from None
+
+
+def decode_memory_estimate(n: int, degree: int, raw_bytes: int) -> int:
+    """Bytes :func:`decode` needs at its peak, roughly: the decoded float32 arrays, the raw streams and the
+    temporaries of the dequantisers."""
+    k = sh_coeff_count(degree)
+    return int(n * (4 * (3 + 4 + 3 + 1 + 3 * k) + 64) + 2 * raw_bytes)
+
+
+def _memory_limit() -> int:
+    """Half the physical memory (the ceiling decode() accepts before allocating), or 2^40 if unknown."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list, plan: _Plan, path) -> GaussianScene:
     n, degree, m = plan.n, plan.degree, plan.m
     k = sh_coeff_count(degree)
     q = h["quant"]

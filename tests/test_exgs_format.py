@@ -422,6 +422,8 @@ def _header_cases(golden: bytes):
         ("quant.sh_rest.size", 70000, "header:quant.sh_rest.size"),
         ("quant.sh_rest.dim", 44, "header:quant.sh_rest.dim"),
         ("source_sha256", 5, "header:source_sha256"),
+        ("quant.positions.min", [10**400, 0, 0], "header:quant.positions.min"),
+        ("bounds.max", [1e39, 0, 0], "header:bounds.max"),
     ):
         h2 = json.loads(hjson)
         cur = h2
@@ -505,6 +507,12 @@ def test_unknown_optional_section_skipped(golden_bytes):
     ref = F.decode(golden_bytes)
     assert dec.means.tobytes() == ref.means.tobytes()
     assert any("XTRA" in note for note in dec.meta["notes"])
+
+
+def test_memory_limit(golden_bytes, monkeypatch):
+    monkeypatch.setattr(F, "_memory_limit", lambda: 1000)
+    expect_error(golden_bytes, "fixed-header:n_gaussians", "needs about")
+    assert F.decode_memory_estimate(10**6, 3, 0) > 200e6
 
 
 def test_decode_type_errors():
