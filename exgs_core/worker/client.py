@@ -1,0 +1,455 @@
+"""Client side of the worker, and the in-process backend with the same interface.
+
+    from exgs_core.worker import WorkerClient, LocalBackend
+    w = WorkerClient(python="/path/to/venv/bin/python", weights=None)   # started on the first request
+    rgb = w.restore(res.rgb, res.alpha)                                # frames travel through shared memory
+    raw, restored = w.render_restore(scene, camera)                    # scene sent once, cached by key
+    w.stop()
+
+``WorkerClient`` spawns ``python -m exgs_core.worker`` with pipes for stdin/stdout (nothing listens on a network
+or a named socket), owns the shared-memory segments, restarts the worker on the next request after a crash and
+raises :class:`WorkerCrashed` (with the worker's exit status and the end of its log) for the request that was
+running. It is thread safe (requests are serialised). ``LocalBackend`` does the same work in this process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExgsError
+from . import protocol
+from .server import SCENE_FIELDS, camera_to_dict
+
+
+class WorkerError(ExgsError):
+    """The worker could not be started, or a request failed inside it (the message says what and where)."""
+
+
+class WorkerCrashed(WorkerError):
+    """The worker process died during a request; the next request starts a new one."""
+
+
+# ------------------------------------------------------------------------------------------- which Python
+def own_python() -> str | None:
+    """This process's Python executable (Blender's bundled one when running inside Blender), or None."""
+    exe = sys.executable or ""
+    name = os.path.basename(exe).lower()
+    if name.startswith("python") and os.path.isfile(exe):
+        return exe
+    base = getattr(sys, "_base_executable", "") or ""
+    if os.path.basename(base).lower().startswith("python") and os.path.isfile(base):
+        return base
+    v = "%d.%d" % sys.version_info[:2]
+    for cand in (Path(sys.prefix) / "bin" / f"python{v}", Path(sys.prefix) / "bin" / "python3",
+                 Path(sys.prefix) / "bin" / "python.exe"):
+        if cand.is_file():
+            return str(cand)
+    return None
+
+
+def repo_venv_python() -> str | None:
+    """``.venv``'s Python of the source checkout this exgs_core comes from (development setups), or None."""
+    root = Path(__file__).resolve().parents[2]
+    for cand in (root / ".venv" / "bin" / "python", root / ".venv" / "Scripts" / "python.exe"):
+        if cand.is_file():
+            return str(cand)
+    return None
+
+
+def has_torch_here() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def resolve_python(configured: str | None = None) -> str:
+    """The worker's Python: ``configured`` when given; else $EXGS_WORKER_PYTHON; else this process's own Python
+    when torch is importable here; else the source checkout's .venv. Raises :class:`WorkerError` otherwise."""
+    if configured:
+        p = os.path.expanduser(configured)
+        if not os.path.isfile(p) or not os.access(p, os.X_OK):
+            raise WorkerError("the configured worker Python does not exist or is not executable", p)
+        return p
+    env = os.environ.get("EXGS_WORKER_PYTHON")
+    if env:
+        return resolve_python(env)
+    own = own_python()
+    if own and has_torch_here():
+        return own
+    venv = repo_venv_python()
+    if venv:
+        return venv
+    raise WorkerError("no Python with torch found for the ExGS worker: set 'Worker Python' in the add-on "
+                      "preferences to a Python that has torch, diffusers and exgs_core's dependencies")
+
+
+def scene_key(scene) -> str:
+    """Content hash of a scene's arrays (what the worker caches scenes by)."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in SCENE_FIELDS:
+        a = np.ascontiguousarray(getattr(scene, f))
+        h.update(str(a.shape).encode())
+        h.update(memoryview(a).cast("B"))
+    h.update(repr(sorted((k, v) for k, v in scene.meta.items() if k == "antialiased")).encode())
+    return h.hexdigest()
+
+
+def _pythonpath_for_worker() -> str:
+    """A PYTHONPATH entry that makes *this* exgs_core importable in the worker without dragging in the rest of
+    our own site-packages (compiled wheels of another Python version)."""
+    pkg = Path(__file__).resolve().parents[1]  # .../exgs_core
+    parent = pkg.parent
+    if not any((parent / n).exists() for n in ("numpy", "numba", "torch")):
+        return str(parent)
+    link_dir = Path(tempfile.gettempdir()) / f"exgs-worker-path-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    link_dir.mkdir(exist_ok=True)
+    link = link_dir / "exgs_core"
+    try:
+        if link.is_symlink() and os.readlink(link) != str(pkg):
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(pkg, target_is_directory=True)
+        return str(link_dir)
+    except OSError:
+        return ""  # the worker's own exgs_core install is used
+
+
+_LIVE: "weakref.WeakSet[WorkerClient]" = weakref.WeakSet()
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every worker this process started (also registered with atexit)."""
+    for w in list(_LIVE):
+        try:
+            w.stop()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# ------------------------------------------------------------------------------------------------- backends
+class _Common:
+    def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None):
+        """(RenderResult of the raw render, restored rgb [H, W, 3])."""
+        res = self.render(scene, camera, backend=backend, key=key)
+        return res, self.restore(res.rgb, res.alpha, res.depth)
+
+
+class LocalBackend(_Common):
+    """Render and restore in this process (needs torch + diffusers here for restoration)."""
+
+    kind = "in-process"
+
+    def __init__(self, weights: str | None = None, device: str | None = None):
+        self.weights, self.device = weights or None, device or None
+        self._restorer = None
+        self._lock = threading.Lock()
+
+    def restorer(self):
+        with self._lock:
+            if self._restorer is None:
+                if not has_torch_here():
+                    raise WorkerError("in-process restoration needs torch in this Python "
+                                      f"({sys.executable}); use the worker process instead")
+                from ..painter.restore import Restorer
+
+                self._restorer = Restorer.from_pretrained(self.weights, device=self.device)
+            return self._restorer
+
+    def render(self, scene, camera, *, backend: str = "auto", key: str | None = None):
+        from ..render import render
+
+        return render(scene, camera, backend=backend)
+
+    def restore(self, rgb, alpha, depth=None, cancel=None):
+        return self.restorer().restore(rgb, alpha, depth)
+
+    def stop(self) -> None:
+        self._restorer = None
+
+    @property
+    def alive(self) -> bool:
+        return True
+
+
+class WorkerClient(_Common):
+    """A worker process, started on demand (see the module docstring)."""
+
+    kind = "worker"
+
+    def __init__(self, python: str | None = None, *, weights: str | None = None, device: str | None = None,
+                 env: dict | None = None, start_timeout: float = 600.0):
+        self.python_setting = python or None
+        self.weights, self.device = weights or None, device or None
+        self.extra_env = dict(env or {})
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen | None = None
+        self.info: dict = {}
+        self.python: str | None = None
+        self.log_path: str | None = None
+        self.starts = 0
+        self.last_crash: str | None = None
+        self._arena = protocol.Arena()
+        self._lock = threading.RLock()
+        self._next_id = 0
+        self._stale = 0  # replies of abandoned (cancelled) requests still to be read
+        self._scene_key: str | None = None
+        self._busy_since: float | None = None
+        _LIVE.add(self)
+
+    # ---------------------------------------------------------------- process
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def busy(self) -> bool:
+        return self._busy_since is not None
+
+    def start(self) -> dict:
+        """Start the worker (if it is not running) and return its ``hello`` facts."""
+        with self._lock:
+            if self.alive:
+                return self.info
+            self._reap()
+            self.python = resolve_python(self.python_setting)
+            env = dict(os.environ)
+            pp = _pythonpath_for_worker()
+            if pp:
+                env["PYTHONPATH"] = pp + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            for k in ("PYTHONHOME", "PYTHONSTARTUP"):
+                env.pop(k, None)
+            env.update(self.extra_env)
+            fd, self.log_path = tempfile.mkstemp(prefix="exgs-worker-", suffix=".log")
+            log = os.fdopen(fd, "wb")
+            try:
+                self.proc = subprocess.Popen([self.python, "-m", "exgs_core.worker"], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=log, env=env, bufsize=0,
+                                             close_fds=True, cwd=tempfile.gettempdir())
+            except OSError as e:
+                raise WorkerError(f"cannot start the worker: {e}", self.python) from None
+            finally:
+                log.close()
+            self.starts += 1
+            self._stale = 0
+            self._scene_key = None
+            self.info = self._call("hello", {}, timeout=self.start_timeout)
+            return self.info
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to quit; kill it if it does not within ``timeout``. Frees the shared memory."""
+        with self._lock:
+            p = self.proc
+            if p is not None and p.poll() is None:
+                try:
+                    protocol.send_msg(p.stdin, {"id": -1, "op": "quit"})
+                    p.wait(timeout)
+                except (OSError, ValueError, subprocess.TimeoutExpired):
+                    p.kill()
+                    p.wait(5)
+            self._reap()
+            self._arena.close()
+
+    def _reap(self):
+        p, self.proc = self.proc, None
+        if p is not None:
+            for s in (p.stdin, p.stdout):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+
+    def log_tail(self, n: int = 12) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - 8192))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(lines[-n:])
+        except (OSError, TypeError):
+            return ""
+
+    def _crashed(self, op: str, why: str) -> WorkerCrashed:
+        p = self.proc
+        rc = None
+        if p is not None:
+            try:
+                rc = p.wait(3)
+            except subprocess.TimeoutExpired:
+                pass
+        status = "still running" if rc is None else (
+            f"killed by signal {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.Signals._value2member_map_
+            else f"exit code {rc}")
+        pid = p.pid if p is not None else "?"
+        self._reap()
+        tail = self.log_tail()
+        msg = (f"the ExGS worker (pid {pid}, {self.python}) stopped during '{op}' ({status}; {why}); "
+               f"it will be restarted for the next render. Worker log {self.log_path}"
+               + (f", last lines:\n{tail}" if tail else ""))
+        self.last_crash = msg
+        return WorkerCrashed(msg)
+
+    # ---------------------------------------------------------------- requests
+    def _recv(self, op: str, timeout: float | None, cancel) -> dict | None:
+        p = self.proc
+        t0 = time.monotonic()
+        if os.name == "posix":
+            import select
+
+            while True:
+                r, _, _ = select.select([p.stdout], [], [], 0.1)
+                if r:
+                    break
+                if cancel is not None and cancel():
+                    return None
+                if timeout is not None and time.monotonic() - t0 > timeout:
+                    raise self._crashed(op, f"no reply within {timeout:.0f} s")
+        return protocol.recv_msg(p.stdout)
+
+    def _call(self, op: str, args: dict, ins=None, outs=None, *, timeout: float | None = None, cancel=None):
+        """One request; returns the result dict, or None when ``cancel()`` became true while waiting."""
+        with self._lock:
+            if not self.alive:
+                if self.proc is not None:  # died between requests
+                    raise self._crashed(op, "it had exited before the request")
+                if op != "hello":
+                    self.start()
+            self._next_id += 1
+            rid = self._next_id
+            try:
+                self._busy_since = time.monotonic()
+                while self._stale:  # replies of cancelled requests come first
+                    self._recv(op, None, None)
+                    self._stale -= 1
+                protocol.send_msg(self.proc.stdin, {"id": rid, "op": op, "args": args, "in": ins or {},
+                                                    "out": outs or {}})
+                reply = self._recv(op, timeout, cancel)
+                if reply is None:
+                    self._stale += 1
+                    return None
+            except (EOFError, BrokenPipeError, ConnectionError, OSError, ValueError) as e:
+                raise self._crashed(op, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
+            except protocol.ProtocolError as e:
+                raise self._crashed(op, f"bad reply: {e}") from None
+            finally:
+                self._busy_since = None
+            if reply.get("id") != rid:
+                raise self._crashed(op, f"reply {reply.get('id')} to request {rid}")
+            if not reply.get("ok"):
+                raise WorkerError(f"worker {op} failed: {reply.get('type')}: {reply.get('error')}")
+            return reply.get("result") or {}
+
+    def call_arrays(self, op: str, args: dict, inputs: dict, outputs: dict, *, cancel=None, timeout=None):
+        """Send ``inputs`` (name -> array), receive ``outputs`` (name -> (shape, dtype)) as fresh arrays.
+        Returns (result, outputs) or None when cancelled."""
+        with self._lock:
+            if not self.alive:
+                self.start()
+            spec = {k: (np.shape(v), np.asarray(v).dtype) for k, v in inputs.items()}
+            spec.update({f"out:{k}": v for k, v in outputs.items()})
+            descs, views = self._arena.layout(spec)
+            for k, v in inputs.items():
+                np.copyto(views[k], v, casting="same_kind")
+            ins = {k: descs[k] for k in inputs}
+            outs = {k: descs[f"out:{k}"] for k in outputs}
+            result = self._call(op, args, ins, outs, timeout=timeout, cancel=cancel)
+            if result is None:
+                return None
+            got = {k: np.array(views[f"out:{k}"]) for k in outputs}
+            del views
+            return result, got
+
+    # ---------------------------------------------------------------- operations
+    def hello(self) -> dict:
+        return self.start()
+
+    def echo(self, frame: np.ndarray) -> np.ndarray:
+        """Round trip of one frame through the worker (it copies the input into the output)."""
+        frame = np.asarray(frame)
+        _, out = self.call_arrays("echo", {}, {"frame": frame}, {"frame": (frame.shape, frame.dtype)})
+        return out["frame"]
+
+    def _ensure_scene(self, scene, key: str | None) -> str:
+        key = key or scene_key(scene)
+        if key != self._scene_key or not self.alive:
+            arrays = {f: np.ascontiguousarray(getattr(scene, f)) for f in SCENE_FIELDS}
+            meta = {"antialiased": bool(scene.meta.get("antialiased", False))}
+            self.call_arrays("set_scene", {"key": key, "meta": meta}, arrays, {})
+            self._scene_key = key
+        return key
+
+    def _restore_args(self) -> dict:
+        return {"weights": self.weights, "device": self.device}
+
+    def render(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
+        from ..render.result import RenderResult
+
+        with self._lock:
+            if not self.alive:
+                self.start()
+            key = self._ensure_scene(scene, key)
+            h, w = camera.height, camera.width
+            got = self.call_arrays("render", {"key": key, "camera": camera_to_dict(camera), "backend": backend}, {},
+                                   {"rgb": ((h, w, 3), np.float32), "alpha": ((h, w), np.float32),
+                                    "depth": ((h, w), np.float32)}, cancel=cancel)
+        if got is None:
+            return None
+        r, o = got
+        return RenderResult(o["rgb"], o["alpha"], o["depth"], None, r["backend"], r["n_rendered"])
+
+    def restore(self, rgb, alpha, depth=None, cancel=None):
+        """GaussPainter on one frame: rgb [H, W, 3] (over black), alpha [H, W] -> restored rgb [H, W, 3]."""
+        rgb = np.asarray(rgb, np.float32)
+        ins = {"rgb": rgb, "alpha": np.asarray(alpha, np.float32)}
+        if depth is not None:
+            ins["depth"] = np.asarray(depth, np.float32)
+        got = self.call_arrays("restore", self._restore_args(), ins, {"restored": (rgb.shape, np.float32)},
+                               cancel=cancel)
+        return None if got is None else got[1]["restored"]
+
+    def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
+        from ..render.result import RenderResult
+
+        with self._lock:
+            if not self.alive:
+                self.start()
+            key = self._ensure_scene(scene, key)
+            h, w = camera.height, camera.width
+            args = {"key": key, "camera": camera_to_dict(camera), "backend": backend, **self._restore_args()}
+            got = self.call_arrays("render_restore", args, {},
+                                   {"rgb": ((h, w, 3), np.float32), "alpha": ((h, w), np.float32),
+                                    "depth": ((h, w), np.float32), "restored": ((h, w, 3), np.float32)},
+                                   cancel=cancel)
+        if got is None:
+            return None
+        r, o = got
+        return RenderResult(o["rgb"], o["alpha"], o["depth"], None, r["backend"], r["n_rendered"]), o["restored"]
+
+    def compress(self, src: str, dst: str, options: dict | None = None, cancel=None) -> dict | None:
+        """UGC + .exgs coding of the file ``src`` into ``dst``, in the worker."""
+        return self._call("compress", {"src": os.fspath(src), "dst": os.fspath(dst), "options": options or {}},
+                          cancel=cancel)
+
+    def __del__(self):
+        try:
+            self.stop(timeout=1.0)
+        except Exception:  # noqa: BLE001
+            pass
