@@ -191,7 +191,9 @@ def main(argv=None) -> int:
         if args.w_latent or args.w_rec:
             z_star = model.encode(model.cond(t, t, torch.zeros_like(a)))
             if args.w_latent:
-                terms["latent"] = args.w_latent * (aux["z_hat"] - z_star.detach()).abs().mean()
+                # compare the latents as the decoder sees them (tanh(z/3)*3): bounded, cannot blow up
+                clamp = lambda z: torch.tanh(z / 3) * 3
+                terms["latent"] = args.w_latent * (clamp(aux["z_hat"]) - clamp(z_star).detach()).abs().mean()
             if args.w_rec:
                 rec = model.decode(z_star) * 0.5 + 0.5
                 terms["rec"] = args.w_rec * ((rec - t).abs().mean() + (aux["d_in"] * 0.5 + 0.5 - aux["prefill"]).abs().mean())
