@@ -107,8 +107,9 @@ class Server:
     def _render(self, args, outs):
         from ..render import render
 
+        scene = self._scene(args["key"])
         cam = camera_from_dict(args["camera"])
-        res = render(self._scene(args["key"]), cam, backend=args.get("backend", "auto"))
+        res = render(scene, cam, backend=args.get("backend", "auto"))
         outs["rgb"][...] = res.rgb
         outs["alpha"][...] = res.alpha
         outs["depth"][...] = res.depth
