@@ -88,6 +88,20 @@ def measure(scene: GaussianScene, options=None, *, sh_full=None, repeat: int = 1
     }
 
 
+def render_psnr(scene: GaussianScene, *, sh_full=None, options=None, views: int = 4, size: int = 512) -> float:
+    """Mean PSNR (dB) of CPU renders of decode(encode(scene)) against renders of ``scene`` on ``views`` held-out
+    automatic views (:func:`exgs_core.views.auto_views`, split "eval")."""
+    from ..exgs_format import CodecOptions, decode, encode
+    from ..metrics import psnr
+    from ..render import render
+    from ..views import auto_views
+
+    dec = decode(encode(scene, sh_full=sh_full, options=options or CodecOptions()))
+    cams = auto_views(scene, views, size, size, split="eval")
+    return float(np.mean([psnr(render(dec, c, backend="cpu").rgb, render(scene, c, backend="cpu").rgb)
+                          for c in cams]))
+
+
 def main(argv=None) -> int:
     from .. import load
 
@@ -98,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sh-keep", type=float, default=1.0, help="fraction of Gaussians keeping higher SH "
                     "(the first ones in file order)")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--psnr", type=int, default=0, metavar="V",
+                    help="also render V held-out automatic views (512x512, CPU) of input and decode; mean PSNR")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     scenes = []
@@ -114,6 +130,8 @@ def main(argv=None) -> int:
             sh_full[: int(round(args.sh_keep * s.n))] = True
         r = measure(s, sh_full=sh_full, repeat=args.repeat)
         r["scene"] = name
+        if args.psnr:
+            r["psnr_db"] = render_psnr(s, sh_full=sh_full, views=args.psnr)
         if args.json:
             print(json.dumps(r))
             continue
@@ -123,6 +141,8 @@ def main(argv=None) -> int:
               f"decode {r['decode_s']:.3f} s ({r['decode_s_per_1M']:.2f} s/1M); CPU time (all threads) encode "
               f"{r['encode_cpu_s']:.3f} s, decode {r['decode_cpu_s']:.3f} s")
         print("  " + ", ".join(f"{k} {v:.3f}" for k, v in r["sections_bytes_per_gaussian"].items()))
+        if "psnr_db" in r:
+            print(f"  PSNR decoded vs input: {r['psnr_db']:.2f} dB ({args.psnr} held-out views, 512x512)")
         print("  errors " + json.dumps(r["errors"]))
     return 0
 
