@@ -1,10 +1,11 @@
-"""Add-on preferences: render device, restoration, viewport resolution. ``bl_idname`` is the package name, so the
+"""Add-on preferences: render device, restoration (and where it runs: the worker process or in-process),
+viewport resolution. ``bl_idname`` is the package name, so the
 same code works as ``exgs_blender`` (development) and ``bl_ext.<repo>.exgs`` (installed extension)."""
 
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 ADDON_ID = __package__
 
@@ -20,9 +21,27 @@ class EXGS_AddonPreferences(bpy.types.AddonPreferences):
         default="AUTO",
     )
     restoration: BoolProperty(
-        name="Restoration", default=False,
-        description="Restore renders of compressed scenes with GaussPainter (needs the restoration backend; "
-                    "off = plain renders)",
+        name="Restoration", default=True,
+        description="Allow GaussPainter restoration (switched on per scene in Render Properties > ExGS); "
+                    "off = plain renders everywhere",
+    )
+    worker_mode: EnumProperty(
+        name="Run restoration",
+        items=[("WORKER", "Worker process", "In a separate Python process with torch (any Blender version; "
+                "started on demand, restarted after a crash)", 0),
+               ("IN_PROCESS", "In Blender", "Inside Blender's own Python (needs torch + diffusers importable "
+                "here; no process start, but torch shares Blender's process)", 1)],
+        default="WORKER",
+    )
+    worker_python: StringProperty(
+        name="Worker Python", subtype="FILE_PATH", default="",
+        description="Python executable for the worker (needs torch, diffusers, numpy, numba). Empty: Blender's "
+                    "own Python when torch imports there, else the exgs checkout's .venv",
+    )
+    painter_weights: StringProperty(
+        name="GaussPainter weights", subtype="DIR_PATH", default="",
+        description="Folder of GaussPainter weights (config.json + vae/ + unet/ safetensors). Empty: "
+                    "$EXGS_PAINTER_WEIGHTS, else the checkpoint shipped with exgs",
     )
     viewport_scale: FloatProperty(
         name="Viewport resolution", min=0.05, max=1.0, default=0.5, subtype="FACTOR",
@@ -32,8 +51,19 @@ class EXGS_AddonPreferences(bpy.types.AddonPreferences):
     def draw(self, context):
         col = self.layout.column()
         col.prop(self, "device")
-        col.prop(self, "restoration")
         col.prop(self, "viewport_scale")
+        col.prop(self, "restoration")
+        sub = col.column()
+        sub.active = self.restoration
+        sub.prop(self, "worker_mode")
+        if self.worker_mode == "WORKER":
+            sub.prop(self, "worker_python")
+        sub.prop(self, "painter_weights")
+        from .engine import restoring
+
+        st = restoring.status_line()
+        if st:
+            sub.label(text=st)
 
 
 def get(context=None) -> EXGS_AddonPreferences | None:
@@ -53,6 +83,19 @@ def render_backend(context=None) -> str:
 def viewport_scale(context=None) -> float:
     p = get(context)
     return float(p.viewport_scale) if p is not None else 0.5
+
+
+def restore_settings(context=None) -> dict:
+    """What the restoration backend needs: mode, worker Python, weights folder, torch device."""
+    import os
+
+    p = get(context)
+    env_weights = os.environ.get("EXGS_PAINTER_WEIGHTS", "")  # farms / bare register(): no preferences
+    if p is None:
+        return {"enabled": True, "mode": "WORKER", "python": "", "weights": env_weights, "device": None}
+    return {"enabled": bool(p.restoration), "mode": p.worker_mode, "python": bpy.path.abspath(p.worker_python),
+            "weights": bpy.path.abspath(p.painter_weights) if p.painter_weights else env_weights,
+            "device": {"AUTO": None, "CPU": "cpu", "CUDA": "cuda"}[p.device]}
 
 
 classes = (EXGS_AddonPreferences,)

@@ -62,6 +62,16 @@ class EXGS_PG_scene(bpy.types.PropertyGroup):
                ("LINEAR", "Linear", "Splat colours are already scene linear", 1)],
         default="SRGB",
     )
+    restore: BoolProperty(
+        name="Restore", default=False,
+        description="Run GaussPainter on this scene's renders (F12, animation, viewport): Combined is the restored "
+                    "image, the Unrestored and Mask passes keep the raw render and its coverage mask",
+    )
+    temporal: BoolProperty(
+        name="Temporal stabilisation", default=True,
+        description="Animations: blend each frame's restoration with the previous frame's, reprojected with "
+                    "depth, so restored frames do not flicker",
+    )
 
 
 classes = (EXGS_PG_object, EXGS_PG_scene)

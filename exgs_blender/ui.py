@@ -100,6 +100,9 @@ class EXGS_PT_render(bpy.types.Panel):
         if sc.world is not None and not sc.render.film_transparent:
             layout.prop(sc.world, "color", text="Background")
         layout.prop(context.view_layer, "use_pass_z", text="Depth pass")
+        layout.prop(sc.exgs, "restore", text="Restore (GaussPainter)")
+        if sc.exgs.restore:
+            layout.prop(sc.exgs, "temporal")
         vt = context.scene.view_settings.view_transform
         if vt != "Standard" and context.scene.exgs.color_input == "SRGB":
             layout.label(text=f"View transform '{vt}' changes the trained colours; 'Standard' keeps them",

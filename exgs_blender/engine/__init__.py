@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import final, viewport
+from . import final, restoring, viewport
 
 
 class ExgsRenderEngine(bpy.types.RenderEngine):
@@ -37,6 +37,9 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         self.register_pass(scene, renderlayer, *final.ALPHA_PASS)
         if renderlayer.use_pass_z:
             self.register_pass(scene, renderlayer, *final.DEPTH_PASS)
+        if scene is not None and getattr(getattr(scene, "exgs", None), "restore", False):
+            self.register_pass(scene, renderlayer, *final.UNRESTORED_PASS)
+            self.register_pass(scene, renderlayer, *final.MASK_PASS)
 
     # ------------------------------------------------------------------ viewport
     def view_update(self, context, depsgraph):
@@ -46,6 +49,8 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         if first:
             self._viewport = viewport.ViewportRenderer()
         self._viewport.backend = preferences.render_backend(context)
+        self._viewport.restore_settings = (preferences.restore_settings(context)
+                                           if final.restore_enabled(context.scene) else None)
         if first or _splats_changed(depsgraph):  # selection changes etc. do not re-read the splats
             scene, _names = final.gather_splats(depsgraph)
             self._viewport.set_scene(scene)
@@ -62,6 +67,8 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         got = vp.latest()
         if vp.error:
             self.update_stats("", f"ExGS viewport: {vp.error}")
+        elif vp.restore_settings is not None and got is not None and not got[1]:
+            self.update_stats("", "ExGS viewport: restoring...")
         if got is None:
             self.tag_redraw()
             return
@@ -111,6 +118,7 @@ def register():
 
 
 def unregister():
+    restoring.shutdown()  # the worker process goes with the add-on
     for p in _compat_panels():
         p.COMPAT_ENGINES.discard(ExgsRenderEngine.bl_idname)
     bpy.utils.unregister_class(ExgsRenderEngine)

@@ -1,5 +1,8 @@
 """Final renders (F12, animation, ``blender -b -f/-a``): every visible splat object, rendered by exgs_core from the
-scene camera, written to the Combined, Depth and Alpha passes.
+scene camera, written to the Combined, Depth and Alpha passes. With restoration on (``scene.exgs.restore``),
+GaussPainter restores the frame (in the worker process or in-process, :mod:`.restoring`): Combined is the
+restored image, ``Unrestored`` the raw render and ``Mask`` its coverage mask (1 - alpha); animations are
+stabilised frame to frame (:mod:`exgs_core.temporal`).
 
 Reads only the depsgraph and the engine (never ``bpy.context``). Fails loudly: problems become ``error_set`` +
 ``report`` rather than an empty frame.
@@ -18,6 +21,8 @@ from .camera import camera_from_object, render_size
 
 ALPHA_PASS = ("Alpha", 1, "A", "VALUE")
 DEPTH_PASS = ("Depth", 1, "Z", "VALUE")
+UNRESTORED_PASS = ("Unrestored", 4, "RGBA", "COLOR")
+MASK_PASS = ("Mask", 1, "X", "VALUE")
 EMPTY_DEPTH = 1e10  # Blender's Z for pixels that see nothing
 
 
@@ -84,6 +89,46 @@ def world_background_srgb(scene, color_input: str) -> np.ndarray:
     return linear_to_srgb(c) if color_input == "SRGB" else c
 
 
+def restore_enabled(scene) -> bool:
+    """Restoration is on for ``scene`` (its toggle) and allowed by the preferences."""
+    if scene is None or not hasattr(scene, "exgs") or not scene.exgs.restore:
+        return False
+    return bool(preferences.restore_settings()["enabled"])
+
+
+def restored_result(res, restored: np.ndarray, transparent: bool):
+    """A RenderResult-like view of a restored frame (premultiplied over black, as the restorer returns it) with
+    the closed coverage (what the restorer fills) as alpha, so compositing keeps the filled holes. With a
+    transparent film the colour is limited to that alpha (valid premultiplied colour)."""
+    from exgs_core.render.result import RenderResult
+
+    from .restoring import close_alpha
+
+    a = close_alpha(res.alpha)
+    rgb = np.asarray(restored, np.float32)
+    if transparent:
+        rgb = np.minimum(rgb, a[..., None])
+    return RenderResult(rgb, a, res.depth, None, res.backend, res.n_rendered)
+
+
+_SEQ: dict = {"key": None, "frame": None, "stab": None}
+
+
+def _stabilise(engine, scene, cam, res, restored, width, height):
+    """Temporal stabilisation across consecutive frames of one animation render; state reset on any cut."""
+    from exgs_core.temporal import TemporalStabilizer
+
+    key = (scene.name, width, height, engine.camera_override.name if engine.camera_override else "")
+    frame = scene.frame_current
+    if not (engine.is_animation and scene.exgs.temporal):
+        _SEQ.update(key=None, frame=None, stab=None)
+        return restored
+    if _SEQ["stab"] is None or _SEQ["key"] != key or _SEQ["frame"] != frame - scene.frame_step:
+        _SEQ.update(key=key, stab=TemporalStabilizer())
+    _SEQ["frame"] = frame
+    return _SEQ["stab"](res.rgb, res.alpha, res.depth, restored, cam)
+
+
 def render(engine, depsgraph) -> None:
     """Render one frame of ``depsgraph`` into ``engine``'s result."""
     t0 = time.perf_counter()
@@ -132,16 +177,45 @@ def render(engine, depsgraph) -> None:
         except MemoryError:
             _fail(engine, f"ExGS: out of memory rendering {splats.n:,} Gaussians at {width}x{height}")
             return
-        pref = preferences.get()
-        if pref is not None and pref.restoration:
-            engine.report({"WARNING"}, "ExGS: restoration is on but no restoration backend is installed; "
-                                       "the frame is the plain render")
     if engine.test_break():
         return
+    restore = restore_enabled(scene)
+    restored = None
+    if restore and splats is not None:
+        from exgs_core.errors import ExgsError as _E
+
+        from . import restoring
+
+        engine.update_progress(0.5)
+        settings = preferences.restore_settings()
+        engine.update_stats("", "ExGS | restoring (GaussPainter, "
+                                f"{'worker process' if settings['mode'] == 'WORKER' else 'in Blender'})")
+        try:
+            restored = restoring.backend(settings).restore(res.rgb, res.alpha, res.depth, cancel=engine.test_break)
+        except _E as e:  # WorkerError / WorkerCrashed (the next render restarts the worker), weights errors
+            _fail(engine, f"ExGS: restoration failed: {e}")
+            return
+        except Exception as e:  # noqa: BLE001 - never a silently unrestored frame
+            _fail(engine, f"ExGS: restoration failed: {type(e).__name__}: {e}")
+            return
+        if restored is None or engine.test_break():
+            return
+        restored = _stabilise(engine, scene, cam, res, restored, width, height)
     engine.update_progress(0.9)
-    combined, depth, alpha = frame_pixels(res, transparent=transparent, background_srgb=bg, color_input=color_input)
+    if restored is not None:
+        combined, depth, alpha = frame_pixels(restored_result(res, restored, transparent), transparent=transparent,
+                                              background_srgb=bg, color_input=color_input)
+        raw, _, alpha = frame_pixels(res, transparent=transparent, background_srgb=bg, color_input=color_input)
+    else:
+        combined, depth, alpha = frame_pixels(res, transparent=transparent, background_srgb=bg,
+                                              color_input=color_input)
+        raw = combined
+    mask = (1.0 - alpha).astype(np.float32)
 
     engine.add_pass(ALPHA_PASS[0], ALPHA_PASS[1], ALPHA_PASS[2], layer=view_layer.name)
+    if restore:
+        for p in (UNRESTORED_PASS, MASK_PASS):
+            engine.add_pass(p[0], p[1], p[2], layer=view_layer.name)
     result = engine.begin_result(0, 0, width, height, layer=view_layer.name)
     layer = result.layers[0]
     for p in layer.passes:
@@ -151,10 +225,14 @@ def render(engine, depsgraph) -> None:
             p.rect.foreach_set(depth.ravel())
         elif p.name == "Alpha":
             p.rect.foreach_set(alpha.ravel())
+        elif p.name == "Unrestored":
+            p.rect.foreach_set(raw.ravel())
+        elif p.name == "Mask":
+            p.rect.foreach_set(mask.ravel())
     engine.end_result(result)
     engine.update_progress(1.0)
-    engine.update_stats("", f"ExGS | {0 if splats is None else splats.n:,} Gaussians, {res.backend}, "
-                            f"{time.perf_counter() - t0:.2f} s")
+    engine.update_stats("", f"ExGS | {0 if splats is None else splats.n:,} Gaussians, {res.backend}"
+                            f"{', restored' if restored is not None else ''}, {time.perf_counter() - t0:.2f} s")
 
 
 def _fail(engine, msg: str) -> None:

@@ -5,6 +5,11 @@
 target resolution, then 1/4, 1/2 and the preference's viewport scale; the newest finished frame is drawn and
 ``tag_redraw`` is called until the target arrives.
 
+With restoration on, the finished raw frame stays on screen while GaussPainter restores it (worker process or
+in-process, :mod:`.restoring`); the restored frame replaces it when ready. A newer request abandons a restoration
+in flight (the worker finishes it in the background and its reply is discarded). Restoration errors (a crashed
+worker, missing weights) are shown in the header and the raw frame stays.
+
 Note: exgs_core's numba kernels hold the GIL while they run, so each progressive step (not the whole render)
 briefly competes with the UI; the low-resolution steps keep those pauses short.
 """
@@ -34,6 +39,8 @@ class ViewportRenderer:
         self._stop = False
         self.error = None
         self.backend = "cpu"
+        self.restore_settings = None  # dict from preferences.restore_settings() when restoring, else None
+        self.restore_seconds = None
 
     # ------------------------------------------------------------ main thread
     def set_scene(self, scene) -> None:
@@ -43,7 +50,9 @@ class ViewportRenderer:
             self._wake.set()
 
     def request(self, view_matrix, window_matrix, width, height, is_perspective, scale) -> None:
-        key = (self.scene_version, tuple(np.round(np.array(view_matrix).ravel(), 6)),
+        rs = self.restore_settings
+        key = (self.scene_version, None if rs is None else tuple(sorted(rs.items())),
+               tuple(np.round(np.array(view_matrix).ravel(), 6)),
                tuple(np.round(np.array(window_matrix).ravel(), 6)), width, height, is_perspective, scale)
         with self._lock:
             if self._want is not None and self._want[0] == key:
@@ -59,8 +68,8 @@ class ViewportRenderer:
         with self._lock:
             if self._frame is None or self._want is None:
                 return None
-            key, step, rgba = self._frame
-            return rgba, (key == self._want[0] and step == len(STEPS) - 1)
+            key, step, rgba, final = self._frame
+            return rgba, (key == self._want[0] and final)
 
     def stop(self) -> None:
         self._stop = True
@@ -80,6 +89,7 @@ class ViewportRenderer:
             if want is None or scene is None or self._stop:
                 continue
             key, (V, P, w, h, persp, scale) = want
+            restore = key[1] is not None
             for i, f in enumerate(STEPS):
                 s = f * scale
                 ww, hh = max(8, int(w * s)), max(8, int(h * s))
@@ -90,16 +100,52 @@ class ViewportRenderer:
                 except Exception as e:  # noqa: BLE001 - shown in the viewport header by the engine
                     self.error = f"{type(e).__name__}: {e}"
                     break
-                rgba = np.empty((hh, ww, 4), np.float32)
-                a = res.alpha[..., None]
-                straight = np.divide(res.rgb, a, out=np.zeros_like(res.rgb), where=a > 1e-6)
-                rgba[..., :3] = srgb_to_linear(straight) * a
-                rgba[..., 3] = res.alpha
+                last = i == len(STEPS) - 1
                 with self._lock:
-                    self._frame = (key, i, np.ascontiguousarray(np.flipud(rgba)))
+                    self._frame = (key, i, _rgba(res.rgb, res.alpha, srgb_to_linear), last and not restore)
                     superseded = self._want is None or self._want[0] != key
                 if superseded or self._stop:
                     break
+                if last and restore:
+                    self._restore(key, res, srgb_to_linear)
+
+    def _superseded(self, key) -> bool:
+        return self._stop or self._want is None or self._want[0] != key
+
+    def _restore(self, key, res, srgb_to_linear) -> None:
+        import time
+
+        from . import restoring
+        from .final import restored_result
+
+        t = time.perf_counter()
+        try:
+            out = restoring.backend(dict(key[1])).restore(res.rgb, res.alpha, res.depth,
+                                                          cancel=lambda: self._superseded(key))
+        except Exception as e:  # noqa: BLE001 - WorkerCrashed etc.: header message, raw frame stays
+            self.error = f"restoration: {e}".splitlines()[0][:300]
+            with self._lock:
+                if self._frame is not None and self._frame[0] == key:
+                    self._frame = self._frame[:3] + (True,)
+            return
+        if out is None:
+            return  # superseded
+        self.restore_seconds = time.perf_counter() - t
+        rr = restored_result(res, out, True)
+        with self._lock:
+            if self._want is not None and self._want[0] == key:
+                self._frame = (key, len(STEPS), _rgba(rr.rgb, rr.alpha, srgb_to_linear), True)
+
+
+def _rgba(rgb, alpha, srgb_to_linear) -> np.ndarray:
+    """Premultiplied scene-linear RGBA, bottom-up rows, from a premultiplied sRGB render (rows top-down)."""
+    h, w = alpha.shape
+    rgba = np.empty((h, w, 4), np.float32)
+    a = alpha[..., None]
+    straight = np.divide(rgb, a, out=np.zeros_like(rgb), where=a > 1e-6)
+    rgba[..., :3] = srgb_to_linear(straight) * a
+    rgba[..., 3] = alpha
+    return np.ascontiguousarray(np.flipud(rgba))
 
 
 def upload_texture(rgba: np.ndarray):

@@ -1,0 +1,349 @@
+"""Restored rendering in Blender: F12 / animation / viewport through the worker process (which runs in the repo's
+.venv, Python 3.11 with torch, also when Blender itself is 5.3 on Python 3.13 without torch); passes Combined
+(restored), Unrestored and Mask; a killed worker gives a reported error and the next render works.
+
+Weights: the shipped GaussPainter checkpoint when it exists, else a tiny randomly initialised one written through
+the same save_pretrained path (it behaves like the classical fill plus a small learned perturbation)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
+VENV_PY = REPO / ".venv" / "bin" / "python"
+SAVE = os.environ.get("EXGS_TEST_RENDERS")  # a folder to keep the test renders in (to look at them)
+TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4}
+
+
+def _keep(path: Path) -> None:
+    if SAVE:
+        import shutil
+
+        Path(SAVE).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(SAVE) / f"{os.environ.get('EXGS_BLENDER_TAG', 'bpy')}_{path.name}")
+
+
+def _png(path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def read_exr_float(path) -> dict:
+    """Channels of an uncompressed (codec NONE) scanline float32/half EXR, single- or multi-part (Blender 5
+    writes multi-part multilayer files): full channel name -> [H, W] (rows top-down)."""
+    b = Path(path).read_bytes()
+    assert b[:4] == b"\x76\x2f\x31\x01", "not an EXR"
+    multi = bool(b[5] & 0x10)
+    pos, headers = 8, []
+    while True:
+        attrs = {}
+        while b[pos] != 0:
+            e = b.index(b"\0", pos)
+            name = b[pos:e].decode()
+            e2 = b.index(b"\0", e + 1)
+            (size,) = struct.unpack_from("<i", b, e2 + 1)
+            attrs[name] = b[e2 + 5:e2 + 5 + size]
+            pos = e2 + 5 + size
+        pos += 1
+        headers.append(attrs)
+        if not multi or b[pos] == 0:
+            break
+    if multi:
+        pos += 1
+    parts = []
+    for attrs in headers:
+        assert attrs["compression"][0] == 0, "reader needs exr_codec NONE"
+        chans, c, i = [], attrs["channels"], 0
+        while c[i] != 0:
+            e = c.index(b"\0", i)
+            (ptype,) = struct.unpack_from("<i", c, e + 1)
+            chans.append((c[i:e].decode(), ptype))
+            i = e + 17
+        x0, y0, x1, y1 = struct.unpack("<4i", attrs["dataWindow"])
+        w, h = x1 - x0 + 1, y1 - y0 + 1
+        offsets = struct.unpack_from(f"<{h}Q", b, pos)
+        pos += 8 * h
+        pname = attrs.get("name", b"").rstrip(b"\0").decode()
+        parts.append((chans, w, h, y0, offsets, pname))
+    out = {}
+    for k, (chans, w, h, y0, offsets, pname) in enumerate(parts):
+        arrs = {n: np.zeros((h, w), np.float32) for n, _ in chans}
+        for off in offsets:
+            if multi:
+                off += 4  # part number
+            y, _size = struct.unpack_from("<ii", b, off)
+            p = off + 8
+            for n, t in chans:
+                dt, sz = (np.float32, 4) if t == 2 else (np.float16, 2)
+                arrs[n][y - y0] = np.frombuffer(b, dt, w, p)
+                p += w * sz
+        for n, a in arrs.items():
+            full = n if (not pname or n.startswith(pname + ".")) else f"{pname}.{n}"
+            out[full] = a
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from exgs_core.painter.restore import DEFAULT_WEIGHTS
+
+    if os.path.isfile(os.path.join(DEFAULT_WEIGHTS, "config.json")):
+        return DEFAULT_WEIGHTS
+    if not VENV_PY.is_file():
+        pytest.skip(f"no worker Python at {VENV_PY} (bash scripts/setup_env.sh creates it)")
+    d = tmp_path_factory.mktemp("painter") / "tiny"
+    code = ("import sys, torch; from exgs_core.painter.model import make_painter, save_painter; "
+            f"torch.manual_seed(0); save_painter(make_painter({TINY!r}), sys.argv[1])")
+    subprocess.run([str(VENV_PY), "-c", code, str(d)], check=True, cwd=str(REPO), timeout=300)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory):
+    """The donut fixture pruned to 10 % of its Gaussians by UGC: a render with holes to restore."""
+    import exgs_core as ex
+    from exgs_core.compress import CompressOptions, prune
+    from exgs_core.io import save_ply
+
+    s = ex.load(str(DATA / "donut_sh0_2000.ply"))
+    small, _, _ = prune(s, CompressOptions(ratio=0.1, views=6, view_size=96))
+    p = tmp_path_factory.mktemp("scenes") / "donut_rho010.ply"
+    save_ply(small, p)
+    return str(p)
+
+
+@pytest.fixture
+def restoring_env(addon, weights, monkeypatch):
+    """Worker settings for bare register() (no preferences): weights from $EXGS_PAINTER_WEIGHTS; the worker's
+    Python is the default choice (this Python if torch imports here, else the repo's .venv)."""
+    from exgs_blender.engine import restoring
+
+    monkeypatch.setenv("EXGS_PAINTER_WEIGHTS", weights)
+    monkeypatch.delenv("EXGS_WORKER_TEST_DELAY", raising=False)
+    restoring.shutdown()
+    yield addon
+    restoring.shutdown()
+
+
+def _setup(bpy, path, w=160, h=120):
+    import exgs_core as ex
+    from mathutils import Vector
+
+    assert bpy.ops.exgs.import_scene(filepath=path) == {"FINISHED"}
+    ob = bpy.context.active_object
+    sc = bpy.context.scene
+    sc.render.engine = "EXGS"
+    co = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    sc.collection.objects.link(co)
+    sc.camera = co
+    r = sc.render
+    r.resolution_x, r.resolution_y, r.resolution_percentage = w, h, 100
+    r.dither_intensity = 0.0
+    r.image_settings.file_format = "PNG"
+    r.image_settings.color_mode = "RGB"
+    sc.view_settings.view_transform = "Standard"
+    sc.view_settings.look = "None"
+    bpy.context.view_layer.update()
+    s = ex.load(path)
+    lo, hi = s.robust_bounds()
+    m = np.array(ob.matrix_world)
+    centre = (m @ np.append((lo + hi) / 2, 1.0))[:3]
+    size = np.linalg.norm(m[:3, :3] @ (hi - lo))
+    d = np.array([0.55, -0.7, 0.45])
+    co.location = centre + d / np.linalg.norm(d) * size * 1.2
+    co.rotation_euler = (Vector(centre) - co.location).to_track_quat("-Z", "Y").to_euler()
+    bpy.context.view_layer.update()
+    return ob, co
+
+
+def _exr_settings(sc):
+    im = sc.render.image_settings
+    if hasattr(im, "media_type"):  # Blender 5.0+: multilayer is a media type
+        im.media_type = "MULTI_LAYER_IMAGE"
+    im.file_format = "OPEN_EXR_MULTILAYER"
+    im.color_depth = "32"
+    im.exr_codec = "NONE"
+
+
+def _pass(ch: dict, name: str) -> np.ndarray:
+    keys = sorted(k for k in ch if k.split(".")[-2] == name)
+    return np.stack([ch[k] for k in sorted(keys, key=lambda k: "RGBAXZ".index(k[-1]))], -1)
+
+
+# ---------------------------------------------------------------------------------------------------- tests
+def test_restored_f12_through_worker_with_passes(restoring_env, compressed, tmp_path):
+    from exgs_blender.engine import restoring
+
+    bpy = restoring_env
+    _ob, _co = _setup(bpy, compressed)
+    sc = bpy.context.scene
+    sc.exgs.restore = True
+    out = tmp_path / "restored_rho010.png"
+    sc.render.filepath = str(out)
+    t = time.perf_counter()
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    print(f"restored F12 {time.perf_counter() - t:.2f} s (worker start included)")
+    _keep(out)
+    w = restoring.current()
+    assert w is not None and w.kind == "worker" and w.alive
+    assert w.info["python_version"].startswith("3.11") and w.info["torch"]  # .venv, also under Blender 5.3
+    sc.exgs.restore = False
+    plain = tmp_path / "plain_rho010.png"
+    sc.render.filepath = str(plain)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    _keep(plain)
+    got, raw = _png(out), _png(plain)
+    assert np.abs(got - raw).mean() > 0.5, "restoration changed nothing"
+
+    # passes: Combined (restored), Unrestored (= the plain render), Mask (= 1 - alpha)
+    _exr_settings(sc)
+    sc.exgs.restore = True
+    exr = tmp_path / "restored.exr"
+    sc.render.filepath = str(exr)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    ch = read_exr_float(exr)
+    sc.exgs.restore = False
+    exr0 = tmp_path / "plain.exr"
+    sc.render.filepath = str(exr0)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    ch0 = read_exr_float(exr0)
+    assert not any(".Unrestored." in k for k in ch0)  # passes only with restoration on
+    comb, unres, mask, alpha = _pass(ch, "Combined"), _pass(ch, "Unrestored"), _pass(ch, "Mask"), _pass(ch, "Alpha")
+    np.testing.assert_allclose(unres, _pass(ch0, "Combined"), atol=1e-5)
+    np.testing.assert_allclose(mask[..., 0], 1 - alpha[..., 0], atol=1e-6)
+    assert mask.mean() > 0.05 and np.abs(comb - unres).mean() > 1e-3
+
+
+def test_killed_worker_gives_a_reported_error_and_the_next_render_works(restoring_env, compressed, tmp_path,
+                                                                       monkeypatch):
+    from exgs_blender.engine import restoring
+
+    bpy = restoring_env
+    _setup(bpy, compressed)
+    sc = bpy.context.scene
+    sc.exgs.restore = True
+    sc.render.filepath = str(tmp_path / "x.png")
+    monkeypatch.setenv("EXGS_WORKER_TEST_DELAY", "4")  # the worker waits inside 'restore': time to kill it
+    killed = {}
+
+    def killer():
+        t = time.time()
+        while time.time() - t < 300:
+            w = restoring.current()
+            if w is not None and w.busy and w.info:
+                time.sleep(0.5)
+                killed["pid"] = w.pid
+                os.kill(w.pid, signal.SIGKILL)
+                return
+            time.sleep(0.02)
+
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    with pytest.raises(RuntimeError, match=r"restoration failed.*stopped during 'restore'.*SIGKILL"):
+        bpy.ops.render.render(write_still=True)
+    th.join(5)
+    assert killed
+    monkeypatch.delenv("EXGS_WORKER_TEST_DELAY")
+    out = tmp_path / "after.png"
+    sc.render.filepath = str(out)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    w = restoring.current()
+    assert w.alive and w.pid != killed["pid"] and w.starts == 2 and "SIGKILL" in w.last_crash
+    assert _png(out).mean() > 5
+
+
+FARM = """
+import sys, bpy, exgs_blender
+exgs_blender.register()
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
+bpy.ops.render.render(animation=True)
+from exgs_blender.engine import final, restoring
+st = final._SEQ["stab"]
+print("EXGS_FARM frames", final._SEQ["frame"], "valid", None if st is None else st.last_valid_fraction,
+      "pid", restoring.current().pid)
+exgs_blender.unregister()
+"""
+
+
+def test_animation_three_frames_farm_style_restored_with_passes(restoring_env, compressed, tmp_path):
+    """``blender -b scene.blend -a`` as a farm runs it: a fresh process opens the saved file and renders the
+    animation; every frame is restored (temporally stabilised) and carries all passes."""
+    bpy = restoring_env
+    _ob, co = _setup(bpy, compressed)
+    sc = bpy.context.scene
+    sc.exgs.restore = True
+    sc.view_layers[0].use_pass_z = True
+    _exr_settings(sc)
+    sc.frame_start, sc.frame_end = 1, 3
+    co.keyframe_insert("location", frame=1)
+    co.location.x += 0.03 * np.linalg.norm(co.location)
+    co.keyframe_insert("location", frame=3)
+    sc.render.filepath = str(tmp_path / "anim_")
+    blend = tmp_path / "farm.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    env = dict(os.environ, EXGS_BLENDER_TESTS="1", PYTHONPATH=str(REPO))
+    p = subprocess.run([sys.executable, "-c", FARM, str(blend)], capture_output=True, text=True, env=env,
+                       cwd=str(tmp_path), timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("EXGS_FARM")]
+    assert line and "frames 3" in line[0] and "valid None" not in line[0], p.stdout[-2000:]
+    files = sorted(tmp_path.glob("anim_*.exr"))
+    assert [f.name for f in files] == ["anim_0001.exr", "anim_0002.exr", "anim_0003.exr"]
+    combs = []
+    for f in files:
+        ch = read_exr_float(f)
+        for name in ("Combined", "Unrestored", "Mask", "Alpha", "Depth"):
+            assert any(k.split(".")[-2] == name for k in ch), (f.name, name, sorted(ch))
+        comb, unres = _pass(ch, "Combined"), _pass(ch, "Unrestored")
+        assert np.abs(comb - unres).mean() > 1e-3, f"{f.name} is not restored"
+        combs.append(comb)
+    assert np.abs(combs[0] - combs[2]).mean() > 1e-3  # the camera moved
+
+
+def test_viewport_draws_raw_first_then_restored(restoring_env, compressed, monkeypatch):
+    """Progressive viewport with restoration: the raw frame is there at once (restoration runs in the worker
+    without blocking), the restored frame replaces it when ready."""
+    from exgs_blender import preferences
+    from exgs_blender.engine import final, viewport
+
+    bpy = restoring_env
+    _ob, co = _setup(bpy, compressed)
+    monkeypatch.setenv("EXGS_WORKER_TEST_DELAY", "1")
+    dg = bpy.context.evaluated_depsgraph_get()
+    W, H = 120, 90
+    P = np.array(co.calc_matrix_camera(dg, x=W, y=H))
+    V = np.array(co.matrix_world.inverted())
+    scene, _ = final.gather_splats(dg)
+    vp = viewport.ViewportRenderer()
+    vp.restore_settings = preferences.restore_settings()
+    vp.set_scene(scene)
+    t0 = time.perf_counter()
+    vp.request(V, P, W, H, True, 1.0)
+    assert time.perf_counter() - t0 < 0.05  # request() never waits
+    raw = restored = None
+    while time.perf_counter() - t0 < 300:
+        got = vp.latest()
+        if got is not None and not got[1] and raw is None and got[0].shape == (H, W, 4):
+            raw = got[0].copy()
+        if got is not None and got[1]:
+            restored = got[0]
+            break
+        time.sleep(0.02)
+    vp.stop()
+    assert vp.error is None, vp.error
+    assert raw is not None, "no raw frame was shown before the restored one"
+    assert restored is not None and restored.shape == (H, W, 4) and np.abs(restored - raw).mean() > 1e-3
+    assert vp.restore_seconds is not None and vp.restore_seconds >= 1.0
