@@ -195,7 +195,9 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
                 progress(prog_lo + (prog_hi - prog_lo) * (0.8 + 0.2 * f), s)
 
         t = time.perf_counter()
-        header = {"ugc": {k: v for k, v in asdict(opts).items()}, "gaussians_source": scene.n}
+        header = {"ugc": {k: v for k, v in asdict(opts).items()}, "gaussians_source": scene.n,
+                  "scene_meta": {k: scene.meta[k] for k in ("up", "antialiased", "coordinate_system")
+                                 if k in scene.meta}}
         data = exgs_format.encode(pruned, sh_full=sh_full, options=codec, source_sha256=src, extra_header=header,
                                   progress=enc_progress)
         report.seconds["encode"] = round(time.perf_counter() - t, 3)

@@ -806,6 +806,16 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
             sh[full, 1:, :] = pal[idx].reshape(m, k - 1, 3)
 
     meta = {"format": "exgs", "exgs_header": h, "exgs_sh_full": full, "notes": notes}
+    # the compressor records the source's axis facts (``extra.scene_meta``: up vector, coordinate system) so
+    # automatic views of the decoded scene match the source's; only known keys of the right type are taken
+    sm = h.get("extra", {}).get("scene_meta", {}) if isinstance(h.get("extra"), dict) else {}
+    if isinstance(sm, dict):
+        up = sm.get("up")
+        if (isinstance(up, list) and len(up) == 3 and all(isinstance(v, (int, float)) for v in up)
+                and all(math.isfinite(v) for v in up) and any(v != 0 for v in up)):
+            meta["up"] = [float(v) for v in up]
+        if isinstance(sm.get("coordinate_system"), str):
+            meta["coordinate_system"] = sm["coordinate_system"][:200]
     if path is not None:
         meta["path"] = os.fspath(path)
     if flags & FLAG_ANTIALIASED:

@@ -189,3 +189,13 @@ def test_merge_beats_plain_pruning():
         p, _, _ = prune(scene, CompressOptions(ratio=0.2, compensation=comp, **FAST))
         res[comp] = np.mean([psnr(render(scene, c).rgb, render(p, c).rgb) for c in cams])
     assert res["merge"] > res["none"] + 0.5
+
+
+def test_axis_facts_survive_compression():
+    spz = load(DATA / "playcanvas_biker_head4096.v4.spz")
+    data, _ = compress(spz, CompressOptions(ratio=0.5, **FAST))
+    back = decompress(data)
+    assert back.meta["up"] == [0.0, 1.0, 0.0]
+    pdal = load(DATA / "pdal_fourth_st_sh3_head4096.v2.spz")
+    assert pdal.meta.get("antialiased")
+    assert decompress(compress(pdal, CompressOptions(ratio=0.5, **FAST))[0]).meta.get("antialiased")
