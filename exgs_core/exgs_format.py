@@ -52,6 +52,7 @@ __all__ = [
     "describe",
     "error_bounds",
     "storage_order",
+    "auto_position_bits",
 ]
 
 MAGIC = b"EXGS"
@@ -111,7 +112,9 @@ class CodecOptions:
     """Quantisation and entropy-coding knobs of the .exgs encoder (docs/FORMAT.md, section 5).
 
     Attributes:
-        position_bits: bits per axis of the centres, relative to the scene's bounds (16..21).
+        position_bits: bits per axis of the centres, relative to the scene's bounds (16..21), or ``"auto"``:
+            16 plus one bit per doubling of the bounds beyond twice the 1..99 % quantile extent (floaters far
+            out would otherwise coarsen the core), at most 21 (:func:`auto_position_bits`).
         rotation_bits: bits per smallest-three component (4..20; 10 packs into 32 bits).
         scale_bits: bits per log-scale axis, uniform over the scene's range (4..16).
         opacity_bits: bits of the quantised sigmoid(opacity) (4..16).
@@ -127,7 +130,7 @@ class CodecOptions:
         threads: worker threads compressing streams in parallel (output does not depend on it).
     """
 
-    position_bits: int = 16
+    position_bits: int | str = 16
     rotation_bits: int = 10
     scale_bits: int = 8
     opacity_bits: int = 8
@@ -147,7 +150,8 @@ class CodecOptions:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= int(v) <= hi:
                 raise ValueError(f"CodecOptions.{name} must be an integer in {lo}..{hi}, got {v!r}")
 
-        rng("position_bits", 16, morton.MAX_BITS)
+        if self.position_bits != "auto":
+            rng("position_bits", 16, morton.MAX_BITS)
         rng("rotation_bits", 4, 20)
         rng("scale_bits", 4, 16)
         rng("opacity_bits", 4, 16)
@@ -211,14 +215,34 @@ def _order(means: np.ndarray, bits: int):
     return lo, step, qpos, codes, morton.order(codes)
 
 
-def storage_order(means: np.ndarray, position_bits: int = 16) -> np.ndarray:
+def auto_position_bits(means: np.ndarray) -> int:
+    """Bits per axis for ``position_bits="auto"``: 16 + max(0, ceil(log2(r)) - 1) clamped to 21, with r the
+    largest ratio over the axes of the full extent to the 1..99 % quantile extent (16 for r <= 2)."""
+    means = np.asarray(means, dtype=np.float64)
+    if means.shape[0] < 2:
+        return 16
+    full = means.max(axis=0) - means.min(axis=0)
+    lo, hi = np.quantile(means, [0.01, 0.99], axis=0)
+    robust = hi - lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(robust > 0, full / np.where(robust > 0, robust, 1.0), 1.0)
+    r = float(ratio.max())
+    extra = max(0, math.ceil(math.log2(r)) - 1) if r > 1 else 0
+    return int(min(16 + extra, morton.MAX_BITS))
+
+
+def _resolve_bits(means: np.ndarray, position_bits) -> int:
+    return auto_position_bits(means) if position_bits == "auto" else int(position_bits)
+
+
+def storage_order(means: np.ndarray, position_bits: int | str = 16) -> np.ndarray:
     """The permutation :func:`encode` applies: int64 [N] indices into the input such that
     ``decode(encode(scene)).means[i]`` is the quantised ``scene.means[order[i]]`` (Morton order of the quantised
     centres, ties in input order). Use it to map per-Gaussian data of the input to the decoded scene."""
     means = np.asarray(means, dtype=np.float32)
     if means.ndim != 2 or means.shape[1] != 3:
         raise ValueError(f"means: expected float32 [N, 3], got {means.shape}")
-    return _order(means, int(position_bits))[4]
+    return _order(means, _resolve_bits(means, position_bits))[4]
 
 
 def encode(
@@ -279,7 +303,7 @@ def encode(
 
     # ---- order: quantised centres -> Morton codes -> stable sort
     _report(progress, 0.0, "order")
-    pb = options.position_bits
+    pb = _resolve_bits(scene.means, options.position_bits)
     p_lo, p_step, qpos, codes, perm = _order(scene.means, pb)
     codes = codes[perm]
     quats = scene.quats[perm]

@@ -185,6 +185,23 @@ def test_wide_options_and_real_scene():
     assert max(e_wide["positions_max_abs"]) < max(e_def["positions_max_abs"]) / 10
 
 
+def test_auto_position_bits(rng):
+    s = synthetic_scene(3000, 0, seed=2)
+    s.means[:] = rng.uniform(-1, 1, (s.n, 3))
+    assert F.auto_position_bits(s.means) == 16  # no floaters: the 1..99 % extent is the full extent
+    far = s.copy()
+    far.means[:5] *= 100  # floaters 100x out
+    bits = F.auto_position_bits(far.means)
+    assert 19 <= bits <= 21
+    opts = F.CodecOptions(position_bits="auto")
+    data = F.encode(far, options=opts)
+    dec, h = check_bounds(far, data, options=opts)
+    assert h["quant"]["positions"]["bits"] == bits and h["options"]["position_bits"] == "auto"
+    assert F.auto_position_bits(np.zeros((1, 3))) == 16
+    with pytest.raises(ValueError):
+        F.CodecOptions(position_bits="max")
+
+
 def test_sh_full_partial(rng):
     s = synthetic_scene(2500, 3, seed=5)
     keep = rng.random(s.n) < 0.3
