@@ -57,7 +57,7 @@ from .sh import eval_sh_channel
 
 TILE_SIZE = 16
 EPS2D = 0.3
-ALPHA_THRESHOLD = 1.0 / 255.0
+ALPHA_THRESHOLD = float(np.float32(1.0 / 255.0))  # gsplat: the float literal 1.f / 255.f
 ALPHA_MAX = 0.999
 T_STOP = 1e-4
 EXTEND_MAX = 3.33
@@ -67,7 +67,7 @@ FAR_PLANE = 1e10
 # fastmath on the blending kernel: see BENCHMARKS.md ("Rendering") for the measurement behind this choice.
 _FASTMATH_RASTER = True
 
-_F32_THRESHOLD = np.float32(1.0 / 255.0)  # gsplat's ALPHA_THRESHOLD is the float literal 1.f / 255.f
+_F32_THRESHOLD = np.float32(ALPHA_THRESHOLD)
 
 
 # --------------------------------------------------------------------------- projection
