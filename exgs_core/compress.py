@@ -20,7 +20,7 @@ from .errors import ExgsError
 from .scene import GaussianScene
 
 
-COMPENSATIONS = ("merge", "amplify", "none")
+COMPENSATIONS = ("merge", "pairwise", "amplify", "none")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class CompressOptions:
         voxel_sampling: voxel-based sampling (else global top-k by score).
         compensation: closed-form adaptive amplification of the survivors: ``"merge"`` (default: every removed
             Gaussian is moment-matched into its nearest survivor, mass-conserving opacity, colour averaged),
-            ``"amplify"`` (per-voxel opacity/scale gain only) or ``"none"``.
+            ``"pairwise"`` (drop the invisible, then greedy pairwise moment matching down to the budget; no voxel
+            sampling), ``"amplify"`` (per-voxel opacity/scale gain only) or ``"none"``.
         amplify_strength: exponent of the per-voxel coverage gain of ``"amplify"`` (0 = off, 1 = full mass).
         fold_sh: fold the cut SH bands' mean colour over the views into DC.
         views: number of automatic scoring views (when no cameras are given).
@@ -125,6 +126,16 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     report.views = len(cams)
     ugc._check_cancel(cancel)
     t = time.perf_counter()
+    if options.compensation == "pairwise":
+        out, report.amplification = ugc.pairwise_merge(scene, score, int(round(options.ratio * scene.n)))
+        report.sampling = {"method": "pairwise"}
+        # SH split on the merged set: rank by the merged Gaussians' mass x visibility proxy (opacity x area)
+        fold = np.array([c.position for c in cams]) if options.fold_sh else None
+        out, sh_full = ugc.split_sh(out, ugc.coverage_mass(out), options.sh_keep, fold_dirs=fold)
+        report.seconds["prune"] = round(time.perf_counter() - t, 3)
+        if progress:
+            progress(0.7, "pruned")
+        return out, sh_full, acc
     if options.voxel_sampling:
         sr = ugc.voxel_sample(scene.means, score, options.ratio)
         keep, vox = sr.keep, sr.voxel

@@ -146,6 +146,7 @@ def main(argv=None) -> int:
                     "score=lightgaussian": dict(score="lightgaussian"),
                     "score=opacity": dict(score="opacity"),
                     "no voxel sampling": dict(voxel_sampling=False),
+                    "amplification: pairwise merge": dict(compensation="pairwise"),
                     "amplification: per-voxel gain": dict(compensation="amplify"),
                     "no amplification": dict(compensation="none"),
                     "no voxel, no amplification": dict(voxel_sampling=False, compensation="none"),

@@ -199,3 +199,14 @@ def test_axis_facts_survive_compression():
     pdal = load(DATA / "pdal_fourth_st_sh3_head4096.v2.spz")
     assert pdal.meta.get("antialiased")
     assert decompress(compress(pdal, CompressOptions(ratio=0.5, **FAST))[0]).meta.get("antialiased")
+
+
+def test_pairwise_merge_hits_the_budget_and_drops_invisible(rng):
+    scene = load(DATA / "plant_2000.splat")
+    score = rng.uniform(size=scene.n)
+    score[:300] = 0.0  # invisible
+    out, st = ugc.pairwise_merge(scene, score, 500)
+    assert out.n == 500 and st["dropped"] >= 300 and st["rounds"] >= 2
+    assert out.validate().ok
+    data, rep = compress(scene, CompressOptions(ratio=0.25, compensation="pairwise", **FAST))
+    assert decompress(data).n == 500
