@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""exgs main job on the bundled scene: load it, report it, render held-out views, write images and a summary.
+"""exgs main job on the bundled scene: load it, compress it with UGC into .exgs, render held-out views of the
+original and the compressed scene, and report sizes, ratio and PSNR/SSIM.
 
-Usage: bash scripts/demo.sh [--scene FILE] [--views N] [--size WxH] [--out DIR]
-Outputs (default out/demo/): view_NNN.png, contact_sheet.png (all views in one image), summary.json, summary.txt.
+Usage: bash scripts/demo.sh [--scene FILE] [--ratio R] [--views N] [--size WxH] [--out DIR]
+Outputs (default out/demo/): scene.exgs, view_NNN.png (original | compressed side by side),
+contact_sheet.png (the original's views), comparison.png (all side-by-sides), summary.json, summary.txt.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from exgs_core import ExgsError, load  # noqa: E402
+from exgs_core.compress import CompressOptions, compress, decompress  # noqa: E402
+from exgs_core.exgs_format import write_exgs  # noqa: E402
+from exgs_core.metrics import psnr, ssim  # noqa: E402
 from exgs_core.cli import parse_size, path_bytes, positive_int, write_png  # noqa: E402
 from exgs_core.render import render  # noqa: E402
 from exgs_core.views import auto_views, scene_frame  # noqa: E402
@@ -39,6 +44,7 @@ def contact_sheet(images: list[np.ndarray], cols: int = 4) -> np.ndarray:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scene", default=str(ROOT / "examples" / "playcanvas_biker.spz"), help="scene file (default: bundled biker)")
+    ap.add_argument("--ratio", type=float, default=0.1, help="UGC retention ratio (default 0.1)")
     ap.add_argument("--views", type=positive_int, default=8, help="number of held-out views (default 8)")
     ap.add_argument("--size", type=parse_size, default=(512, 512), metavar="WxH", help="image size (default 512x512)")
     ap.add_argument("--out", default=str(ROOT / "out" / "demo"), help="output folder (default out/demo)")
@@ -61,20 +67,38 @@ def main(argv=None) -> int:
     print(f"          as a standard SH3 PLY: {scene.ply_size_bytes(3) / 1e6:.2f} MB; "
           f"framed as '{frame.kind}', radius {frame.radius:.3g}")
 
+    t2 = time.perf_counter()
+    data, rep = compress(scene, CompressOptions(ratio=args.ratio))
+    t_comp = time.perf_counter() - t2
+    write_exgs(out / "scene.exgs", data)
+    t3 = time.perf_counter()
+    small = decompress(data)
+    t_dec = time.perf_counter() - t3
+    print(f"compress  UGC retention {args.ratio}: {rep.gaussians_out:,} Gaussians, {len(data) / 1e6:.3f} MB -> "
+          f"{size / len(data):.1f}x vs the input file, {rep.bytes_sh3_ply / len(data):.1f}x vs SH3 PLY; "
+          f"encode {t_comp:.2f} s, decode {t_dec * 1000:.0f} ms")
+
     w, h = args.size
     cams = auto_views(scene, args.views, w, h, split="eval")
     t1 = time.perf_counter()
     render(scene, cams[0])  # first call compiles (or loads the cached) CPU kernels
     t_warm = time.perf_counter() - t1
-    images, times = [], []
+    images, pairs, times, ps, ss = [], [], [], [], []
     for i, cam in enumerate(cams):
         t = time.perf_counter()
         res = render(scene, cam)
         times.append(time.perf_counter() - t)
+        comp = render(small, cam).rgb
         images.append(res.rgb)
-        write_png(out / f"view_{i:03d}.png", res.rgb)
-        print(f"  view {i + 1}/{len(cams)}  {times[-1] * 1000:7.1f} ms  coverage {res.alpha.mean():.3f}", flush=True)
+        ps.append(min(psnr(res.rgb, comp), 100.0))
+        ss.append(ssim(res.rgb, comp))
+        pair = np.concatenate([res.rgb, np.full((h, 4, 3), 0.25, np.float32), comp], axis=1)
+        pairs.append(pair)
+        write_png(out / f"view_{i:03d}.png", pair)
+        print(f"  view {i + 1}/{len(cams)}  render {times[-1] * 1000:7.1f} ms  PSNR {ps[-1]:6.2f} dB  SSIM {ss[-1]:.4f}",
+              flush=True)
     write_png(out / "contact_sheet.png", contact_sheet(images))
+    write_png(out / "comparison.png", contact_sheet(pairs, cols=2))
     summary = {
         "scene": args.scene,
         "format": scene.meta.get("format"),
@@ -82,6 +106,15 @@ def main(argv=None) -> int:
         "sh_degree": scene.sh_degree,
         "bytes": size,
         "bytes_sh3_ply": scene.ply_size_bytes(3),
+        "ratio_retention": args.ratio,
+        "gaussians_compressed": rep.gaussians_out,
+        "bytes_exgs": len(data),
+        "compression_vs_input": round(size / len(data), 2),
+        "compression_vs_sh3_ply": round(rep.bytes_sh3_ply / len(data), 2),
+        "encode_s": round(t_comp, 3),
+        "decode_s": round(t_dec, 4),
+        "psnr": round(float(np.mean(ps)), 3),
+        "ssim": round(float(np.mean(ss)), 4),
         "views": len(cams),
         "size": [w, h],
         "backend": res.backend,
@@ -89,14 +122,17 @@ def main(argv=None) -> int:
         "first_render_s": round(t_warm, 3),
         "render_ms_mean": round(1000 * float(np.mean(times)), 2),
         "fps": round(1.0 / float(np.mean(times)), 2),
-        "images": [f"view_{i:03d}.png" for i in range(len(cams))] + ["contact_sheet.png"],
+        "images": [f"view_{i:03d}.png" for i in range(len(cams))] + ["contact_sheet.png", "comparison.png"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     lines = [f"{k}: {v}" for k, v in summary.items() if k != "images"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     print(f"rendered {len(cams)} views at {w}x{h} on {res.backend}: {summary['render_ms_mean']} ms/frame "
           f"({summary['fps']} fps); first call {t_warm:.2f} s")
-    print(f"wrote {out}/contact_sheet.png, view_*.png, summary.json")
+    print(f"compressed {size / 1e6:.2f} MB -> {len(data) / 1e6:.3f} MB ({summary['compression_vs_input']}x; "
+          f"{summary['compression_vs_sh3_ply']}x vs SH3 PLY) at PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f} "
+          f"on {len(cams)} held-out views")
+    print(f"wrote {out}/comparison.png (original | compressed), contact_sheet.png, view_*.png, scene.exgs, summary.json")
     return 0
 
 
