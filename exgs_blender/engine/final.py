@@ -111,6 +111,25 @@ def restored_result(res, restored: np.ndarray, transparent: bool):
     return RenderResult(rgb, a, res.depth, None, res.backend, res.n_rendered)
 
 
+RENDER_IN_WORKER = None  # None: decide (render_in_worker); True/False: force (tests, debugging)
+
+
+def render_in_worker(backend: str, settings: dict) -> bool:
+    """Render in the worker process when CUDA/gsplat is asked for, this Python cannot provide it and the worker
+    mode is chosen (gsplat needs torch, which e.g. Blender 5.3's Python 3.13 may lack)."""
+    if RENDER_IN_WORKER is not None:
+        return bool(RENDER_IN_WORKER)
+    if backend != "gsplat" or settings.get("mode") != "WORKER":
+        return False
+    import importlib.util
+
+    if importlib.util.find_spec("gsplat") is None or importlib.util.find_spec("torch") is None:
+        return True
+    from exgs_core.render import has_gsplat
+
+    return not has_gsplat()
+
+
 _SEQ: dict = {"key": None, "frame": None, "stab": None}
 
 
@@ -156,6 +175,8 @@ def render(engine, depsgraph) -> None:
 
     bg = world_background_srgb(scene, color_input)
     transparent = bool(scene.render.film_transparent)
+    restore = restore_enabled(scene)
+    restored = None
     if splats is None:
         engine.report({"WARNING"}, "ExGS: no visible Gaussian-splat objects; rendering the background only")
         from exgs_core.render.result import RenderResult
@@ -163,15 +184,29 @@ def render(engine, depsgraph) -> None:
         z = np.zeros((height, width), np.float32)
         res = RenderResult(np.zeros((height, width, 3), np.float32), z, z, None, "none", 0)
     else:
-        engine.update_stats("", f"ExGS | rendering {splats.n:,} Gaussians ({len(names)} object(s)) "
-                                f"at {width}x{height}")
         engine.update_progress(0.1)
         from exgs_core.render import render as core_render
 
         backend = preferences.render_backend()
+        settings = preferences.restore_settings()
+        remote = render_in_worker(backend, settings)
+        engine.update_stats("", f"ExGS | rendering {splats.n:,} Gaussians ({len(names)} object(s)) "
+                                f"at {width}x{height}{' in the worker' if remote else ''}")
         try:
-            res = core_render(splats, cam, backend=backend)
-        except ExgsError as e:  # BackendUnavailable for CUDA without gsplat, ...
+            if remote:  # gsplat lives in the worker's Python (e.g. Blender 5.3 / Python 3.13 has no torch)
+                from . import restoring
+
+                be = restoring.backend(settings)
+                if restore:
+                    got = be.render_restore(splats, cam, backend=backend, cancel=engine.test_break)
+                    res, restored = got if got is not None else (None, None)
+                else:
+                    res = be.render(splats, cam, backend=backend, cancel=engine.test_break)
+                if res is None:
+                    return  # cancelled
+            else:
+                res = core_render(splats, cam, backend=backend)
+        except ExgsError as e:  # BackendUnavailable for CUDA without gsplat, a crashed worker, ...
             _fail(engine, f"ExGS: {e}")
             return
         except MemoryError:
@@ -179,9 +214,7 @@ def render(engine, depsgraph) -> None:
             return
     if engine.test_break():
         return
-    restore = restore_enabled(scene)
-    restored = None
-    if restore and splats is not None:
+    if restore and splats is not None and restored is None:
         from exgs_core.errors import ExgsError as _E
 
         from . import restoring
@@ -200,6 +233,7 @@ def render(engine, depsgraph) -> None:
             return
         if restored is None or engine.test_break():
             return
+    if restored is not None:
         restored = _stabilise(engine, scene, cam, res, restored, width, height)
     engine.update_progress(0.9)
     if restored is not None:

@@ -347,3 +347,37 @@ def test_viewport_draws_raw_first_then_restored(restoring_env, compressed, monke
     assert raw is not None, "no raw frame was shown before the restored one"
     assert restored is not None and restored.shape == (H, W, 4) and np.abs(restored - raw).mean() > 1e-3
     assert vp.restore_seconds is not None and vp.restore_seconds >= 1.0
+
+
+def test_render_in_the_worker_equals_local_render(restoring_env, compressed, tmp_path, monkeypatch):
+    """gsplat/CUDA renders go to the worker when Blender's Python lacks them; forced here with the CPU backend:
+    the worker's frame equals the local one, and render + restore in one round trip works."""
+    from exgs_blender import preferences
+    from exgs_blender.engine import final, restoring
+
+    bpy = restoring_env
+    _setup(bpy, compressed)
+    sc = bpy.context.scene
+    monkeypatch.setattr(preferences, "render_backend", lambda context=None: "cpu")
+    local = tmp_path / "local.png"
+    sc.render.filepath = str(local)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    monkeypatch.setattr(final, "RENDER_IN_WORKER", True)
+    remote = tmp_path / "remote.png"
+    sc.render.filepath = str(remote)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert restoring.current() is not None and restoring.current().alive
+    assert np.abs(_png(local) - _png(remote)).max() <= 1
+    sc.exgs.restore = True
+    both = tmp_path / "remote_restored.png"
+    sc.render.filepath = str(both)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert np.abs(_png(both) - _png(local)).mean() > 0.5
+    assert restoring.current().starts == 1  # one worker served all of it
+    monkeypatch.setattr(preferences, "render_backend", lambda context=None: "gsplat")
+    monkeypatch.setattr(final, "RENDER_IN_WORKER", None)
+    from exgs_core.render import has_gsplat
+
+    if not has_gsplat():  # CUDA asked for, unavailable in the worker too: a reported error, not an empty frame
+        with pytest.raises(RuntimeError, match="(?i)gsplat|cuda"):
+            bpy.ops.render.render(write_still=True)
