@@ -5,6 +5,8 @@ Install: ``pip install torch gsplat`` (gsplat compiles or loads its CUDA extensi
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import BackendUnavailable
@@ -12,8 +14,10 @@ from ..errors import BackendUnavailable
 PIP_HINT = "pip install torch gsplat  (needs an NVIDIA GPU with CUDA)"
 
 
+@functools.lru_cache(maxsize=1)
 def has_gsplat() -> bool:
-    """True when torch and gsplat import and ``torch.cuda.is_available()``; never raises."""
+    """True when torch and gsplat import and ``torch.cuda.is_available()``; never raises. Probed once per process
+    (``has_gsplat.cache_clear()`` probes again)."""
     try:
         import gsplat  # noqa: F401
         import torch
