@@ -37,15 +37,19 @@ def _med(ts):
     return float(np.median(ts)) * 1e3
 
 
+def runs_found():
+    return sorted(glob.glob(os.path.join(ROOT, "out", "painter_runs", "*", "best", "config.json")),
+                  key=os.path.getmtime)
+
+
 def pick_weights(arg):
     from exgs_core.painter.restore import DEFAULT_WEIGHTS
 
-    if arg:
+    if arg and arg != "random":
         return arg, "given"
-    if os.path.isfile(os.path.join(DEFAULT_WEIGHTS, "config.json")):
+    if os.path.isfile(os.path.join(DEFAULT_WEIGHTS, "config.json")) and arg != "random":
         return DEFAULT_WEIGHTS, "shipped"
-    runs = sorted(glob.glob(os.path.join(ROOT, "out", "painter_runs", "*", "best", "config.json")),
-                  key=os.path.getmtime)
+    runs = [] if arg == "random" else runs_found()
     if runs:
         src = os.path.dirname(runs[-1])
         dst = tempfile.mkdtemp(prefix="exgs-bench-weights-")
@@ -60,7 +64,7 @@ def pick_weights(arg):
     d = tempfile.mkdtemp(prefix="exgs-bench-tiny-")
     save_painter(make_painter({"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16],
                                "norm_num_groups": 4}), d)
-    return d, "RANDOM tiny model (no trained weights available)"
+    return d, "RANDOM tiny model (untrained)"
 
 
 def bench_roundtrip(out):
@@ -196,22 +200,24 @@ def bench_restore(scene, cam, res, weights, out):
 
 
 def orbit_path(scene, n, w, h, deg_per_frame=0.6, zoom=0.45):
+    """A slow orbit around the scene's centre about the automatic view's up axis, looking at the centre from
+    ``zoom`` x the automatic view's distance."""
     from exgs_core import views
     from exgs_core.camera import Camera
 
     base = views.auto_views(scene, 3, w, h)[1]
+    centre = np.median(scene.means, 0).astype(np.float64)  # where the splats are (bounds may be lopsided)
+    c2w = base.camera_to_world
+    up = -c2w[:3, 1] / np.linalg.norm(c2w[:3, 1])  # OpenCV: +y is down
     lo, hi = scene.robust_bounds()
-    centre = (lo + hi) / 2
-    c2w = base.camera_to_world.copy()
-    c2w[:3, 3] = centre + (c2w[:3, 3] - centre) * zoom  # closer than the automatic view: the subject fills it
+    eye0 = centre + (c2w[:3, 3] - (lo + hi) / 2) * zoom
     cams = []
     for i in range(n):
         a = np.deg2rad(deg_per_frame * i)
-        R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-        m = np.eye(4)
-        m[:3, :3] = R
-        m[:3, 3] = centre - R @ centre
-        cams.append(Camera(np.linalg.inv(m @ c2w), base.fx, base.fy, base.cx, base.cy, w, h))
+        k = np.array([[0, -up[2], up[1]], [up[2], 0, -up[0]], [-up[1], up[0], 0]])
+        R = np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k  # Rodrigues
+        eye = centre + R @ (eye0 - centre)
+        cams.append(Camera.look_at(eye, centre, up, np.rad2deg(base.fov_y), w, h))
     return cams
 
 
@@ -265,7 +271,8 @@ def bench_flicker(scene, restorer, ratio, frames, size, out, png=None, zoom=0.45
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scene", default=os.path.join(ROOT, "examples", "playcanvas_biker.spz"))
-    ap.add_argument("--weights", default=None)
+    ap.add_argument("--weights", default=None, help="weights folder, or 'random' (an untrained tiny model: a "
+                    "stress case for temporal stabilisation)")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", default="384x216")
     ap.add_argument("--ratio", type=float, default=0.1)
