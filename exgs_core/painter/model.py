@@ -5,8 +5,13 @@ Data flow for a render ``I`` (premultiplied RGB over black), its alpha ``A`` and
     P      = classical fill of I (coverage-aware push-pull, :mod:`.classical`)   # parameter-free pre-fill
     z_in   = E([P, I, M])                       # tiny VAE encoder, /4, ``latent_channels`` channels
     z_hat  = z_in + UNet([z_in, avgpool4(M)], t = TIMESTEP)   # the one denoising step (x0-prediction)
-    out    = P + D(z_hat) - D(z_in)            # decoded *difference*: the skip path keeps everything the VAE
-                                                #   cannot reconstruct (P passes through untouched)
+    out    = I + D(z_hat) - D(z_in)            # decoded *difference*: the skip path keeps everything the VAE
+                                                #   cannot reconstruct (the render passes through untouched)
+
+The skip path starts from the render ``I`` itself (``skip_base="input"``), not from ``P``: on our pruned
+renders the classical fill alone *lowers* PSNR on average (UGC's amplification keeps coverage, so most error
+is colour and blur, not holes; see BENCHMARKS.md), so the network sees ``P`` as an input and decides where to
+use it, and an untrained model is exactly the identity on visible pixels.
 
 ``TIMESTEP`` is fixed (200 of 1000, Difix's choice: render artefacts behave like an intermediate noise level,
 not pure noise). No noise is added, at training or inference: the degraded latent *is* the noisy latent, as in
@@ -59,6 +64,7 @@ DEFAULT_CONFIG = {
     "layers_per_block": 1,
     "norm_num_groups": 8,
     "close_radius": 3,
+    "skip_base": "input",          # what the decoded residual is added to: "input" (the render) or "prefill"
     "out_init_scale": 0.1,
 }
 
@@ -159,7 +165,8 @@ def make_painter(cfg: dict | None = None):
             z_hat = self.step(z_in, mask)
             d = self.decode(torch.cat([z_hat, z_in], 0))
             d_hat, d_in = d.chunk(2, 0)
-            out = p + (d_hat - d_in) * 0.5  # decoder output is [-1,1]-scaled: difference / 2 in [0,1] units
+            base = p if self.config.get("skip_base", "prefill") == "prefill" else rgb
+            out = base + (d_hat - d_in) * 0.5  # decoder output is [-1,1]-scaled: difference / 2 in [0,1] units
             if return_aux:
                 return out, {"prefill": p, "z_in": z_in, "z_hat": z_hat, "d_in": d_in, "d_hat": d_hat}
             return out
