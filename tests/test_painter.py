@@ -198,3 +198,12 @@ def test_shipped_weights_improve_fixture_pair():
     p_cl = psnr(classical.classical_restore(rgb, a), tgt)
     assert p_out >= p_in + 1.0, (p_in, p_out)
     assert p_out >= p_cl + 0.5, (p_cl, p_out)
+
+
+def test_restorer_background_roundtrip(tiny_dir):
+    r = Restorer.from_pretrained(tiny_dir, device="cpu")
+    rgb, a = _frame(24, 40, seed=5)
+    bg = np.array([0.2, 0.5, 1.0], np.float32)
+    on_bg = rgb + (1 - a[..., None]) * bg
+    out_bg = r.restore(on_bg, a, background=bg)
+    np.testing.assert_allclose(out_bg, np.clip(r.restore(rgb, a) + (1 - a[..., None]) * bg, 0, 1), atol=1e-5)

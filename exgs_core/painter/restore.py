@@ -127,13 +127,18 @@ class Restorer:
                 wsum[..., y0:y1, x0:x1] += wt
         return out / wsum.clamp_min(1e-8)
 
-    def restore(self, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
+    def restore(self, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None, *,
+                background=None) -> np.ndarray:
         """Restore one frame (``rgb`` [H,W,3], ``alpha`` [H,W]) or a batch ([B,H,W,3], [B,H,W]).
 
         ``rgb`` float in [0,1] or uint8 (the result has the same dtype); ``alpha`` float in [0,1] or uint8.
         ``depth`` is accepted for API stability and used only by checkpoints trained with depth
         (``config["use_depth"]``; the shipped one is not). A frame whose alpha is zero everywhere (nothing
         rendered) is returned unchanged: there is nothing to restore from.
+
+        ``background`` (float or [3], in [0,1]): the colour the render was composited over
+        (``rgb = premult + (1 - alpha) * background``); it is taken out before and put back after restoration.
+        None / 0 = black (what the model expects).
         """
         import torch
 
@@ -148,6 +153,13 @@ class Restorer:
                              f"and {np.shape(alpha)}")
         if x.shape[1] < 1 or x.shape[2] < 1:
             raise ValueError(f"empty image {x.shape[1]}x{x.shape[2]}")
+        bg = None
+        if background is not None:
+            bg = np.broadcast_to(np.asarray(background, np.float32), (3,)).astype(np.float32)
+            if not bg.any():
+                bg = None
+            else:
+                x = np.clip(x - (1 - a[..., None]) * bg, 0, 1)
         out = x.copy()
         todo = [i for i in range(x.shape[0]) if a[i].max() > 0]
         if todo:
@@ -155,6 +167,8 @@ class Restorer:
             at = torch.from_numpy(a[todo])[:, None]
             y = self._tiled(xt, at).cpu().permute(0, 2, 3, 1).numpy()
             out[todo] = y
+        if bg is not None:
+            out = np.clip(out + (1 - a[..., None]) * bg, 0, 1)
         out = out[0] if single else out
         if rgb_in.dtype == np.uint8:
             return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -175,4 +189,20 @@ def restore(rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None,
 
 _CACHE: dict = {}
 
-__all__ = ["Restorer", "restore", "PainterWeightsError", "DEFAULT_WEIGHTS"]
+
+# -- helpers for the CLI ----------------------------------------------------------------------------------------
+def add_cli_args(parser) -> None:
+    """Add ``--restore`` and ``--painter-weights DIR`` to an argparse (sub)parser."""
+    parser.add_argument("--restore", action="store_true",
+                        help="restore the candidate/compressed renders with GaussPainter (shipped weights)")
+    parser.add_argument("--painter-weights", default=None, metavar="DIR",
+                        help="GaussPainter weights folder (default: the shipped checkpoint)")
+
+
+def restorer_from_args(args, device: str | None = None) -> "Restorer | None":
+    """A :class:`Restorer` when ``args.restore`` (or ``--painter-weights``) was given, else None."""
+    if not getattr(args, "restore", False) and not getattr(args, "painter_weights", None):
+        return None
+    return Restorer.from_pretrained(getattr(args, "painter_weights", None), device=device)
+
+__all__ = ["Restorer", "restore", "PainterWeightsError", "DEFAULT_WEIGHTS", "add_cli_args", "restorer_from_args"]
