@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATA, REPO
+from exgs_testpaths import DATA, REPO
 from exgs_core import load
 from exgs_core.cli import main
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import DATA
+from exgs_testpaths import DATA
 from exgs_core import ExgsError, GaussianScene, load
 from exgs_core import ugc
 from exgs_core.cli import main

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA, shared_file
+from exgs_testpaths import DATA, shared_file
 from exgs_core.conventions import SH_C0, sigmoid
 from exgs_core.errors import FormatError
 from exgs_core.io import detect_format, load

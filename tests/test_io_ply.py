@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA, shared_file
+from exgs_testpaths import DATA, shared_file
 from exgs_core.errors import FormatError, SceneError
 from exgs_core.io.ply import REQUIRED_PROPERTIES, ply_property_names, read_ply, read_ply_header, write_ply
 from exgs_core.scene import GaussianScene

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import DATA, shared_file
+from exgs_testpaths import DATA, shared_file
 from exgs_core.conventions import sigmoid
 from exgs_core.errors import FormatError
 from exgs_core.io import detect_format, load

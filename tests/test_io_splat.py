@@ -23,7 +23,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import DATA, shared_file
+from exgs_testpaths import DATA, shared_file
 from exgs_core.conventions import SH_C0, sigmoid
 from exgs_core.errors import FormatError, SceneError
 from exgs_core.io.ply import read_ply

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA, shared_file
+from exgs_testpaths import DATA, shared_file
 from exgs_core.conventions import SH_C1, SH_C2, SH_C3, sigmoid
 from exgs_core.errors import FormatError
 from exgs_core.io import detect_format, load

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import DATA, shared_file
+from exgs_testpaths import DATA, shared_file
 from exgs_core.errors import FormatError, UnsupportedFormatError
 from exgs_core.io import detect_format, load, save_ply
 from exgs_core.io.ply import read_ply

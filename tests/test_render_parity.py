@@ -134,7 +134,7 @@ def orbit_camera(scene: GaussianScene, w: int, h: int, azimuth_deg: float = 30.0
 
 def test_cpu_matches_oracle_real_sh3_scene():
     """A real SH3 capture (4,721 Gaussians) from ../shared, if present."""
-    from conftest import shared_file
+    from exgs_testpaths import shared_file
 
     scene = _read_ply(shared_file("scenes/supersplat_mixed_drops_label_crop_sh3.ply"))
     assert scene.sh_degree == 3
@@ -172,7 +172,7 @@ def test_cpu_matches_gsplat_real_scene():
     """The biker scene (152,746 Gaussians). With this many Gaussians a few pixels can sit on a blending boundary
     (alpha = 1/255 or T = 1e-4) where float32 rounding in either backend tips the decision, so the bound is: at least
     99.9 % of pixels within 1/255 and the mean difference far below it."""
-    from conftest import shared_file
+    from exgs_testpaths import shared_file
 
     scene = _read_ply(shared_file("reference-ply/playcanvas_biker.from-spz.ply"))
     camera = orbit_camera(scene, 256, 256, up=(0, 1, 0))

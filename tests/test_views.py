@@ -139,7 +139,7 @@ def test_ring_and_bowl_are_objects_box_room_is_a_room(rng):
 
 
 def test_up_comes_from_the_reader(blob):
-    from conftest import DATA
+    from exgs_testpaths import DATA
     from exgs_core import load
 
     spz = load(DATA / "playcanvas_biker_head4096.v4.spz")

@@ -243,3 +243,24 @@ def test_stabilizer_rejects_large_changes():
     new = np.clip(res.rgb, 0, 1)  # the residual vanished: history must not ghost back in
     out = st(res.rgb, res.alpha, res.depth, new, cam)
     assert np.abs(out - new).mean() < 0.01
+
+
+def test_worker_dead_while_idle_restarts_on_the_next_request(tiny_weights):
+    w = WorkerClient(weights=tiny_weights)
+    try:
+        w.start()
+        pid = w.pid
+        os.kill(pid, signal.SIGKILL)
+        w.proc.wait(10)
+        f = np.ones((2, 3), np.float32)
+        assert np.array_equal(w.echo(f), f)
+        assert w.pid != pid and w.starts == 2 and "SIGKILL" in w.last_crash and "between requests" in w.last_crash
+    finally:
+        w.stop()
+
+
+def test_local_backend_in_process(tiny_weights):
+    scene, cam = _scene_and_camera(32, 24)
+    b = LocalBackend(tiny_weights, device="cpu")
+    res, restored = b.render_restore(scene, cam, backend="cpu")
+    assert restored.shape == res.rgb.shape and b.alive
