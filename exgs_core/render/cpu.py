@@ -73,7 +73,7 @@ _F32_THRESHOLD = np.float32(ALPHA_THRESHOLD)
 # --------------------------------------------------------------------------- projection
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _project(
     means, quats, scales, opacities, sh, sh_degree,  # [N,3] [N,4] [N,3] [N] [N,K,3] f32, int
     viewmat, campos,  # f64 [4,4], f64 [3]
@@ -230,7 +230,7 @@ _G_X, _G_Y, _G_A, _G_B, _G_C, _G_OP, _G_R, _G_G, _G_BL, _G_Z, _G_RX, _G_RY, _G_S
 _G_WIDTH = 16
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _gather(order, xy, conic, opac, depth, color, radii):
     """float32 [M, 16]: the blending inputs of the Gaussians in ``order`` (front to back), one cache line each.
 
@@ -259,7 +259,7 @@ def _gather(order, xy, conic, opac, depth, color, radii):
     return gd
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks):
     """Counting sort of (Gaussian, tile) pairs into per-tile lists, depth order kept within each tile.
 
@@ -313,7 +313,7 @@ def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks):
 # --------------------------------------------------------------------------- blending
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH_RASTER)
+@njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH_RASTER)
 def _rasterize(
     tile_start, ids, gd,  # int64 [n_tiles+1], int32 [n_isect], f32 [M, 16]
     width, height, tile_size, tile_w, bg,  # bg: f32 [3]
@@ -422,7 +422,7 @@ def _rasterize(
                 out_depth[py, px] = acc[p, 3] / max(a, np.float32(1e-10))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _reduce_per_gaussian(ids, per_isect, order, n):
     """float64 [n]: per-Gaussian sum of a per-intersection quantity (serial: no races).
 
