@@ -199,7 +199,7 @@ class GaussianScene:
             rep.length_mismatch = lengths
         for f in _FIELDS:
             a = getattr(self, f)
-            bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+            bad = ~np.isfinite(a.reshape(a.shape[0], int(np.prod(a.shape[1:])))).all(axis=1)
             rep.nonfinite[f] = int(bad.sum())
         norms = np.linalg.norm(np.nan_to_num(self.quats.astype(np.float64)), axis=1)
         rep.zero_quats = int((norms < 1e-12).sum())
@@ -240,7 +240,7 @@ class GaussianScene:
         if drop_nonfinite:
             for f in _FIELDS:
                 a = getattr(s, f)
-                keep &= np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+                keep &= np.isfinite(a.reshape(a.shape[0], int(np.prod(a.shape[1:])))).all(axis=1)
             nd = int((~keep).sum())
             if nd:
                 rep.actions.append(f"dropped {nd} Gaussian(s) with NaN/Inf")

@@ -82,3 +82,30 @@ def test_subset_sh_cut_and_ply_size():
     assert cut.sh.shape == (10, 4, 3) and np.array_equal(cut.sh, s.sh[:, :4])
     assert s.ply_size_bytes(3) == 10 * 248
     assert s.with_sh_degree(0).ply_size_bytes() == 10 * 4 * 17
+
+
+def test_empty_scene_validates_and_sanitizes():
+    s = GaussianScene.empty(0, sh_degree=2)
+    assert s.validate().ok
+    fixed, rep = s.sanitize()
+    assert fixed.n == 0 and rep.dropped == 0
+
+
+def test_atomic_write_permissions_and_no_partial_file(tmp_path):
+    import os
+    import stat
+
+    from exgs_core.io.atomic import atomic_write
+
+    p = tmp_path / "out.bin"
+    with atomic_write(p) as f:
+        f.write(b"abc")
+    mode = stat.S_IMODE(os.stat(p).st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    with pytest.raises(RuntimeError):
+        with atomic_write(p) as f:
+            f.write(b"partial")
+            raise RuntimeError("boom")
+    assert p.read_bytes() == b"abc" and list(tmp_path.iterdir()) == [p]
