@@ -135,15 +135,24 @@ class TemporalStabilizer:
 
 
 # -------------------------------------------------------------------------------------------- measurement
-def flicker(frames) -> float:
-    """Mean absolute frame-to-frame difference (0..1 units) over a sequence of [H, W, C] frames."""
+def _mean(d: np.ndarray, masks, i: int) -> float:
+    if masks is None:
+        return float(d.mean())
+    m = np.asarray(masks[i], bool) | np.asarray(masks[i - 1], bool)
+    return float(d[m].mean()) if m.any() else 0.0
+
+
+def flicker(frames, masks=None) -> float:
+    """Mean absolute frame-to-frame difference (0..1 units) over a sequence of [H, W, C] frames; with ``masks``
+    ([H, W] bool per frame) only over pixels inside the mask of either frame of a pair."""
     f = [np.asarray(x, np.float32) for x in frames]
-    return float(np.mean([np.abs(b - a).mean() for a, b in zip(f, f[1:])]))
+    return float(np.mean([_mean(np.abs(f[i] - f[i - 1]), masks, i) for i in range(1, len(f))]))
 
 
-def excess_flicker(frames, reference) -> float:
+def excess_flicker(frames, reference, masks=None) -> float:
     """Mean |(x_t - x_{t-1}) - (ref_t - ref_{t-1})|: the frame-to-frame change that the true change (the
     reference renders of the uncompressed scene) does not explain. 0 for a perfectly stable result."""
     f = [np.asarray(x, np.float32) for x in frames]
     g = [np.asarray(x, np.float32) for x in reference]
-    return float(np.mean([np.abs((f[i] - f[i - 1]) - (g[i] - g[i - 1])).mean() for i in range(1, len(f))]))
+    return float(np.mean([_mean(np.abs((f[i] - f[i - 1]) - (g[i] - g[i - 1])), masks, i)
+                          for i in range(1, len(f))]))

@@ -236,9 +236,11 @@ def bench_flicker(scene, restorer, ratio, frames, size, out, png=None, zoom=0.45
     seqs = {"reference (uncompressed)": [], "unrestored": [], "classical fill": [], "GaussPainter": [],
             "GaussPainter + temporal": []}
     st = temporal.TemporalStabilizer()
-    tt = []
+    tt, fg = [], []
     for cam in cams:
-        gt = np.clip(render(scene, cam, backend="cpu").rgb, 0, 1)
+        full = render(scene, cam, backend="cpu")
+        gt = np.clip(full.rgb, 0, 1)
+        fg.append(full.alpha > 0.05)
         raw = render(small, cam, backend="cpu")
         rgb = np.clip(raw.rgb, 0, 1)
         gp = restorer.restore(rgb, raw.alpha)
@@ -252,9 +254,13 @@ def bench_flicker(scene, restorer, ratio, frames, size, out, png=None, zoom=0.45
     for k, s in seqs.items():
         rows[k] = {"flicker": round(temporal.flicker(s) * 255, 3),
                    "excess_flicker": round(temporal.excess_flicker(s, ref) * 255, 3),
+                   "flicker_fg": round(temporal.flicker(s, fg) * 255, 3),
+                   "change_vs_unrestored_fg": round(temporal.excess_flicker(s, seqs["unrestored"], fg) * 255, 3),
+                   "excess_flicker_fg": round(temporal.excess_flicker(s, ref, fg) * 255, 3),
                    "psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(s, ref)])), 2) if k != list(seqs)[0]
                    else None}
     out["flicker"] = rows
+    out["flicker_units"] = "mean |difference| x 255; _fg: over the uncompressed scene's coverage only; change_vs_unrestored: frame-to-frame change the restoration adds (excess over the unrestored sequence)"
     out["flicker_setup"] = (f"{frames} frames {w}x{h}, orbit 0.6 deg/frame at {zoom} x the automatic view's "
                             f"distance, rho {ratio} (UGC prune+merge)")
     out["temporal_ms_per_frame"] = round(_med(tt), 1)

@@ -140,10 +140,10 @@ def stop_all() -> None:
 
 # ------------------------------------------------------------------------------------------------- backends
 class _Common:
-    def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None):
+    def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
         """(RenderResult of the raw render, restored rgb [H, W, 3])."""
         res = self.render(scene, camera, backend=backend, key=key)
-        return res, self.restore(res.rgb, res.alpha, res.depth)
+        return res, self.restore(res.rgb, res.alpha, res.depth, cancel=cancel)
 
 
 class LocalBackend(_Common):
@@ -167,7 +167,7 @@ class LocalBackend(_Common):
                 self._restorer = Restorer.from_pretrained(self.weights, device=self.device)
             return self._restorer
 
-    def render(self, scene, camera, *, backend: str = "auto", key: str | None = None):
+    def render(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
         from ..render import render
 
         return render(scene, camera, backend=backend)
@@ -226,6 +226,8 @@ class WorkerClient(_Common):
         with self._lock:
             if self.alive:
                 return self.info
+            if self.proc is not None:  # it died while idle: keep the reason (status line), start a new one
+                self._crashed("(idle)", "it exited between requests")
             self._reap()
             self.python = resolve_python(self.python_setting)
             env = dict(os.environ)
@@ -327,11 +329,8 @@ class WorkerClient(_Common):
     def _call(self, op: str, args: dict, ins=None, outs=None, *, timeout: float | None = None, cancel=None):
         """One request; returns the result dict, or None when ``cancel()`` became true while waiting."""
         with self._lock:
-            if not self.alive:
-                if self.proc is not None:  # died between requests
-                    raise self._crashed(op, "it had exited before the request")
-                if op != "hello":
-                    self.start()
+            if not self.alive and op != "hello":
+                self.start()
             self._next_id += 1
             rid = self._next_id
             try:

@@ -381,3 +381,29 @@ def test_render_in_the_worker_equals_local_render(restoring_env, compressed, tmp
     if not has_gsplat():  # CUDA asked for, unavailable in the worker too: a reported error, not an empty frame
         with pytest.raises(RuntimeError, match="(?i)gsplat|cuda"):
             bpy.ops.render.render(write_still=True)
+
+
+def test_in_process_restoration_when_torch_imports_here(restoring_env, compressed, tmp_path, monkeypatch):
+    """The "In Blender" choice: no worker process; needs torch + diffusers in Blender's own Python (the 5.0
+    .venv has them, the 5.3 one does not: skipped there)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:
+        pytest.skip("torch/diffusers are not importable in this Blender's Python (use the worker)")
+    from exgs_blender import preferences
+    from exgs_blender.engine import restoring
+
+    bpy = restoring_env
+    settings = dict(preferences.restore_settings(), mode="IN_PROCESS")
+    monkeypatch.setattr(preferences, "restore_settings", lambda context=None: settings)
+    _setup(bpy, compressed)
+    sc = bpy.context.scene
+    plain = tmp_path / "plain.png"
+    sc.render.filepath = str(plain)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    sc.exgs.restore = True
+    out = tmp_path / "inproc.png"
+    sc.render.filepath = str(out)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert restoring.current().kind == "in-process"
+    assert np.abs(_png(out) - _png(plain)).mean() > 0.5
