@@ -88,6 +88,13 @@ def bench_roundtrip(out):
     ts = []
     for _ in range(30):
         t = time.perf_counter()
+        g = w.noop_roundtrip(f)
+        ts.append(time.perf_counter() - t)
+    assert np.array_equal(g, f)
+    out["noop_1080p_rgba_f32_ms"] = round(_med(ts), 2)
+    ts = []
+    for _ in range(30):
+        t = time.perf_counter()
         w._call("echo", {})
         ts.append(time.perf_counter() - t)
     out["message_only_ms"] = round(_med(ts), 3)

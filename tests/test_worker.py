@@ -100,6 +100,7 @@ def test_hello_echo_and_errors(worker):
     assert info["protocol"] == protocol.PROTOCOL_VERSION and info["pid"] == worker.pid and info["torch"]
     f = np.random.default_rng(0).random((1080, 1920, 4), dtype=np.float32)
     assert np.array_equal(worker.echo(f), f)
+    assert np.array_equal(worker.noop_roundtrip(f), f)
     with pytest.raises(WorkerError, match="unknown op"):
         worker._call("nope", {})
     with pytest.raises(WorkerError, match="unknown scene"):
