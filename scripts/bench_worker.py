@@ -63,7 +63,7 @@ def pick_weights(arg):
     torch.manual_seed(0)
     d = tempfile.mkdtemp(prefix="exgs-bench-tiny-")
     save_painter(make_painter({"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16],
-                               "norm_num_groups": 4}), d)
+                               "norm_num_groups": 4, "out_init_scale": 1.0}), d)
     return d, "RANDOM tiny model (untrained)"
 
 
