@@ -161,23 +161,29 @@ def cmd_render(args) -> int:
     from .render import render
 
     scene = load(args.file)
+    restorer = _restorer(args)
     cams = _views(scene, args, args.split)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    bg = np.array(args.background, np.float32)
     t0 = time.perf_counter()
     for i, cam in enumerate(_progress(cams, "render", len(cams), args.quiet)):
-        res = render(scene, cam, backend=args.backend, background=np.array(args.background, np.float32))
+        res = render(scene, cam, backend=args.backend, background=bg)
         write_png(out / f"view_{i:03d}.png", res.rgb)
+        if restorer is not None:
+            write_png(out / f"view_{i:03d}_restored.png", restorer.restore(res.rgb, res.alpha, res.depth, background=bg))
         if args.alpha:
             write_png(out / f"view_{i:03d}_alpha.png", res.alpha)
     dt = time.perf_counter() - t0
-    print(f"wrote {len(cams)} view(s) of {args.file} ({scene.n:,} Gaussians) at {args.size[0]}x{args.size[1]} "
+    what = "view(s) + GaussPainter-restored copies (*_restored.png)" if restorer else "view(s)"
+    print(f"wrote {len(cams)} {what} of {args.file} ({scene.n:,} Gaussians) at {args.size[0]}x{args.size[1]} "
           f"to {out}/ in {dt:.2f} s ({res.backend} backend)")
     return 0
 
 
-def evaluate(reference, candidate, cameras, *, backend="auto", progress=None) -> dict:
-    """Render both scenes on ``cameras``; per-view and mean PSNR (capped at 100 dB) and SSIM."""
+def evaluate(reference, candidate, cameras, *, backend="auto", progress=None, restorer=None) -> dict:
+    """Render both scenes on ``cameras``; per-view and mean PSNR (capped at 100 dB) and SSIM. With a
+    GaussPainter ``restorer`` the candidate's renders are also restored and scored (``psnr_restored``, ...)."""
     from .metrics import psnr, ssim
     from .render import render
 
@@ -185,15 +191,34 @@ def evaluate(reference, candidate, cameras, *, backend="auto", progress=None) ->
     it = progress(cameras) if progress else cameras
     for cam in it:
         a = render(reference, cam, backend=backend).rgb
-        b = render(candidate, cam, backend=backend).rgb
+        rb = render(candidate, cam, backend=backend)
+        b = rb.rgb
         p = psnr(a, b)
-        per_view.append({"view": cam.name, "psnr": min(p, PSNR_CAP_DB), "ssim": ssim(a, b), "identical": p == math.inf})
-    return {
+        v = {"view": cam.name, "psnr": min(p, PSNR_CAP_DB), "ssim": ssim(a, b), "identical": p == math.inf}
+        if restorer is not None:
+            r = restorer.restore(b, rb.alpha, rb.depth)
+            v["psnr_restored"] = min(psnr(a, r), PSNR_CAP_DB)
+            v["ssim_restored"] = ssim(a, r)
+        per_view.append(v)
+    out = {
         "psnr": float(np.mean([v["psnr"] for v in per_view])),
         "ssim": float(np.mean([v["ssim"] for v in per_view])),
         "identical": all(v["identical"] for v in per_view),
         "per_view": per_view,
     }
+    if restorer is not None:
+        out["psnr_restored"] = float(np.mean([v["psnr_restored"] for v in per_view]))
+        out["ssim_restored"] = float(np.mean([v["ssim_restored"] for v in per_view]))
+    return out
+
+
+def _restorer(args):
+    """GaussPainter restorer when ``--restore`` / ``--painter-weights`` was given, else None."""
+    if not getattr(args, "restore", False) and not getattr(args, "painter_weights", None):
+        return None
+    from .painter.restore import restorer_from_args
+
+    return restorer_from_args(args)
 
 
 def cmd_eval(args) -> int:
@@ -202,9 +227,10 @@ def cmd_eval(args) -> int:
 
     ref = load(args.reference)
     cand = load(args.candidate)
+    restorer = _restorer(args)
     cams = _views(ref, args, "eval")
     t0 = time.perf_counter()
-    res = evaluate(ref, cand, cams, backend=args.backend,
+    res = evaluate(ref, cand, cams, backend=args.backend, restorer=restorer,
                    progress=lambda c: _progress(c, "eval", len(c), args.quiet or args.json))
     out = {
         "psnr": res["psnr"],
@@ -222,6 +248,9 @@ def cmd_eval(args) -> int:
         "seconds": round(time.perf_counter() - t0, 3),
         "per_view": res["per_view"],
     }
+    if restorer is not None:
+        out["psnr_restored"] = res["psnr_restored"]
+        out["ssim_restored"] = res["ssim_restored"]
     if args.json:
         print(json.dumps(out))
         return 0
@@ -232,6 +261,9 @@ def cmd_eval(args) -> int:
     print(f"views      {len(cams)} at {args.size[0]}x{args.size[1]}, {out['split']}")
     print(f"PSNR       {psnr_txt}")
     print(f"SSIM       {out['ssim']:.4f}")
+    if restorer is not None:
+        print(f"restored   PSNR {out['psnr_restored']:.2f} dB ({out['psnr_restored'] - out['psnr']:+.2f}), "
+              f"SSIM {out['ssim_restored']:.4f} ({out['ssim_restored'] - out['ssim']:+.4f}) with GaussPainter")
     print(f"LPIPS      n/a ({lpips_available()[1]})")
     return 0
 
@@ -358,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--alpha", action="store_true", help="also write the coverage (alpha) image per view")
     sp.add_argument("--background", type=float, nargs=3, default=(0.0, 0.0, 0.0), metavar=("R", "G", "B"),
                     help="background colour in [0, 1] (default black)")
+    _painter_args(sp)
     sp.set_defaults(func=cmd_render)
 
     sp = sub.add_parser("eval", help="PSNR/SSIM of a candidate against a reference on held-out views")
@@ -365,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("candidate", metavar="CANDIDATE")
     view_args(sp, 8)
     sp.add_argument("--json", action="store_true", help="print one JSON object (psnr, ssim, bytes_reference, ...)")
+    _painter_args(sp)
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("compress", help="UGC-compress a scene into a compact .exgs file")
@@ -394,10 +428,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("input", metavar="IN.exgs")
     sp.add_argument("-o", "--output", required=True, metavar="OUT.ply")
     sp.set_defaults(func=cmd_decompress)
+
+    sp = sub.add_parser("train-painter", add_help=False,
+                        help="train GaussPainter on pairs from scripts/make_painter_data.py (see train-painter --help)")
+    sp.add_argument("rest", nargs=argparse.REMAINDER)  # handled in main() before parsing
     return p
 
 
+def _painter_args(sp) -> None:
+    sp.add_argument("--restore", action="store_true",
+                    help="also restore the renders with GaussPainter (the shipped weights unless --painter-weights)")
+    sp.add_argument("--painter-weights", metavar="DIR", help="a local GaussPainter weights folder (safetensors)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train-painter"]:  # its own argparse (every option passes through, --help included)
+        from .painter.train import main as train_main
+
+        try:
+            return train_main(argv[1:])
+        except ExgsError as e:
+            print(f"exgs: error: {e}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

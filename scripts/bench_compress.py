@@ -46,9 +46,16 @@ def splat_transform() -> Path:
     return exe
 
 
+PEER_TIMEOUT_S = 300.0
+
+
 def st_run(exe: Path, *args) -> float:
     t = time.perf_counter()
-    r = subprocess.run([str(exe), "-q", "-w", *map(str, args)], capture_output=True, text=True)
+    try:
+        r = subprocess.run([str(exe), "-q", "-w", *map(str, args)], capture_output=True, text=True,
+                           timeout=PEER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {PEER_TIMEOUT_S:.0f} s") from None
     if r.returncode:
         raise RuntimeError(f"splat-transform {' '.join(map(str, args))}: {r.stderr.strip()[-300:]}")
     return time.perf_counter() - t
@@ -109,7 +116,11 @@ def main(argv=None) -> int:
                                                        "playcanvas_flowers_lod2_sh2.sog", "splatset_plant.splat"],
                     help="scenes for the ablation at ratio 0.1")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench_compress.json")
+    ap.add_argument("--resume", action="store_true", help="keep the scenes already in --out and run the rest")
+    ap.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
+                    help="seconds before a splat-transform run counts as timed out (default 300)")
     args = ap.parse_args(argv)
+    globals()["PEER_TIMEOUT_S"] = args.peer_timeout
     exe = splat_transform()
     files = sorted(p for p in args.scenes.iterdir() if p.is_file() and p.name != "SOURCES.md")
     if args.only:
@@ -117,8 +128,12 @@ def main(argv=None) -> int:
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
                "date": time.strftime("%Y-%m-%d %H:%M"), "splat_transform": ST_VERSION,
                "views": args.views, "size": args.size, "scenes": {}}
+    if args.resume and args.out.exists():
+        results["scenes"] = json.loads(args.out.read_text())["scenes"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for f in files:
+        if f.name in results["scenes"]:
+            continue
         scene = load(f)
         print(f"== {f.name}: {scene.n:,} Gaussians, SH {scene.sh_degree}", flush=True)
         ev = Evaluator(scene, args.views, args.size)

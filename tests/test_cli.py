@@ -117,3 +117,37 @@ def test_top_level_render_is_callable_even_after_submodule_imports():
     s = load(DONUT)
     cam = auto_views(s, 1, 32, 32)[0]
     assert ex.render(s, cam).rgb.shape == (32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_painter(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    import torch
+
+    from exgs_core.painter.model import make_painter, save_painter
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("painter")
+    save_painter(make_painter(), folder)
+    return folder
+
+
+def test_render_and_eval_with_restore(capsys, tmp_path, tiny_painter):
+    code, out, _ = run(capsys, "render", DONUT, "--views", 1, "--size", "48x40", "--out", tmp_path / "r", "-q",
+                       "--restore", "--painter-weights", tiny_painter)
+    assert code == 0 and "restored" in out
+    img = np.asarray(Image.open(tmp_path / "r" / "view_000_restored.png"))
+    assert img.shape == (40, 48, 3)
+    code, out, _ = run(capsys, "eval", DONUT, DATA / "donut_sh0_300_ascii.ply", "--views", 1, "--size", "48x48",
+                       "--json", "--painter-weights", tiny_painter)
+    r = json.loads(out)
+    assert code == 0 and "psnr_restored" in r and "ssim_restored" in r
+    code, _, err = run(capsys, "eval", DONUT, DONUT, "--views", 1, "--size", "48x48", "--painter-weights", tmp_path / "nope")
+    assert code == 2 and "nope" in err
+
+
+def test_train_painter_help_passes_through(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train-painter", "--help"])
+    assert e.value.code == 0 and "--steps" in capsys.readouterr().out

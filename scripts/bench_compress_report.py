@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Turn the JSON of scripts/bench_compress.py into the Markdown tables of BENCHMARKS.md.
+
+Usage: .venv/bin/python scripts/bench_compress_report.py out/bench_compress.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def fmt_b(b):
+    return f"{b / 1000:,.0f} kB" if b < 10_000_000 else f"{b / 1e6:.2f} MB"
+
+
+def cell(r):
+    if not r or "error" in r:
+        return "timeout" if r and "timed out" in r.get("error", "") else "failed"
+    return f"{fmt_b(r['bytes'])}, {r['psnr']:.2f} dB / {r['ssim']:.3f}, {r['encode_s']:.1f} s"
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    d = json.loads(Path(argv[0]).read_text())
+    print(f"Machine: {d['machine']}; {d['date']}; splat-transform {d['splat_transform']} (`-g cpu`); "
+          f"PSNR/SSIM vs the uncompressed scene on {d['views']} held-out automatic views at {d['size']}×{d['size']}.\n")
+    print("| scene | N | SH | SH3 PLY | SOG full | SPZ full |")
+    print("|---|---:|---:|---:|---|---|")
+    for name, r in d["scenes"].items():
+        print(f"| {name} | {r['gaussians']:,} | {r['sh_degree']} | {fmt_b(r['bytes_sh3_ply'])} | "
+              f"{cell(r.get('sog_full'))} | {cell(r.get('spz_full'))} |")
+    ratios = sorted({k for r in d["scenes"].values() for k in r["ours"]}, key=float, reverse=True)
+    print("\nPer retention ratio: **ours** (UGC + .exgs) vs `--decimate` + SOG; cells: bytes, PSNR / SSIM, encode time. "
+          "Δ = our PSNR minus theirs; ratio = SH3 PLY size / our bytes; decode = our decode time.\n")
+    print("| scene | rho | ours | decimate + SOG | Δ dB | bytes ours/theirs | ratio vs SH3 PLY | encode speed-up | decode |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    wins = total = 0
+    for name, r in d["scenes"].items():
+        for k in ratios:
+            o, t = r["ours"].get(k), r["decimate_sog"].get(k)
+            if not o:
+                continue
+            ok_t = t and "error" not in t
+            delta = o["psnr"] - t["psnr"] if ok_t else float("nan")
+            br = o["bytes"] / t["bytes"] if ok_t else float("nan")
+            sp = t["encode_s"] / o["encode_s"] if ok_t else float("nan")
+            if ok_t:
+                total += 1
+                wins += delta >= 1.0 and o["bytes"] <= t["bytes"]
+            print(f"| {name} | {k} | {cell(o)} | {cell(t)} | {delta:+.2f} | {br:.2f} | "
+                  f"{r['bytes_sh3_ply'] / o['bytes']:.0f}× | {sp:.1f}× | {o['decode_s'] * 1000:.0f} ms |")
+    print(f"\nTarget \"PSNR ≥ decimate+SOG + 1 dB at equal or fewer bytes\" met in {wins} of {total} comparisons.")
+    abl = {n: r["ablation"] for n, r in d["scenes"].items() if r.get("ablation")}
+    if abl:
+        names = list(next(iter(abl.values())).keys())
+        print("\nAblation at rho = 0.1 (PSNR dB, bytes); the first column is the default (exgs score, voxel sampling, merge):\n")
+        print("| scene | default | " + " | ".join(names) + " |")
+        print("|---|---|" + "---|" * len(names))
+        for n, a in abl.items():
+            base = d["scenes"][n]["ours"].get("0.1")
+            cells = [f"{base['psnr']:.2f} ({fmt_b(base['bytes'])})" if base else "-"]
+            cells += [f"{a[x]['psnr']:.2f} ({fmt_b(a[x]['bytes'])})" for x in names]
+            print(f"| {n} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
