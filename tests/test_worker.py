@@ -179,9 +179,10 @@ def test_cancel_leaves_the_worker_in_sync(tiny_weights):
 def test_stop_ends_the_process_and_frees_shared_memory(tiny_weights):
     w = WorkerClient(weights=tiny_weights)
     w.echo(np.zeros((4, 4), np.float32))
-    proc, name = w.proc, w._arena.shm.name
+    proc, name, log = w.proc, w._arena.shm.name, w.log_path
+    assert os.path.isfile(log)
     w.stop()
-    assert proc.poll() is not None and w._arena.shm is None
+    assert proc.poll() is not None and w._arena.shm is None and not os.path.exists(log)
     with pytest.raises(FileNotFoundError):
         protocol.attach(name)
 

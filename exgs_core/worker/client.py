@@ -266,6 +266,12 @@ class WorkerClient(_Common):
                     p.wait(5)
             self._reap()
             self._arena.close()
+            if self.log_path and self.last_crash is None:  # a crash's log is kept (its path is in the message)
+                try:
+                    os.unlink(self.log_path)
+                except OSError:
+                    pass
+                self.log_path = None
 
     def _reap(self):
         p, self.proc = self.proc, None
