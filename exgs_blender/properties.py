@@ -62,8 +62,11 @@ class EXGS_PG_scene(bpy.types.PropertyGroup):
                ("LINEAR", "Linear", "Splat colours are already scene linear", 1)],
         default="SRGB",
     )
+    # the update re-declares the passes, so the compositor's Render Layers node shows Unrestored / Mask
+    # (an update must return None: hence list.clear())
     restore: BoolProperty(
         name="Restore", default=False,
+        update=lambda self, context: [vl.update_render_passes() for vl in self.id_data.view_layers].clear(),
         description="Run GaussPainter on this scene's renders (F12, animation, viewport): Combined is the restored "
                     "image, the Unrestored and Mask passes keep the raw render and its coverage mask",
     )

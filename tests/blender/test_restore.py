@@ -408,3 +408,27 @@ def test_in_process_restoration_when_torch_imports_here(restoring_env, compresse
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
     assert restoring.current().kind == "in-process"
     assert np.abs(_png(out) - _png(plain)).mean() > 0.1
+
+
+def test_restore_toggle_updates_compositor_sockets(addon):
+    """Switching restoration re-declares the passes: the Render Layers node gains/loses Unrestored and Mask."""
+    bpy = addon
+    sc = bpy.context.scene
+    sc.render.engine = "EXGS"
+    tree = getattr(sc, "node_tree", None)
+    if tree is None and hasattr(sc, "compositing_node_group"):  # Blender 5.x compositor node groups
+        tree = bpy.data.node_groups.new("comp", "CompositorNodeTree")
+        sc.compositing_node_group = tree
+    elif tree is None:
+        sc.use_nodes = True
+        tree = sc.node_tree
+    node = tree.nodes.new("CompositorNodeRLayers")
+
+    def sockets():
+        return {o.name for o in node.outputs if o.enabled}
+
+    assert not {"Unrestored", "Mask"} & sockets()
+    sc.exgs.restore = True
+    assert {"Unrestored", "Mask"} <= sockets()
+    sc.exgs.restore = False
+    assert not {"Unrestored", "Mask"} & sockets()
