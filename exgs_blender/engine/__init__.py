@@ -48,9 +48,13 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         first = self._viewport is None
         if first:
             self._viewport = viewport.ViewportRenderer()
-        self._viewport.backend = preferences.render_backend(context)
-        self._viewport.restore_settings = (preferences.restore_settings(context)
-                                           if final.restore_enabled(context.scene) else None)
+        vp = self._viewport
+        vp.backend = preferences.render_backend(context)
+        settings = preferences.restore_settings(context)
+        vp.worker_settings = settings
+        vp.remote = final.render_in_worker(vp.backend, settings)
+        vp.restore_settings = settings if final.restore_enabled(context.scene) else None
+        vp.temporal = bool(getattr(context.scene, "exgs", None) and context.scene.exgs.temporal)
         if first or _splats_changed(depsgraph):  # selection changes etc. do not re-read the splats
             scene, _names = final.gather_splats(depsgraph)
             self._viewport.set_scene(scene)

@@ -8,7 +8,9 @@ target resolution, then 1/4, 1/2 and the preference's viewport scale; the newest
 With restoration on, the finished raw frame stays on screen while GaussPainter restores it (worker process or
 in-process, :mod:`.restoring`); the restored frame replaces it when ready. A newer request abandons a restoration
 in flight (the worker finishes it in the background and its reply is discarded). Restoration errors (a crashed
-worker, missing weights) are shown in the header and the raw frame stays.
+worker, missing weights) are shown in the header and the raw frame stays. With the scene's temporal option, each
+restored frame is stabilised against the previous one (reprojected, :mod:`exgs_core.temporal`) while the view
+moves. When CUDA/gsplat is chosen but only the worker's Python has it, the worker renders the frames too.
 
 Note: exgs_core's numba kernels hold the GIL while they run, so each progressive step (not the whole render)
 briefly competes with the UI; the low-resolution steps keep those pauses short.
@@ -40,6 +42,10 @@ class ViewportRenderer:
         self.error = None
         self.backend = "cpu"
         self.restore_settings = None  # dict from preferences.restore_settings() when restoring, else None
+        self.worker_settings = None  # preferences.restore_settings(), for rendering in the worker
+        self.remote = False  # render in the worker process (gsplat that this Python lacks)
+        self.temporal = False  # stabilise restored frames against the previous one while the view moves
+        self._stab = None  # (scene_version, TemporalStabilizer)
         self.restore_seconds = None
 
     # ------------------------------------------------------------ main thread
@@ -95,7 +101,13 @@ class ViewportRenderer:
                 ww, hh = max(8, int(w * s)), max(8, int(h * s))
                 try:
                     cam = camera_from_view(V, P, ww, hh, persp)
-                    res = render(scene, cam, backend=self.backend)
+                    if self.remote:
+                        from . import restoring
+
+                        res = restoring.backend(self.worker_settings or dict(key[1] or ()) or {"mode": "WORKER"}).render(
+                            scene, cam, backend=self.backend, key=f"viewport-{id(self)}-{key[0]}")
+                    else:
+                        res = render(scene, cam, backend=self.backend)
                     self.error = None
                 except Exception as e:  # noqa: BLE001 - shown in the viewport header by the engine
                     self.error = f"{type(e).__name__}: {e}"
@@ -107,12 +119,12 @@ class ViewportRenderer:
                 if superseded or self._stop:
                     break
                 if last and restore:
-                    self._restore(key, res, srgb_to_linear)
+                    self._restore(key, res, cam, srgb_to_linear)
 
     def _superseded(self, key) -> bool:
         return self._stop or self._want is None or self._want[0] != key
 
-    def _restore(self, key, res, srgb_to_linear) -> None:
+    def _restore(self, key, res, cam, srgb_to_linear) -> None:
         import time
 
         from . import restoring
@@ -131,6 +143,12 @@ class ViewportRenderer:
         if out is None:
             return  # superseded
         self.restore_seconds = time.perf_counter() - t
+        if self.temporal:
+            from exgs_core.temporal import TemporalStabilizer
+
+            if self._stab is None or self._stab[0] != key[0]:
+                self._stab = (key[0], TemporalStabilizer())
+            out = self._stab[1](res.rgb, res.alpha, res.depth, out, cam)
         rr = restored_result(res, out, True)
         with self._lock:
             if self._want is not None and self._want[0] == key:

@@ -432,3 +432,51 @@ def test_restore_toggle_updates_compositor_sockets(addon):
     assert {"Unrestored", "Mask"} <= sockets()
     sc.exgs.restore = False
     assert not {"Unrestored", "Mask"} & sockets()
+
+
+def _wait_finished(vp, t0, limit=300):
+    while time.perf_counter() - t0 < limit:
+        got = vp.latest()
+        if got is not None and got[1]:
+            return got[0]
+        time.sleep(0.02)
+    return None
+
+
+def test_viewport_in_the_worker_and_temporal(restoring_env, compressed):
+    """Viewport frames rendered by the worker (gsplat that Blender lacks; CPU here) equal local ones; with
+    restoration + temporal stabilisation a moving view keeps producing restored frames."""
+    from exgs_blender import preferences
+    from exgs_blender.engine import final, viewport
+
+    bpy = restoring_env
+    _ob, co = _setup(bpy, compressed)
+    dg = bpy.context.evaluated_depsgraph_get()
+    W, H = 96, 72
+    P = np.array(co.calc_matrix_camera(dg, x=W, y=H))
+    V = np.array(co.matrix_world.inverted())
+    scene, _ = final.gather_splats(dg)
+    frames = {}
+    for remote in (False, True):
+        vp = viewport.ViewportRenderer()
+        vp.remote, vp.worker_settings = remote, preferences.restore_settings()
+        vp.set_scene(scene)
+        vp.request(V, P, W, H, True, 1.0)
+        frames[remote] = _wait_finished(vp, time.perf_counter())
+        vp.stop()
+        assert vp.error is None, vp.error
+    assert np.abs(frames[True] - frames[False]).max() < 1e-5
+    vp = viewport.ViewportRenderer()
+    vp.restore_settings = vp.worker_settings = preferences.restore_settings()
+    vp.temporal = True
+    vp.set_scene(scene)
+    outs = []
+    for k in range(3):
+        Vk = V.copy()
+        Vk[0, 3] += 0.002 * k  # the view slides a little
+        vp.request(Vk, P, W, H, True, 1.0)
+        outs.append(_wait_finished(vp, time.perf_counter()))
+    vp.stop()
+    assert vp.error is None, vp.error
+    assert all(o is not None and o.shape == (H, W, 4) for o in outs)
+    assert vp._stab is not None and vp._stab[1].last_valid_fraction > 0.5
