@@ -102,6 +102,8 @@ def main(argv=None) -> int:
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--max-minutes", type=float, default=115.0, help="stop (after a checkpoint) past this")
+    ap.add_argument("--w-charb", type=float, default=1.0, help="Charbonnier (robust L1) weight")
+    ap.add_argument("--w-mse", type=float, default=0.0, help="MSE weight (PSNR-aligned: predicts the conditional mean)")
     ap.add_argument("--w-msssim", type=float, default=0.2)
     ap.add_argument("--w-grad", type=float, default=0.2)
     ap.add_argument("--w-fft", type=float, default=0.05)
@@ -180,7 +182,11 @@ def main(argv=None) -> int:
             g["lr"] = lr
         x, a, t = (torch.from_numpy(v) for v in sampler.batch(step, args.batch))
         out, aux = model(x, a, return_aux=True)
-        terms = {"charb": L.charbonnier(out, t)}
+        terms = {}
+        if args.w_charb:
+            terms["charb"] = args.w_charb * L.charbonnier(out, t)
+        if args.w_mse:
+            terms["mse"] = args.w_mse * ((out - t) ** 2).mean()
         oc = out.clamp(0, 1)
         if args.w_msssim:
             terms["msssim"] = args.w_msssim * (1 - L.ms_ssim(oc, t))
