@@ -117,6 +117,8 @@ def main(argv=None) -> int:
                     help="scenes for the ablation at ratio 0.1")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench_compress.json")
     ap.add_argument("--resume", action="store_true", help="keep the scenes already in --out and run the rest")
+    ap.add_argument("--reuse-peers", action="store_true",
+                    help="for scenes already in --out, keep the splat-transform results and re-run only ours")
     ap.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
                     help="seconds before a splat-transform run counts as timed out (default 300)")
     args = ap.parse_args(argv)
@@ -128,8 +130,9 @@ def main(argv=None) -> int:
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
                "date": time.strftime("%Y-%m-%d %H:%M"), "splat_transform": ST_VERSION,
                "views": args.views, "size": args.size, "scenes": {}}
-    if args.resume and args.out.exists():
-        results["scenes"] = json.loads(args.out.read_text())["scenes"]
+    previous = json.loads(args.out.read_text())["scenes"] if args.out.exists() else {}
+    if args.resume:
+        results["scenes"] = dict(previous)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for f in files:
         if f.name in results["scenes"]:
@@ -139,15 +142,22 @@ def main(argv=None) -> int:
         ev = Evaluator(scene, args.views, args.size)
         row = {"gaussians": scene.n, "sh_degree": scene.sh_degree, "bytes_input": f.stat().st_size,
                "bytes_sh3_ply": scene.ply_size_bytes(3), "ours": {}, "decimate_sog": {}, "ablation": {}}
+        old = previous.get(f.name) if args.reuse_peers else None
         with tempfile.TemporaryDirectory() as td:
             tmp = Path(td)
             for kind in ("sog", "spz"):
+                if old and f"{kind}_full" in old:
+                    row[f"{kind}_full"] = old[f"{kind}_full"]
+                    continue
                 try:
                     row[f"{kind}_full"] = peer(exe, f, tmp, ev, kind, None)
                 except Exception as e:  # a peer failing is a result too
                     row[f"{kind}_full"] = {"error": str(e)}
             for r in args.ratios:
                 row["ours"][str(r)] = ours(scene, ev, r, f.stat().st_size)
+                if old and str(r) in old.get("decimate_sog", {}):
+                    row["decimate_sog"][str(r)] = old["decimate_sog"][str(r)]
+                    continue
                 try:
                     row["decimate_sog"][str(r)] = peer(exe, f, tmp, ev, "sog", r)
                 except Exception as e:
@@ -160,11 +170,11 @@ def main(argv=None) -> int:
                 for name, opt in {
                     "score=lightgaussian": dict(score="lightgaussian"),
                     "score=opacity": dict(score="opacity"),
-                    "no voxel sampling": dict(voxel_sampling=False),
-                    "amplification: pairwise merge": dict(compensation="pairwise"),
-                    "amplification: per-voxel gain": dict(compensation="amplify"),
-                    "no amplification": dict(compensation="none"),
-                    "no voxel, no amplification": dict(voxel_sampling=False, compensation="none"),
+                    "voxel sampling + one-shot merge": dict(compensation="merge"),
+                    "top-k + one-shot merge (no voxel)": dict(compensation="merge", voxel_sampling=False),
+                    "voxel sampling + per-voxel gain": dict(compensation="amplify"),
+                    "voxel sampling, no amplification": dict(compensation="none"),
+                    "top-k, no amplification": dict(voxel_sampling=False, compensation="none"),
                 }.items():
                     row["ablation"][name] = ours(scene, ev, 0.1, f.stat().st_size, **opt)
                     a = row["ablation"][name]
