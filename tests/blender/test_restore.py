@@ -2,8 +2,9 @@
 .venv, Python 3.11 with torch, also when Blender itself is 5.3 on Python 3.13 without torch); passes Combined
 (restored), Unrestored and Mask; a killed worker gives a reported error and the next render works.
 
-Weights: the shipped GaussPainter checkpoint when it exists, else a tiny randomly initialised one written through
-the same save_pretrained path (it behaves like the classical fill plus a small learned perturbation)."""
+Weights: a tiny randomly initialised GaussPainter written through the same save_pretrained path (so restored and
+unrestored pixels differ whatever the shipped checkpoint does); one test renders with the shipped checkpoint
+when it is there."""
 
 from __future__ import annotations
 
@@ -99,10 +100,8 @@ def read_exr_float(path) -> dict:
 # ------------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    from exgs_core.painter.restore import DEFAULT_WEIGHTS
-
-    if os.path.isfile(os.path.join(DEFAULT_WEIGHTS, "config.json")):
-        return DEFAULT_WEIGHTS
+    """A tiny randomly initialised GaussPainter (fixed seed) saved through save_pretrained: it visibly changes
+    frames whatever the shipped checkpoint does, so the tests can tell restored from unrestored pixels."""
     if not VENV_PY.is_file():
         pytest.skip(f"no worker Python at {VENV_PY} (bash scripts/setup_env.sh creates it)")
     d = tmp_path_factory.mktemp("painter") / "tiny"
@@ -480,3 +479,34 @@ def test_viewport_in_the_worker_and_temporal(restoring_env, compressed):
     assert vp.error is None, vp.error
     assert all(o is not None and o.shape == (H, W, 4) for o in outs)
     assert vp._stab is not None and vp._stab[1].last_valid_fraction > 0.5
+
+
+def test_shipped_weights_restore_through_the_worker(addon, tmp_path, monkeypatch):
+    """The default (shipped) checkpoint, no weights configured: a restored F12 of the donut cut to 10 %."""
+    from exgs_core.painter.restore import DEFAULT_WEIGHTS
+
+    if not os.path.isfile(os.path.join(DEFAULT_WEIGHTS, "config.json")):
+        pytest.skip(f"no shipped GaussPainter checkpoint in {DEFAULT_WEIGHTS} yet")
+    from exgs_blender.engine import restoring
+
+    monkeypatch.delenv("EXGS_PAINTER_WEIGHTS", raising=False)
+    bpy = addon
+    import exgs_core as ex
+    from exgs_core.compress import CompressOptions, prune
+    from exgs_core.io import save_ply
+
+    small, _, _ = prune(ex.load(str(DATA / "donut_sh0_2000.ply")), CompressOptions(ratio=0.1, views=6,
+                                                                                   view_size=96))
+    path = tmp_path / "donut_rho010.ply"
+    save_ply(small, path)
+    _setup(bpy, str(path), 320, 240)
+    sc = bpy.context.scene
+    sc.exgs.restore = True
+    out = tmp_path / "restored_shipped_rho010.png"
+    sc.render.filepath = str(out)
+    try:
+        assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    finally:
+        restoring.shutdown()
+    _keep(out)
+    assert _png(out).mean() > 5
