@@ -12,8 +12,8 @@ worker, missing weights) are shown in the header and the raw frame stays. With t
 restored frame is stabilised against the previous one (reprojected, :mod:`exgs_core.temporal`) while the view
 moves. When CUDA/gsplat is chosen but only the worker's Python has it, the worker renders the frames too.
 
-Note: exgs_core's numba kernels hold the GIL while they run, so each progressive step (not the whole render)
-briefly competes with the UI; the low-resolution steps keep those pauses short.
+exgs_core's numba kernels release the GIL (nogil) and restoration runs in another process (or in torch, which
+releases it too), so the UI thread keeps running; only the numpy glue between the steps holds the GIL briefly.
 """
 
 from __future__ import annotations
