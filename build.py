@@ -82,8 +82,9 @@ def build_core_wheel(dest: Path) -> Path:
     name = f"exgs-{version}-py3-none-any.whl"
     dist_info = f"exgs-{version}.dist-info"
     files: list[tuple[str, bytes]] = []
-    for p in sorted((ROOT / "exgs_core").rglob("*.py")):
-        if "__pycache__" in p.parts:
+    data_suffixes = {".py", ".json", ".safetensors", ".md"}  # code + the shipped GaussPainter weights and card
+    for p in sorted((ROOT / "exgs_core").rglob("*")):
+        if "__pycache__" in p.parts or not p.is_file() or p.suffix not in data_suffixes:
             continue
         files.append((p.relative_to(ROOT).as_posix(), p.read_bytes()))
     files.append((f"{dist_info}/METADATA", (f"Metadata-Version: 2.1\nName: exgs\nVersion: {version}\n"
