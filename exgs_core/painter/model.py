@@ -146,7 +146,9 @@ def make_painter(cfg: dict | None = None):
             return x * 2 - 1  # diffusers convention [-1, 1]
 
         def encode(self, x):
-            return self.vae.encoder(x)
+            # bounded latents (TAESD's latent magnitude 3): without this the encoder drifts to huge values,
+            # the decoder's tanh clamp saturates and the decoded residual (and its gradient) vanishes
+            return torch.tanh(self.vae.encoder(x) / 3) * 3
 
         def decode(self, z):
             return self.vae.decoder(z)  # [-1, 1]-scaled image
