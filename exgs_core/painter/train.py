@@ -85,6 +85,46 @@ def validate(model, val_scenes, views=(0, 4)) -> dict:
     return out
 
 
+def calibrate_residual(model, scenes, frames_per_scene: int = 6, seed: int = 1) -> dict:
+    """Least-squares scale s of the learned residual r = out - I on full *training* frames (never validation):
+    s = <r, T - I> / <r, r>, clipped to [0, 1]; s = 0 turns the model into the identity."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    old = model.config.get("residual_scale", 1.0)
+    model.config["residual_scale"] = 1.0
+    num = den = 0.0
+    model.eval()
+    with torch.no_grad():
+        for sc in scenes:
+            for _ in range(frames_per_scene):
+                r, v = int(rng.integers(sc.inputs.shape[0])), int(rng.integers(sc.n_views))
+                x, a, t = sc.frame(r, v)
+                xt = torch.from_numpy(x).permute(2, 0, 1)[None]
+                at = torch.from_numpy(a)[None, None]
+                res = (model(xt, at)[0].permute(1, 2, 0).numpy() - x).astype(np.float64)
+                num += float((res * (t - x)).sum())
+                den += float((res * res).sum())
+    model.config["residual_scale"] = old
+    scale = float(np.clip(num / den, 0.0, 1.0)) if den > 0 else 0.0
+    return {"residual_scale": round(scale, 4), "frames": frames_per_scene * len(scenes), "raw": num / max(den, 1e-12)}
+
+
+def export(src: str, dst: str, data: str, frames_per_scene: int = 6) -> dict:
+    """Copy the weights in ``src`` to ``dst`` with the residual scale calibrated on the training cache."""
+    m = load_painter(src)
+    scenes = [pdata.SceneCache(f) for f in pdata.list_cache(data, "train")]
+    cal = calibrate_residual(m, scenes, frames_per_scene)
+    with open(os.path.join(src, "config.json")) as f:
+        extra = {k: v for k, v in json.load(f).items() if k in ("trained_steps", "val")}
+    extra["residual_scale"] = cal["residual_scale"]
+    extra["calibration"] = {"frames": cal["frames"], "unclipped_scale": round(cal["raw"], 4),
+                            "data": "training scenes only"}
+    m.config.update(extra)
+    save_painter(m, dst)
+    return extra
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="exgs train-painter", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,9 +151,15 @@ def main(argv=None) -> int:
     ap.add_argument("--w-rec", type=float, default=0.05)
     ap.add_argument("--w-perc", type=float, default=0.02)
     ap.add_argument("--export", default=None, help="after training, copy RUN/best weights to this folder")
+    ap.add_argument("--export-only", action="store_true", help="only calibrate + export RUN/best to --export")
     args = ap.parse_args(argv)
 
     import torch
+
+    if args.export_only:
+        torch.set_num_threads(args.threads)
+        print(json.dumps(export(os.path.join(args.run, "best"), args.export, args.data)))
+        return 0
 
     from . import losses as L
 
@@ -242,10 +288,7 @@ def main(argv=None) -> int:
             log({"event": "stop", "reason": "max-minutes", "step": step})
             break
     if args.export and os.path.isdir(best):
-        m = load_painter(best)
-        save_painter(m, args.export, extra={k: v for k, v in json.load(open(os.path.join(best, "config.json"))).items()
-                                            if k in ("trained_steps", "val")})
-        log({"event": "export", "to": args.export})
+        log({"event": "export", "to": args.export, **export(best, args.export, args.data)})
     log({"event": "done", "step": step, "best_step": state["best_step"], "best_psnr": state["best_psnr"]})
     return 0
 
