@@ -190,6 +190,28 @@ def restore(rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None,
 _CACHE: dict = {}
 
 
+def side_by_side(images, labels=None, gap: int = 4) -> np.ndarray:
+    """One uint8 [H, sum(W)+gaps, 3] image of equally tall frames (float [0,1] or uint8), each with an
+    optional label drawn in its top-left corner (PIL's default font), e.g. original | compressed | restored."""
+    from PIL import Image, ImageDraw
+
+    tiles = []
+    for i, im in enumerate(images):
+        im = np.asarray(im)
+        u8 = im if im.dtype == np.uint8 else (np.clip(im, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if labels and i < len(labels) and labels[i]:
+            pil = Image.fromarray(u8)
+            dr = ImageDraw.Draw(pil)
+            x0, y0, x1, y1 = dr.textbbox((6, 4), labels[i])
+            dr.rectangle((x0 - 3, y0 - 2, x1 + 3, y1 + 2), fill=(0, 0, 0))
+            dr.text((6, 4), labels[i], fill=(255, 255, 255))
+            u8 = np.asarray(pil)
+        tiles.append(u8)
+        if i < len(images) - 1:
+            tiles.append(np.full((u8.shape[0], gap, 3), 255, np.uint8))
+    return np.concatenate(tiles, 1)
+
+
 # -- helpers for the CLI ----------------------------------------------------------------------------------------
 def add_cli_args(parser) -> None:
     """Add ``--restore`` and ``--painter-weights DIR`` to an argparse (sub)parser."""
@@ -205,4 +227,4 @@ def restorer_from_args(args, device: str | None = None) -> "Restorer | None":
         return None
     return Restorer.from_pretrained(getattr(args, "painter_weights", None), device=device)
 
-__all__ = ["Restorer", "restore", "PainterWeightsError", "DEFAULT_WEIGHTS", "add_cli_args", "restorer_from_args"]
+__all__ = ["Restorer", "restore", "PainterWeightsError", "DEFAULT_WEIGHTS", "add_cli_args", "restorer_from_args", "side_by_side"]
