@@ -38,7 +38,7 @@ def _as_float(img: np.ndarray, name: str) -> np.ndarray:
 class Restorer:
     """A loaded GaussPainter ready for inference (``torch.no_grad``, eval mode)."""
 
-    def __init__(self, model, device: str = "cpu", half: bool | None = None, tile: int = 1024, overlap: int = 64):
+    def __init__(self, model, device: str = "cpu", half: bool | None = None, tile: int = 2048, overlap: int = 64):
         import torch
 
         self.device = torch.device(device)
@@ -54,7 +54,7 @@ class Restorer:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike | None = None, *, device: str | None = None,
-                        half: bool | None = None, tile: int = 1024, threads: int | None = None) -> "Restorer":
+                        half: bool | None = None, tile: int = 2048, threads: int | None = None) -> "Restorer":
         """Load weights from ``folder`` (default: the shipped checkpoint). ``device``: "cpu", "cuda" or None
         (CUDA when available). ``half``: fp16 (default: on CUDA only). ``threads``: torch CPU threads to use.
 
