@@ -34,6 +34,7 @@ import numpy as np
 from .codec import entropy, morton, quantize
 from .codec.palette import default_palette_size, kmeans_palette
 from .conventions import sh_coeff_count
+from .io.atomic import read_bytes
 from .errors import FormatError, SceneError
 from .scene import GaussianScene
 
@@ -859,12 +860,7 @@ def _uniform_codes(arr: np.ndarray, c: int, n: int, bits: int, bad) -> np.ndarra
 
 def read_exgs(path: str | os.PathLike) -> GaussianScene:
     """Read an .exgs file (see :func:`decode`)."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise FormatError("no such file", path) from None
-    except OSError as e:
-        raise FormatError(f"cannot read: {e.strerror or e}", path) from None
+    data = read_bytes(path)
     return decode(data, path=path)
 
 

@@ -1,4 +1,4 @@
-"""Atomic file writing: write to a temporary file beside the target, then rename over it."""
+"""File helpers: atomic writing (temp file beside the target, then rename) and checked whole-file reading."""
 
 from __future__ import annotations
 
@@ -27,3 +27,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The whole file, or a :class:`~exgs_core.errors.FormatError` naming it ("no such file", "cannot read")."""
+    from ..errors import FormatError
+
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FormatError("no such file", path) from None
+    except IsADirectoryError:
+        raise FormatError("is a folder, not a file", path) from None
+    except OSError as e:
+        raise FormatError(f"cannot read: {e.strerror or e}", path) from None

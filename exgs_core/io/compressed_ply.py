@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..conventions import SH_C0, logit, sh_degree_from_count
+from .atomic import read_bytes
 from ..errors import FormatError
 from ..scene import GaussianScene
 
@@ -302,13 +303,7 @@ def read_compressed_ply(path: str | os.PathLike) -> GaussianScene:
     Raises:
         FormatError: naming the file and the element/property at fault.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise FormatError("no such file", path) from None
-    except OSError as e:
-        raise FormatError(f"cannot read: {e.strerror or e}", path) from None
+    data = read_bytes(path)
     try:
         return decode_compressed_ply(data, path)
     except FormatError:

@@ -71,6 +71,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..conventions import logit, sh_coeff_count
+from .atomic import read_bytes
 from ..errors import FormatError
 from ..scene import GaussianScene
 
@@ -450,13 +451,7 @@ def read_spz(path: str | os.PathLike, *, axes: str = "stored") -> GaussianScene:
     """
     if axes not in ("stored", "rdf"):
         raise ValueError(f"axes must be 'stored' or 'rdf', got {axes!r}")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise FormatError("no such file", path) from None
-    except OSError as e:
-        raise FormatError(f"cannot read: {e.strerror or e}", path) from None
+    data = read_bytes(path)
     try:
         scene = decode_spz(unpack_spz(data, path), path)
         return flip_yz(scene) if axes == "rdf" else scene
