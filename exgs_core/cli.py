@@ -415,10 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--score", choices=["exgs", "lightgaussian", "opacity"], default="exgs",
                     help="significance score (default exgs: transmittance-weighted opacity)")
     sp.add_argument("--no-voxel", action="store_true", help="global top-k instead of voxel-based sampling")
-    sp.add_argument("--compensation", choices=["pairwise", "merge", "amplify", "none"], default="pairwise",
+    sp.add_argument("--compensation", choices=["auto", "pairwise", "pairwise-kl", "merge", "amplify", "none"],
+                    default="auto",
                     help="adaptive amplification: drop the invisible and merge neighbour pairs hierarchically by "
-                         "moment matching (pairwise, default); voxel-sample and merge every removed Gaussian into "
-                         "its nearest survivor (merge); voxel-sample and scale up opacity/size (amplify); or none")
+                         "moment matching, opaque merges with a Ward cost (pairwise) or mass-conserving merges with a "
+                         "KL cost (pairwise-kl); auto (default) runs both and keeps the one closer to the full "
+                         "scene on the scoring views; voxel-sample and merge every removed Gaussian into its nearest "
+                         "survivor (merge); voxel-sample and scale up opacity/size (amplify); or none")
     sp.add_argument("--no-fold-sh", action="store_true", help="do not fold cut SH bands into the DC colour")
     sp.add_argument("--json", action="store_true", help="also print the report as one JSON object")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

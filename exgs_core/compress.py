@@ -20,7 +20,16 @@ from .errors import ExgsError
 from .scene import GaussianScene
 
 
-COMPENSATIONS = ("merge", "pairwise", "amplify", "none")
+COMPENSATIONS = ("auto", "pairwise", "pairwise-kl", "merge", "amplify", "none")
+# the two hierarchical (pairwise) compensations, as ugc.pairwise_merge keyword arguments
+PAIRWISE = {
+    # Ward cost on centres + DC colour, mass = opacity x projected area, merged opacity never below the members'
+    # (opaque surfaces stay opaque): best on solid objects (guitar, biker, flowers at rho 0.25)
+    "pairwise": dict(cost="ward", mass="projected", opacity_floor=1.0, color="dc"),
+    # KL cost of the merged Gaussian against the pair's mixture + colour over all SH, mass = opacity x ellipsoid
+    # surface, pure mass conservation: best on fuzzy/thin content (plant, tarot cards, statues, street)
+    "pairwise-kl": dict(cost="kl", mass="surface", opacity_floor=0.0, color="all"),
+}
 
 
 @dataclass(frozen=True)
@@ -33,12 +42,14 @@ class CompressOptions:
         sh_keep: fraction of the survivors that keep their higher SH (the rest are DC-only).
         score: ``"exgs"`` (transmittance-weighted), ``"lightgaussian"`` or ``"opacity"``.
         voxel_sampling: voxel-based sampling (else global top-k by score).
-        compensation: closed-form adaptive amplification of the survivors: ``"pairwise"`` (default: drop the
-            Gaussians that carry the last 2 % of the significance, then greedy pairwise moment matching of
-            neighbours down to the budget; no voxel sampling), ``"merge"`` (voxel sampling, then every removed
+        compensation: closed-form adaptive amplification of the survivors. ``"pairwise"``: drop the Gaussians
+            that carry the last 2 % of the significance, then greedy pairwise moment matching of neighbours down
+            to the budget (no voxel sampling), Ward cost, opaque merges; ``"pairwise-kl"``: the same with a KL
+            cost and mass-conserving opacity (see :data:`PAIRWISE`); ``"auto"`` (default): both, and keep the one
+            whose renders of (up to 8 of) the scoring views are closer to the full scene's (PSNR);
+            ``"merge"`` (voxel sampling, then every removed
             Gaussian is moment-matched into its nearest survivor), ``"amplify"`` (voxel sampling, per-voxel
-            opacity/scale gain only) or ``"none"``. Measured: pairwise is 2-6 dB better at rho >= 0.25 and
-            mixed at 0.1 (BENCHMARKS.md).
+            opacity/scale gain only) or ``"none"``. Measured in BENCHMARKS.md.
         amplify_strength: exponent of the per-voxel coverage gain of ``"amplify"`` (0 = off, 1 = full mass).
         fold_sh: fold the cut SH bands' mean colour over the views into DC.
         views: number of automatic scoring views (when no cameras are given).
@@ -51,7 +62,7 @@ class CompressOptions:
     sh_keep: float = 0.1
     score: str = "exgs"
     voxel_sampling: bool = True
-    compensation: str = "pairwise"
+    compensation: str = "auto"
     amplify_strength: float = 0.5
     fold_sh: bool = True
     views: int = 24
@@ -128,9 +139,13 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     report.views = len(cams)
     ugc._check_cancel(cancel)
     t = time.perf_counter()
-    if options.compensation == "pairwise":
-        out, report.amplification = ugc.pairwise_merge(scene, score, int(round(options.ratio * scene.n)))
-        report.sampling = {"method": "pairwise"}
+    if options.compensation in ("auto", "pairwise", "pairwise-kl"):
+        target = int(round(options.ratio * scene.n))
+        if options.compensation != "auto":
+            out, report.amplification = ugc.pairwise_merge(scene, score, target, **PAIRWISE[options.compensation])
+            report.sampling = {"method": options.compensation}
+        else:
+            out, report.amplification, report.sampling = _pairwise_auto(scene, score, target, cams, cancel)
         # SH split on the merged set: rank by the merged Gaussians' mass x visibility proxy (opacity x area)
         fold = np.array([c.position for c in cams]) if options.fold_sh else None
         out, sh_full = ugc.split_sh(out, ugc.coverage_mass(out), options.sh_keep, fold_dirs=fold)
@@ -159,6 +174,30 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     if progress:
         progress(0.7, "pruned")
     return out, sh_full, acc
+
+
+def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: list[Camera], cancel,
+                   n_views: int = 8) -> tuple[GaussianScene, dict, dict]:
+    """Run both :data:`PAIRWISE` variants and keep the one whose renders of up to ``n_views`` of the scoring
+    views have the higher mean PSNR against the full scene's renders (an encoder-side choice: no optimisation,
+    the decoder does not need to know)."""
+    from .metrics import psnr
+    from .render import render
+
+    if target >= scene.n:
+        return scene.copy(), {"dropped": 0, "rounds": 0}, {"method": "auto", "chosen": "none"}
+    pick = cams[:: max(1, len(cams) // n_views)][:n_views]
+    refs = [render(scene, c).rgb for c in pick]
+    best = None
+    tried = {}
+    for name, kw in PAIRWISE.items():
+        ugc._check_cancel(cancel)
+        out, stats = ugc.pairwise_merge(scene, score, target, **kw)
+        p = float(np.mean([psnr(render(out, c).rgb, r) for c, r in zip(pick, refs)]))
+        tried[name] = round(p, 3)
+        if best is None or p > best[0]:
+            best = (p, name, out, stats)
+    return best[2], best[3], {"method": "auto", "chosen": best[1], "view_psnr": tried}
 
 
 def _sub(progress, lo: float, hi: float):

@@ -21,8 +21,10 @@ Pipeline (each step a pure function, arrays in, new arrays out):
    ``g = (M_all / M_kept) ** strength``, applied to opacity first (up to 0.99), the rest to the scale.
    :func:`pairwise_merge` (the compressor's default, replacing steps 2-3) — the significance score removes the
    Gaussians that carry the last 2 % of it (occluded, nearly transparent), then neighbour pairs are merged
-   greedily by the same moment matching, cheapest first, until the budget is met. Measured 2-6 dB better than
-   the one-shot merge at rho >= 0.25 (mixed at 0.1), see BENCHMARKS.md.
+   greedily by the same moment matching, cheapest first, until the budget is met. Two cost/opacity variants:
+   Ward cost with opaque merges (solid objects) and a KL cost with mass-conserving opacity (fuzzy, thin
+   content); the compressor's ``"auto"`` tries both and keeps the better on the scoring views. Measured in
+   BENCHMARKS.md.
 4. :func:`split_sh` — the ``sh_keep`` fraction of survivors with the highest score keep full SH; the rest become
    DC-only, optionally with the removed bands' mean colour over the scoring views folded into DC.
 """
@@ -383,18 +385,128 @@ except ImportError:  # pragma: no cover
     _greedy_pairs = _greedy_pairs_py
 
 
+try:
+    from numba import prange as _prange
+except ImportError:  # pragma: no cover
+    _prange = range
+
+
+def _kl_costs_py(means, chol, logdet, mass, ei, ej, z):
+    """float64 [E]: per edge (ei[e], ej[e]), KL(p || q) from the pair's mixture p (weights ~ mass) to its
+    moment-matched Gaussian q, estimated with the fixed standard-normal draws z [S, 3] pushed through each
+    member (common random numbers for log p and log q, so identical members cost exactly 0).
+    means [N, 3], chol [N, 3, 3] lower Cholesky factors of the covariances, logdet [N], mass [N]."""
+    m = ei.size
+    out = np.empty(m, np.float64)
+    ns = z.shape[0]
+    c3 = 3.0 * math.log(2.0 * math.pi)
+    for e in _prange(m):
+        i = ei[e]
+        j = ej[e]
+        w = mass[i] + mass[j]
+        pi = mass[i] / w if w > 0 else 0.5
+        pi = min(max(pi, 1e-12), 1.0 - 1e-12)
+        pj = 1.0 - pi
+        mu0 = pi * means[i, 0] + pj * means[j, 0]
+        mu1 = pi * means[i, 1] + pj * means[j, 1]
+        mu2 = pi * means[i, 2] + pj * means[j, 2]
+        # merged covariance = sum_k p_k (L_k L_k^T + d_k d_k^T), lower triangle only
+        di0, di1, di2 = means[i, 0] - mu0, means[i, 1] - mu1, means[i, 2] - mu2
+        dj0, dj1, dj2 = means[j, 0] - mu0, means[j, 1] - mu1, means[j, 2] - mu2
+        ci = chol[i]
+        cj = chol[j]
+        s00 = pi * (ci[0, 0] * ci[0, 0] + di0 * di0) + pj * (cj[0, 0] * cj[0, 0] + dj0 * dj0)
+        s10 = pi * (ci[1, 0] * ci[0, 0] + di1 * di0) + pj * (cj[1, 0] * cj[0, 0] + dj1 * dj0)
+        s20 = pi * (ci[2, 0] * ci[0, 0] + di2 * di0) + pj * (cj[2, 0] * cj[0, 0] + dj2 * dj0)
+        s11 = (pi * (ci[1, 0] * ci[1, 0] + ci[1, 1] * ci[1, 1] + di1 * di1)
+               + pj * (cj[1, 0] * cj[1, 0] + cj[1, 1] * cj[1, 1] + dj1 * dj1))
+        s21 = (pi * (ci[2, 0] * ci[1, 0] + ci[2, 1] * ci[1, 1] + di2 * di1)
+               + pj * (cj[2, 0] * cj[1, 0] + cj[2, 1] * cj[1, 1] + dj2 * dj1))
+        s22 = (pi * (ci[2, 0] * ci[2, 0] + ci[2, 1] * ci[2, 1] + ci[2, 2] * ci[2, 2] + di2 * di2)
+               + pj * (cj[2, 0] * cj[2, 0] + cj[2, 1] * cj[2, 1] + cj[2, 2] * cj[2, 2] + dj2 * dj2))
+        # Cholesky of the merged covariance (3x3, with a tiny ridge)
+        l00 = math.sqrt(max(s00, 1e-30))
+        l10 = s10 / l00
+        l20 = s20 / l00
+        l11 = math.sqrt(max(s11 - l10 * l10, 1e-30))
+        l21 = (s21 - l20 * l10) / l11
+        l22 = math.sqrt(max(s22 - l20 * l20 - l21 * l21, 1e-30))
+        logdet_m = 2.0 * (math.log(l00) + math.log(l11) + math.log(l22))
+        kl = 0.0
+        for src in range(2):
+            s_ = i if src == 0 else j
+            ps = pi if src == 0 else pj
+            acc = 0.0
+            for t in range(ns):
+                x0 = means[s_, 0] + chol[s_, 0, 0] * z[t, 0] + chol[s_, 0, 1] * z[t, 1] + chol[s_, 0, 2] * z[t, 2]
+                x1 = means[s_, 1] + chol[s_, 1, 0] * z[t, 0] + chol[s_, 1, 1] * z[t, 1] + chol[s_, 1, 2] * z[t, 2]
+                x2 = means[s_, 2] + chol[s_, 2, 0] * z[t, 0] + chol[s_, 2, 1] * z[t, 1] + chol[s_, 2, 2] * z[t, 2]
+                lg0 = 0.0
+                lg1 = 0.0
+                for k in range(2):
+                    g = i if k == 0 else j
+                    r0 = x0 - means[g, 0]
+                    r1 = x1 - means[g, 1]
+                    r2 = x2 - means[g, 2]
+                    y0 = r0 / chol[g, 0, 0]
+                    y1 = (r1 - chol[g, 1, 0] * y0) / chol[g, 1, 1]
+                    y2 = (r2 - chol[g, 2, 0] * y0 - chol[g, 2, 1] * y1) / chol[g, 2, 2]
+                    v = -0.5 * (c3 + logdet[g] + y0 * y0 + y1 * y1 + y2 * y2) + math.log(pi if k == 0 else pj)
+                    if k == 0:
+                        lg0 = v
+                    else:
+                        lg1 = v
+                hi = max(lg0, lg1)
+                log_p = hi + math.log(math.exp(lg0 - hi) + math.exp(lg1 - hi))
+                r0 = x0 - mu0
+                r1 = x1 - mu1
+                r2 = x2 - mu2
+                y0 = r0 / l00
+                y1 = (r1 - l10 * y0) / l11
+                y2 = (r2 - l20 * y0 - l21 * y1) / l22
+                log_q = -0.5 * (c3 + logdet_m + y0 * y0 + y1 * y1 + y2 * y2)
+                acc += log_p - log_q
+            kl += ps * acc / ns
+        out[e] = kl
+    return out
+
+
+try:
+    from numba import njit as _njit2
+
+    _kl_costs = _njit2(cache=True, nogil=True, parallel=True)(_kl_costs_py)
+except ImportError:  # pragma: no cover
+    _kl_costs = _kl_costs_py
+
+
+def _ellipsoid_area(sd: np.ndarray) -> np.ndarray:
+    """float64 [N] surface area of ellipsoids with semi-axes sd [N, 3] (Knud Thomsen, p = 1.6075)."""
+    p = 1.6075
+    a, b, c = sd[:, 0], sd[:, 1], sd[:, 2]
+    return 4.0 * np.pi * (((a * b) ** p + (a * c) ** p + (b * c) ** p) / 3.0) ** (1.0 / p)
+
+
 def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop_score_fraction: float = 0.02,
-                   knn: int = 8, color_weight: float = 1.0) -> tuple[GaussianScene, dict]:
+                   knn: int = 8, color_weight: float = 1.0, cost: str = "ward", mass: str = "projected",
+                   opacity_floor: float = 1.0, color: str = "dc", samples: int = 1
+                   ) -> tuple[GaussianScene, dict]:
     """UGC with hierarchical compensation: drop the invisible, then merge neighbour pairs until ``target`` remain.
 
     1. The least significant Gaussians that together carry ``drop_score_fraction`` of the total significance
        (occluded or nearly transparent ones: typically 30-40 % of a scene carries 2 %) are removed outright; they
        are never merged into visible surfaces.
-    2. Rounds of greedy pairwise merging: candidate pairs are each Gaussian's ``knn`` nearest neighbours, cost
-       ``w_i w_j / (w_i + w_j) * (|mu_i - mu_j|^2 + color_weight * |dc_i - dc_j|^2 * (A_i + A_j))`` (Ward's
-       criterion on centres plus a colour term; w = coverage mass, A = pi s_a s_b); the cheapest disjoint pairs
-       are moment-matched as in :func:`merge_into_survivors` (at most half the Gaussians per round) until
-       exactly ``target`` remain.
+    2. Rounds of greedy pairwise merging: candidate pairs are each Gaussian's ``knn`` nearest neighbours, the
+       cheapest disjoint pairs are moment-matched (mass-weighted centre, covariance with spread, colour; the
+       opacity conserves the pair's coverage mass) — at most half the Gaussians per round — until exactly
+       ``target`` remain. Pair cost:
+       ``"ward"``: ``w_i w_j / (w_i + w_j) * (|mu_i - mu_j|^2 + color_weight * |c_i - c_j|^2 * (A_i + A_j))``
+       (Ward's criterion on centres plus a colour term; w = coverage mass, A = area);
+       ``"kl"``: the KL divergence from the pair's mixture to the merged Gaussian (Monte-Carlo with ``samples``
+       fixed draws; scale-free) plus ``color_weight * |c_i - c_j|^2``.
+       ``color``: ``"dc"`` compares the DC coefficients only, ``"all"`` every SH coefficient.
+       ``mass``: coverage mass is opacity x ``"projected"`` area (pi s_a s_b of the two largest axes) or x the
+       ellipsoid ``"surface"`` area. ``opacity_floor``: a merged opacity never drops below this fraction of its members' largest
+       (1: an opaque surface stays opaque however far the pair spreads; 0: pure mass conservation).
 
     Returns:
         (scene of ``target`` Gaussians, stats: dropped, rounds).
@@ -403,13 +515,18 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
 
     from .sh_rotation import matrix_to_quat, quat_to_matrix
 
+    if cost not in ("ward", "kl") or mass not in ("projected", "surface") or color not in ("dc", "all"):
+        raise ValueError(f"pairwise_merge: bad cost/mass/color {cost!r}/{mass!r}/{color!r}")
     n0 = scene.n
     if target >= n0:
         return scene.copy(), {"dropped": 0, "rounds": 0}
-    o = np.sort(score)
-    cum = np.cumsum(o) / max(o.sum(), 1e-300)
-    thr = o[min(int(np.searchsorted(cum, drop_score_fraction)), n0 - 1)]
-    vis = score > thr
+    if drop_score_fraction > 0:
+        o = np.sort(score)
+        cum = np.cumsum(o) / max(o.sum(), 1e-300)
+        thr = o[min(int(np.searchsorted(cum, drop_score_fraction)), n0 - 1)]
+        vis = score > thr
+    else:
+        vis = np.ones(n0, bool)
     if vis.sum() < target:  # never drop below the target: keep the best by score instead
         vis = top_k(score, target / n0)
     s = scene.subset(vis)
@@ -417,10 +534,14 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
     cov = np.einsum("nij,nj,nkj->nik", quat_to_matrix(s.quats), np.exp(2.0 * s.log_scales.astype(np.float64)),
                     quat_to_matrix(s.quats))
     op = s.opacities.astype(np.float64)
-    ss = np.sort(np.exp(s.log_scales.astype(np.float64)), axis=1)
-    area = np.pi * ss[:, 2] * ss[:, 1]
-    mass = op * area
+
+    def area_of(sd_sorted):  # sd ascending [N, 3]
+        return np.pi * sd_sorted[:, 2] * sd_sorted[:, 1] if mass == "projected" else _ellipsoid_area(sd_sorted)
+
+    area = area_of(np.sort(np.exp(s.log_scales.astype(np.float64)), axis=1))
+    w_mass = op * area
     sh = s.sh.astype(np.float64)
+    z = np.random.default_rng(0).standard_normal((max(1, samples), 3))
     n = s.n
     rounds = 0
     while n > target:
@@ -429,30 +550,38 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
         _, nb = cKDTree(means).query(means, k=k, workers=-1)
         ei = np.repeat(np.arange(n), k - 1)
         ej = nb[:, 1:].ravel()
-        wi, wj = mass[ei], mass[ej]
-        h = wi * wj / (wi + wj + 1e-300)
-        cost = h * (((means[ei] - means[ej]) ** 2).sum(1)
-                    + color_weight * ((sh[ei, 0] - sh[ej, 0]) ** 2).sum(1) * (area[ei] + area[ej]))
-        order = np.argsort(cost, kind="stable")
+        wi, wj = w_mass[ei], w_mass[ej]
+        cd = sh[ei, 0] - sh[ej, 0] if color == "dc" else (sh[ei] - sh[ej]).reshape(len(ei), -1)
+        c2 = (cd ** 2).sum(1)
+        if cost == "ward":
+            h = wi * wj / (wi + wj + 1e-300)
+            c = h * (((means[ei] - means[ej]) ** 2).sum(1) + color_weight * c2 * (area[ei] + area[ej]))
+        else:
+            creg = cov + 1e-12 * np.eye(3)
+            chol = np.linalg.cholesky(creg)
+            logdet = 2.0 * np.log(np.abs(np.diagonal(chol, axis1=1, axis2=2))).sum(1)
+            c = _kl_costs(means, chol, logdet, w_mass, ei, ej, z) + color_weight * c2
+            c = np.where(np.isfinite(c), c, np.inf)
+        order = np.argsort(c, kind="stable")
         pi, pj = _greedy_pairs(order, ei, ej, n, min(n - target, n // 2 + 1))
         if len(pi) == 0:
             break
-        w1, w2 = mass[pi], mass[pj]
+        w1, w2 = w_mass[pi], w_mass[pj]
         W = w1 + w2 + 1e-300
         mu = (w1[:, None] * means[pi] + w2[:, None] * means[pj]) / W[:, None]
         d1, d2 = means[pi] - mu, means[pj] - mu
-        c = (w1[:, None, None] * (cov[pi] + d1[:, :, None] * d1[:, None, :])
-             + w2[:, None, None] * (cov[pj] + d2[:, :, None] * d2[:, None, :])) / W[:, None, None]
-        ev = np.maximum(np.linalg.eigvalsh(c), 1e-20)
-        sn = np.sqrt(ev)  # ascending
-        a_new = np.pi * sn[:, 2] * sn[:, 1]
-        op_new = np.clip((w1 + w2) / a_new, np.maximum(op[pi], op[pj]), 0.99)
-        means[pi], cov[pi], op[pi], area[pi] = mu, c, op_new, a_new
+        cm = (w1[:, None, None] * (cov[pi] + d1[:, :, None] * d1[:, None, :])
+              + w2[:, None, None] * (cov[pj] + d2[:, :, None] * d2[:, None, :])) / W[:, None, None]
+        ev = np.maximum(np.linalg.eigvalsh(cm), 1e-20)
+        a_new = area_of(np.sqrt(ev))  # eigvalsh is ascending
+        lo = float(opacity_floor) * np.maximum(op[pi], op[pj])
+        op_new = np.clip((w1 + w2) / a_new, lo, 0.99)
+        means[pi], cov[pi], op[pi], area[pi] = mu, cm, op_new, a_new
         sh[pi] = (w1[:, None, None] * sh[pi] + w2[:, None, None] * sh[pj]) / W[:, None, None]
-        mass[pi] = op_new * a_new
+        w_mass[pi] = op_new * a_new
         keep = np.ones(n, bool)
         keep[pj] = False
-        means, cov, op, area, mass, sh = means[keep], cov[keep], op[keep], area[keep], mass[keep], sh[keep]
+        means, cov, op, area, w_mass, sh = means[keep], cov[keep], op[keep], area[keep], w_mass[keep], sh[keep]
         n = len(means)
     ev, evec = np.linalg.eigh(cov)
     evec[np.linalg.det(evec) < 0, :, 0] *= -1

@@ -2,7 +2,7 @@
 """Compress timing on a synthetic 1,000,000-Gaussian scene: the bundled biker tiled to 1M with every centre
 jittered by N(0, 0.002 x robust extent) (seed 0), as scripts/bench_render.py builds its 1M scene.
 
-Usage: .venv/bin/python scripts/bench_compress_1m.py [--ratio 0.1] [--views 24] [--compensation pairwise]
+Usage: .venv/bin/python scripts/bench_compress_1m.py [--ratio 0.1] [--views 24] [--compensation auto]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--ratio", type=float, default=0.1)
     ap.add_argument("--views", type=int, default=24)
-    ap.add_argument("--compensation", default="pairwise")
+    ap.add_argument("--compensation", default="auto")
     args = ap.parse_args(argv)
     s = load(ROOT / "examples" / "playcanvas_biker.spz")
     rng = np.random.default_rng(0)

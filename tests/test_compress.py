@@ -210,3 +210,38 @@ def test_pairwise_merge_hits_the_budget_and_drops_invisible(rng):
     assert out.validate().ok
     data, rep = compress(scene, CompressOptions(ratio=0.25, compensation="pairwise", **FAST))
     assert decompress(data).n == 500
+
+
+def test_pairwise_kl_variant_hits_the_budget_and_conserves_mass(rng):
+    scene = load(DATA / "plant_2000.splat")
+    score = rng.uniform(0.5, 1.0, size=scene.n)
+    for kw in (dict(cost="kl", mass="surface", opacity_floor=0.0, color="all"),
+               dict(cost="kl", samples=4), dict(cost="ward", opacity_floor=0.5)):
+        out, st = ugc.pairwise_merge(scene, score, 700, drop_score_fraction=0.0, **kw)
+        assert out.n == 700 and out.validate().ok and st["dropped"] == 0
+    with pytest.raises(ValueError, match="cost"):
+        ugc.pairwise_merge(scene, score, 700, cost="nope")
+    # two identical Gaussians merge into one with the opacity that keeps their coverage mass (capped at 0.99)
+    two = GaussianScene(np.zeros((2, 3)), np.tile([1.0, 0, 0, 0], (2, 1)), np.full((2, 3), np.log(0.1)),
+                        np.full(2, ugc.logit(np.float64(0.3))), np.zeros((2, 1, 3)))
+    one, _ = ugc.pairwise_merge(two, np.ones(2), 1, drop_score_fraction=0.0, cost="kl", opacity_floor=0.0)
+    assert one.n == 1 and np.allclose(one.opacities, 0.6, atol=1e-5)
+    assert np.allclose(np.exp(one.log_scales), 0.1, rtol=1e-4)
+
+
+def test_kl_cost_prefers_overlapping_similar_pairs():
+    means = np.array([[0, 0, 0], [0.01, 0, 0], [0, 0, 0], [3.0, 0, 0]], np.float64)
+    chol = np.tile(np.eye(3) * 0.5, (4, 1, 1))
+    logdet = np.full(4, 3 * 2 * np.log(0.5))
+    z = np.random.default_rng(0).standard_normal((4, 3))
+    c = ugc._kl_costs(means, chol, logdet, np.ones(4), np.array([0, 2]), np.array([1, 3]), z)
+    # well separated: KL = -ln 2 + ln(std_merged / std) = -0.693 + 0.5 ln(2.5 / 0.25) = 0.46 along x
+    assert abs(c[0]) < 0.01 and 0.3 < c[1] < 0.7
+
+
+def test_auto_compensation_picks_the_better_variant_on_the_scoring_views():
+    scene = load(DATA / "plant_2000.splat")
+    _, rep = compress(scene, CompressOptions(ratio=0.25, **FAST))
+    s = rep.sampling
+    assert s["method"] == "auto" and s["chosen"] in ("pairwise", "pairwise-kl")
+    assert s["view_psnr"][s["chosen"]] == max(s["view_psnr"].values())
