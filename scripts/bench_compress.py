@@ -159,11 +159,11 @@ def main(argv=None) -> int:
                 row["ours"][str(r)] = ours(scene, ev, r, f.stat().st_size)
                 if old and str(r) in old.get("decimate_sog", {}):
                     row["decimate_sog"][str(r)] = old["decimate_sog"][str(r)]
-                    continue
-                try:
-                    row["decimate_sog"][str(r)] = peer(exe, f, tmp, ev, "sog", r)
-                except Exception as e:
-                    row["decimate_sog"][str(r)] = {"error": str(e)}
+                else:
+                    try:
+                        row["decimate_sog"][str(r)] = peer(exe, f, tmp, ev, "sog", r)
+                    except Exception as e:
+                        row["decimate_sog"][str(r)] = {"error": str(e)}
                 d = row["decimate_sog"][str(r)]
                 if "bytes" in d:  # ours at the peer's size: rho chosen by --target-bytes (the criterion)
                     try:
