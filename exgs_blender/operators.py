@@ -307,6 +307,7 @@ class EXGS_OT_compress(bpy.types.Operator):
             opts = CompressOptions(
                 ratio=float(props.ratio), sh_keep=float(props.sh_keep), views=int(props.auto_views),
                 target_bytes=int(props.target_mb * 1e6) if props.size_mode == "TARGET" else None,
+                sh_keep_auto=props.size_mode == "TARGET" and bool(props.sh_keep_auto),
             )
             cams = compress_cameras(context, ob, props)
         except (ExgsError, ValueError) as e:

@@ -41,6 +41,9 @@ class EXGS_PG_scene(bpy.types.PropertyGroup):
     target_mb: FloatProperty(name="Target MB", min=0.001, default=1.0, description="Largest allowed file size")
     sh_keep: FloatProperty(name="SH keep", min=0.0, max=1.0, default=0.1, subtype="FACTOR",
                            description="Fraction of the kept Gaussians that keep their higher SH")
+    sh_keep_auto: BoolProperty(name="Choose SH keep", default=True,
+                               description="Target size: try SH keep 0.1, 0.3 and 1.0 (and the value above) and "
+                                           "keep the best-looking file that fits (slower)")
     views: EnumProperty(
         name="Views", items=[("AUTO", "Automatic", "Automatic orbit / inside-out views", 0),
                              ("CAMERAS", "Scene cameras", "Every camera object in the scene", 1),

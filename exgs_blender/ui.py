@@ -52,6 +52,8 @@ class EXGS_PT_compress(bpy.types.Panel):
         col = layout.column()
         col.prop(props, "size_mode", expand=True)
         col.prop(props, "ratio" if props.size_mode == "RATIO" else "target_mb")
+        if props.size_mode == "TARGET":
+            col.prop(props, "sh_keep_auto")
         col.prop(props, "sh_keep")
         col.prop(props, "views")
         if props.views == "JSON":

@@ -295,7 +295,8 @@ def cmd_compress(args) -> int:
     try:
         opts = CompressOptions(
             ratio=args.ratio, target_bytes=int(args.target_mb * 1e6) if args.target_mb else None,
-            sh_keep=args.sh_keep, score=args.score, voxel_sampling=not args.no_voxel, compensation=args.compensation,
+            sh_keep=0.1 if args.sh_keep is None else args.sh_keep,
+            sh_keep_auto=bool(args.target_mb) and args.sh_keep is None, score=args.score, voxel_sampling=not args.no_voxel, compensation=args.compensation,
             fold_sh=not args.no_fold_sh, views=args.views, view_size=args.view_size,
         )
     except ValueError as e:
@@ -407,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--ratio", type=float, default=0.1, help="retention ratio: fraction of Gaussians kept (default 0.1)")
     g.add_argument("--target-mb", type=float, metavar="M", help="choose the retention so the file is at most M MB (10^6 bytes)")
-    sp.add_argument("--sh-keep", type=float, default=0.1, metavar="F",
-                    help="fraction of the kept Gaussians that keep their higher SH (default 0.1)")
+    sp.add_argument("--sh-keep", type=float, default=None, metavar="F",
+                    help="fraction of the kept Gaussians that keep their higher SH (default 0.1; with --target-mb "
+                         "and no --sh-keep the encoder tries 0.1, 0.3 and 1.0 and keeps the best at that size)")
     sp.add_argument("--cameras", metavar="cameras.json", help="decide on these views instead of automatic ones")
     sp.add_argument("--views", type=positive_int, default=24, help="automatic scoring views (default 24)")
     sp.add_argument("--view-size", type=positive_int, default=256, help="scoring image size in pixels (default 256)")

@@ -21,6 +21,7 @@ from .scene import GaussianScene
 
 
 COMPENSATIONS = ("auto", "pairwise", "pairwise-kl", "merge", "amplify", "none")
+SH_KEEP_CANDIDATES = (0.1, 0.3, 1.0)
 # the two hierarchical (pairwise) compensations, as ugc.pairwise_merge keyword arguments
 PAIRWISE = {
     # Ward cost on centres + DC colour, mass = opacity x projected area, merged opacity never below the members'
@@ -40,6 +41,10 @@ class CompressOptions:
         ratio: retention rho in (0, 1] (ignored when ``target_bytes`` is set).
         target_bytes: pick rho so the file is at most this many bytes (bisection on real encodes).
         sh_keep: fraction of the survivors that keep their higher SH (the rest are DC-only).
+        sh_keep_auto: with ``target_bytes`` on a scene with SH: also choose ``sh_keep`` among
+            :data:`SH_KEEP_CANDIDATES` (and ``sh_keep``), each with its own rho that fits, keeping the file whose
+            decoded renders of (up to 8 of) the scoring views are closest to the full scene (PSNR). More SH and
+            fewer Gaussians, or the reverse: which wins depends on the scene (measured in BENCHMARKS.md).
         score: ``"exgs"`` (transmittance-weighted), ``"lightgaussian"`` or ``"opacity"``.
         voxel_sampling: voxel-based sampling (else global top-k by score).
         compensation: closed-form adaptive amplification of the survivors. ``"pairwise"``: drop the Gaussians
@@ -60,6 +65,7 @@ class CompressOptions:
     ratio: float = 0.1
     target_bytes: int | None = None
     sh_keep: float = 0.1
+    sh_keep_auto: bool = False
     score: str = "exgs"
     voxel_sampling: bool = True
     compensation: str = "auto"
@@ -257,8 +263,10 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
 
     if options.target_bytes is None:
         data, pruned, sh_full, _ = encode_at(options, None, 0.0, 1.0)
-    else:
+    elif not options.sh_keep_auto or scene.sh_degree == 0:
         data, pruned, sh_full = _search_ratio(scene, options, encode_at, report)
+    else:
+        data, pruned, sh_full = _search_sh_keep(scene, options, encode_at, report, cameras, cancel)
     report.gaussians_out = pruned.n
     report.ratio = pruned.n / max(scene.n, 1)
     report.sh_full = int(np.count_nonzero(sh_full))
@@ -269,18 +277,54 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
     return data, report
 
 
-def _search_ratio(scene, options: CompressOptions, encode_at, report: CompressReport):
+def _search_sh_keep(scene, options: CompressOptions, encode_at, report: CompressReport, cameras, cancel):
+    """``sh_keep_auto``: one :func:`_search_ratio` per SH-keep candidate, keep the best decoded file on the
+    scoring views."""
+    from dataclasses import replace
+
+    from .exgs_format import decode
+    from .metrics import psnr
+    from .render import render
+
+    cands = sorted({float(options.sh_keep), *SH_KEEP_CANDIDATES})
+    cams = scoring_cameras(scene, options, cameras)
+    pick = cams[:: max(1, len(cams) // 8)][:8]
+    refs = [render(scene, c).rgb for c in pick]
+    acc, best, tried = None, None, []
+    for i, shk in enumerate(cands):
+        ugc._check_cancel(cancel)
+        lo, hi = i / len(cands), (i + 1) / len(cands)
+        try:
+            (data, pruned, sh_full), acc = _search_ratio(scene, replace(options, sh_keep=shk), encode_at, report,
+                                                         acc=acc, span=(lo, hi), with_acc=True)
+        except ExgsError:  # this SH share cannot fit the budget at all; the others may
+            continue
+        dec = decode(data)
+        p = float(np.mean([psnr(render(dec, c).rgb, r) for c, r in zip(pick, refs)]))
+        tried.append({"sh_keep": shk, "gaussians": pruned.n, "bytes": len(data), "view_psnr": round(p, 3)})
+        if best is None or p > best[0]:  # the report describes the chosen file
+            best = (p, (data, pruned, sh_full), dict(report.sampling), dict(report.amplification))
+    if best is None:
+        raise ExgsError(f"cannot reach {options.target_bytes:,} bytes with any SH keep fraction {cands}")
+    report.sampling, report.amplification = best[2], best[3]
+    report.sampling["sh_keep_search"] = tried
+    return best[1]
+
+
+def _search_ratio(scene, options: CompressOptions, encode_at, report: CompressReport, *, acc=None,
+                  span: tuple[float, float] = (0.0, 1.0), with_acc: bool = False):
     """Largest rho whose file fits ``options.target_bytes``: a secant search on real encodes (bytes grow about
-    linearly with rho), at most 6 encodes, scoring done once and reused."""
+    linearly with rho), at most 6 encodes, scoring done once and reused (``acc``). ``span``: the part of the
+    progress bar this search fills. Returns ``(data, pruned, sh_full)`` (and the accumulation if ``with_acc``)."""
     from dataclasses import replace
 
     target = options.target_bytes
     tried: list[tuple[float, int, tuple]] = []
-    acc = None
     rho = 1.0
+    lo, hi = span
     for it in range(6):
         opts = replace(options, ratio=rho, target_bytes=None)
-        data, pruned, sh_full, acc = encode_at(opts, acc, it / 6, (it + 1) / 6)
+        data, pruned, sh_full, acc = encode_at(opts, acc, lo + (hi - lo) * it / 6, lo + (hi - lo) * (it + 1) / 6)
         tried.append((rho, len(data), (data, pruned, sh_full)))
         fits = [t for t in tried if t[1] <= target]
         if fits and max(fits)[1] >= 0.97 * target:
@@ -303,7 +347,7 @@ def _search_ratio(scene, options: CompressOptions, encode_at, report: CompressRe
                         f"(retention {min(t[0] for t in tried):.4f})")
     best = max(fits, key=lambda t: t[1])
     report.sampling["target_search"] = [{"ratio": round(t[0], 5), "bytes": t[1]} for t in tried]
-    return best[2]
+    return (best[2], acc) if with_acc else best[2]
 
 
 def decompress(data: bytes, *, path=None) -> GaussianScene:

@@ -168,7 +168,7 @@ def main(argv=None) -> int:
                 if "bytes" in d:  # ours at the peer's size: rho chosen by --target-bytes (the criterion)
                     try:
                         row["ours_equal_bytes"][str(r)] = ours(scene, ev, None, f.stat().st_size,
-                                                               target_bytes=d["bytes"])
+                                                               target_bytes=d["bytes"], sh_keep_auto=True)
                     except Exception as e:
                         row["ours_equal_bytes"][str(r)] = {"error": str(e)}
                 o = row["ours"][str(r)]

@@ -245,3 +245,21 @@ def test_auto_compensation_picks_the_better_variant_on_the_scoring_views():
     s = rep.sampling
     assert s["method"] == "auto" and s["chosen"] in ("pairwise", "pairwise-kl")
     assert s["view_psnr"][s["chosen"]] == max(s["view_psnr"].values())
+
+
+def test_target_bytes_with_sh_keep_auto_fits_and_reports_the_choice():
+    scene = load(SH3)
+    target = 20_000
+    data, rep = compress(scene, CompressOptions(target_bytes=target, sh_keep_auto=True, **FAST))
+    assert len(data) <= target
+    tried = rep.sampling["sh_keep_search"]
+    assert sorted(t["sh_keep"] for t in tried) == [0.1, 0.3, 1.0]
+    assert all(t["bytes"] <= target for t in tried)
+    best = max(tried, key=lambda t: t["view_psnr"])
+    assert rep.bytes_out == best["bytes"] and rep.gaussians_out == best["gaussians"]
+    back = decompress(data)
+    assert back.n == best["gaussians"]
+    assert (np.abs(back.sh[:, 1:]).sum((1, 2)) > 0).mean() == pytest.approx(best["sh_keep"], abs=0.02)
+    # DC-only scenes have nothing to choose: one plain search
+    _, rep0 = compress(load(DONUT), CompressOptions(target_bytes=target, sh_keep_auto=True, **FAST))
+    assert "sh_keep_search" not in rep0.sampling
