@@ -391,6 +391,22 @@ except ImportError:  # pragma: no cover
     _prange = range
 
 
+def _edge_sq_dist_py(x, ei, ej):
+    """float64 [E]: squared Euclidean distance between rows ei[e] and ej[e] of x [N, D] (no [E, D] temporaries)."""
+    m = ei.size
+    out = np.empty(m, np.float64)
+    d = x.shape[1]
+    for e in _prange(m):
+        i = ei[e]
+        j = ej[e]
+        acc = 0.0
+        for t in range(d):
+            v = x[i, t] - x[j, t]
+            acc += v * v
+        out[e] = acc
+    return out
+
+
 def _kl_costs_py(means, chol, logdet, mass, ei, ej, z):
     """float64 [E]: per edge (ei[e], ej[e]), KL(p || q) from the pair's mixture p (weights ~ mass) to its
     moment-matched Gaussian q, estimated with the fixed standard-normal draws z [S, 3] pushed through each
@@ -475,8 +491,25 @@ try:
     from numba import njit as _njit2
 
     _kl_costs = _njit2(cache=True, nogil=True, parallel=True)(_kl_costs_py)
+    _edge_sq_dist = _njit2(cache=True, nogil=True, parallel=True)(_edge_sq_dist_py)
 except ImportError:  # pragma: no cover
     _kl_costs = _kl_costs_py
+    _edge_sq_dist = _edge_sq_dist_py
+
+
+def _order_by_cost(c: np.ndarray) -> np.ndarray:
+    """int64 [E]: edge indices by ascending cost c [E], ties (at float32 precision) by edge index.
+
+    One sort of unique uint64 keys ``float32 bits << 32 | index`` (as the renderer orders depths): 2-3x faster than
+    a stable argsort of float64, and the order does not depend on the sort algorithm numpy picks on this CPU."""
+    if c.size >= 1 << 32:  # pragma: no cover - 4 billion candidate edges
+        return np.argsort(c, kind="stable")
+    c = np.where(np.isfinite(c), c, np.inf)
+    lo = c.min() if c.size else 0.0
+    bits = (c - lo).astype(np.float32).view(np.uint32).astype(np.uint64)  # >= 0, so the bits are monotonic
+    keys = (bits << np.uint64(32)) | np.arange(c.size, dtype=np.uint64)
+    keys.sort()
+    return (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
 def _ellipsoid_area(sd: np.ndarray) -> np.ndarray:
@@ -551,18 +584,17 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
         ei = np.repeat(np.arange(n), k - 1)
         ej = nb[:, 1:].ravel()
         wi, wj = w_mass[ei], w_mass[ej]
-        cd = sh[ei, 0] - sh[ej, 0] if color == "dc" else (sh[ei] - sh[ej]).reshape(len(ei), -1)
-        c2 = (cd ** 2).sum(1)
+        c2 = _edge_sq_dist(np.ascontiguousarray(sh[:, 0] if color == "dc" else sh.reshape(n, -1)), ei, ej)
         if cost == "ward":
             h = wi * wj / (wi + wj + 1e-300)
-            c = h * (((means[ei] - means[ej]) ** 2).sum(1) + color_weight * c2 * (area[ei] + area[ej]))
+            c = h * (_edge_sq_dist(means, ei, ej) + color_weight * c2 * (area[ei] + area[ej]))
         else:
             creg = cov + 1e-12 * np.eye(3)
             chol = np.linalg.cholesky(creg)
             logdet = 2.0 * np.log(np.abs(np.diagonal(chol, axis1=1, axis2=2))).sum(1)
             c = _kl_costs(means, chol, logdet, w_mass, ei, ej, z) + color_weight * c2
             c = np.where(np.isfinite(c), c, np.inf)
-        order = np.argsort(c, kind="stable")
+        order = _order_by_cost(c)
         pi, pj = _greedy_pairs(order, ei, ej, n, min(n - target, n // 2 + 1))
         if len(pi) == 0:
             break
