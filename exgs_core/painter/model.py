@@ -168,9 +168,13 @@ def make_painter(cfg: dict | None = None):
             d = self.decode(torch.cat([z_hat, z_in], 0))
             d_hat, d_in = d.chunk(2, 0)
             base = p if self.config.get("skip_base", "prefill") == "prefill" else rgb
-            # decoder output is [-1,1]-scaled: difference / 2 in [0,1] units; residual_scale is a post-hoc
-            # least-squares calibration on training frames (1.0 when not calibrated)
-            out = base + (d_hat - d_in) * (0.5 * float(self.config.get("residual_scale", 1.0)))
+            # decoder output is [-1,1]-scaled: difference / 2 in [0,1] units. The residual's scale is a post-hoc
+            # least-squares calibration on training frames (1.0 when not calibrated), separately for covered
+            # pixels (alpha = 1) and holes (alpha = 0), linear in alpha between them.
+            s = float(self.config.get("residual_scale", 1.0))
+            s_vis = float(self.config.get("residual_scale_visible", s))
+            s_hole = float(self.config.get("residual_scale_hole", s))
+            out = base + (d_hat - d_in) * (0.5 * (s_hole + (s_vis - s_hole) * alpha))
             if return_aux:
                 return out, {"prefill": p, "z_in": z_in, "z_hat": z_hat, "d_in": d_in, "d_hat": d_hat}
             return out

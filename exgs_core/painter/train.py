@@ -86,14 +86,19 @@ def validate(model, val_scenes, views=(0, 4)) -> dict:
 
 
 def calibrate_residual(model, scenes, frames_per_scene: int = 6, seed: int = 1) -> dict:
-    """Least-squares scale s of the learned residual r = out - I on full *training* frames (never validation):
-    s = <r, T - I> / <r, r>, clipped to [0, 1]; s = 0 turns the model into the identity."""
+    """Least-squares scales of the learned residual r = out - I on full *training* frames (never validation):
+    ``out = I + r * (s_hole * (1 - alpha) + s_vis * alpha)``, (s_hole, s_vis) minimising |out - T|^2, each clipped to
+    [0, 1]; 0 makes the model the identity on those pixels (so it never has to trade visible pixels for holes)."""
     import torch
 
     rng = np.random.default_rng(seed)
-    old = model.config.get("residual_scale", 1.0)
+    keys = ("residual_scale", "residual_scale_visible", "residual_scale_hole")
+    old = {k: model.config.get(k) for k in keys}
     model.config["residual_scale"] = 1.0
-    num = den = 0.0
+    model.config.pop("residual_scale_visible", None)
+    model.config.pop("residual_scale_hole", None)
+    ata = np.zeros((2, 2))
+    atb = np.zeros(2)
     model.eval()
     with torch.no_grad():
         for sc in scenes:
@@ -103,11 +108,19 @@ def calibrate_residual(model, scenes, frames_per_scene: int = 6, seed: int = 1) 
                 xt = torch.from_numpy(x).permute(2, 0, 1)[None]
                 at = torch.from_numpy(a)[None, None]
                 res = (model(xt, at)[0].permute(1, 2, 0).numpy() - x).astype(np.float64)
-                num += float((res * (t - x)).sum())
-                den += float((res * res).sum())
-    model.config["residual_scale"] = old
-    scale = float(np.clip(num / den, 0.0, 1.0)) if den > 0 else 0.0
-    return {"residual_scale": round(scale, 4), "frames": frames_per_scene * len(scenes), "raw": num / max(den, 1e-12)}
+                al = a.astype(np.float64)[..., None]
+                f = np.stack([(res * (1 - al)).ravel(), (res * al).ravel()], 1)
+                ata += f.T @ f
+                atb += f.T @ (t - x).astype(np.float64).ravel()
+    for k, v in old.items():
+        if v is None:
+            model.config.pop(k, None)
+        else:
+            model.config[k] = v
+    raw = np.linalg.lstsq(ata + 1e-12 * np.eye(2), atb, rcond=None)[0]
+    s_hole, s_vis = (float(np.clip(x, 0.0, 1.0)) for x in raw)
+    return {"residual_scale": 1.0, "residual_scale_hole": round(s_hole, 4), "residual_scale_visible": round(s_vis, 4),
+            "frames": frames_per_scene * len(scenes), "raw": [round(float(x), 4) for x in raw]}
 
 
 def export(src: str, dst: str, data: str, frames_per_scene: int = 6) -> dict:
@@ -117,8 +130,9 @@ def export(src: str, dst: str, data: str, frames_per_scene: int = 6) -> dict:
     cal = calibrate_residual(m, scenes, frames_per_scene)
     with open(os.path.join(src, "config.json")) as f:
         extra = {k: v for k, v in json.load(f).items() if k in ("trained_steps", "val")}
-    extra["residual_scale"] = cal["residual_scale"]
-    extra["calibration"] = {"frames": cal["frames"], "unclipped_scale": round(cal["raw"], 4),
+    for k in ("residual_scale", "residual_scale_hole", "residual_scale_visible"):
+        extra[k] = cal[k]
+    extra["calibration"] = {"frames": cal["frames"], "unclipped_hole_visible": cal["raw"],
                             "data": "training scenes only"}
     m.config.update(extra)
     save_painter(m, dst)
