@@ -139,7 +139,7 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     cams = scoring_cameras(scene, options, cameras)
     if acc is None and options.score != "opacity":
         acc = ugc.accumulate(scene, cams, counts=options.score == "lightgaussian", progress=(lambda f, s: progress(0.6 * f, s)) if progress else None,
-                             cancel=cancel)
+                             cancel=cancel, keep_rgb=_choice_views(len(cams)))
     score = ugc.significance(scene, acc, options.score)
     report.seconds["score"] = round(time.perf_counter() - t, 3)
     report.views = len(cams)
@@ -151,7 +151,8 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
             out, report.amplification = ugc.pairwise_merge(scene, score, target, **PAIRWISE[options.compensation])
             report.sampling = {"method": options.compensation}
         else:
-            out, report.amplification, report.sampling = _pairwise_auto(scene, score, target, cams, cancel)
+            out, report.amplification, report.sampling = _pairwise_auto(scene, score, target, cams, cancel,
+                                                                        acc.images if acc else None)
         # SH split on the merged set: rank by the merged Gaussians' mass x visibility proxy (opacity x area)
         fold = np.array([c.position for c in cams]) if options.fold_sh else None
         out, sh_full = ugc.split_sh(out, ugc.coverage_mass(out), options.sh_keep, fold_dirs=fold)
@@ -182,18 +183,32 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     return out, sh_full, acc
 
 
+def _choice_views(n_cams: int, n_views: int = 8) -> list[int]:
+    """Indices of the (up to ``n_views``, evenly spread) scoring views the encoder compares candidates on."""
+    return list(range(n_cams))[:: max(1, n_cams // n_views)][:n_views]
+
+
+def _references(scene: GaussianScene, cams: list[Camera], images: dict | None) -> tuple[list, list]:
+    """(cameras, full-scene renders float32 [H, W, 3]) of the choice views; renders kept by the scoring pass are
+    reused."""
+    from .render import render
+
+    idx = _choice_views(len(cams))
+    images = images or {}
+    return [cams[i] for i in idx], [images[i] if i in images else render(scene, cams[i]).rgb for i in idx]
+
+
 def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: list[Camera], cancel,
-                   n_views: int = 8) -> tuple[GaussianScene, dict, dict]:
-    """Run both :data:`PAIRWISE` variants and keep the one whose renders of up to ``n_views`` of the scoring
-    views have the higher mean PSNR against the full scene's renders (an encoder-side choice: no optimisation,
-    the decoder does not need to know)."""
+                   images: dict | None = None) -> tuple[GaussianScene, dict, dict]:
+    """Run both :data:`PAIRWISE` variants and keep the one whose renders of up to 8 of the scoring views have
+    the higher mean PSNR against the full scene's renders (an encoder-side choice: no optimisation, the decoder
+    does not need to know). ``images``: full-scene renders by view index, from the scoring pass."""
     from .metrics import psnr
     from .render import render
 
     if target >= scene.n:
         return scene.copy(), {"dropped": 0, "rounds": 0}, {"method": "auto", "chosen": "none"}
-    pick = cams[:: max(1, len(cams) // n_views)][:n_views]
-    refs = [render(scene, c).rgb for c in pick]
+    pick, refs = _references(scene, cams, images)
     best = None
     tried = {}
     for name, kw in PAIRWISE.items():
@@ -288,8 +303,7 @@ def _search_sh_keep(scene, options: CompressOptions, encode_at, report: Compress
 
     cands = sorted({float(options.sh_keep), *SH_KEEP_CANDIDATES})
     cams = scoring_cameras(scene, options, cameras)
-    pick = cams[:: max(1, len(cams) // 8)][:8]
-    refs = [render(scene, c).rgb for c in pick]
+    pick = refs = None
     acc, best, tried = None, None, []
     for i, shk in enumerate(cands):
         ugc._check_cancel(cancel)
@@ -299,6 +313,8 @@ def _search_sh_keep(scene, options: CompressOptions, encode_at, report: Compress
                                                          acc=acc, span=(lo, hi), with_acc=True)
         except ExgsError:  # this SH share cannot fit the budget at all; the others may
             continue
+        if refs is None:
+            pick, refs = _references(scene, cams, acc.images if acc else None)
         dec = decode(data)
         p = float(np.mean([psnr(render(dec, c).rgb, r) for c, r in zip(pick, refs)]))
         tried.append({"sh_keep": shk, "gaussians": pruned.n, "bytes": len(data), "view_psnr": round(p, 3)})

@@ -32,7 +32,7 @@ Pipeline (each step a pure function, arrays in, new arrays out):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -66,33 +66,40 @@ class Accumulation:
         count: float64 [N], number of pixels where the Gaussian contributed (alpha >= 1/255, pixel not terminated).
         pixels: M * H * W.
         views: M.
+        images: {view index: float32 [H, W, 3] render} for the views asked for with ``keep_rgb`` (reused as
+            references when the compressor compares candidates, so the full scene is not rendered twice).
     """
 
     weight: np.ndarray
     count: np.ndarray
     pixels: int
     views: int
+    images: dict = field(default_factory=dict)
 
 
 def accumulate(scene: GaussianScene, cameras: Sequence[Camera], *, backend: str = "auto", counts: bool = False,
-               progress: Progress | None = None, cancel=None) -> Accumulation:
+               progress: Progress | None = None, cancel=None, keep_rgb: Sequence[int] = ()) -> Accumulation:
     """Render ``scene`` from every camera with per-Gaussian accumulation and sum the results
-    (``counts`` also gathers hit counts, which the LightGaussian score needs)."""
+    (``counts`` also gathers hit counts, which the LightGaussian score needs; ``keep_rgb``: indices of the
+    cameras whose rendered image is kept in ``images``)."""
     from .render import render
 
     w = np.zeros(scene.n, np.float64)
     c = np.zeros(scene.n, np.float64)
     pixels = 0
+    keep, images = set(keep_rgb), {}
     for i, cam in enumerate(cameras):
         _check_cancel(cancel)
         r = render(scene, cam, backend=backend, return_weights=True, **({"return_counts": True} if counts else {}))
         w += r.weights
+        if i in keep:
+            images[i] = r.rgb
         if counts:
             c += r.counts
         pixels += cam.width * cam.height
         if progress:
             progress((i + 1) / len(cameras), f"scoring view {i + 1}/{len(cameras)}")
-    return Accumulation(w, c, pixels, len(cameras))
+    return Accumulation(w, c, pixels, len(cameras), images)
 
 
 def significance(scene: GaussianScene, acc: Accumulation | None, method: str = "exgs") -> np.ndarray:
