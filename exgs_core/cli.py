@@ -327,8 +327,17 @@ def cmd_compress(args) -> int:
     print(f"  bytes      {_human_bytes(len(data))} ({len(data):,} bytes, {8 * len(data) / max(rep.gaussians_out, 1):.1f} bits/Gaussian)")
     print(f"  ratio      {in_bytes / len(data):.1f}x vs the input file ({_human_bytes(in_bytes)}), "
           f"{rep.bytes_sh3_ply / len(data):.1f}x vs the scene as SH3 PLY ({_human_bytes(rep.bytes_sh3_ply)})")
+    smp = rep.sampling
+    if smp.get("method") == "auto":
+        alts = ", ".join(f"{k} {v:.2f} dB" for k, v in smp.get("view_psnr", {}).items())
+        print(f"  merging    {smp.get('chosen')} (chosen on the scoring views: {alts})")
+    if "sh_keep_search" in smp:
+        alts = ", ".join(f"{t['sh_keep']:g}: {t['gaussians']:,} G {t['view_psnr']:.2f} dB" for t in smp["sh_keep_search"])
+        print(f"  SH keep    chosen among {alts}")
+    trials = len(smp.get("target_search", [])) or 1
     print(f"  time       {dt:.2f} s (score {rep.seconds.get('score', 0):.2f} s on {rep.views} views, "
-          f"prune {rep.seconds.get('prune', 0):.2f} s, encode {rep.seconds.get('encode', 0):.2f} s)")
+          f"prune {rep.seconds.get('prune', 0):.2f} s, encode {rep.seconds.get('encode', 0):.2f} s"
+          + (f"; {trials} trial encodes in the last size search" if trials > 1 else "") + ")")
     if args.json:
         print(json.dumps({**rep.as_dict(), "output": os.fspath(out), "bytes_input": in_bytes, "seconds_wall": round(dt, 3)}))
     return 0

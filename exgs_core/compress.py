@@ -141,7 +141,7 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
         acc = ugc.accumulate(scene, cams, counts=options.score == "lightgaussian", progress=(lambda f, s: progress(0.6 * f, s)) if progress else None,
                              cancel=cancel, keep_rgb=_choice_views(len(cams)))
     score = ugc.significance(scene, acc, options.score)
-    report.seconds["score"] = round(time.perf_counter() - t, 3)
+    report.seconds["score"] = round(report.seconds.get("score", 0.0) + time.perf_counter() - t, 3)
     report.views = len(cams)
     ugc._check_cancel(cancel)
     t = time.perf_counter()
@@ -156,7 +156,7 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
         # SH split on the merged set: rank by the merged Gaussians' mass x visibility proxy (opacity x area)
         fold = np.array([c.position for c in cams]) if options.fold_sh else None
         out, sh_full = ugc.split_sh(out, ugc.coverage_mass(out), options.sh_keep, fold_dirs=fold)
-        report.seconds["prune"] = round(time.perf_counter() - t, 3)
+        report.seconds["prune"] = round(report.seconds.get("prune", 0.0) + time.perf_counter() - t, 3)
         if progress:
             progress(0.7, "pruned")
         return out, sh_full, acc
@@ -177,7 +177,7 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
         out = scene.subset(keep)
     fold = np.array([c.position for c in cams]) if options.fold_sh else None
     out, sh_full = ugc.split_sh(out, score[keep], options.sh_keep, fold_dirs=fold)
-    report.seconds["prune"] = round(time.perf_counter() - t, 3)
+    report.seconds["prune"] = round(report.seconds.get("prune", 0.0) + time.perf_counter() - t, 3)
     if progress:
         progress(0.7, "pruned")
     return out, sh_full, acc
@@ -273,7 +273,7 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
                                  if k in scene.meta}}
         data = exgs_format.encode(pruned, sh_full=sh_full, options=codec, source_sha256=src, extra_header=header,
                                   progress=enc_progress)
-        report.seconds["encode"] = round(time.perf_counter() - t, 3)
+        report.seconds["encode"] = round(report.seconds.get("encode", 0.0) + time.perf_counter() - t, 3)
         return data, pruned, sh_full, acc
 
     if options.target_bytes is None:
