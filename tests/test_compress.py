@@ -263,3 +263,22 @@ def test_target_bytes_with_sh_keep_auto_fits_and_reports_the_choice():
     # DC-only scenes have nothing to choose: one plain search
     _, rep0 = compress(load(DONUT), CompressOptions(target_bytes=target, sh_keep_auto=True, **FAST))
     assert "sh_keep_search" not in rep0.sampling
+
+
+def test_edge_order_is_ascending_with_ties_by_index_and_non_finite_last():
+    c = np.array([3.0, -1.0, np.inf, -1.0, np.nan, 0.5, 3.0])
+    assert ugc._order_by_cost(c).tolist() == [1, 3, 5, 0, 6, 2, 4]
+    rng = np.random.default_rng(1)
+    c = rng.normal(size=10_000)
+    o = ugc._order_by_cost(c)
+    assert sorted(o.tolist()) == list(range(c.size))
+    assert np.all(np.diff(c[o]) >= -1e-6)  # ascending up to float32 resolution
+
+
+def test_scoring_renders_are_reused_as_references():
+    scene = load(DONUT)
+    cams = __import__("exgs_core.compress", fromlist=["scoring_cameras"]).scoring_cameras(scene, CompressOptions(**FAST), None)
+    acc = ugc.accumulate(scene, cams, keep_rgb=[0, 3])
+    assert sorted(acc.images) == [0, 3]
+    from exgs_core.render import render
+    np.testing.assert_array_equal(acc.images[3], render(scene, cams[3]).rgb)
