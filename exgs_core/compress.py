@@ -27,9 +27,11 @@ PAIRWISE = {
     # Ward cost on centres + DC colour, mass = opacity x projected area, merged opacity never below the members'
     # (opaque surfaces stay opaque): best on solid objects (guitar, biker, flowers at rho 0.25)
     "pairwise": dict(cost="ward", mass="projected", opacity_floor=1.0, color="dc"),
-    # KL cost of the merged Gaussian against the pair's mixture + colour over all SH, mass = opacity x ellipsoid
-    # surface, pure mass conservation: best on fuzzy/thin content (plant, tarot cards, statues, street)
-    "pairwise-kl": dict(cost="kl", mass="surface", opacity_floor=0.0, color="all"),
+    # KL cost of the merged Gaussian against the pair's mixture + colour over all SH, scaled by the pair's
+    # significance (the barely visible merge first, nothing is dropped), mass = opacity x ellipsoid surface, pure
+    # mass conservation: best on fuzzy/thin content (plant, tarot cards, statues, street)
+    "pairwise-kl": dict(cost="kl", mass="surface", opacity_floor=0.0, color="all", drop_score_fraction=0.0,
+                        visibility_weight=True),
 }
 
 
@@ -49,8 +51,9 @@ class CompressOptions:
         voxel_sampling: voxel-based sampling (else global top-k by score).
         compensation: closed-form adaptive amplification of the survivors. ``"pairwise"``: drop the Gaussians
             that carry the last 2 % of the significance, then greedy pairwise moment matching of neighbours down
-            to the budget (no voxel sampling), Ward cost, opaque merges; ``"pairwise-kl"``: the same with a KL
-            cost and mass-conserving opacity (see :data:`PAIRWISE`); ``"auto"`` (default): both, and keep the one
+            to the budget (no voxel sampling), Ward cost, opaque merges; ``"pairwise-kl"``: nothing dropped,
+            a KL cost scaled by the pair's significance (invisible Gaussians merge first) and mass-conserving
+            opacity (see :data:`PAIRWISE`); ``"auto"`` (default): both, and keep the one
             whose renders of (up to 8 of) the scoring views are closer to the full scene's (PSNR);
             ``"merge"`` (voxel sampling, then every removed
             Gaussian is moment-matched into its nearest survivor), ``"amplify"`` (voxel sampling, per-voxel

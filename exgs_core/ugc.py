@@ -22,8 +22,9 @@ Pipeline (each step a pure function, arrays in, new arrays out):
    :func:`pairwise_merge` (the compressor's default, replacing steps 2-3) — the significance score removes the
    Gaussians that carry the last 2 % of it (occluded, nearly transparent), then neighbour pairs are merged
    greedily by the same moment matching, cheapest first, until the budget is met. Two cost/opacity variants:
-   Ward cost with opaque merges (solid objects) and a KL cost with mass-conserving opacity (fuzzy, thin
-   content); the compressor's ``"auto"`` tries both and keeps the better on the scoring views. Measured in
+   Ward cost with opaque merges after the drop (solid objects) and, without any drop, a significance-weighted
+   KL cost with mass-conserving opacity (fuzzy, thin content); the compressor's ``"auto"`` tries both and keeps
+   the better on the scoring views. Measured in
    BENCHMARKS.md.
 4. :func:`split_sh` — the ``sh_keep`` fraction of survivors with the highest score keep full SH; the rest become
    DC-only, optionally with the removed bands' mean colour over the scoring views folded into DC.
@@ -528,7 +529,7 @@ def _ellipsoid_area(sd: np.ndarray) -> np.ndarray:
 
 def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop_score_fraction: float = 0.02,
                    knn: int = 8, color_weight: float = 1.0, cost: str = "ward", mass: str = "projected",
-                   opacity_floor: float = 1.0, color: str = "dc", samples: int = 1
+                   opacity_floor: float = 1.0, color: str = "dc", samples: int = 1, visibility_weight: bool = False
                    ) -> tuple[GaussianScene, dict]:
     """UGC with hierarchical compensation: drop the invisible, then merge neighbour pairs until ``target`` remain.
 
@@ -545,7 +546,9 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
        fixed draws; scale-free) plus ``color_weight * |c_i - c_j|^2``.
        ``color``: ``"dc"`` compares the DC coefficients only, ``"all"`` every SH coefficient.
        ``mass``: coverage mass is opacity x ``"projected"`` area (pi s_a s_b of the two largest axes) or x the
-       ellipsoid ``"surface"`` area. ``opacity_floor``: a merged opacity never drops below this fraction of its members' largest
+       ellipsoid ``"surface"`` area. ``visibility_weight``: the cost is multiplied by the pair's harmonic mean
+       significance (score / its median; a merged Gaussian carries the sum), so pairs the views barely see merge
+       first — with ``drop_score_fraction=0`` this replaces dropping them. ``opacity_floor``: a merged opacity never drops below this fraction of its members' largest
        (1: an opaque surface stays opaque however far the pair spreads; 0: pure mass conservation).
 
     Returns:
@@ -581,6 +584,7 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
     area = area_of(np.sort(np.exp(s.log_scales.astype(np.float64)), axis=1))
     w_mass = op * area
     sh = s.sh.astype(np.float64)
+    vis_w = score[vis].astype(np.float64) / max(float(np.median(score[vis])), 1e-30)
     z = np.random.default_rng(0).standard_normal((max(1, samples), 3))
     n = s.n
     rounds = 0
@@ -599,8 +603,15 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
             creg = cov + 1e-12 * np.eye(3)
             chol = np.linalg.cholesky(creg)
             logdet = 2.0 * np.log(np.abs(np.diagonal(chol, axis1=1, axis2=2))).sum(1)
-            c = _kl_costs(means, chol, logdet, w_mass, ei, ej, z) + color_weight * c2
-            c = np.where(np.isfinite(c), c, np.inf)
+            kl = _kl_costs(means, chol, logdet, w_mass, ei, ej, z)
+            # KL >= 0; the Monte-Carlo estimate can dip below: clamp to a small positive floor, so a pair that
+            # looks free still costs more than an invisible pair once scaled by significance
+            kl = np.where(np.isfinite(kl), kl, np.inf)
+            kl = np.maximum(kl, 1e-3 * (float(np.median(np.abs(kl[np.isfinite(kl)]))) if np.isfinite(kl).any() else 1.0))
+            c = kl + color_weight * c2
+        if visibility_weight:  # pairs the views barely see merge first, whatever their shape
+            vi, vj = vis_w[ei], vis_w[ej]
+            c = c * (vi * vj / (vi + vj + 1e-300))
         order = _order_by_cost(c)
         pi, pj = _greedy_pairs(order, ei, ej, n, min(n - target, n // 2 + 1))
         if len(pi) == 0:
@@ -620,7 +631,9 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
         w_mass[pi] = op_new * a_new
         keep = np.ones(n, bool)
         keep[pj] = False
+        vis_w[pi] = vis_w[pi] + vis_w[pj]
         means, cov, op, area, w_mass, sh = means[keep], cov[keep], op[keep], area[keep], w_mass[keep], sh[keep]
+        vis_w = vis_w[keep]
         n = len(means)
     ev, evec = np.linalg.eigh(cov)
     evec[np.linalg.det(evec) < 0, :, 0] *= -1

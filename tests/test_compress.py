@@ -282,3 +282,21 @@ def test_scoring_renders_are_reused_as_references():
     assert sorted(acc.images) == [0, 3]
     from exgs_core.render import render
     np.testing.assert_array_equal(acc.images[3], render(scene, cams[3]).rgb)
+
+
+def test_visibility_weight_merges_what_the_views_do_not_see_first(rng):
+    n = 200
+    means = np.concatenate([rng.uniform(0, 1, (100, 3)), rng.uniform(0, 1, (100, 3)) + [5, 0, 0]])
+    scene = GaussianScene(means, np.tile([1.0, 0, 0, 0], (n, 1)), np.full((n, 3), np.log(0.05)),
+                          np.zeros(n), rng.uniform(-1, 1, (n, 1, 3)))
+    score = np.concatenate([np.ones(100), np.full(100, 1e-6)])  # the second cluster is (nearly) invisible
+    out, st = ugc.pairwise_merge(scene, score, 170, drop_score_fraction=0.0, cost="kl", visibility_weight=True)
+    assert out.n == 170 and st["dropped"] == 0
+    # (a round takes as many disjoint pairs as it needs, so leave the greedy matching room: 30 of 50 possible)
+    # every merge happened inside the invisible cluster: the visible one comes through unchanged
+    near_visible = out.means[:, 0] < 2.5
+    assert near_visible.sum() == 100
+    d = np.abs(out.means[near_visible][:, None] - means[:100][None]).sum(-1).min(1)
+    assert d.max() < 1e-5
+    plain, _ = ugc.pairwise_merge(scene, score, 170, drop_score_fraction=0.0, cost="kl")
+    assert (plain.means[:, 0] < 2.5).sum() < 100  # without the weight both clusters lose Gaussians
