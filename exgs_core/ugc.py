@@ -24,8 +24,7 @@ Pipeline (each step a pure function, arrays in, new arrays out):
    greedily by the same moment matching, cheapest first, until the budget is met. Two cost/opacity variants:
    Ward cost with opaque merges after the drop (solid objects) and, without any drop, a significance-weighted
    KL cost with mass-conserving opacity (fuzzy, thin content); the compressor's ``"auto"`` tries both and keeps
-   the better on the scoring views. Measured in
-   BENCHMARKS.md.
+   the better on the scoring views. Measured in BENCHMARKS.md.
 4. :func:`split_sh` — the ``sh_keep`` fraction of survivors with the highest score keep full SH; the rest become
    DC-only, optionally with the removed bands' mean colour over the scoring views folded into DC.
 """
@@ -520,6 +519,18 @@ def _order_by_cost(c: np.ndarray) -> np.ndarray:
     return (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
+def _psd_cholesky(cov: np.ndarray) -> np.ndarray:
+    """float64 [N, 3, 3] lower Cholesky factors of covariances cov [N, 3, 3], with a tiny ridge; matrices that
+    rounding made indefinite are first projected onto the PSD cone (eigenvalues floored at 1e-9 of the largest)."""
+    ridge = 1e-12 * np.eye(3)
+    try:
+        return np.linalg.cholesky(cov + ridge)
+    except np.linalg.LinAlgError:
+        ev, evec = np.linalg.eigh(cov)
+        ev = np.maximum(ev, 1e-9 * np.maximum(ev[:, -1:], 1e-30))
+        return np.linalg.cholesky(np.einsum("nij,nj,nkj->nik", evec, ev, evec) + ridge)
+
+
 def _ellipsoid_area(sd: np.ndarray) -> np.ndarray:
     """float64 [N] surface area of ellipsoids with semi-axes sd [N, 3] (Knud Thomsen, p = 1.6075)."""
     p = 1.6075
@@ -600,8 +611,7 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
             h = wi * wj / (wi + wj + 1e-300)
             c = h * (_edge_sq_dist(means, ei, ej) + color_weight * c2 * (area[ei] + area[ej]))
         else:
-            creg = cov + 1e-12 * np.eye(3)
-            chol = np.linalg.cholesky(creg)
+            chol = _psd_cholesky(cov)
             logdet = 2.0 * np.log(np.abs(np.diagonal(chol, axis1=1, axis2=2))).sum(1)
             kl = _kl_costs(means, chol, logdet, w_mass, ei, ej, z)
             # KL >= 0; the Monte-Carlo estimate can dip below: clamp to a small positive floor, so a pair that

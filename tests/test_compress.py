@@ -300,3 +300,11 @@ def test_visibility_weight_merges_what_the_views_do_not_see_first(rng):
     assert d.max() < 1e-5
     plain, _ = ugc.pairwise_merge(scene, score, 170, drop_score_fraction=0.0, cost="kl")
     assert (plain.means[:, 0] < 2.5).sum() < 100  # without the weight both clusters lose Gaussians
+
+
+def test_psd_cholesky_survives_rounding_indefinite_covariances():
+    good = np.diag([1.0, 0.5, 1e-6])[None]
+    bad = np.array([[[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, -1e-9]]])  # rank-deficient and slightly negative
+    l = ugc._psd_cholesky(np.concatenate([good, bad]))
+    assert np.all(np.isfinite(l)) and np.allclose(l[0] @ l[0].T, good[0], atol=1e-9)
+    assert np.allclose(l[1] @ l[1].T, [[1, 1, 0], [1, 1, 0], [0, 0, 0]], atol=1e-6)
