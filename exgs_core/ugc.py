@@ -494,14 +494,47 @@ def _kl_costs_py(means, chol, logdet, mass, ei, ej, z):
     return out
 
 
+def _finish_kl_costs_py(kl, c2, color_weight, floor, vis_w, ei, ej, use_vis):
+    """float64 [E]: (max(kl, floor) + color_weight * c2) [x harmonic-mean significance], non-finite -> inf."""
+    m = kl.size
+    out = np.empty(m, np.float64)
+    for e in _prange(m):
+        k = kl[e]
+        if not math.isfinite(k):
+            out[e] = math.inf
+            continue
+        v = max(k, floor) + color_weight * c2[e]
+        if use_vis:
+            a = vis_w[ei[e]]
+            b = vis_w[ej[e]]
+            v *= a * b / (a + b + 1e-300)
+        out[e] = v
+    return out
+
+
+def _scale_by_visibility_py(c, vis_w, ei, ej):
+    """float64 [E]: c [E] x the harmonic mean of the endpoints' significance vis_w [N]."""
+    m = c.size
+    out = np.empty(m, np.float64)
+    for e in _prange(m):
+        a = vis_w[ei[e]]
+        b = vis_w[ej[e]]
+        out[e] = c[e] * (a * b / (a + b + 1e-300))
+    return out
+
+
 try:
     from numba import njit as _njit2
 
     _kl_costs = _njit2(cache=True, nogil=True, parallel=True)(_kl_costs_py)
     _edge_sq_dist = _njit2(cache=True, nogil=True, parallel=True)(_edge_sq_dist_py)
+    _finish_kl_costs = _njit2(cache=True, nogil=True, parallel=True)(_finish_kl_costs_py)
+    _scale_by_visibility = _njit2(cache=True, nogil=True, parallel=True)(_scale_by_visibility_py)
 except ImportError:  # pragma: no cover
     _kl_costs = _kl_costs_py
     _edge_sq_dist = _edge_sq_dist_py
+    _finish_kl_costs = _finish_kl_costs_py
+    _scale_by_visibility = _scale_by_visibility_py
 
 
 def _order_by_cost(c: np.ndarray) -> np.ndarray:
@@ -605,23 +638,24 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
         _, nb = cKDTree(means).query(means, k=k, workers=-1)
         ei = np.repeat(np.arange(n), k - 1)
         ej = nb[:, 1:].ravel()
-        wi, wj = w_mass[ei], w_mass[ej]
         c2 = _edge_sq_dist(np.ascontiguousarray(sh[:, 0] if color == "dc" else sh.reshape(n, -1)), ei, ej)
         if cost == "ward":
+            wi, wj = w_mass[ei], w_mass[ej]
             h = wi * wj / (wi + wj + 1e-300)
             c = h * (_edge_sq_dist(means, ei, ej) + color_weight * c2 * (area[ei] + area[ej]))
+            if visibility_weight:
+                c = _scale_by_visibility(c, vis_w, ei, ej)
         else:
             chol = _psd_cholesky(cov)
             logdet = 2.0 * np.log(np.abs(np.diagonal(chol, axis1=1, axis2=2))).sum(1)
             kl = _kl_costs(means, chol, logdet, w_mass, ei, ej, z)
-            # KL >= 0; the Monte-Carlo estimate can dip below: clamp to a small positive floor, so a pair that
-            # looks free still costs more than an invisible pair once scaled by significance
-            kl = np.where(np.isfinite(kl), kl, np.inf)
-            kl = np.maximum(kl, 1e-3 * (float(np.median(np.abs(kl[np.isfinite(kl)]))) if np.isfinite(kl).any() else 1.0))
-            c = kl + color_weight * c2
-        if visibility_weight:  # pairs the views barely see merge first, whatever their shape
-            vi, vj = vis_w[ei], vis_w[ej]
-            c = c * (vi * vj / (vi + vj + 1e-300))
+            # KL >= 0; the Monte-Carlo estimate can dip below: clamp to a small positive floor (from a 1/64
+            # sample), so a pair that looks free still costs more than an invisible pair once scaled by significance
+            sample = np.abs(kl[:: 64])
+            sample = sample[np.isfinite(sample)]
+            floor = 1e-3 * float(np.median(sample)) if sample.size else 1e-12
+            c = _finish_kl_costs(kl, c2, float(color_weight), max(floor, 1e-300), vis_w, ei, ej,
+                                 bool(visibility_weight))
         order = _order_by_cost(c)
         pi, pj = _greedy_pairs(order, ei, ej, n, min(n - target, n // 2 + 1))
         if len(pi) == 0:
