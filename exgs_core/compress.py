@@ -150,15 +150,19 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     t = time.perf_counter()
     if options.compensation in ("auto", "pairwise", "pairwise-kl"):
         target = int(round(options.ratio * scene.n))
+        # SH split on the merged set: rank by the merged Gaussians' mass x visibility proxy (opacity x area)
+        fold = np.array([c.position for c in cams]) if options.fold_sh else None
+
+        def cut_sh(merged):
+            return ugc.split_sh(merged, ugc.coverage_mass(merged), options.sh_keep, fold_dirs=fold)
+
         if options.compensation != "auto":
             out, report.amplification = ugc.pairwise_merge(scene, score, target, **PAIRWISE[options.compensation])
             report.sampling = {"method": options.compensation}
-        else:
-            out, report.amplification, report.sampling = _pairwise_auto(scene, score, target, cams, cancel,
-                                                                        acc.images if acc else None)
-        # SH split on the merged set: rank by the merged Gaussians' mass x visibility proxy (opacity x area)
-        fold = np.array([c.position for c in cams]) if options.fold_sh else None
-        out, sh_full = ugc.split_sh(out, ugc.coverage_mass(out), options.sh_keep, fold_dirs=fold)
+            out, sh_full = cut_sh(out)
+        else:  # candidates are compared after the SH cut, as they will be stored
+            (out, sh_full), report.amplification, report.sampling = _pairwise_auto(
+                scene, score, target, cams, cancel, acc.images if acc else None, finish=cut_sh)
         report.seconds["prune"] = round(report.seconds.get("prune", 0.0) + time.perf_counter() - t, 3)
         if progress:
             progress(0.7, "pruned")
@@ -202,22 +206,27 @@ def _references(scene: GaussianScene, cams: list[Camera], images: dict | None) -
 
 
 def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: list[Camera], cancel,
-                   images: dict | None = None) -> tuple[GaussianScene, dict, dict]:
+                   images: dict | None = None, finish=None) -> tuple[object, dict, dict]:
     """Run both :data:`PAIRWISE` variants and keep the one whose renders of up to 8 of the scoring views have
     the higher mean PSNR against the full scene's renders (an encoder-side choice: no optimisation, the decoder
-    does not need to know). ``images``: full-scene renders by view index, from the scoring pass."""
+    does not need to know). ``images``: full-scene renders by view index, from the scoring pass. ``finish``:
+    applied to each merged scene before it is judged (the SH cut: ``(scene, sh_full)``); the chosen candidate is
+    returned as ``finish`` made it (the merged scene itself when ``finish`` is None)."""
     from .metrics import psnr
     from .render import render
 
+    finish = finish or (lambda s: s)
     if target >= scene.n:
-        return scene.copy(), {"dropped": 0, "rounds": 0}, {"method": "auto", "chosen": "none"}
+        return finish(scene.copy()), {"dropped": 0, "rounds": 0}, {"method": "auto", "chosen": "none"}
     pick, refs = _references(scene, cams, images)
     best = None
     tried = {}
     for name, kw in PAIRWISE.items():
         ugc._check_cancel(cancel)
-        out, stats = ugc.pairwise_merge(scene, score, target, **kw)
-        p = float(np.mean([psnr(render(out, c).rgb, r) for c, r in zip(pick, refs)]))
+        merged, stats = ugc.pairwise_merge(scene, score, target, **kw)
+        out = finish(merged)
+        judged = out[0] if isinstance(out, tuple) else out
+        p = float(np.mean([psnr(render(judged, c).rgb, r) for c, r in zip(pick, refs)]))
         tried[name] = round(p, 3)
         if best is None or p > best[0]:
             best = (p, name, out, stats)
