@@ -430,8 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
                     default="auto",
                     help="adaptive amplification: drop the invisible and merge neighbour pairs hierarchically by "
                          "moment matching, opaque merges with a Ward cost (pairwise) or, dropping nothing, "
-                         "mass-conserving merges with a significance-weighted KL cost (pairwise-kl); auto (default) runs both and keeps the one closer to the full "
-                         "scene on the scoring views; voxel-sample and merge every removed Gaussian into its nearest "
+                         "mass-conserving merges with a significance-weighted KL cost (pairwise-kl); auto (default) "
+                         "runs both, and pairwise-kl after the drop, and keeps the one closest to the full scene on "
+                         "the scoring views; voxel-sample and merge every removed Gaussian into its nearest "
                          "survivor (merge); voxel-sample and scale up opacity/size (amplify); or none")
     sp.add_argument("--no-fold-sh", action="store_true", help="do not fold cut SH bands into the DC colour")
     sp.add_argument("--json", action="store_true", help="also print the report as one JSON object")

@@ -33,6 +33,8 @@ PAIRWISE = {
     "pairwise-kl": dict(cost="kl", mass="surface", opacity_floor=0.0, color="all", drop_score_fraction=0.0,
                         visibility_weight=True),
 }
+# what "auto" tries: both rules, and the KL rule after the Ward rule's 2 % drop as well
+AUTO_RULES = {**PAIRWISE, "pairwise-kl+drop": {**PAIRWISE["pairwise-kl"], "drop_score_fraction": 0.02}}
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class CompressOptions:
             that carry the last 2 % of the significance, then greedy pairwise moment matching of neighbours down
             to the budget (no voxel sampling), Ward cost, opaque merges; ``"pairwise-kl"``: nothing dropped,
             a KL cost scaled by the pair's significance (invisible Gaussians merge first) and mass-conserving
-            opacity (see :data:`PAIRWISE`); ``"auto"`` (default): both, and keep the one
-            whose renders of (up to 8 of) the scoring views are closer to the full scene's (PSNR);
+            opacity (see :data:`PAIRWISE`); ``"auto"`` (default): try :data:`AUTO_RULES` (both, and
+            ``pairwise-kl`` after the 2 % drop) and keep the one whose renders of (up to 8 of) the scoring views,
+            after the SH cut, are closest to the full scene's (PSNR);
             ``"merge"`` (voxel sampling, then every removed
             Gaussian is moment-matched into its nearest survivor), ``"amplify"`` (voxel sampling, per-voxel
             opacity/scale gain only) or ``"none"``. Measured in BENCHMARKS.md.
@@ -207,7 +210,7 @@ def _references(scene: GaussianScene, cams: list[Camera], images: dict | None) -
 
 def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: list[Camera], cancel,
                    images: dict | None = None, finish=None) -> tuple[object, dict, dict]:
-    """Run both :data:`PAIRWISE` variants and keep the one whose renders of up to 8 of the scoring views have
+    """Run every rule of :data:`AUTO_RULES` and keep the one whose renders of up to 8 of the scoring views have
     the higher mean PSNR against the full scene's renders (an encoder-side choice: no optimisation, the decoder
     does not need to know). ``images``: full-scene renders by view index, from the scoring pass. ``finish``:
     applied to each merged scene before it is judged (the SH cut: ``(scene, sh_full)``); the chosen candidate is
@@ -221,7 +224,7 @@ def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: l
     pick, refs = _references(scene, cams, images)
     best = None
     tried = {}
-    for name, kw in PAIRWISE.items():
+    for name, kw in AUTO_RULES.items():
         ugc._check_cancel(cancel)
         merged, stats = ugc.pairwise_merge(scene, score, target, **kw)
         out = finish(merged)
