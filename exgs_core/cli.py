@@ -216,9 +216,9 @@ def _restorer(args):
     """GaussPainter restorer when ``--restore`` / ``--painter-weights`` was given, else None."""
     if not getattr(args, "restore", False) and not getattr(args, "painter_weights", None):
         return None
-    from .painter.restore import restorer_from_args
+    from .painter.restore import Restorer
 
-    return restorer_from_args(args)
+    return Restorer.from_pretrained(getattr(args, "painter_weights", None))
 
 
 def cmd_eval(args) -> int:

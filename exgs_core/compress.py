@@ -151,12 +151,11 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     report.views = len(cams)
     ugc._check_cancel(cancel)
     t = time.perf_counter()
+    fold = np.array([c.position for c in cams]) if options.fold_sh else None
     if options.compensation in ("auto", "pairwise", "pairwise-kl"):
         target = int(round(options.ratio * scene.n))
-        # SH split on the merged set: rank by the merged Gaussians' mass x visibility proxy (opacity x area)
-        fold = np.array([c.position for c in cams]) if options.fold_sh else None
 
-        def cut_sh(merged):
+        def cut_sh(merged):  # SH split of a merged set, ranked by its mass x visibility proxy (opacity x area)
             return ugc.split_sh(merged, ugc.coverage_mass(merged), options.sh_keep, fold_dirs=fold)
 
         if options.compensation != "auto":
@@ -185,7 +184,6 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
         out, report.amplification = ugc.merge_into_survivors(scene, keep)
     else:
         out = scene.subset(keep)
-    fold = np.array([c.position for c in cams]) if options.fold_sh else None
     out, sh_full = ugc.split_sh(out, score[keep], options.sh_keep, fold_dirs=fold)
     report.seconds["prune"] = round(report.seconds.get("prune", 0.0) + time.perf_counter() - t, 3)
     if progress:
@@ -208,17 +206,21 @@ def _references(scene: GaussianScene, cams: list[Camera], images: dict | None) -
     return [cams[i] for i in idx], [images[i] if i in images else render(scene, cams[i]).rgb for i in idx]
 
 
-def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: list[Camera], cancel,
-                   images: dict | None = None, finish=None) -> tuple[object, dict, dict]:
-    """Run every rule of :data:`AUTO_RULES` and keep the one whose renders of up to 8 of the scoring views have
-    the higher mean PSNR against the full scene's renders (an encoder-side choice: no optimisation, the decoder
-    does not need to know). ``images``: full-scene renders by view index, from the scoring pass. ``finish``:
-    applied to each merged scene before it is judged (the SH cut: ``(scene, sh_full)``); the chosen candidate is
-    returned as ``finish`` made it (the merged scene itself when ``finish`` is None)."""
+def _view_psnr(candidate: GaussianScene, cams: list[Camera], refs: list) -> float:
+    """Mean PSNR (dB) of ``candidate``'s renders of ``cams`` against the reference renders ``refs``."""
     from .metrics import psnr
     from .render import render
 
-    finish = finish or (lambda s: s)
+    return float(np.mean([psnr(render(candidate, c).rgb, r) for c, r in zip(cams, refs)]))
+
+
+def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: list[Camera], cancel,
+                   images: dict | None, finish) -> tuple[tuple[GaussianScene, np.ndarray], dict, dict]:
+    """Run every rule of :data:`AUTO_RULES` and keep the one whose renders of up to 8 of the scoring views have
+    the higher mean PSNR against the full scene's renders (an encoder-side choice: no optimisation, the decoder
+    does not need to know). ``images``: full-scene renders by view index, from the scoring pass. ``finish``: the
+    SH cut, ``merged scene -> (scene, sh_full)``, applied before judging; returns the chosen ``(scene, sh_full)``,
+    the merge stats and the sampling report."""
     if target >= scene.n:
         return finish(scene.copy()), {"dropped": 0, "rounds": 0}, {"method": "auto", "chosen": "none"}
     pick, refs = _references(scene, cams, images)
@@ -228,8 +230,7 @@ def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: l
         ugc._check_cancel(cancel)
         merged, stats = ugc.pairwise_merge(scene, score, target, **kw)
         out = finish(merged)
-        judged = out[0] if isinstance(out, tuple) else out
-        p = float(np.mean([psnr(render(judged, c).rgb, r) for c, r in zip(pick, refs)]))
+        p = _view_psnr(out[0], pick, refs)
         tried[name] = round(p, 3)
         if best is None or p > best[0]:
             best = (p, name, out, stats)
@@ -313,8 +314,6 @@ def _search_sh_keep(scene, options: CompressOptions, encode_at, report: Compress
     from dataclasses import replace
 
     from .exgs_format import decode
-    from .metrics import psnr
-    from .render import render
 
     cands = sorted({float(options.sh_keep), *SH_KEEP_CANDIDATES})
     cams = scoring_cameras(scene, options, cameras)
@@ -330,8 +329,7 @@ def _search_sh_keep(scene, options: CompressOptions, encode_at, report: Compress
             continue
         if refs is None:
             pick, refs = _references(scene, cams, acc.images if acc else None)
-        dec = decode(data)
-        p = float(np.mean([psnr(render(dec, c).rgb, r) for c, r in zip(pick, refs)]))
+        p = _view_psnr(decode(data), pick, refs)
         tried.append({"sh_keep": shk, "gaussians": pruned.n, "bytes": len(data), "view_psnr": round(p, 3)})
         if best is None or p > best[0]:  # the report describes the chosen file
             best = (p, (data, pruned, sh_full), dict(report.sampling), dict(report.amplification))

@@ -384,17 +384,11 @@ def _greedy_pairs_py(order, ei, ej, n, max_pairs):
     return pi[:k], pj[:k]
 
 
-try:  # numba makes the greedy matching loop ~100x faster; the pure-Python body is the same algorithm
+try:  # numba compiles the per-edge loops (~100x faster); the pure-Python bodies are the same algorithms
     from numba import njit as _njit
-
-    _greedy_pairs = _njit(cache=True)(_greedy_pairs_py)
-except ImportError:  # pragma: no cover
-    _greedy_pairs = _greedy_pairs_py
-
-
-try:
     from numba import prange as _prange
 except ImportError:  # pragma: no cover
+    _njit = None
     _prange = range
 
 
@@ -494,21 +488,13 @@ def _kl_costs_py(means, chol, logdet, mass, ei, ej, z):
     return out
 
 
-def _finish_kl_costs_py(kl, c2, color_weight, floor, vis_w, ei, ej, use_vis):
-    """float64 [E]: (max(kl, floor) + color_weight * c2) [x harmonic-mean significance], non-finite -> inf."""
+def _finish_kl_costs_py(kl, c2, color_weight, floor):
+    """float64 [E]: max(kl, floor) + color_weight * c2, non-finite kl -> inf."""
     m = kl.size
     out = np.empty(m, np.float64)
     for e in _prange(m):
         k = kl[e]
-        if not math.isfinite(k):
-            out[e] = math.inf
-            continue
-        v = max(k, floor) + color_weight * c2[e]
-        if use_vis:
-            a = vis_w[ei[e]]
-            b = vis_w[ej[e]]
-            v *= a * b / (a + b + 1e-300)
-        out[e] = v
+        out[e] = max(k, floor) + color_weight * c2[e] if math.isfinite(k) else math.inf
     return out
 
 
@@ -523,18 +509,15 @@ def _scale_by_visibility_py(c, vis_w, ei, ej):
     return out
 
 
-try:
-    from numba import njit as _njit2
+def _compiled(fn, **kw):
+    return _njit(cache=True, nogil=True, **kw)(fn) if _njit is not None else fn
 
-    _kl_costs = _njit2(cache=True, nogil=True, parallel=True)(_kl_costs_py)
-    _edge_sq_dist = _njit2(cache=True, nogil=True, parallel=True)(_edge_sq_dist_py)
-    _finish_kl_costs = _njit2(cache=True, nogil=True, parallel=True)(_finish_kl_costs_py)
-    _scale_by_visibility = _njit2(cache=True, nogil=True, parallel=True)(_scale_by_visibility_py)
-except ImportError:  # pragma: no cover
-    _kl_costs = _kl_costs_py
-    _edge_sq_dist = _edge_sq_dist_py
-    _finish_kl_costs = _finish_kl_costs_py
-    _scale_by_visibility = _scale_by_visibility_py
+
+_greedy_pairs = _compiled(_greedy_pairs_py)
+_kl_costs = _compiled(_kl_costs_py, parallel=True)
+_edge_sq_dist = _compiled(_edge_sq_dist_py, parallel=True)
+_finish_kl_costs = _compiled(_finish_kl_costs_py, parallel=True)
+_scale_by_visibility = _compiled(_scale_by_visibility_py, parallel=True)
 
 
 def _order_by_cost(c: np.ndarray) -> np.ndarray:
@@ -643,8 +626,6 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
             wi, wj = w_mass[ei], w_mass[ej]
             h = wi * wj / (wi + wj + 1e-300)
             c = h * (_edge_sq_dist(means, ei, ej) + color_weight * c2 * (area[ei] + area[ej]))
-            if visibility_weight:
-                c = _scale_by_visibility(c, vis_w, ei, ej)
         else:
             chol = _psd_cholesky(cov)
             logdet = 2.0 * np.log(np.abs(np.diagonal(chol, axis1=1, axis2=2))).sum(1)
@@ -654,8 +635,9 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
             sample = np.abs(kl[:: 64])
             sample = sample[np.isfinite(sample)]
             floor = 1e-3 * float(np.median(sample)) if sample.size else 1e-12
-            c = _finish_kl_costs(kl, c2, float(color_weight), max(floor, 1e-300), vis_w, ei, ej,
-                                 bool(visibility_weight))
+            c = _finish_kl_costs(kl, c2, float(color_weight), max(floor, 1e-300))
+        if visibility_weight:  # pairs the views barely see merge first, whatever their shape
+            c = _scale_by_visibility(c, vis_w, ei, ej)
         order = _order_by_cost(c)
         pi, pj = _greedy_pairs(order, ei, ej, n, min(n - target, n // 2 + 1))
         if len(pi) == 0:

@@ -37,6 +37,16 @@ def _med(ts):
     return float(np.median(ts)) * 1e3
 
 
+def _times(fn, n: int):
+    """(wall seconds of each of ``n`` calls of ``fn()``, the last call's result)."""
+    ts, r = [], None
+    for _ in range(n):
+        t = time.perf_counter()
+        r = fn()
+        ts.append(time.perf_counter() - t)
+    return ts, r
+
+
 def runs_found():
     return sorted(glob.glob(os.path.join(ROOT, "out", "painter_runs", "*", "best", "config.json")),
                   key=os.path.getmtime)
@@ -77,34 +87,18 @@ def bench_roundtrip(out):
     out["worker_python"] = f"{info['python']} ({info['python_version']}, torch {info['torch']})"
     f = np.random.default_rng(0).random((1080, 1920, 4), dtype=np.float32)
     w.echo(f)
-    ts = []
-    for _ in range(30):
-        t = time.perf_counter()
-        g = w.echo(f)
-        ts.append(time.perf_counter() - t)
+    ts, g = _times(lambda: w.echo(f), 30)
     assert np.array_equal(g, f)
     out["echo_1080p_rgba_f32_ms"] = round(_med(ts), 2)
     out["echo_1080p_min_ms"] = round(min(ts) * 1e3, 2)
-    ts = []
-    for _ in range(30):
-        t = time.perf_counter()
-        g = w.noop_roundtrip(f)
-        ts.append(time.perf_counter() - t)
+    ts, g = _times(lambda: w.noop_roundtrip(f), 30)
     assert np.array_equal(g, f)
     out["noop_1080p_rgba_f32_ms"] = round(_med(ts), 2)
-    ts = []
-    for _ in range(30):
-        t = time.perf_counter()
-        w._call("echo", {})
-        ts.append(time.perf_counter() - t)
+    ts, _ = _times(lambda: w._call("echo", {}), 30)
     out["message_only_ms"] = round(_med(ts), 3)
     # copying the same frame twice in this process: the floor any shared-memory round trip pays
     buf = np.empty_like(f)
-    ts = []
-    for _ in range(10):
-        t = time.perf_counter()
-        np.copyto(buf, f)
-        ts.append(time.perf_counter() - t)
+    ts, _ = _times(lambda: np.copyto(buf, f), 10)
     out["one_frame_copy_ms"] = round(_med(ts), 2)
     w.stop()
 
@@ -117,11 +111,7 @@ def bench_viewport(scene, out):
     t = time.perf_counter()
     render(scene, cam, backend="cpu")
     out["viewport_640x360_cold_ms"] = round((time.perf_counter() - t) * 1e3, 1)
-    ts = []
-    for _ in range(5):
-        t = time.perf_counter()
-        res = render(scene, cam, backend="cpu")
-        ts.append(time.perf_counter() - t)
+    ts, res = _times(lambda: render(scene, cam, backend="cpu"), 5)
     out["viewport_640x360_warm_ms"] = round(_med(ts), 1)
     return cam, res
 
@@ -188,19 +178,11 @@ def bench_restore(scene, cam, res, weights, out):
 
     r = Restorer.from_pretrained(weights, device="cpu")
     r.restore(res.rgb, res.alpha)
-    ts = []
-    for _ in range(3):
-        t = time.perf_counter()
-        r.restore(res.rgb, res.alpha)
-        ts.append(time.perf_counter() - t)
+    ts, _ = _times(lambda: r.restore(res.rgb, res.alpha), 3)
     out["restore_640x360_inprocess_ms"] = round(_med(ts), 1)
     w = WorkerClient(weights=weights, device="cpu")
     w.restore(res.rgb, res.alpha)
-    ts = []
-    for _ in range(3):
-        t = time.perf_counter()
-        w.restore(res.rgb, res.alpha)
-        ts.append(time.perf_counter() - t)
+    ts, _ = _times(lambda: w.restore(res.rgb, res.alpha), 3)
     out["restore_640x360_worker_ms"] = round(_med(ts), 1)
     w.stop()
     return r

@@ -212,19 +212,4 @@ def side_by_side(images, labels=None, gap: int = 4) -> np.ndarray:
     return np.concatenate(tiles, 1)
 
 
-# -- helpers for the CLI ----------------------------------------------------------------------------------------
-def add_cli_args(parser) -> None:
-    """Add ``--restore`` and ``--painter-weights DIR`` to an argparse (sub)parser."""
-    parser.add_argument("--restore", action="store_true",
-                        help="restore the candidate/compressed renders with GaussPainter (shipped weights)")
-    parser.add_argument("--painter-weights", default=None, metavar="DIR",
-                        help="GaussPainter weights folder (default: the shipped checkpoint)")
-
-
-def restorer_from_args(args, device: str | None = None) -> "Restorer | None":
-    """A :class:`Restorer` when ``args.restore`` (or ``--painter-weights``) was given, else None."""
-    if not getattr(args, "restore", False) and not getattr(args, "painter_weights", None):
-        return None
-    return Restorer.from_pretrained(getattr(args, "painter_weights", None), device=device)
-
-__all__ = ["Restorer", "restore", "PainterWeightsError", "DEFAULT_WEIGHTS", "add_cli_args", "restorer_from_args", "side_by_side"]
+__all__ = ["Restorer", "restore", "PainterWeightsError", "DEFAULT_WEIGHTS", "side_by_side"]
