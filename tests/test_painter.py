@@ -212,3 +212,30 @@ def test_restorer_background_roundtrip(tiny_dir):
     on_bg = rgb + (1 - a[..., None]) * bg
     out_bg = r.restore(on_bg, a, background=bg)
     np.testing.assert_allclose(out_bg, np.clip(r.restore(rgb, a) + (1 - a[..., None]) * bg, 0, 1), atol=1e-5)
+
+
+def _check_reduced_precision(r, rgb, a, tgt, ref):
+    out = r.restore(rgb, a)
+    assert out.dtype == np.float32 and out.shape == rgb.shape and np.isfinite(out).all()
+    assert np.abs(out - ref).max() <= 2 / 255  # measured 0.0041 on the CPU
+    full = a >= 0.999
+    np.testing.assert_array_equal(out[full], rgb[full])
+    assert psnr(out, tgt, a < 0.5) >= psnr(rgb, tgt, a < 0.5) + 0.1
+
+
+def test_shipped_weights_in_bfloat16_match_float32():
+    """half=True (bfloat16 networks, the CUDA default) restores like float32 and keeps covered pixels bit-exact.
+    (float16 would overflow: the shipped UNet's activations reach ~2e8.)"""
+    rgb, a, tgt = _load_fixture()
+    ref = Restorer.from_pretrained(device="cpu").restore(rgb, a)
+    r = Restorer.from_pretrained(device="cpu", half=True)
+    assert r.half
+    _check_reduced_precision(r, rgb, a, tgt, ref)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_shipped_weights_on_cuda_match_cpu():
+    """The CUDA default (bfloat16 where supported) restores like float32 on the CPU."""
+    rgb, a, tgt = _load_fixture()
+    ref = Restorer.from_pretrained(device="cpu").restore(rgb, a)
+    _check_reduced_precision(Restorer.from_pretrained(device="cuda"), rgb, a, tgt, ref)

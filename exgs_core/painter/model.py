@@ -160,12 +160,17 @@ def make_painter(cfg: dict | None = None):
 
         # -- forward -------------------------------------------------------------------------------------
         def forward(self, rgb, alpha, depth=None, return_aux: bool = False):
-            """rgb [B,3,H,W], alpha [B,1,H,W] in [0,1], H and W multiples of :func:`pad_multiple`."""
+            """rgb [B,3,H,W], alpha [B,1,H,W] in [0,1], H and W multiples of :func:`pad_multiple`.
+
+            The networks run in their own dtype (bfloat16 after ``.to(torch.bfloat16)``); the classical pre-fill and
+            the final composition run in the inputs' dtype, so with fp32 inputs a zero residual scale returns the
+            pre-fill bit-exact whatever the networks' dtype."""
             mask = 1 - alpha
             p = self.prefill(rgb, alpha)
-            z_in = self.encode(self.cond(p, rgb, mask, depth))
-            z_hat = self.step(z_in, mask)
-            d = self.decode(torch.cat([z_hat, z_in], 0))
+            net = self.unet.conv_out.weight.dtype
+            z_in = self.encode(self.cond(p, rgb, mask, depth).to(net))
+            z_hat = self.step(z_in, mask.to(net))
+            d = self.decode(torch.cat([z_hat, z_in], 0)).to(rgb.dtype)
             d_hat, d_in = d.chunk(2, 0)
             base = p if self.config.get("skip_base", "prefill") == "prefill" else rgb
             # decoder output is [-1,1]-scaled: difference / 2 in [0,1] units. The residual's scale is a post-hoc

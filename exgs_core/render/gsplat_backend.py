@@ -16,17 +16,21 @@ PIP_HINT = "pip install torch gsplat  (needs an NVIDIA GPU with CUDA)"
 
 @functools.lru_cache(maxsize=1)
 def has_gsplat() -> bool:
-    """True when torch and gsplat import and ``torch.cuda.is_available()``; never raises. Probed once per process
-    (``has_gsplat.cache_clear()`` probes again)."""
+    """True when torch and gsplat import, ``torch.cuda.is_available()`` and gsplat's CUDA extension loads; never
+    raises. Probed once per process (``has_gsplat.cache_clear()`` probes again).
+
+    gsplat 1.5.x ships its CUDA sources and compiles them on first use (minutes, once per machine; it prints a
+    progress line); a machine where that build fails is reported as having no gsplat, so ``backend="auto"`` falls
+    back to the CPU path instead of failing at the first render."""
     try:
-        import gsplat  # noqa: F401
         import torch
+
+        if not torch.cuda.is_available():
+            return False
+        from gsplat.cuda._backend import _C  # triggers (or loads) the JIT build
     except Exception:
         return False
-    try:
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
+    return _C is not None
 
 
 def _require():
@@ -37,6 +41,9 @@ def _require():
         raise BackendUnavailable(f"the gsplat backend needs torch and gsplat ({e}); install with: {PIP_HINT}") from None
     if not torch.cuda.is_available():
         raise BackendUnavailable(f"the gsplat backend needs a CUDA GPU; torch sees none ({PIP_HINT})")
+    if not has_gsplat():
+        raise BackendUnavailable("gsplat's CUDA extension did not build or load (run "
+                                 "`python -c 'from gsplat.cuda._backend import _C'` to see the compiler's error)")
     return torch, rasterization
 
 
