@@ -185,13 +185,14 @@ def evaluate(reference, candidate, cameras, *, backend="auto", progress=None, re
     """Render both scenes on ``cameras``; per-view and mean PSNR (capped at 100 dB) and SSIM. With a
     GaussPainter ``restorer`` the candidate's renders are also restored and scored (``psnr_restored``, ...)."""
     from .metrics import psnr, ssim
-    from .render import render
+    from .render import prepare, render
 
     per_view = []
     it = progress(cameras) if progress else cameras
+    prep_a, prep_b = prepare(reference, backend), prepare(candidate, backend)
     for cam in it:
-        a = render(reference, cam, backend=backend).rgb
-        rb = render(candidate, cam, backend=backend)
+        a = render(reference, cam, backend=backend, prepared=prep_a).rgb
+        rb = render(candidate, cam, backend=backend, prepared=prep_b)
         b = rb.rgb
         p = psnr(a, b)
         v = {"view": cam.name, "psnr": min(p, PSNR_CAP_DB), "ssim": ssim(a, b), "identical": p == math.inf}

@@ -199,19 +199,24 @@ def _choice_views(n_cams: int, n_views: int = 8) -> list[int]:
 def _references(scene: GaussianScene, cams: list[Camera], images: dict | None) -> tuple[list, list]:
     """(cameras, full-scene renders float32 [H, W, 3]) of the choice views; renders kept by the scoring pass are
     reused."""
-    from .render import render
+    from .render import prepare, render
 
     idx = _choice_views(len(cams))
     images = images or {}
-    return [cams[i] for i in idx], [images[i] if i in images else render(scene, cams[i]).rgb for i in idx]
+    if all(i in images for i in idx):
+        return [cams[i] for i in idx], [images[i] for i in idx]
+    prep = prepare(scene)
+    return [cams[i] for i in idx], [images[i] if i in images else render(scene, cams[i], prepared=prep).rgb
+                                    for i in idx]
 
 
 def _view_psnr(candidate: GaussianScene, cams: list[Camera], refs: list) -> float:
     """Mean PSNR (dB) of ``candidate``'s renders of ``cams`` against the reference renders ``refs``."""
     from .metrics import psnr
-    from .render import render
+    from .render import prepare, render
 
-    return float(np.mean([psnr(render(candidate, c).rgb, r) for c, r in zip(cams, refs)]))
+    prep = prepare(candidate)
+    return float(np.mean([psnr(render(candidate, c, prepared=prep).rgb, r) for c, r in zip(cams, refs)]))
 
 
 def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: list[Camera], cancel,

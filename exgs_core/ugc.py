@@ -82,15 +82,17 @@ def accumulate(scene: GaussianScene, cameras: Sequence[Camera], *, backend: str 
     """Render ``scene`` from every camera with per-Gaussian accumulation and sum the results
     (``counts`` also gathers hit counts, which the LightGaussian score needs; ``keep_rgb``: indices of the
     cameras whose rendered image is kept in ``images``)."""
-    from .render import render
+    from .render import prepare, render
 
+    prep = prepare(scene, backend)  # converted / uploaded once for all views
     w = np.zeros(scene.n, np.float64)
     c = np.zeros(scene.n, np.float64)
     pixels = 0
     keep, images = set(keep_rgb), {}
     for i, cam in enumerate(cameras):
         _check_cancel(cancel)
-        r = render(scene, cam, backend=backend, return_weights=True, **({"return_counts": True} if counts else {}))
+        r = render(scene, cam, backend=backend, return_weights=True, prepared=prep,
+                   **({"return_counts": True} if counts else {}))
         w += r.weights
         if i in keep:
             images[i] = r.rgb

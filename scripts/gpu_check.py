@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cpu-threads", type=int, default=2)
     ap.add_argument("--skip-compress", action="store_true")
+    ap.add_argument("--skip-painter", action="store_true")
     ap.add_argument("--dry-run", action="store_true",
                     help="check this script on a machine without CUDA: 'gsplat' renders and 'cuda' run on the CPU, "
                          "small scenes, few repetitions (the numbers mean nothing)")
@@ -130,6 +131,11 @@ def main(argv=None) -> int:
                 c = render(biker, cam, backend="cpu", return_weights=True)
                 g = render(biker, cam, backend=gs, return_weights=True)
                 d = np.abs(c.rgb - g.rgb).max(-1)
+                if cam.name.endswith("_000"):  # the first view of each size, to look at
+                    from exgs_core.cli import write_png
+
+                    diff = np.repeat(np.clip(d * 10, 0, 1)[..., None], 3, -1)
+                    write_png(args.out / f"parity_{w}x{h}.png", np.concatenate([c.rgb, g.rgb, diff], 1))
                 wc, wg = c.weights, g.weights
                 k = max(1, int(0.1 * (wc > 0).sum()))
                 top = len(np.intersect1d(np.argsort(-wc)[:k], np.argsort(-wg)[:k])) / k
@@ -166,8 +172,7 @@ def main(argv=None) -> int:
                 out.append(row)
         return out
 
-    @section("painter", args.out)
-    def _():
+    def painter():
         from exgs_core.painter.restore import Restorer
 
         rng = np.random.default_rng(0)
@@ -188,6 +193,9 @@ def main(argv=None) -> int:
                 rows.append({"variant": label, "size": "batch of 8 x 512x512",
                              "ms_per_frame": round(_median_ms(lambda: r.restore(rgb8, a8), 5, warm=1) / 8, 2)})
         return rows
+
+    if not args.skip_painter:
+        section("painter", args.out)(painter)
 
     if not args.skip_compress:
         @section("compress_biker", args.out)

@@ -125,6 +125,16 @@ def test_render_and_restore_match_in_process(worker, tiny_weights):
     assert not np.allclose(restored, ref.rgb)  # the (random) painter changed the frame
 
 
+def test_worker_switching_scenes_renders_each_scene(worker):
+    """The worker keeps each scene converted/uploaded between frames; switching scenes must not reuse a stale one."""
+    a, cam = _scene_and_camera()
+    b = a.subset(np.arange(0, a.n, 3))
+    for s in (a, b, a, b):
+        got = worker.render(s, cam, backend="cpu")
+        np.testing.assert_allclose(got.rgb, ex.render(s, cam, backend="cpu").rgb, atol=1e-6)
+    assert not np.allclose(worker.render(a, cam, backend="cpu").rgb, got.rgb)
+
+
 def test_missing_weights_is_a_clear_error(tmp_path):
     w = WorkerClient(weights=str(tmp_path / "nope"))
     try:

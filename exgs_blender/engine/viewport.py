@@ -46,6 +46,7 @@ class ViewportRenderer:
         self.remote = False  # render in the worker process (gsplat that this Python lacks)
         self.temporal = False  # stabilise restored frames against the previous one while the view moves
         self._stab = None  # (scene_version, TemporalStabilizer)
+        self._prepared = (None, None)  # ((scene_version, backend), exgs_core.render.prepare() result)
         self.restore_seconds = None
 
     # ------------------------------------------------------------ main thread
@@ -83,7 +84,7 @@ class ViewportRenderer:
 
     # ------------------------------------------------------------ worker thread (no bpy here)
     def _loop(self) -> None:
-        from exgs_core.render import render
+        from exgs_core.render import prepare, render
 
         from .final import srgb_to_linear
 
@@ -106,8 +107,11 @@ class ViewportRenderer:
 
                         res = restoring.backend(self.worker_settings or dict(key[1] or ()) or {"mode": "WORKER"}).render(
                             scene, cam, backend=self.backend, key=f"viewport-{id(self)}-{key[0]}")
-                    else:
-                        res = render(scene, cam, backend=self.backend)
+                    else:  # the scene converted (CPU) or uploaded (gsplat) once per version, not per frame
+                        pk = (key[0], self.backend)
+                        if self._prepared[0] != pk:
+                            self._prepared = (pk, prepare(scene, self.backend))
+                        res = render(scene, cam, backend=self.backend, prepared=self._prepared[1])
                     self.error = None
                 except Exception as e:  # noqa: BLE001 - shown in the viewport header by the engine
                     self.error = f"{type(e).__name__}: {e}"

@@ -35,7 +35,7 @@ from .cpu import (
     PreparedScene,
     render_cpu,
 )
-from .gsplat_backend import has_gsplat, render_gsplat
+from .gsplat_backend import GsplatScene, has_gsplat, render_gsplat
 from .result import RenderResult
 from .sh import sh_to_color
 
@@ -92,6 +92,7 @@ def render(
     return_counts: bool = False,
     near: float | None = None,
     far: float | None = None,
+    prepared=None,
 ) -> RenderResult:
     """Render ``scene`` as seen from ``camera``.
 
@@ -110,6 +111,9 @@ def render(
         return_counts: also return ``counts`` int32 [N]: the number of pixels each Gaussian was blended into.
         near, far: camera-z clipping range in world units (default: ``camera.near`` / ``camera.far``, which
             default to gsplat's 0.01 / 1e10).
+        prepared: ``prepare(scene, backend)``'s result, to skip converting (CPU) or uploading (gsplat) the scene's
+            arrays on every call; it must come from this ``scene``, unchanged since. Ignored when it was made for
+            the other backend.
 
     Returns:
         :class:`RenderResult` (``rgb`` f32 [H, W, 3], ``alpha`` f32 [H, W], ``depth`` f32 [H, W], ``weights``,
@@ -120,14 +124,14 @@ def render(
 
     Non-finite values never crash: a Gaussian with NaN/Inf in any field it uses, or a zero quaternion, is culled.
     """
-    return _render(scene, camera, None, backend=backend, background=background, sh_degree=sh_degree,
+    return _render(scene, camera, prepared, backend=backend, background=background, sh_degree=sh_degree,
                    rasterize_mode=rasterize_mode, return_weights=return_weights, return_counts=return_counts,
                    near=near, far=far)
 
 
 def _render(scene, camera, prepared, *, backend="auto", background=None, sh_degree=None, rasterize_mode="auto",
             return_weights=False, return_counts=False, near=None, far=None) -> RenderResult:
-    """:func:`render` with an optional :class:`~.cpu.PreparedScene` reused across cameras."""
+    """:func:`render` with an optional :func:`prepare` result reused across cameras."""
     backend, bg, sh_degree, mode, near, far = _options(
         scene, camera, backend, background, sh_degree, rasterize_mode, near, far
     )
@@ -135,15 +139,28 @@ def _render(scene, camera, prepared, *, backend="auto", background=None, sh_degr
         out = render_gsplat(
             scene, camera, background=bg, sh_degree=sh_degree, rasterize_mode=mode,
             return_weights=return_weights, return_counts=return_counts, near=near, far=far,
+            prepared=prepared if isinstance(prepared, GsplatScene) else None,
         )
     else:
-        prep = prepared if prepared is not None else PreparedScene(scene)
+        prep = prepared if isinstance(prepared, PreparedScene) else PreparedScene(scene)
         out = render_cpu(
             prep, camera, background=bg, sh_degree=sh_degree, antialiased=(mode == "antialiased"),
             return_weights=return_weights, return_counts=return_counts, near=near, far=far,
         )
     out["stats"]["rasterize_mode"] = mode
     return RenderResult(backend=backend, **out)
+
+
+def prepare(scene, backend: str = "auto"):
+    """The scene's arrays ready for many :func:`render` calls with ``backend`` (``"auto"`` resolves as in
+    :func:`render`): a :class:`~.cpu.PreparedScene` (float32, activated, contiguous) for the CPU or a
+    :class:`~.gsplat_backend.GsplatScene` (uploaded to the GPU once) for gsplat. Pass it as ``prepared=``; it
+    is a snapshot, so prepare again after changing the scene."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "gsplat" or (backend == "auto" and has_gsplat()):
+        return GsplatScene(scene)
+    return PreparedScene(scene)
 
 
 def render_many(
@@ -155,17 +172,13 @@ def render_many(
 ) -> list[RenderResult]:
     """Render ``scene`` from each camera in turn; see :func:`render` for ``kwargs``.
 
-    The CPU backend converts the scene's arrays (exp of scales, sigmoid of opacities, contiguous float32) once
-    for all cameras. ``progress(i, n)`` is called after each view (i = 1..n).
+    The scene is prepared once for all cameras (:func:`prepare`: converted for the CPU, uploaded for gsplat). ``progress(i, n)`` is called after each view (i = 1..n).
 
     Returns:
         list of :class:`RenderResult`, one per camera, in order.
     """
     cams = list(cameras)
-    prep = None
-    backend = kwargs.get("backend", "auto")
-    if backend == "cpu" or (backend == "auto" and not has_gsplat()):
-        prep = PreparedScene(scene)
+    prep = prepare(scene, kwargs.get("backend", "auto"))
     out = []
     for i, cam in enumerate(cams):
         out.append(_render(scene, cam, prep, **kwargs))
@@ -186,6 +199,7 @@ __all__ = [
     "T_STOP",
     "TILE_SIZE",
     "has_gsplat",
+    "prepare",
     "render",
     "render_many",
     "sh_to_color",

@@ -47,6 +47,38 @@ def _require():
     return torch, rasterization
 
 
+class GsplatScene:
+    """A scene's arrays uploaded to the GPU once, for many renders (``render_many``, scoring, the worker).
+
+    Gaussians with a non-finite value or a zero quaternion are left out (the CPU backend culls them too; gsplat
+    itself would let a NaN colour through).
+
+    Attributes:
+        n: N, Gaussians in the scene; idx: int64 [M] indices of the M uploaded ones;
+        means f32 [M, 3]; quats f32 [M, 4] (w, x, y, z); scales f32 [M, 3] (exp of log-scales);
+        opacities f32 [M] (sigmoid of logits); sh f32 [M, K, 3]: torch tensors on ``cuda``.
+    """
+
+    def __init__(self, scene):
+        torch, _ = _require()
+        dev = torch.device("cuda")
+        n = scene.n
+        keep = np.isfinite(scene.means).all(1) & np.isfinite(scene.quats).all(1)
+        keep &= np.isfinite(scene.log_scales).all(1) & np.isfinite(scene.opacity_logits)
+        keep &= np.isfinite(scene.sh.reshape(n, -1)).all(1) & ((scene.quats.astype(np.float64) ** 2).sum(1) > 0)
+        self.n = n
+        self.idx = np.nonzero(keep)[0]
+
+        def t(a):
+            return torch.from_numpy(np.ascontiguousarray(a[self.idx], dtype=np.float32)).to(dev)
+
+        self.means = t(scene.means)
+        self.quats = t(scene.quats)
+        self.scales = torch.exp(t(scene.log_scales))
+        self.opacities = torch.sigmoid(t(scene.opacity_logits))
+        self.sh = t(scene.sh)
+
+
 def render_gsplat(
     scene,
     camera,
@@ -58,11 +90,9 @@ def render_gsplat(
     return_counts: bool = False,
     near: float,
     far: float,
+    prepared: GsplatScene | None = None,
 ) -> dict:
     """Render one view with gsplat on the GPU.
-
-    Gaussians with a non-finite value or a zero quaternion are dropped before the call (the CPU backend culls
-    them too; gsplat itself would let a NaN colour through).
 
     Args:
         scene: :class:`~exgs_core.scene.GaussianScene` of N Gaussians.
@@ -75,6 +105,7 @@ def render_gsplat(
         return_counts: also return int32 [N] counts of the pixels each Gaussian was blended into, from
             ``gsplat.rasterize_to_indices_in_range`` over all batches (same alpha / transmittance rules).
         near, far: camera-z clipping range.
+        prepared: ``scene`` already uploaded (:class:`GsplatScene`); None uploads it for this call.
 
     Returns:
         dict with ``rgb`` f32 [H, W, 3], ``alpha`` f32 [H, W], ``depth`` f32 [H, W], ``weights`` f32 [N] or None,
@@ -82,24 +113,17 @@ def render_gsplat(
     """
     torch, rasterization = _require()
     dev = torch.device("cuda")
-    n = scene.n
-    keep = np.isfinite(scene.means).all(1) & np.isfinite(scene.quats).all(1) & np.isfinite(scene.log_scales).all(1)
-    keep &= np.isfinite(scene.opacity_logits) & np.isfinite(scene.sh.reshape(n, -1)).all(1)
-    keep &= (scene.quats.astype(np.float64) ** 2).sum(1) > 0
-    idx = np.nonzero(keep)[0]
+    g = prepared if prepared is not None else GsplatScene(scene)
+    n, idx = g.n, g.idx
+    means, quats, scales, opacities, sh = g.means, g.quats, g.scales, g.opacities, g.sh
     w, h = camera.width, camera.height
 
     def t(a):
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(dev)
 
-    means = t(scene.means[idx])  # [M, 3]
-    quats = t(scene.quats[idx])  # [M, 4] w, x, y, z
-    scales = torch.exp(t(scene.log_scales[idx]))  # [M, 3]
-    opacities = torch.sigmoid(t(scene.opacity_logits[idx]))  # [M]
-    sh = t(scene.sh[idx])  # [M, K, 3]
     viewmats = t(camera.world_to_camera)[None]  # [1, 4, 4]
     ks = t(camera.K)[None]  # [1, 3, 3]
-    bg = t(np.asarray(background, np.float32).reshape(1, 3))  # [1, 3]
+    bg = t(np.asarray(background, np.float32).reshape(1, 3))  # [1, 3], composited below
     common = dict(near_plane=float(near), far_plane=float(far), rasterize_mode=rasterize_mode)
     if len(idx) == 0:
         rgb = np.broadcast_to(np.asarray(background, np.float32), (h, w, 3)).copy()
@@ -109,15 +133,19 @@ def render_gsplat(
     with torch.no_grad():
         colors, alphas, meta = rasterization(
             means, quats, scales, opacities, sh, viewmats, ks, w, h,
-            sh_degree=int(sh_degree), backgrounds=bg, render_mode="RGB+ED", **common,
-        )  # colors [1, H, W, 4], alphas [1, H, W, 1]
+            sh_degree=int(sh_degree), render_mode="RGB+ED", **common,
+        )  # colors [1, H, W, 4] (premultiplied rgb, expected depth), alphas [1, H, W, 1]
+        # the background is composited here, as gsplat would (rgb + (1 - alpha) * bg): gsplat 1.5.3's packed mode
+        # (the default) rejects a per-camera background [1, 4] because it takes the image dims from the packed
+        # means2d [nnz, 2] (seen on an H200, torch 2.11 + CUDA 13.0)
+        rgb = colors[0, ..., :3] + (1 - alphas[0]) * bg[0]
     gids = meta.get("gaussian_ids")
     if gids is not None:
         n_rendered = int(gids.shape[0])
     else:
         n_rendered = int((meta["radii"] > 0).all(-1).sum().item())
     out = {
-        "rgb": colors[0, ..., :3].float().cpu().numpy(),
+        "rgb": rgb.float().cpu().numpy(),
         "alpha": alphas[0, ..., 0].float().cpu().numpy(),
         "depth": colors[0, ..., 3].float().cpu().numpy(),
         "weights": None,

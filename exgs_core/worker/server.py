@@ -40,6 +40,7 @@ class Server:
     def __init__(self):
         self.segments: dict = {}  # name -> SharedMemory (attached, cached: the client reuses its segments)
         self.scenes: dict = {}  # key -> GaussianScene (the latest few)
+        self.prepared: dict = {}  # (key, backend) -> render.prepare()'s result for that scene
         self.restorers: dict = {}  # (weights, device) -> Restorer
         self.delay = float(os.environ.get("EXGS_WORKER_TEST_DELAY", "0") or 0)  # tests: time to kill us
 
@@ -96,6 +97,9 @@ class Server:
         if len(self.scenes) >= 2:
             self.scenes.pop(next(iter(self.scenes)))
         self.scenes[args["key"]] = s
+        for k in list(self.prepared):  # stale: this key's old scene, or a scene no longer kept
+            if k[0] == args["key"] or k[0] not in self.scenes:
+                del self.prepared[k]
         return {"n": s.n}
 
     def _scene(self, key):
@@ -105,11 +109,15 @@ class Server:
         return s
 
     def _render(self, args, outs):
-        from ..render import render
+        from ..render import prepare, render
 
         scene = self._scene(args["key"])
         cam = camera_from_dict(args["camera"])
-        res = render(scene, cam, backend=args.get("backend", "auto"))
+        backend = args.get("backend", "auto")
+        pk = (args["key"], backend)
+        if pk not in self.prepared:  # converted (CPU) or uploaded (gsplat) once per scene, not per frame
+            self.prepared[pk] = prepare(scene, backend)
+        res = render(scene, cam, backend=backend, prepared=self.prepared[pk])
         outs["rgb"][...] = res.rgb
         outs["alpha"][...] = res.alpha
         outs["depth"][...] = res.depth
