@@ -335,6 +335,11 @@ def cmd_compress(args) -> int:
     if "sh_keep_search" in smp:
         alts = ", ".join(f"{t['sh_keep']:g}: {t['gaussians']:,} G {t['view_psnr']:.2f} dB" for t in smp["sh_keep_search"])
         print(f"  SH keep    chosen among {alts}")
+    cod = smp.get("codec")
+    if cod and "compact_bytes" in cod:
+        print(f"  codec      {cod['chosen']} (default {cod['default_bytes']:,} B {cod['default_view_psnr']:.2f} dB, "
+              f"compact {cod['compact_bytes']:,} B {cod['compact_view_psnr']:.2f} dB; the saving is worth "
+              f"{cod['saving_worth_db']:.2f} dB)")
     trials = len(smp.get("target_search", [])) or 1
     print(f"  time       {dt:.2f} s (score {rep.seconds.get('score', 0):.2f} s on {rep.views} views, "
           f"prune {rep.seconds.get('prune', 0):.2f} s, encode {rep.seconds.get('encode', 0):.2f} s"

@@ -89,6 +89,28 @@ def test_compress_round_trip_and_report():
     assert compress(scene, CompressOptions(ratio=0.25, **FAST))[0] == data
 
 
+def test_codec_choice_weighs_the_compact_saving_against_its_loss():
+    import math
+
+    from exgs_core.compress import CODEC_DB_PER_DOUBLING, COMPACT_CODEC
+    from exgs_core.exgs_format import CodecOptions, describe
+
+    scene = load(DONUT)
+    data, rep = compress(scene, CompressOptions(ratio=0.25, **FAST))
+    c = rep.sampling["codec"]
+    assert c["compact_bytes"] < c["default_bytes"]
+    assert len(data) == (c["compact_bytes"] if c["chosen"] == "compact" else c["default_bytes"])
+    worth = CODEC_DB_PER_DOUBLING * math.log2(c["default_bytes"] / c["compact_bytes"])
+    assert (c["chosen"] == "compact") == (c["default_view_psnr"] - c["compact_view_psnr"] <= worth + 1e-3)
+    used = describe(data)["options"]
+    assert used["rotation_bits"] == (COMPACT_CODEC["rotation_bits"] if c["chosen"] == "compact" else 10)
+    # an explicit codec is used as given; an unpruned scene keeps the default precision
+    fixed, rep2 = compress(scene, CompressOptions(ratio=0.25, **FAST), codec=CodecOptions(rotation_bits=12))
+    assert describe(fixed)["options"]["rotation_bits"] == 12 and "codec" not in rep2.sampling
+    _, rep3 = compress(scene, CompressOptions(ratio=1.0, **FAST))
+    assert rep3.sampling["codec"]["chosen"] == "default"
+
+
 def test_compress_sanitizes_with_a_report_and_leaves_input_alone():
     scene = load(DONUT)
     scene.means[3] = np.nan

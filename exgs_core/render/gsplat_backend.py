@@ -22,7 +22,11 @@ def has_gsplat() -> bool:
     gsplat 1.5.x ships its CUDA sources and compiles them on first use (minutes, once per machine; it prints a
     progress line); a machine where that build fails is reported as having no gsplat, so ``backend="auto"`` falls
     back to the CPU path instead of failing at the first render."""
+    import importlib.util
+
     try:
+        if importlib.util.find_spec("gsplat") is None:  # cheap: no torch import (1.3 s) on machines without gsplat
+            return False
         import torch
 
         if not torch.cuda.is_available():
