@@ -65,7 +65,8 @@ class Restorer:
     def from_pretrained(cls, folder: str | os.PathLike | None = None, *, device: str | None = None,
                         half: bool | None = None, tile: int = 2048, threads: int | None = None) -> "Restorer":
         """Load weights from ``folder`` (default: the shipped checkpoint). ``device``: "cpu", "cuda" or None
-        (CUDA when available). ``half``: bfloat16 networks (default: on CUDA with bf16 support only). ``threads``: torch CPU threads to use.
+        (CUDA when available). ``half``: bfloat16 networks (default: on CUDA with bf16 support only).
+        ``threads``: torch CPU threads to use.
 
         Raises :class:`~exgs_core.painter.model.PainterWeightsError` (an :class:`~exgs_core.errors.ExgsError`)
         naming the file and the problem when the folder is missing, incomplete, not safetensors, or its tensor

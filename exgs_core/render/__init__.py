@@ -172,7 +172,8 @@ def render_many(
 ) -> list[RenderResult]:
     """Render ``scene`` from each camera in turn; see :func:`render` for ``kwargs``.
 
-    The scene is prepared once for all cameras (:func:`prepare`: converted for the CPU, uploaded for gsplat). ``progress(i, n)`` is called after each view (i = 1..n).
+    The scene is prepared once for all cameras (:func:`prepare`: converted for the CPU, uploaded for gsplat).
+    ``progress(i, n)`` is called after each view (i = 1..n).
 
     Returns:
         list of :class:`RenderResult`, one per camera, in order.
