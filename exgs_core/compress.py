@@ -266,10 +266,11 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
         scene: N Gaussians in any state: NaN/Inf and zero rotations are sanitised first and reported
             (``report.sanitize_actions``); the caller's scene is never modified.
         options: pruning options (and ``target_bytes`` to choose rho).
-        codec: :class:`exgs_core.exgs_format.CodecOptions`; None (default) = choose per encode between the
-            default settings and :data:`COMPACT_CODEC`: both are decoded and rendered on (up to 8 of) the scoring
-            views, and the compact file wins unless its PSNR loss exceeds :data:`CODEC_DB_PER_DOUBLING` x
-            log2(bytes saved ratio). The choice is in ``report.sampling["codec"]``.
+        codec: :class:`exgs_core.exgs_format.CodecOptions`; None (default) = choose between the default settings
+            and :data:`COMPACT_CODEC` on the first pruned encode (size searches keep that choice for their later
+            trials): both are decoded and rendered on (up to 8 of) the scoring views, and the compact file wins
+            unless its PSNR loss exceeds :data:`CODEC_DB_PER_DOUBLING` x log2(bytes saved ratio). The choice is in
+            ``report.sampling["codec"]``.
         cameras: the views to decide on (e.g. from a cameras.json); automatic train views when None.
         source_sha256: hex digest of the source file for the header (default: :func:`scene_sha256`).
         progress: ``progress(fraction, stage)``.
@@ -281,6 +282,7 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
     from . import exgs_format
 
     fixed_codec = codec
+    decided: dict = {}  # the codec choice, made on the first pruned encode and kept for the rest of this call
     report = CompressReport(gaussians_in=scene.n, bytes_sh3_ply=scene.ply_size_bytes(3))
     t0 = time.perf_counter()
     if not scene.validate().ok:
@@ -310,8 +312,15 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
 
         if fixed_codec is not None:
             data = enc(fixed_codec)
+        elif "codec" in decided:  # size searches re-encode: decide once, on the first pruned encode
+            data = enc(decided["codec"])
+            report.sampling["codec"] = dict(decided["info"], reused=True)
         else:
             data = _choose_codec(scene, opts, pruned, enc, acc, cameras, report)
+            info = report.sampling["codec"]
+            if "compact_bytes" in info:
+                decided.update(info=info, codec=exgs_format.CodecOptions(
+                    **(COMPACT_CODEC if info["chosen"] == "compact" else {})))
         report.seconds["encode"] = round(report.seconds.get("encode", 0.0) + time.perf_counter() - t, 3)
         return data, pruned, sh_full, acc
 

@@ -127,6 +127,14 @@ def test_target_bytes_is_met():
     target = len(full) // 3
     data, rep = compress(scene, CompressOptions(target_bytes=target, **FAST))
     assert len(data) <= target and len(data) > 0.8 * target
+    # the codec is chosen once (on the first pruned trial) and the file uses that choice
+    from exgs_core.compress import COMPACT_CODEC
+    from exgs_core.exgs_format import describe
+
+    c = rep.sampling["codec"]
+    assert c["chosen"] in ("compact", "default") and len(rep.sampling["target_search"]) >= 2
+    assert describe(data)["options"]["rotation_bits"] == (COMPACT_CODEC["rotation_bits"] if c["chosen"] == "compact"
+                                                          else 10)
     with pytest.raises(ExgsError, match="cannot reach"):
         compress(scene, CompressOptions(target_bytes=50, **FAST))
 
