@@ -331,7 +331,7 @@ def cmd_compress(args) -> int:
     smp = rep.sampling
     if smp.get("method") == "auto":
         alts = ", ".join(f"{k} {v:.2f} dB" for k, v in smp.get("view_psnr", {}).items())
-        print(f"  merging    {smp.get('chosen')} (chosen on the scoring views: {alts})")
+        print(f"  merging    {smp.get('chosen')} (chosen on the check views: {alts})")
     if "sh_keep_search" in smp:
         alts = ", ".join(f"{t['sh_keep']:g}: {t['gaussians']:,} G {t['view_psnr']:.2f} dB" for t in smp["sh_keep_search"])
         print(f"  SH keep    chosen among {alts}")

@@ -55,8 +55,8 @@ class CompressOptions:
         sh_keep: fraction of the survivors that keep their higher SH (the rest are DC-only).
         sh_keep_auto: with ``target_bytes`` on a scene with SH: also choose ``sh_keep`` among
             :data:`SH_KEEP_CANDIDATES` (and ``sh_keep``), each with its own rho that fits, keeping the file whose
-            decoded renders of (up to 8 of) the scoring views are closest to the full scene (PSNR). More SH and
-            fewer Gaussians, or the reverse: which wins depends on the scene (measured in BENCHMARKS.md).
+            decoded renders of the check views (:func:`check_cameras`) are closest to the full scene (PSNR).
+            More SH and fewer Gaussians, or the reverse: which wins depends on the scene (measured in BENCHMARKS.md).
         score: ``"exgs"`` (transmittance-weighted), ``"lightgaussian"`` or ``"opacity"``.
         voxel_sampling: voxel-based sampling (else global top-k by score).
         compensation: closed-form adaptive amplification of the survivors. ``"pairwise"``: drop the Gaussians
@@ -64,8 +64,8 @@ class CompressOptions:
             to the budget (no voxel sampling), Ward cost, opaque merges; ``"pairwise-kl"``: nothing dropped,
             a KL cost scaled by the pair's significance (invisible Gaussians merge first) and mass-conserving
             opacity (see :data:`PAIRWISE`); ``"auto"`` (default): try :data:`AUTO_RULES` (both, and
-            ``pairwise-kl`` after the 2 % drop) and keep the one whose renders of (up to 8 of) the scoring views,
-            after the SH cut, are closest to the full scene's (PSNR);
+            ``pairwise-kl`` after the 2 % drop) and keep the one whose renders of the check views
+            (:func:`check_cameras`), after the SH cut, are closest to the full scene's (PSNR);
             ``"merge"`` (voxel sampling, then every removed
             Gaussian is moment-matched into its nearest survivor), ``"amplify"`` (voxel sampling, per-voxel
             opacity/scale gain only) or ``"none"``. Measured in BENCHMARKS.md.
@@ -152,8 +152,8 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     t = time.perf_counter()
     cams = scoring_cameras(scene, options, cameras)
     if acc is None and options.score != "opacity":
-        acc = ugc.accumulate(scene, cams, counts=options.score == "lightgaussian", progress=(lambda f, s: progress(0.6 * f, s)) if progress else None,
-                             cancel=cancel, keep_rgb=_choice_views(len(cams)))
+        acc = ugc.accumulate(scene, cams, counts=options.score == "lightgaussian",
+                             progress=(lambda f, s: progress(0.6 * f, s)) if progress else None, cancel=cancel)
     score = ugc.significance(scene, acc, options.score)
     report.seconds["score"] = round(report.seconds.get("score", 0.0) + time.perf_counter() - t, 3)
     report.views = len(cams)
@@ -171,8 +171,9 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
             report.sampling = {"method": options.compensation}
             out, sh_full = cut_sh(out)
         else:  # candidates are compared after the SH cut, as they will be stored
+            check = _references(scene, options, cameras, acc) if target < scene.n else None
             (out, sh_full), report.amplification, report.sampling = _pairwise_auto(
-                scene, score, target, cams, cancel, acc.images if acc else None, finish=cut_sh)
+                scene, score, target, check, cancel, finish=cut_sh)
         report.seconds["prune"] = round(report.seconds.get("prune", 0.0) + time.perf_counter() - t, 3)
         if progress:
             progress(0.7, "pruned")
@@ -199,23 +200,44 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     return out, sh_full, acc
 
 
-def _choice_views(n_cams: int, n_views: int = 8) -> list[int]:
-    """Indices of the (up to ``n_views``, evenly spread) scoring views the encoder compares candidates on."""
-    return list(range(n_cams))[:: max(1, n_cams // n_views)][:n_views]
+CHECK_VIEWS = 8
 
 
-def _references(scene: GaussianScene, cams: list[Camera], images: dict | None) -> tuple[list, list]:
-    """(cameras, full-scene renders float32 [H, W, 3]) of the choice views; renders kept by the scoring pass are
-    reused."""
+def check_cameras(scene: GaussianScene, options: CompressOptions, cameras: list[Camera] | None) -> list[Camera]:
+    """The views compression judges its own choices on (merge rule, codec, SH share): :data:`CHECK_VIEWS`
+    automatic ``check`` views (never scored on, never the ``eval`` views) at twice the scoring size, or, with given
+    cameras, 8 of them evenly spread, rescaled so their longer side is twice ``view_size``.
+
+    Twice the scoring size because the choice depends on it: at 256² the opaque Ward rule looked best on the tarot
+    cards, the biker at 0.05 and the flowers at 0.1, while at 512² (and on the benchmark's held-out 384² views) the
+    KL rule is 0.7-1.2 dB better there; on the guitar both sizes keep Ward, which is right."""
+    from .views import auto_views
+
+    size = 2 * options.view_size
+    if not cameras:
+        return auto_views(scene, CHECK_VIEWS, size, size, split="check")
+    pick = list(cameras)[:: max(1, len(cameras) // CHECK_VIEWS)][:CHECK_VIEWS]
+    out = []
+    for c in pick:
+        s = size / max(c.width, c.height)
+        out.append(c.resized(max(1, round(c.width * s)), max(1, round(c.height * s))) if s < 1 else c)
+    return out
+
+
+def _references(scene: GaussianScene, options: CompressOptions, cameras: list[Camera] | None,
+                acc: ugc.Accumulation | None) -> tuple[list, list]:
+    """(check cameras, full-scene renders float32 [H, W, 3] of them), rendered once per accumulation (cached in
+    ``acc.cache["check"]``)."""
     from .render import prepare, render
 
-    idx = _choice_views(len(cams))
-    images = images or {}
-    if all(i in images for i in idx):
-        return [cams[i] for i in idx], [images[i] for i in idx]
+    if acc is not None and "check" in acc.cache:
+        return acc.cache["check"]
+    cams = check_cameras(scene, options, cameras)
     prep = prepare(scene)
-    return [cams[i] for i in idx], [images[i] if i in images else render(scene, cams[i], prepared=prep).rgb
-                                    for i in idx]
+    out = (cams, [render(scene, c, prepared=prep).rgb for c in cams])
+    if acc is not None:
+        acc.cache["check"] = out
+    return out
 
 
 def _view_psnr(candidate: GaussianScene, cams: list[Camera], refs: list) -> float:
@@ -227,16 +249,16 @@ def _view_psnr(candidate: GaussianScene, cams: list[Camera], refs: list) -> floa
     return float(np.mean([psnr(render(candidate, c, prepared=prep).rgb, r) for c, r in zip(cams, refs)]))
 
 
-def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, cams: list[Camera], cancel,
-                   images: dict | None, finish) -> tuple[tuple[GaussianScene, np.ndarray], dict, dict]:
-    """Run every rule of :data:`AUTO_RULES` and keep the one whose renders of up to 8 of the scoring views have
-    the higher mean PSNR against the full scene's renders (an encoder-side choice: no optimisation, the decoder
-    does not need to know). ``images``: full-scene renders by view index, from the scoring pass. ``finish``: the
-    SH cut, ``merged scene -> (scene, sh_full)``, applied before judging; returns the chosen ``(scene, sh_full)``,
-    the merge stats and the sampling report."""
+def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, check: tuple, cancel, finish
+                   ) -> tuple[tuple[GaussianScene, np.ndarray], dict, dict]:
+    """Run every rule of :data:`AUTO_RULES` and keep the one whose renders of the check views have the higher
+    mean PSNR against the full scene's renders (an encoder-side choice: no optimisation, the decoder does not need
+    to know). ``check``: (cameras, full-scene renders) from :func:`_references`. ``finish``: the SH cut,
+    ``merged scene -> (scene, sh_full)``, applied before judging; returns the chosen ``(scene, sh_full)``, the
+    merge stats and the sampling report."""
     if target >= scene.n:
         return finish(scene.copy()), {"dropped": 0, "rounds": 0}, {"method": "auto", "chosen": "none"}
-    pick, refs = _references(scene, cams, images)
+    pick, refs = check
     best = None
     tried = {}
     for name, kw in AUTO_RULES.items():
@@ -268,7 +290,7 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
         options: pruning options (and ``target_bytes`` to choose rho).
         codec: :class:`exgs_core.exgs_format.CodecOptions`; None (default) = choose between the default settings
             and :data:`COMPACT_CODEC` on the first pruned encode (size searches keep that choice for their later
-            trials): both are decoded and rendered on (up to 8 of) the scoring views, and the compact file wins
+            trials): both are decoded and rendered on the check views (:func:`check_cameras`), and the compact file wins
             unless its PSNR loss exceeds :data:`CODEC_DB_PER_DOUBLING` x log2(bytes saved ratio). The choice is in
             ``report.sampling["codec"]``.
         cameras: the views to decide on (e.g. from a cameras.json); automatic train views when None.
@@ -352,7 +374,7 @@ def _choose_codec(scene, opts: CompressOptions, pruned: GaussianScene, enc, acc,
         report.sampling["codec"] = {"chosen": "default", "why": "not pruned"}
         return precise
     compact = enc(CodecOptions(**COMPACT_CODEC))
-    pick, refs = _references(scene, scoring_cameras(scene, opts, cameras), acc.images if acc else None)
+    pick, refs = _references(scene, opts, cameras, acc)
     p_precise, p_compact = _view_psnr(decode(precise), pick, refs), _view_psnr(decode(compact), pick, refs)
     worth = CODEC_DB_PER_DOUBLING * math.log2(len(precise) / max(len(compact), 1))
     use = p_precise - p_compact <= worth
@@ -364,13 +386,12 @@ def _choose_codec(scene, opts: CompressOptions, pruned: GaussianScene, enc, acc,
 
 def _search_sh_keep(scene, options: CompressOptions, encode_at, report: CompressReport, cameras, cancel):
     """``sh_keep_auto``: one :func:`_search_ratio` per SH-keep candidate, keep the best decoded file on the
-    scoring views."""
+    check views (:func:`check_cameras`)."""
     from dataclasses import replace
 
     from .exgs_format import decode
 
     cands = sorted({float(options.sh_keep), *SH_KEEP_CANDIDATES})
-    cams = scoring_cameras(scene, options, cameras)
     pick = refs = None
     acc, best, tried = None, None, []
     for i, shk in enumerate(cands):
@@ -382,7 +403,7 @@ def _search_sh_keep(scene, options: CompressOptions, encode_at, report: Compress
         except ExgsError:  # this SH share cannot fit the budget at all; the others may
             continue
         if refs is None:
-            pick, refs = _references(scene, cams, acc.images if acc else None)
+            pick, refs = _references(scene, options, cameras, acc)
         p = _view_psnr(decode(data), pick, refs)
         tried.append({"sh_keep": shk, "gaussians": pruned.n, "bytes": len(data), "view_psnr": round(p, 3)})
         if best is None or p > best[0]:  # the report describes the chosen file

@@ -66,42 +66,38 @@ class Accumulation:
         count: float64 [N], number of pixels where the Gaussian contributed (alpha >= 1/255, pixel not terminated).
         pixels: M * H * W.
         views: M.
-        images: {view index: float32 [H, W, 3] render} for the views asked for with ``keep_rgb`` (reused as
-            references when the compressor compares candidates, so the full scene is not rendered twice).
+        cache: derived data kept with the accumulation for reuse (``compress`` keeps its check views' full-scene
+            renders here, so a size search renders them once).
     """
 
     weight: np.ndarray
     count: np.ndarray
     pixels: int
     views: int
-    images: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)
 
 
 def accumulate(scene: GaussianScene, cameras: Sequence[Camera], *, backend: str = "auto", counts: bool = False,
-               progress: Progress | None = None, cancel=None, keep_rgb: Sequence[int] = ()) -> Accumulation:
+               progress: Progress | None = None, cancel=None) -> Accumulation:
     """Render ``scene`` from every camera with per-Gaussian accumulation and sum the results
-    (``counts`` also gathers hit counts, which the LightGaussian score needs; ``keep_rgb``: indices of the
-    cameras whose rendered image is kept in ``images``)."""
+    (``counts`` also gathers hit counts, which the LightGaussian score needs)."""
     from .render import prepare, render
 
     prep = prepare(scene, backend)  # converted / uploaded once for all views
     w = np.zeros(scene.n, np.float64)
     c = np.zeros(scene.n, np.float64)
     pixels = 0
-    keep, images = set(keep_rgb), {}
     for i, cam in enumerate(cameras):
         _check_cancel(cancel)
         r = render(scene, cam, backend=backend, return_weights=True, prepared=prep,
                    **({"return_counts": True} if counts else {}))
         w += r.weights
-        if i in keep:
-            images[i] = r.rgb
         if counts:
             c += r.counts
         pixels += cam.width * cam.height
         if progress:
             progress((i + 1) / len(cameras), f"scoring view {i + 1}/{len(cameras)}")
-    return Accumulation(w, c, pixels, len(cameras), images)
+    return Accumulation(w, c, pixels, len(cameras))
 
 
 def significance(scene: GaussianScene, acc: Accumulation | None, method: str = "exgs") -> np.ndarray:

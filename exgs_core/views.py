@@ -19,7 +19,10 @@ Automatic views, the rule (tested in ``tests/test_views.py``):
    opposite), looking outwards along the same spiral of directions (elevation -30..+45 degrees), vertical fov 70.
 5. **Held-out evaluation views differ from the decision views.** ``split="train"`` uses spiral positions
    ``i + 0.25``, ``split="eval"`` uses ``i + 0.75`` (same count, interleaved, never the same pose) and an azimuth
-   offset of half the golden angle. Compression decides on ``train`` views; ``exgs eval`` measures on ``eval`` views.
+   offset of half the golden angle. Compression scores on ``train`` views; ``exgs eval`` measures on ``eval`` views.
+   ``split="check"`` (positions ``i + 0.5``, azimuth offset a quarter of the golden angle) is a third, disjoint set:
+   compression judges its own choices on it, because judging on the views it scored on favours rules that drop
+   what those views do not see.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from .errors import CameraError
 from .scene import GaussianScene
 
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
+#: ``train``: the views compression scores on; ``check``: the views it judges its own choices on (merge rule, codec,
+#: SH share), never scored on; ``eval``: held-out views for ``exgs eval`` and the benchmarks, never used by compression.
+SPLITS = ("train", "eval", "check")
 DEFAULT_UP = (0.0, -1.0, 0.0)
 _MAX_CAMERAS_JSON_BYTES = 256 * 1024 * 1024
 
@@ -105,10 +111,10 @@ def scene_frame(scene: GaussianScene, up=None, mode: str = "auto") -> SceneFrame
 
 def _spiral(n: int, split: str, elev_lo: float, elev_hi: float) -> np.ndarray:
     """Unit directions [n, 3] in a local frame (z = up): the spiral of the module docstring."""
-    if split not in ("train", "eval"):
-        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    off = 0.25 if split == "train" else 0.75
-    az0 = 0.0 if split == "train" else GOLDEN_ANGLE / 2
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    off = {"train": 0.25, "eval": 0.75, "check": 0.5}[split]
+    az0 = {"train": 0.0, "eval": GOLDEN_ANGLE / 2, "check": GOLDEN_ANGLE / 4}[split]
     t = (np.arange(n) + off) / max(n, 1)
     elev = np.radians(elev_lo + (elev_hi - elev_lo) * t)
     az = az0 + GOLDEN_ANGLE * (np.arange(n) + off)

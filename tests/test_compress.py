@@ -305,13 +305,47 @@ def test_edge_order_is_ascending_with_ties_by_index_and_non_finite_last():
     assert np.all(np.diff(c[o]) >= -1e-6)  # ascending up to float32 resolution
 
 
-def test_scoring_renders_are_reused_as_references():
+def test_choices_are_judged_on_check_views_rendered_once():
+    """The merge rule, codec and SH share are judged on 'check' views: never scored on, never the eval views, at
+    twice the scoring size; a size search renders the full scene on them once."""
+    from exgs_core import compress as C
+    from exgs_core.views import auto_views
+
     scene = load(DONUT)
-    cams = __import__("exgs_core.compress", fromlist=["scoring_cameras"]).scoring_cameras(scene, CompressOptions(**FAST), None)
-    acc = ugc.accumulate(scene, cams, keep_rgb=[0, 3])
-    assert sorted(acc.images) == [0, 3]
-    from exgs_core.render import render
-    np.testing.assert_array_equal(acc.images[3], render(scene, cams[3]).rgb)
+    opts = CompressOptions(**FAST)
+    check = C.check_cameras(scene, opts, None)
+    assert len(check) == C.CHECK_VIEWS and check[0].width == 2 * opts.view_size
+    train = C.scoring_cameras(scene, opts, None)
+    evals = auto_views(scene, 8, 2 * opts.view_size, 2 * opts.view_size, split="eval")
+    pos = np.array([c.position for c in check])
+    for other in (train, evals):
+        d = np.linalg.norm(pos[:, None] - np.array([c.position for c in other])[None], axis=-1)
+        assert d.min() > 1e-3 * np.linalg.norm(pos[0])
+    calls = []
+    real = C._references
+
+    def spy(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    import exgs_core.render as R
+    real_render = R.render
+    full_renders = []  # check-size renders of the full (unpruned) scene
+
+    def counting_render(s, cam, **kw):
+        if s.n == scene.n and cam.width == 2 * opts.view_size:
+            full_renders.append(cam.name)
+        return real_render(s, cam, **kw)
+
+    C._references, R.render = spy, counting_render
+    try:
+        full, _ = compress(scene, CompressOptions(ratio=1.0, **FAST))
+        assert full_renders == []  # nothing pruned: nothing to judge
+        data, rep = compress(scene, CompressOptions(target_bytes=len(full) // 3, **FAST))
+    finally:
+        C._references, R.render = real, real_render
+    assert len(rep.sampling["target_search"]) >= 3 and len(calls) >= 3
+    assert sorted(full_renders) == sorted(c.name for c in check)  # once per compress, however many trials
 
 
 def test_visibility_weight_merges_what_the_views_do_not_see_first(rng):
