@@ -24,7 +24,7 @@ Pipeline (each step a pure function, arrays in, new arrays out):
    greedily by the same moment matching, cheapest first, until the budget is met. Two cost/opacity variants:
    Ward cost with opaque merges after the drop (solid objects) and, without any drop, a significance-weighted
    KL cost with mass-conserving opacity (fuzzy, thin content); the compressor's ``"auto"`` tries both (and the
-   KL rule after the drop) and keeps the best on the scoring views. Measured in BENCHMARKS.md.
+   KL rule after the drop) and keeps the best on check views that were not scored on. Measured in BENCHMARKS.md.
 4. :func:`split_sh` — the ``sh_keep`` fraction of survivors with the highest score keep full SH; the rest become
    DC-only, optionally with the removed bands' mean colour over the scoring views folded into DC.
 """
