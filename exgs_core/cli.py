@@ -438,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "moment matching, opaque merges with a Ward cost (pairwise) or, dropping nothing, "
                          "mass-conserving merges with a significance-weighted KL cost (pairwise-kl); auto (default) "
                          "runs both, and pairwise-kl after the drop, and keeps the one closest to the full scene on "
-                         "8 check views (not the scoring views, twice their size); voxel-sample and merge every removed Gaussian into its nearest "
-                         "survivor (merge); voxel-sample and scale up opacity/size (amplify); or none")
+                         "8 check views (not the scoring views, twice their size); voxel-sample and merge every "
+                         "removed Gaussian into its nearest survivor (merge); voxel-sample and scale up opacity/size (amplify); or none")
     sp.add_argument("--no-fold-sh", action="store_true", help="do not fold cut SH bands into the DC colour")
     sp.add_argument("--json", action="store_true", help="also print the report as one JSON object")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
