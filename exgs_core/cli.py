@@ -297,7 +297,10 @@ def cmd_compress(args) -> int:
         opts = CompressOptions(
             ratio=args.ratio, target_bytes=int(args.target_mb * 1e6) if args.target_mb else None,
             sh_keep=0.1 if args.sh_keep is None else args.sh_keep,
-            sh_keep_auto=bool(args.target_mb) and args.sh_keep is None, score=args.score, voxel_sampling=not args.no_voxel, compensation=args.compensation,
+            sh_keep_auto=bool(args.target_mb) and args.sh_keep is None, score=args.score,
+            voxel_sampling=not args.no_voxel,
+            compensation=args.compensation or ("pairwise" if args.fast else "auto"),
+            codec=args.codec or ("compact" if args.fast else "auto"),
             fold_sh=not args.no_fold_sh, views=args.views, view_size=args.view_size,
         )
     except ValueError as e:
@@ -433,13 +436,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="significance score (default exgs: transmittance-weighted opacity)")
     sp.add_argument("--no-voxel", action="store_true", help="global top-k instead of voxel-based sampling")
     sp.add_argument("--compensation", choices=["auto", "pairwise", "pairwise-kl", "merge", "amplify", "none"],
-                    default="auto",
+                    default=None,
                     help="adaptive amplification: drop the invisible and merge neighbour pairs hierarchically by "
                          "moment matching, opaque merges with a Ward cost (pairwise) or, dropping nothing, "
                          "mass-conserving merges with a significance-weighted KL cost (pairwise-kl); auto (default) "
                          "runs both, and pairwise-kl after the drop, and keeps the one closest to the full scene on "
                          "8 check views (not the scoring views, twice their size); voxel-sample and merge every "
-                         "removed Gaussian into its nearest survivor (merge); voxel-sample and scale up opacity/size (amplify); or none")
+                         "removed Gaussian into its nearest survivor (merge); voxel-sample and scale up "
+                         "opacity/size (amplify); or none")
+    sp.add_argument("--codec", choices=["auto", "default", "compact"], default=None,
+                    help="quantisation: auto (default) encodes the pruned scene with the default and the compact "
+                         "bit widths (rotations 8, log-scales and colours 7 bits) and keeps compact unless it "
+                         "costs more on the check views than its saving is worth; default; compact")
+    sp.add_argument("--fast", action="store_true",
+                    help="for very large scenes: --compensation pairwise --codec compact unless given (no candidate "
+                         "merges, no judging renders; 1M Gaussians in about 8 s on 2 cores, but up to several dB "
+                         "lower on fuzzy scenes: BENCHMARKS.md, ablation 'pairwise only')")
     sp.add_argument("--no-fold-sh", action="store_true", help="do not fold cut SH bands into the DC colour")
     sp.add_argument("--json", action="store_true", help="also print the report as one JSON object")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -30,6 +30,7 @@ COMPACT_CODEC = dict(rotation_bits=8, scale_bits=7, color_bits=7)
 #: dB of view PSNR that halving the bytes costs, as ``compress`` assumes when it weighs the compact codec's
 #: saving against its loss (our measured slopes: 1.5-12 dB per doubling of the Gaussians; 3 is conservative).
 CODEC_DB_PER_DOUBLING = 3.0
+CODEC_CHOICES = ("auto", "default", "compact")
 # the two hierarchical (pairwise) compensations, as ugc.pairwise_merge keyword arguments
 PAIRWISE = {
     # Ward cost on centres + DC colour, mass = opacity x projected area, merged opacity never below the members'
@@ -74,6 +75,8 @@ class CompressOptions:
         views: number of automatic scoring views (when no cameras are given).
         view_size: scoring image size (square, pixels) for automatic views; given cameras are rescaled so their
             longer side is this.
+        codec: quantisation: ``"auto"`` (default: the default or :data:`COMPACT_CODEC`, judged on the check views,
+            see :func:`compress`), ``"default"`` or ``"compact"`` (no judging renders: faster on huge scenes).
     """
 
     ratio: float = 0.1
@@ -87,6 +90,7 @@ class CompressOptions:
     fold_sh: bool = True
     views: int = 24
     view_size: int = 256
+    codec: str = "auto"
 
     def __post_init__(self):
         if not 0 < self.ratio <= 1:
@@ -95,6 +99,8 @@ class CompressOptions:
             raise ValueError(f"sh_keep must be in [0, 1], got {self.sh_keep}")
         if self.score not in ugc.SCORES:
             raise ValueError(f"score must be one of {ugc.SCORES}, got {self.score!r}")
+        if self.codec not in CODEC_CHOICES:
+            raise ValueError(f"codec must be one of {CODEC_CHOICES}, got {self.codec!r}")
         if self.compensation not in COMPENSATIONS:
             raise ValueError(f"compensation must be one of {COMPENSATIONS}, got {self.compensation!r}")
         if self.target_bytes is not None and self.target_bytes <= 0:
@@ -288,8 +294,8 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
         scene: N Gaussians in any state: NaN/Inf and zero rotations are sanitised first and reported
             (``report.sanitize_actions``); the caller's scene is never modified.
         options: pruning options (and ``target_bytes`` to choose rho).
-        codec: :class:`exgs_core.exgs_format.CodecOptions`; None (default) = choose between the default settings
-            and :data:`COMPACT_CODEC` on the first pruned encode (size searches keep that choice for their later
+        codec: :class:`exgs_core.exgs_format.CodecOptions` (overrides ``options.codec``); None (default) with
+            ``options.codec == "auto"`` = choose between the default settings and :data:`COMPACT_CODEC` on the first pruned encode (size searches keep that choice for their later
             trials): both are decoded and rendered on the check views (:func:`check_cameras`), and the compact file wins
             unless its PSNR loss exceeds :data:`CODEC_DB_PER_DOUBLING` x log2(bytes saved ratio). The choice is in
             ``report.sampling["codec"]``.
@@ -304,6 +310,8 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
     from . import exgs_format
 
     fixed_codec = codec
+    if fixed_codec is None and options.codec != "auto":
+        fixed_codec = exgs_format.CodecOptions(**(COMPACT_CODEC if options.codec == "compact" else {}))
     decided: dict = {}  # the codec choice, made on the first pruned encode and kept for the rest of this call
     report = CompressReport(gaussians_in=scene.n, bytes_sh3_ply=scene.ply_size_bytes(3))
     t0 = time.perf_counter()

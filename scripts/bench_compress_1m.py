@@ -3,6 +3,7 @@
 jittered by N(0, 0.002 x robust extent) (seed 0), as scripts/bench_render.py builds its 1M scene.
 
 Usage: .venv/bin/python scripts/bench_compress_1m.py [--ratio 0.1] [--views 24] [--compensation auto]
+       [--codec auto]   (the CLI's --fast is --compensation pairwise --codec compact)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ratio", type=float, default=0.1)
     ap.add_argument("--views", type=int, default=24)
     ap.add_argument("--compensation", default="auto")
+    ap.add_argument("--codec", default="auto", choices=["auto", "default", "compact"])
     args = ap.parse_args(argv)
     s = load(ROOT / "examples" / "playcanvas_biker.spz")
     rng = np.random.default_rng(0)
@@ -37,7 +39,8 @@ def main(argv=None) -> int:
     big.means = (big.means + rng.normal(scale=0.002 * ext.max(), size=big.means.shape)).astype(np.float32)
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; N = {big.n:,}")
     t = time.perf_counter()
-    data, rep = compress(big, CompressOptions(ratio=args.ratio, views=args.views, compensation=args.compensation))
+    data, rep = compress(big, CompressOptions(ratio=args.ratio, views=args.views, compensation=args.compensation,
+                                                 codec=args.codec))
     enc = time.perf_counter() - t
     t = time.perf_counter()
     dec = decompress(data)

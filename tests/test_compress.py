@@ -111,6 +111,23 @@ def test_codec_choice_weighs_the_compact_saving_against_its_loss():
     assert rep3.sampling["codec"]["chosen"] == "default"
 
 
+def test_fixed_codec_choices_and_cli_fast(tmp_path, capsys):
+    from exgs_core.compress import COMPACT_CODEC
+    from exgs_core.exgs_format import describe
+
+    scene = load(DONUT)
+    for choice, bits in (("compact", COMPACT_CODEC["rotation_bits"]), ("default", 10)):
+        data, rep = compress(scene, CompressOptions(ratio=0.25, codec=choice, **FAST))
+        assert describe(data)["options"]["rotation_bits"] == bits and "codec" not in rep.sampling
+    with pytest.raises(ValueError, match="codec"):
+        CompressOptions(codec="tiny")
+    out = tmp_path / "f.exgs"
+    assert main(["compress", str(DONUT), "-o", str(out), "--fast", "--views", "6", "--view-size", "64", "-q",
+                 "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["sampling"]["method"] == "pairwise" and describe(out.read_bytes())["options"]["rotation_bits"] == 8
+
+
 def test_compress_sanitizes_with_a_report_and_leaves_input_alone():
     scene = load(DONUT)
     scene.means[3] = np.nan
