@@ -339,10 +339,9 @@ def cmd_compress(args) -> int:
         alts = ", ".join(f"{t['sh_keep']:g}: {t['gaussians']:,} G {t['view_psnr']:.2f} dB" for t in smp["sh_keep_search"])
         print(f"  SH keep    chosen among {alts}")
     cod = smp.get("codec")
-    if cod and "compact_bytes" in cod:
-        print(f"  codec      {cod['chosen']} (default {cod['default_bytes']:,} B {cod['default_view_psnr']:.2f} dB, "
-              f"compact {cod['compact_bytes']:,} B {cod['compact_view_psnr']:.2f} dB; the saving is worth "
-              f"{cod['saving_worth_db']:.2f} dB)")
+    if cod and "tried" in cod:
+        alts = ", ".join(f"{t['codec']} {t['bytes']:,} B {t['view_psnr']:.2f} dB" for t in cod["tried"])
+        print(f"  codec      {cod['chosen']} (judged on the check views: {alts})")
     trials = len(smp.get("target_search", [])) or 1
     print(f"  time       {dt:.2f} s (score {rep.seconds.get('score', 0):.2f} s on {rep.views} views, "
           f"prune {rep.seconds.get('prune', 0):.2f} s, encode {rep.seconds.get('encode', 0):.2f} s"
@@ -444,10 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "8 check views (not the scoring views, twice their size); voxel-sample and merge every "
                          "removed Gaussian into its nearest survivor (merge); voxel-sample and scale up "
                          "opacity/size (amplify); or none")
-    sp.add_argument("--codec", choices=["auto", "default", "compact"], default=None,
-                    help="quantisation: auto (default) encodes the pruned scene with the default and the compact "
-                         "bit widths (rotations 8, log-scales and colours 7 bits) and keeps compact unless it "
-                         "costs more on the check views than its saving is worth; default; compact")
+    sp.add_argument("--codec", choices=["auto", "default", "compact", "coarse"], default=None,
+                    help="quantisation: auto (default) walks from the default bit widths to compact (rotations 8, "
+                         "log-scales and colours 7 bits) and coarse (7, 6, 6, opacity 7) while each step costs less "
+                         "on the check views than its saving is worth; or one of them")
     sp.add_argument("--fast", action="store_true",
                     help="for very large scenes: --compensation pairwise --codec compact unless given (no candidate "
                          "merges, no judging renders; 1M Gaussians in about 8 s on 2 cores, but up to several dB "

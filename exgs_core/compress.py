@@ -27,10 +27,15 @@ SH_KEEP_CANDIDATES = (0.1, 0.3, 1.0)
 #: pruning error (measured: -0.00 to -0.03 dB on 9 of 10 scene/ratio pairs) for 8-9 % fewer bytes, which buy 8-9 %
 #: more Gaussians at equal bytes (+0.2 to +1.5 dB there). Not always: a 1,180-Gaussian crop at 45.5 dB lost 1.9 dB.
 COMPACT_CODEC = dict(rotation_bits=8, scale_bits=7, color_bits=7)
+#: A coarser step still (rotations 7 bits, 2.0 deg max; log-scales and colours 6 bits; opacity 7 bits): tried after
+#: the compact codec, on scenes where that one cost nothing.
+COARSE_CODEC = dict(rotation_bits=7, scale_bits=6, color_bits=6, opacity_bits=7)
+#: The quantisation steps ``compress`` walks down, finest first.
+CODEC_LADDER = {"default": {}, "compact": COMPACT_CODEC, "coarse": COARSE_CODEC}
 #: dB of view PSNR that halving the bytes costs, as ``compress`` assumes when it weighs the compact codec's
 #: saving against its loss (our measured slopes: 1.5-12 dB per doubling of the Gaussians; 3 is conservative).
 CODEC_DB_PER_DOUBLING = 3.0
-CODEC_CHOICES = ("auto", "default", "compact")
+CODEC_CHOICES = ("auto", *CODEC_LADDER)
 # the two hierarchical (pairwise) compensations, as ugc.pairwise_merge keyword arguments
 PAIRWISE = {
     # Ward cost on centres + DC colour, mass = opacity x projected area, merged opacity never below the members'
@@ -311,7 +316,7 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
 
     fixed_codec = codec
     if fixed_codec is None and options.codec != "auto":
-        fixed_codec = exgs_format.CodecOptions(**(COMPACT_CODEC if options.codec == "compact" else {}))
+        fixed_codec = exgs_format.CodecOptions(**CODEC_LADDER[options.codec])
     decided: dict = {}  # the codec choice, made on the first pruned encode and kept for the rest of this call
     report = CompressReport(gaussians_in=scene.n, bytes_sh3_ply=scene.ply_size_bytes(3))
     t0 = time.perf_counter()
@@ -348,9 +353,8 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
         else:
             data = _choose_codec(scene, opts, pruned, enc, acc, cameras, report)
             info = report.sampling["codec"]
-            if "compact_bytes" in info:
-                decided.update(info=info, codec=exgs_format.CodecOptions(
-                    **(COMPACT_CODEC if info["chosen"] == "compact" else {})))
+            if "tried" in info:
+                decided.update(info=info, codec=exgs_format.CodecOptions(**CODEC_LADDER[info["chosen"]]))
         report.seconds["encode"] = round(report.seconds.get("encode", 0.0) + time.perf_counter() - t, 3)
         return data, pruned, sh_full, acc
 
@@ -371,25 +375,30 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
 
 
 def _choose_codec(scene, opts: CompressOptions, pruned: GaussianScene, enc, acc, cameras, report) -> bytes:
-    """Encode ``pruned`` with the default codec and, when it was pruned, with :data:`COMPACT_CODEC`; keep the
-    compact file unless its view-PSNR loss is larger than its byte saving is worth (see :func:`compress`)."""
+    """Walk down :data:`CODEC_LADDER` on a pruned scene: each coarser step is kept while its view-PSNR loss
+    against the step kept so far is no larger than its byte saving is worth (:data:`CODEC_DB_PER_DOUBLING` x
+    log2 of the size ratio); the walk stops at the first step that is not worth it."""
     import math
 
     from .exgs_format import CodecOptions, decode
 
-    precise = enc(CodecOptions())
+    data = enc(CodecOptions())
     if pruned.n >= scene.n:  # nothing pruned: the quantisation error is all the error there is
         report.sampling["codec"] = {"chosen": "default", "why": "not pruned"}
-        return precise
-    compact = enc(CodecOptions(**COMPACT_CODEC))
+        return data
     pick, refs = _references(scene, opts, cameras, acc)
-    p_precise, p_compact = _view_psnr(decode(precise), pick, refs), _view_psnr(decode(compact), pick, refs)
-    worth = CODEC_DB_PER_DOUBLING * math.log2(len(precise) / max(len(compact), 1))
-    use = p_precise - p_compact <= worth
-    report.sampling["codec"] = {"chosen": "compact" if use else "default", "default_bytes": len(precise),
-                                "compact_bytes": len(compact), "default_view_psnr": round(p_precise, 3),
-                                "compact_view_psnr": round(p_compact, 3), "saving_worth_db": round(worth, 3)}
-    return compact if use else precise
+    chosen, p_kept = "default", _view_psnr(decode(data), pick, refs)
+    tried = [{"codec": "default", "bytes": len(data), "view_psnr": round(p_kept, 3)}]
+    for name, kw in list(CODEC_LADDER.items())[1:]:
+        cand = enc(CodecOptions(**kw))
+        p = _view_psnr(decode(cand), pick, refs)
+        worth = CODEC_DB_PER_DOUBLING * math.log2(len(data) / max(len(cand), 1))
+        tried.append({"codec": name, "bytes": len(cand), "view_psnr": round(p, 3), "saving_worth_db": round(worth, 3)})
+        if p_kept - p > worth:
+            break
+        chosen, data, p_kept = name, cand, p
+    report.sampling["codec"] = {"chosen": chosen, "tried": tried}
+    return data
 
 
 def _search_sh_keep(scene, options: CompressOptions, encode_at, report: CompressReport, cameras, cancel):
