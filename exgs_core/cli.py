@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "on the check views than its saving is worth; or one of them")
     sp.add_argument("--fast", action="store_true",
                     help="for very large scenes: --compensation pairwise --codec compact unless given (no candidate "
-                         "merges, no judging renders; 1M Gaussians in about 8 s on 2 cores, but up to several dB "
+                         "merges, no judging renders; 1M Gaussians in about 9 s on 2 cores, but up to several dB "
                          "lower on fuzzy scenes: BENCHMARKS.md, ablation 'pairwise only')")
     sp.add_argument("--no-fold-sh", action="store_true", help="do not fold cut SH bands into the DC colour")
     sp.add_argument("--json", action="store_true", help="also print the report as one JSON object")

@@ -22,17 +22,17 @@ from .scene import GaussianScene
 
 COMPENSATIONS = ("auto", "pairwise", "pairwise-kl", "merge", "amplify", "none")
 SH_KEEP_CANDIDATES = (0.1, 0.3, 1.0)
-#: The coarser quantisation ``compress`` tries on every pruned scene (rotations 8 bits per smallest-three component,
-#: 1.0 deg max; log-scales and DC colours 7 bits over the scene's range). On pruned scenes its error hides under the
-#: pruning error (measured: -0.00 to -0.03 dB on 9 of 10 scene/ratio pairs) for 8-9 % fewer bytes, which buy 8-9 %
-#: more Gaussians at equal bytes (+0.2 to +1.5 dB there). Not always: a 1,180-Gaussian crop at 45.5 dB lost 1.9 dB.
+#: The first coarser quantisation ``compress`` tries on a pruned scene (rotations 8 bits per smallest-three
+#: component, 1.0 deg max; log-scales and DC colours 7 bits over the scene's range). On pruned scenes its error hides
+#: under the pruning error (measured: -0.00 to -0.03 dB on 9 of 10 scene/ratio pairs) for 8-9 % fewer bytes, which
+#: buy 8-9 % more Gaussians at equal bytes. Not always: a 1,180-Gaussian crop at 45.5 dB lost 1.9 dB.
 COMPACT_CODEC = dict(rotation_bits=8, scale_bits=7, color_bits=7)
 #: A coarser step still (rotations 7 bits, 2.0 deg max; log-scales and colours 6 bits; opacity 7 bits): tried after
 #: the compact codec, on scenes where that one cost nothing.
 COARSE_CODEC = dict(rotation_bits=7, scale_bits=6, color_bits=6, opacity_bits=7)
 #: The quantisation steps ``compress`` walks down, finest first.
 CODEC_LADDER = {"default": {}, "compact": COMPACT_CODEC, "coarse": COARSE_CODEC}
-#: dB of view PSNR that halving the bytes costs, as ``compress`` assumes when it weighs the compact codec's
+#: dB of view PSNR that halving the bytes costs, as ``compress`` assumes when it weighs a coarser codec step's
 #: saving against its loss (our measured slopes: 1.5-12 dB per doubling of the Gaussians; 3 is conservative).
 CODEC_DB_PER_DOUBLING = 3.0
 CODEC_CHOICES = ("auto", *CODEC_LADDER)
@@ -80,8 +80,9 @@ class CompressOptions:
         views: number of automatic scoring views (when no cameras are given).
         view_size: scoring image size (square, pixels) for automatic views; given cameras are rescaled so their
             longer side is this.
-        codec: quantisation: ``"auto"`` (default: the default or :data:`COMPACT_CODEC`, judged on the check views,
-            see :func:`compress`), ``"default"`` or ``"compact"`` (no judging renders: faster on huge scenes).
+        codec: quantisation: ``"auto"`` (default: a step of :data:`CODEC_LADDER` judged on the check views, see
+            :func:`compress`) or one of its steps by name (``"default"``, ``"compact"``, ``"coarse"``: no judging
+            renders, faster on huge scenes).
     """
 
     ratio: float = 0.1
@@ -145,12 +146,17 @@ def scoring_cameras(scene: GaussianScene, options: CompressOptions, cameras: lis
     from .views import auto_views
 
     if cameras:
-        out = []
-        for c in cameras:
-            s = options.view_size / max(c.width, c.height)
-            out.append(c.resized(max(1, round(c.width * s)), max(1, round(c.height * s))) if s < 1 else c)
-        return out
+        return _fit(cameras, options.view_size)
     return auto_views(scene, options.views, options.view_size, options.view_size, split="train")
+
+
+def _fit(cameras: list[Camera], size: int) -> list[Camera]:
+    """``cameras`` scaled down (never up) so their longer side is ``size`` pixels."""
+    out = []
+    for c in cameras:
+        s = size / max(c.width, c.height)
+        out.append(c.resized(max(1, round(c.width * s)), max(1, round(c.height * s))) if s < 1 else c)
+    return out
 
 
 def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camera] | None = None,
@@ -227,12 +233,7 @@ def check_cameras(scene: GaussianScene, options: CompressOptions, cameras: list[
     size = 2 * options.view_size
     if not cameras:
         return auto_views(scene, CHECK_VIEWS, size, size, split="check")
-    pick = list(cameras)[:: max(1, len(cameras) // CHECK_VIEWS)][:CHECK_VIEWS]
-    out = []
-    for c in pick:
-        s = size / max(c.width, c.height)
-        out.append(c.resized(max(1, round(c.width * s)), max(1, round(c.height * s))) if s < 1 else c)
-    return out
+    return _fit(list(cameras)[:: max(1, len(cameras) // CHECK_VIEWS)][:CHECK_VIEWS], size)
 
 
 def _references(scene: GaussianScene, options: CompressOptions, cameras: list[Camera] | None,
@@ -300,9 +301,8 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
             (``report.sanitize_actions``); the caller's scene is never modified.
         options: pruning options (and ``target_bytes`` to choose rho).
         codec: :class:`exgs_core.exgs_format.CodecOptions` (overrides ``options.codec``); None (default) with
-            ``options.codec == "auto"`` = choose between the default settings and :data:`COMPACT_CODEC` on the first pruned encode (size searches keep that choice for their later
-            trials): both are decoded and rendered on the check views (:func:`check_cameras`), and the compact file wins
-            unless its PSNR loss exceeds :data:`CODEC_DB_PER_DOUBLING` x log2(bytes saved ratio). The choice is in
+            ``options.codec == "auto"`` = walk :data:`CODEC_LADDER` on the first pruned encode (size searches keep
+            the choice for their later trials), see :func:`_choose_codec`. The choice is in
             ``report.sampling["codec"]``.
         cameras: the views to decide on (e.g. from a cameras.json); automatic train views when None.
         source_sha256: hex digest of the source file for the header (default: :func:`scene_sha256`).

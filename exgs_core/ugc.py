@@ -573,8 +573,9 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
        ``mass``: coverage mass is opacity x ``"projected"`` area (pi s_a s_b of the two largest axes) or x the
        ellipsoid ``"surface"`` area. ``visibility_weight``: the cost is multiplied by the pair's harmonic mean
        significance (score / its median; a merged Gaussian carries the sum), so pairs the views barely see merge
-       first — with ``drop_score_fraction=0`` this replaces dropping them. ``opacity_floor``: a merged opacity never drops below this fraction of its members' largest
-       (1: an opaque surface stays opaque however far the pair spreads; 0: pure mass conservation).
+       first — with ``drop_score_fraction=0`` this replaces dropping them. ``opacity_floor``: a merged opacity
+       never drops below this fraction of its members' largest (1: an opaque surface stays opaque however far the
+       pair spreads; 0: pure mass conservation).
 
     Returns:
         (scene of ``target`` Gaussians, stats: dropped, rounds).

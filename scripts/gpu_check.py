@@ -25,6 +25,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
 RESULTS: dict = {}
 
@@ -54,17 +55,11 @@ def section(name, out):
 DRY = False
 
 
-def _median_ms(fn, reps: int, warm: int = 2) -> float:
-    if DRY:
-        reps, warm = 1, 0
-    for _ in range(warm):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return round(1000 * float(np.median(ts)), 2)
+def _median_ms(fn, reps: int) -> float:
+    """Median ms of ``reps`` calls after one warm-up call (one timed call in a dry run)."""
+    from bench_painter import _median_time
+
+    return round(_median_time(fn, 1 if DRY else reps), 2)
 
 
 def _cameras(scene, n, w, h):
@@ -170,7 +165,7 @@ def main(argv=None) -> int:
                                                                       return_weights=True), 10)}
                 prep = R.PreparedScene(sc)
                 row[f"cpu_{args.cpu_threads}threads_ms"] = _median_ms(
-                    lambda: R._render(sc, cam, prep, backend="cpu"), 3 if sc.n > 500_000 else 5, warm=1)
+                    lambda: R._render(sc, cam, prep, backend="cpu"), 3 if sc.n > 500_000 else 5)
                 out.append(row)
         return out
 
@@ -188,12 +183,12 @@ def main(argv=None) -> int:
                 rgb = rng.random((h, w, 3)).astype(np.float32) * a[..., None]
                 reps = 3 if label.startswith("cpu") else 20
                 rows.append({"variant": label, "half": r.half, "size": f"{w}x{h}",
-                             "ms_per_frame": _median_ms(lambda: r.restore(rgb, a), reps, warm=1)})
+                             "ms_per_frame": _median_ms(lambda: r.restore(rgb, a), reps)})
             if label.startswith("cuda"):
                 rgb8 = rng.random((8, 512, 512, 3)).astype(np.float32)
                 a8 = (rng.random((8, 512, 512)) < 0.8).astype(np.float32)
                 rows.append({"variant": label, "size": "batch of 8 x 512x512",
-                             "ms_per_frame": round(_median_ms(lambda: r.restore(rgb8, a8), 5, warm=1) / 8, 2)})
+                             "ms_per_frame": round(_median_ms(lambda: r.restore(rgb8, a8), 5) / 8, 2)})
         return rows
 
     if not args.skip_painter:
