@@ -57,10 +57,10 @@ __all__ = [
 ]
 
 MAGIC = b"EXGS"
-#: Version this writer produces.
-FORMAT_VERSION = 1
+#: Highest version this writer produces (it writes the lowest version that holds every feature it uses).
+FORMAT_VERSION = 2
 #: Highest version this reader understands.
-READER_VERSION = 1
+READER_VERSION = 2
 #: Revision of the encoder's algorithms (recorded in the header; does not affect decoding).
 CODEC_REVISION = 1
 
@@ -73,6 +73,7 @@ FEATURE_MIN_VERSION = {
     "sh_palette": 1,
     "antialiased_flag": 1,
     "ancillary_sections": 1,
+    "range_coder": 2,
 }
 
 FLAG_ANTIALIASED = 1
@@ -127,6 +128,9 @@ class CodecOptions:
         sh_probes: coarse cells searched per vector in the final assignment (1 or 2).
         seed: seed of the palette's subsample and initialisation.
         zstd_level: zstandard level for every stream (1..22).
+        range_coder: also range-code the positions, rotations, log-scales, opacity and DC colour with their
+            context models (codec 2, format version 2) and keep, per section, the smaller of that and zstd.
+            False writes format version 1 files, readable by every exgs.
         choose_filters: try the byte-shuffle and delta filters per stream and keep the smaller.
         threads: worker threads compressing streams in parallel (output does not depend on it).
     """
@@ -142,6 +146,7 @@ class CodecOptions:
     sh_probes: int = 2
     seed: int = 0
     zstd_level: int = 9
+    range_coder: bool = True
     choose_filters: bool = True
     threads: int = 2
 
@@ -340,6 +345,7 @@ def encode(
     streams_in.append((b"SCAL", scal.ravel(), (D_, S) if choose else (D_,)))
     streams_in.append((b"OPAC", opac, (S, D_) if choose else (S,)))
     streams_in.append((b"COLR", colr.ravel(), (D_, S) if choose else (D_,)))
+    models = _models(quant) if options.range_coder else {}
     pal_dec = None
     sh_rest_in = None
     if degree > 0:
@@ -398,7 +404,7 @@ def encode(
 
     def work(item):
         tag, arr, filters = item
-        return tag, entropy.encode_stream(arr, filters=filters, level=level)
+        return tag, entropy.encode_stream(arr, filters=filters, level=level, model=models.get(tag))
 
     if options.threads > 1 and len(streams_in) > 1:
         with concurrent.futures.ThreadPoolExecutor(max_workers=options.threads) as ex:
@@ -411,9 +417,10 @@ def encode(
 
     # ---- container
     _report(progress, 0.97, "container")
+    version = 2 if any(st.codec == entropy.CODEC_RANGE for _, st in encoded) else 1
     header = {
         "format": "exgs",
-        "version": FORMAT_VERSION,
+        "version": version,
         "n": n,
         "sh_degree": degree,
         "n_sh_full": m,
@@ -427,12 +434,23 @@ def encode(
         "extra": extra,
     }
     flags = FLAG_ANTIALIASED if scene.meta.get("antialiased") else 0
-    out = _assemble(header, flags, n, encoded)
+    out = _assemble(header, flags, n, encoded, version)
     _report(progress, 1.0, "done")
     return out
 
 
-def _assemble(header: dict, flags: int, n: int, encoded: list[tuple[bytes, entropy.Stream]]) -> bytes:
+def _models(quant: dict) -> dict[bytes, tuple[str, int]]:
+    """Range-coder model (docs/FORMAT.md 4.1) and bit width of each section that codec 2 may code."""
+    return {
+        b"POSN": ("morton", quant["positions"]["bits"]),
+        b"ROTN": ("rotation", quant["rotations"]["bits"]),
+        b"SCAL": ("triple", quant["log_scales"]["bits"]),
+        b"OPAC": ("scalar", quant["opacity"]["bits"]),
+        b"COLR": ("triple", quant["sh_dc"]["bits"]),
+    }
+
+
+def _assemble(header: dict, flags: int, n: int, encoded: list[tuple[bytes, entropy.Stream]], version: int) -> bytes:
     hjson = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
     if len(hjson) > MAX_JSON:
         raise ValueError(f"JSON header of {len(hjson)} bytes exceeds the limit of {MAX_JSON} (extra_header too big?)")
@@ -441,7 +459,7 @@ def _assemble(header: dict, flags: int, n: int, encoded: list[tuple[bytes, entro
                     zlib.crc32(s.stored), 0)
         for tag, s in encoded
     )
-    head24 = _FIXED.pack(MAGIC, FORMAT_VERSION, 0, flags, n, len(hjson), len(encoded), 0, 0, 0)[:24]
+    head24 = _FIXED.pack(MAGIC, version, 0, flags, n, len(hjson), len(encoded), 0, 0, 0)[:24]
     crc = zlib.crc32(table, zlib.crc32(hjson, zlib.crc32(head24)))
     fixed = head24 + struct.pack("<II", crc, 0)
     return b"".join([fixed, hjson, table] + [s.stored for _, s in encoded])
@@ -544,6 +562,7 @@ class _Plan:
     degree: int
     m: int
     expected: dict  # tag -> (raw_length, elem_size)
+    models: dict  # tag -> (range-coder model, bits) for the sections codec 2 may code
 
 
 def _validate_header(h: dict, n_fixed: int, err: _Err) -> _Plan:
@@ -616,7 +635,7 @@ def _validate_header(h: dict, n_fixed: int, err: _Err) -> _Plan:
         _check_range(h, "sh_rest", err)
         expected[b"SHPL"] = (p * d, 1)
         expected[b"SHIX"] = (2 * m, 2)
-    return _Plan(n, degree, m, expected)
+    return _Plan(n, degree, m, expected, _models(h["quant"]))
 
 
 def _check_range(h: dict, key: str, err: _Err) -> None:
@@ -687,6 +706,15 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
             raise err(f"section '{name}': unknown codec {codec}", field, off + 4)
         if filt not in entropy.FILTERS:
             raise err(f"section '{name}': unknown filter {filt}", field, off + 5)
+        if codec == entropy.CODEC_RANGE:
+            if version < FEATURE_MIN_VERSION["range_coder"]:
+                raise err(f"section '{name}': codec 2 (range coder) needs format version 2, the file says {version}",
+                          field, off + 4)
+            if tag not in plan.models:
+                raise err(f"section '{name}': codec 2 (range coder) is not defined for this section", field, off + 4)
+            if filt != entropy.FILTER_NONE:
+                raise err(f"section '{name}': codec 2 (range coder) takes no filter, got filter {filt}", field,
+                          off + 5)
         if esz not in entropy.ELEM_DTYPES:
             raise err(f"section '{name}': element size {esz} is not 1, 2, 4 or 8", field, off + 6)
         if slen > size - pos:
@@ -768,17 +796,34 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
     notes = []
     arrays: dict[bytes, np.ndarray] = {}
     mv = memoryview(data)
+    known = []
     for s in sections:
         if s.tag not in SECTION_NAMES:
             notes.append(f"skipped unknown optional section '{s.name}' ({s.stored_length} bytes)")
             continue
-        payload = mv[s.offset:s.offset + s.stored_length]
-        if zlib.crc32(payload) != s.crc32:
+        if zlib.crc32(mv[s.offset:s.offset + s.stored_length]) != s.crc32:
             raise err(f"section '{s.name}' is corrupt (checksum)", f"section:{s.name}", s.offset)
+        known.append(s)
+
+    def work(s):
         try:
-            arrays[s.tag] = entropy.decode_stream(bytes(payload), s.codec, s.filter, s.elem_size, s.raw_length)
+            return entropy.decode_stream(bytes(mv[s.offset:s.offset + s.stored_length]), s.codec, s.filter,
+                                         s.elem_size, s.raw_length, plan.models.get(s.tag))
         except entropy.StreamError as e:
-            raise err(f"section '{s.name}': {e}", f"section:{s.name}", s.offset) from None
+            return e
+
+    # zstd and the range coder release the GIL: sections decode in parallel; errors are reported in table order
+    if len(known) > 1 and sum(s.raw_length for s in known) > (1 << 20):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
+            results = list(ex.map(work, sorted(known, key=lambda s: -s.raw_length)))
+        by_tag = {s.tag: r for s, r in zip(sorted(known, key=lambda s: -s.raw_length), results)}
+    else:
+        by_tag = {s.tag: work(s) for s in known}
+    for s in known:
+        r = by_tag[s.tag]
+        if isinstance(r, entropy.StreamError):
+            raise err(f"section '{s.name}': {r}", f"section:{s.name}", s.offset)
+        arrays[s.tag] = r
 
     def bad(tag, detail):
         return err(f"section '{SECTION_NAMES[tag]}': {detail}", f"section:{SECTION_NAMES[tag]}")

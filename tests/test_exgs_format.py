@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import exgs_core as ex
 from exgs_core import exgs_format as F
 from exgs_core.codec import quantize as Q
+from exgs_core.codec import rangecoder
 from exgs_core.codec.bench import synthetic_scene
 from exgs_core.errors import FormatError, SceneError
 from exgs_core.scene import GaussianScene
@@ -69,10 +70,15 @@ def entry(entries, tag: bytes) -> dict:
     return next(e for e in entries if e["tag"] == tag)
 
 
-def raw_of(e: dict) -> np.ndarray:
-    """Decompressed, unfiltered elements of a section entry (spec reading)."""
-    raw = zstd.ZstdDecompressor().decompress(e["payload"]) if e["codec"] == 1 else e["payload"]
+def raw_of(e: dict, hjson: bytes | None = None) -> np.ndarray:
+    """Decompressed, unfiltered elements of a section entry (spec reading). Range-coded sections (codec 2)
+    need the JSON header for their model's bit width and are decoded by the implementation's range coder."""
     dt = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}[e["elem"]]
+    if e["codec"] == 2:
+        model = F._models(json.loads(hjson)["quant"])[e["tag"]]
+        count = e["raw"] // e["elem"] // rangecoder.MODELS[model[0]]
+        return rangecoder.decode(model[0], e["payload"], model[1], count, dt)
+    raw = zstd.ZstdDecompressor().decompress(e["payload"]) if e["codec"] == 1 else e["payload"]
     n = len(raw) // e["elem"]
     if e["filter"] in (1, 2) and e["elem"] > 1:
         a = np.frombuffer(raw, np.uint8).reshape(e["elem"], n).T.copy().view(dt).ravel()
@@ -157,8 +163,8 @@ def test_round_trip_within_bounds(degree, n):
     dec, h = check_bounds(s, data)
     assert h["sh_degree"] == degree and h["order"] == "morton" and dec.meta["format"] == "exgs"
     # the decoded order is the Morton order: codes non-decreasing
-    _, _, entries = split(data)
-    codes = raw_of(entry(entries, b"POSN"))
+    _, hjson, entries = split(data)
+    codes = raw_of(entry(entries, b"POSN"), hjson)
     assert (np.diff(codes.astype(np.int64)) >= 0).all() if n > 1 else True
 
 
@@ -385,7 +391,8 @@ def _header_cases(golden: bytes):
         "magic": (b"EXGZ" + golden[4:], "fixed-header:magic", "not an .exgs file"),
         "ply": (b"ply\nformat ascii 1.0\n", "fixed-header:magic", None),
         "empty": (b"", "fixed-header:magic", None),
-        "version2": (pack(dict(fixed, version=2), hjson, entries), "fixed-header:version", "newer exgs"),
+        "version_newer": (pack(dict(fixed, version=F.READER_VERSION + 1), hjson, entries), "fixed-header:version",
+                       "newer exgs"),
         "version0": (pack(dict(fixed, version=0), hjson, entries), "fixed-header:version", None),
         "reserved": (pack(dict(fixed, r1=1), hjson, entries), "fixed-header:reserved", None),
         "reserved2": (pack(dict(fixed, r2=5), hjson, entries), "fixed-header:reserved", None),
@@ -428,7 +435,7 @@ def _header_cases(golden: bytes):
         del cur[parts[-1]]
         cases[f"missing_{key}"] = (pack(fixed, h2, entries), f"header:{key}", "misses")
     for key, value, field in (
-        ("format", "ply", "header:format"), ("version", 2, "header:version"), ("n", -1, "header:n"),
+        ("format", "ply", "header:format"), ("version", F.READER_VERSION + 1, "header:version"), ("n", -1, "header:n"),
         ("sh_degree", 4, "header:sh_degree"), ("n_sh_full", 10**9, "header:n_sh_full"),
         ("order", "hilbert", "header:order"), ("quant.positions.bits", 22, "header:quant.positions.bits"),
         ("quant.positions.bits", True, "header:quant.positions.bits"),
@@ -453,23 +460,23 @@ def _header_cases(golden: bytes):
     n = h["n"]
     ix = entry(entries, b"SHIX")
     bad = [dict(x) for x in entries]
-    arr = raw_of(ix).copy()
+    arr = raw_of(ix, hjson).copy()
     arr[5] = h["quant"]["sh_rest"]["size"]
     set_raw(entry(bad, b"SHIX"), arr)
     cases["palette_index_out_of_range"] = (pack(fixed, hjson, bad), "section:sh_indices", "out of range")
     bad = [dict(x) for x in entries]
-    mk = raw_of(entry(entries, b"SHMK")).copy()
+    mk = raw_of(entry(entries, b"SHMK"), hjson).copy()
     mk[0] ^= 1
     set_raw(entry(bad, b"SHMK"), mk)
     cases["mask_popcount"] = (pack(fixed, hjson, bad), "section:sh_mask", "bits set")
     if n % 8:
         bad = [dict(x) for x in entries]
-        mk = raw_of(entry(entries, b"SHMK")).copy()
+        mk = raw_of(entry(entries, b"SHMK"), hjson).copy()
         mk[-1] |= 0x80
         set_raw(entry(bad, b"SHMK"), mk)
         cases["mask_padding"] = (pack(fixed, hjson, bad), "section:sh_mask", None)
     bad = [dict(x) for x in entries]
-    pc = raw_of(entry(entries, b"POSN")).copy()
+    pc = raw_of(entry(entries, b"POSN"), hjson).copy()
     pc[-1] = np.uint64(1) << np.uint64(3 * h["quant"]["positions"]["bits"])
     set_raw(entry(bad, b"POSN"), pc)
     cases["morton_range"] = (pack(fixed, hjson, bad), "section:positions", "Morton")
@@ -504,13 +511,13 @@ def test_wide_codes_checked():
     fixed, hjson, entries = split(g.read_bytes())
     for tag, name in ((b"SCAL", "log_scales"), (b"OPAC", "opacity"), (b"COLR", "sh_dc")):
         bad = [dict(x) for x in entries]
-        a = raw_of(entry(entries, tag)).copy()
+        a = raw_of(entry(entries, tag), hjson).copy()
         a[1] = 0xFFFF
         set_raw(entry(bad, tag), a)
         expect_error(pack(fixed, hjson, bad), f"section:{name}", "exceeds")
     # 12-bit rotations use 38 of the 64 bits of a word: anything above is refused
     bad = [dict(x) for x in entries]
-    rw = raw_of(entry(entries, b"ROTN")).copy()
+    rw = raw_of(entry(entries, b"ROTN"), hjson).copy()
     assert rw.dtype.itemsize == 8
     rw[0] |= np.uint64(1) << np.uint64(3 * 12 + 2)
     set_raw(entry(bad, b"ROTN"), rw)

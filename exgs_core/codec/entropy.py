@@ -1,4 +1,5 @@
-"""The entropy stage of .exgs: byte-shuffle / delta filters, then one zstd frame per stream (docs/FORMAT.md, 4).
+"""The entropy stage of .exgs (docs/FORMAT.md, 4): byte-shuffle / delta filters and one zstd frame per stream
+(codec 1), or the adaptive range coder with a per-attribute context model (codec 2, :mod:`.rangecoder`).
 
 >>> import numpy as np
 >>> a = np.arange(1000, dtype=np.uint32) * 7
@@ -16,9 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import zstandard as zstd
 
+from . import rangecoder
+
 __all__ = [
     "CODEC_STORED",
     "CODEC_ZSTD",
+    "CODEC_RANGE",
     "FILTER_NONE",
     "FILTER_SHUFFLE",
     "FILTER_DELTA",
@@ -33,7 +37,8 @@ __all__ = [
 
 CODEC_STORED = 0
 CODEC_ZSTD = 1
-CODECS = (CODEC_STORED, CODEC_ZSTD)
+CODEC_RANGE = 2
+CODECS = (CODEC_STORED, CODEC_ZSTD, CODEC_RANGE)
 
 FILTER_NONE = 0
 FILTER_SHUFFLE = 1
@@ -117,18 +122,20 @@ def encode_stream(
     filters: tuple[int, ...] = (FILTER_SHUFFLE,),
     level: int = 12,
     compress: bool = True,
+    model: tuple[str, int] | None = None,
 ) -> Stream:
     """Filter and compress a 1-D unsigned integer array.
 
     With several candidate ``filters`` the one whose output of the first :data:`FILTER_SAMPLE` elements
     compresses smallest wins (ties: the earlier candidate), so the choice is deterministic. Empty arrays and
-    ``compress=False`` are stored.
+    ``compress=False`` are stored. With ``model`` = (range-coder model, bits) the stream is also range-coded
+    (codec 2) and the smaller of the two encodings is kept (ties: zstd).
     """
     arr = np.ascontiguousarray(arr).ravel()
     e = arr.dtype.itemsize
-    filters = tuple(f for f in filters if e > 1 or f != FILTER_SHUFFLE) or (FILTER_NONE,)
-    if e == 1:
-        filters = tuple(FILTER_NONE if f == FILTER_SHUFFLE else f for f in filters)
+    if e == 1:  # shuffling single bytes is the identity: it is FILTER_NONE there
+        filters = tuple(dict.fromkeys(FILTER_NONE if f == FILTER_SHUFFLE else f for f in filters))
+    filters = filters or (FILTER_NONE,)
     filt = filters[0]
     if len(filters) > 1 and arr.size > 0 and compress:
         head = arr[:FILTER_SAMPLE]
@@ -137,20 +144,42 @@ def encode_stream(
     raw = apply_filter(arr, filt)
     if not compress or len(raw) == 0:
         return Stream(CODEC_STORED, filt, e, len(raw), raw)
-    return Stream(CODEC_ZSTD, filt, e, len(raw), _compress(raw, level))
+    best = Stream(CODEC_ZSTD, filt, e, len(raw), _compress(raw, level))
+    if model is not None:
+        coded = rangecoder.encode(model[0], arr, model[1])
+        if len(coded) < len(best.stored):
+            best = Stream(CODEC_RANGE, FILTER_NONE, e, len(raw), coded)
+    return best
 
 
-def decode_stream(stored: bytes, codec: int, filt: int, elem_size: int, raw_length: int) -> np.ndarray:
-    """Decompress and unfilter one payload whose ``raw_length`` the caller has already validated.
+def decode_stream(
+    stored: bytes, codec: int, filt: int, elem_size: int, raw_length: int, model: tuple[str, int] | None = None
+) -> np.ndarray:
+    """Decompress and unfilter one payload whose ``raw_length`` the caller has already validated. ``model``
+    (range-coder model, bits) is the section's model for codec 2.
 
     Raises:
         StreamError: unknown codec/filter, a zstd frame that does not declare exactly ``raw_length`` bytes,
-            a window above :data:`MAX_WINDOW`, corrupt data or trailing bytes after the frame.
+            a window above :data:`MAX_WINDOW`, corrupt data or trailing bytes after the frame; codec 2 on a
+            section without a model, with a filter, or whose payload the model does not consume exactly.
     """
     if elem_size not in ELEM_DTYPES:
         raise StreamError(f"element size {elem_size} is not 1, 2, 4 or 8")
     if raw_length % elem_size:
         raise StreamError(f"raw length {raw_length} is not a multiple of the element size {elem_size}")
+    if codec == CODEC_RANGE:
+        if model is None:
+            raise StreamError("codec 2 (range coder) is not defined for this section")
+        if filt != FILTER_NONE:
+            raise StreamError(f"codec 2 (range coder) takes no filter, got filter {filt}")
+        count = raw_length // elem_size
+        if count % rangecoder.MODELS[model[0]]:
+            raise StreamError(f"raw length {raw_length} does not hold whole {model[0]} records")
+        try:
+            return rangecoder.decode(model[0], stored, model[1], count // rangecoder.MODELS[model[0]],
+                                     ELEM_DTYPES[elem_size])
+        except rangecoder.RangeError as e:
+            raise StreamError(str(e)) from None
     if codec == CODEC_STORED:
         if len(stored) != raw_length:
             raise StreamError(f"stored payload of {len(stored)} bytes, expected {raw_length}")
