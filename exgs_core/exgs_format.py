@@ -76,6 +76,9 @@ FEATURE_MIN_VERSION = {
     "range_coder": 2,
 }
 
+#: Raw bytes above which decode() decodes the sections on threads.
+PARALLEL_DECODE_BYTES = 1 << 20
+
 FLAG_ANTIALIASED = 1
 KNOWN_FLAGS = FLAG_ANTIALIASED
 SECTION_REQUIRED = 1
@@ -710,7 +713,7 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
             if version < FEATURE_MIN_VERSION["range_coder"]:
                 raise err(f"section '{name}': codec 2 (range coder) needs format version 2, the file says {version}",
                           field, off + 4)
-            if tag not in plan.models:
+            if tag in SECTION_NAMES and tag not in plan.models:  # unknown tags: required -> refused, else skipped
                 raise err(f"section '{name}': codec 2 (range coder) is not defined for this section", field, off + 4)
             if filt != entropy.FILTER_NONE:
                 raise err(f"section '{name}': codec 2 (range coder) takes no filter, got filter {filt}", field,
@@ -813,7 +816,7 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
             return e
 
     # zstd and the range coder release the GIL: sections decode in parallel; errors are reported in table order
-    if len(known) > 1 and sum(s.raw_length for s in known) > (1 << 20):
+    if len(known) > 1 and sum(s.raw_length for s in known) > PARALLEL_DECODE_BYTES:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
             results = list(ex.map(work, sorted(known, key=lambda s: -s.raw_length)))
         by_tag = {s.tag: r for s, r in zip(sorted(known, key=lambda s: -s.raw_length), results)}

@@ -28,6 +28,8 @@ from exgs_core.scene import GaussianScene
 GOLDEN = Path(__file__).parent / "data" / "golden"
 GOLDEN_FILES = sorted(GOLDEN.glob("golden_v*.exgs"))
 FULL_GOLDEN = GOLDEN / "golden_v1_supersplat_sh3_500.exgs"  # has every v1 section
+FULL_GOLDEN_V2 = GOLDEN / "golden_v2_supersplat_sh3_500.exgs"  # the same with range-coded (codec 2) sections
+FULL_GOLDENS = [FULL_GOLDEN, FULL_GOLDEN_V2]
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
 # ----------------------------------------------------------------------------------------- spec-level helpers
@@ -108,9 +110,9 @@ def expect_error(data: bytes, field_prefix: str | None = None, match: str | None
     return e
 
 
-@pytest.fixture(scope="module")
-def golden_bytes() -> bytes:
-    return FULL_GOLDEN.read_bytes()
+@pytest.fixture(scope="module", params=FULL_GOLDENS, ids=lambda p: p.stem)
+def golden_bytes(request) -> bytes:
+    return request.param.read_bytes()
 
 
 # ----------------------------------------------------------------------------------------- round trips
@@ -330,7 +332,11 @@ def test_files(tmp_path):
 
 
 def test_golden_files_present():
-    assert len(GOLDEN_FILES) >= 4 and FULL_GOLDEN in GOLDEN_FILES
+    assert len(GOLDEN_FILES) >= 8 and FULL_GOLDEN in GOLDEN_FILES and FULL_GOLDEN_V2 in GOLDEN_FILES
+    # the version-2 goldens really use the range coder
+    for p in GOLDEN_FILES:
+        if p.name.startswith("golden_v2_"):
+            assert any(e["codec"] == 2 for e in split(p.read_bytes())[2]), p.name
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
@@ -483,6 +489,7 @@ def _header_cases(golden: bytes):
     bad = [dict(x) for x in entries]
     zs = entry(bad, b"SCAL")
     zs["payload"] = zstd.ZstdCompressor(write_content_size=False).compress(b"\0" * zs["raw"])
+    zs["codec"] = 1
     cases["zstd_no_content_size"] = (pack(fixed, hjson, bad), "section:log_scales", "content size")
     bad = [dict(x) for x in entries]
     zs = entry(bad, b"OPAC")
@@ -494,14 +501,15 @@ def _header_cases(golden: bytes):
     return cases
 
 
-CASES = _header_cases(FULL_GOLDEN.read_bytes()) if FULL_GOLDEN.exists() else {}
+CASES = {f"v{i + 1}_{k}": v for i, g in enumerate(FULL_GOLDENS) if g.exists()
+         for k, v in _header_cases(g.read_bytes()).items()}
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_table(case):
     data, field, match = CASES[case]
     e = expect_error(data, field, match)
-    if case.startswith("truncated"):
+    if case.split("_", 1)[1].startswith("truncated"):
         assert "truncated" in str(e) or e.field.startswith("fixed-header:magic"), str(e)
 
 

@@ -10,9 +10,12 @@ Golden files of released versions are never rewritten: the script refuses to ove
 anyway while a version is still in development). tests/test_exgs_format.py decodes every golden file and
 requires the same arrays bit for bit.
 
-Sources: ``supersplat`` = the first 500 Gaussians of ``tests/data/supersplat_label_sh3_1000.ply`` (© PlayCanvas
-Ltd., MIT licence, see tests/data/SOURCES.md); the others are synthetic
-(:func:`exgs_core.codec.bench.synthetic_scene`).
+The version in a name is the version of the file the current writer produced for that case (it writes the lowest
+version that holds every feature it uses), so one case can have goldens of several versions.
+
+Sources: ``supersplat`` = the first 500 Gaussians of ``tests/data/supersplat_label_sh3_1000.ply``, ``biker`` =
+every fourth of the 4,096 Gaussians of ``tests/data/playcanvas_biker_head4096.v4.spz`` (both © PlayCanvas Ltd.,
+MIT licence, see tests/data/SOURCES.md); the others are synthetic (:func:`exgs_core.codec.bench.synthetic_scene`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def _cases():
         position_bits=18, rotation_bits=12, scale_bits=10, opacity_bits=10, color_bits=9)
     yield "synthetic_sh2_200", synthetic_scene(200, 2, seed=8), None, F.CodecOptions()
     yield "empty_sh1", GaussianScene.empty(0, sh_degree=1), None, F.CodecOptions()
+    biker = ex.load(REPO / "tests" / "data" / "playcanvas_biker_head4096.v4.spz").subset(np.arange(0, 4096, 4))
+    yield "biker_sh0_1024_coarse", biker, None, F.CodecOptions(rotation_bits=7, scale_bits=6, opacity_bits=7,
+                                                               color_bits=6)
 
 
 def out_arrays(scene: GaussianScene) -> dict:
@@ -58,15 +64,15 @@ def out_arrays(scene: GaussianScene) -> dict:
 
 
 def make(force: bool) -> None:
-    v = F.FORMAT_VERSION
     for name, scene, sh_full, opts in _cases():
+        data = F.encode(scene, sh_full=sh_full, options=opts, source_sha256="0" * 64,
+                        extra_header={"golden": name})
+        v = F.describe(data)["version"]
         exgs = HERE / f"golden_v{v}_{name}.exgs"
         npz = exgs.with_suffix(".npz")
         if exgs.exists() and not force:
             print(f"keep {exgs.name} (exists; --force to rewrite)")
             continue
-        data = F.encode(scene, sh_full=sh_full, options=opts, source_sha256="0" * 64,
-                        extra_header={"golden": name})
         dec = F.decode(data)
         arrays = {f"in_{f}": getattr(scene, f) for f in FIELDS}
         arrays["in_sh_full"] = np.ones(scene.n, bool) if sh_full is None else sh_full
