@@ -112,11 +112,19 @@ def cmd_info(args) -> int:
             "problems": rep.problems(),
             "notes": list(scene.meta.get("notes", [])),
         }
+        if fmt == "exgs":
+            from .exgs_format import read_header
+
+            c = read_header(path)["container"]
+            codec = {0: "stored", 1: "zstd", 2: "range coder"}
+            info["exgs"] = {"version": c["version"], "sections": [
+                {"name": x["name"], "bytes": x["stored_bytes"], "codec": codec.get(x["codec"], x["codec"])}
+                for x in c["sections"]]}
         if args.json:
             print(json.dumps(info))
             continue
         print(f"{info['file']}")
-        print(f"  format            {fmt}")
+        print(f"  format            {fmt}" + (f" (format version {info['exgs']['version']})" if "exgs" in info else ""))
         print(f"  gaussians         {scene.n:,}")
         print(f"  SH degree         {scene.sh_degree}")
         print(f"  bounds min        {' '.join(f'{v:.4g}' for v in lo)}")
@@ -124,6 +132,9 @@ def cmd_info(args) -> int:
         bpg = f"{info['bytes_per_gaussian']:.2f}" if scene.n else "n/a"
         print(f"  size              {_human_bytes(size)} ({size:,} bytes, {bpg} bytes/Gaussian)")
         print(f"  as SH3 PLY        {_human_bytes(info['sh3_ply_bytes'])} (ratio {info['sh3_ply_bytes'] / max(size, 1):.1f}x)")
+        for x in info.get("exgs", {}).get("sections", []):
+            bits = f", {8 * x['bytes'] / scene.n:.1f} bits/Gaussian" if scene.n else ""
+            print(f"  section           {x['name']:<11} {x['bytes']:>10,} bytes ({x['codec']}{bits})")
         if info["antialiased"]:
             print("  antialiased       yes (mip-splatting style opacity compensation)")
         for p in info["problems"]:

@@ -201,6 +201,11 @@ def test_cli_compress_decompress_info_eval(capsys, tmp_path):
     assert main(["info", "--json", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["format"] == "exgs" and info["gaussians"] == 1000
+    secs = {x["name"]: x for x in info["exgs"]["sections"]}
+    assert sum(x["bytes"] for x in secs.values()) < out.stat().st_size
+    assert info["exgs"]["version"] == (2 if any(x["codec"] == "range coder" for x in secs.values()) else 1)
+    assert main(["info", str(out)]) == 0
+    assert "section           sh_dc" in capsys.readouterr().out
     ply = tmp_path / "d.ply"
     assert main(["decompress", str(out), "-o", str(ply)]) == 0
     capsys.readouterr()
