@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+
+import numpy as np
 from pathlib import Path
 
 
@@ -86,7 +88,31 @@ def main(argv=None) -> int:
             cells = [f"{base['psnr']:.2f} ({fmt_b(base['bytes'])})" if base else "-"]
             cells += [f"{a[x]['psnr']:.2f} ({fmt_b(a[x]['bytes'])})" for x in names]
             print(f"| {n} | " + " | ".join(cells) + " |")
+    summary(d)
     return 0
+
+
+def summary(d: dict) -> None:
+    """Per ratio, over the scenes where decimate+SOG finished: Δ PSNR (ours - theirs), bytes ratio, speed-up."""
+    print("\nSummary (over the scenes where decimate+SOG finished; Δ = ours − theirs):\n")
+    print("| comparison | rho | scenes | mean / median Δ PSNR | scenes where ours ≥ theirs | our bytes / theirs "
+          "(median) | encode speed-up (median) |")
+    print("|---|---:|---:|---|---:|---:|---:|")
+    for comp, key in (("same rho", "ours"), ("equal bytes", "ours_equal_bytes")):
+        for r in ("0.5", "0.25", "0.1", "0.05"):
+            ds, br, sp = [], [], []
+            for s in d["scenes"].values():
+                p, o = s["decimate_sog"].get(r), s.get(key, {}).get(r)
+                if not p or not o or "psnr" not in p or "psnr" not in o:
+                    continue
+                ds.append(o["psnr"] - p["psnr"])
+                br.append(o["bytes"] / p["bytes"])
+                sp.append(p["encode_s"] / o["encode_s"])
+            if not ds:
+                continue
+            ds_ = np.array(ds)
+            print(f"| {comp} | {r} | {len(ds)} | {ds_.mean():+.2f} / {np.median(ds_):+.2f} dB | {(ds_ >= 0).sum()} | "
+                  f"{np.median(br):.2f} | {np.median(sp):.1f}× |")
 
 
 if __name__ == "__main__":
