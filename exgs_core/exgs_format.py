@@ -117,7 +117,8 @@ class CodecOptions:
     """Quantisation and entropy-coding knobs of the .exgs encoder (docs/FORMAT.md, section 5).
 
     Attributes:
-        position_bits: bits per axis of the centres, relative to the scene's bounds (16..21), or ``"auto"``:
+        position_bits: bits per axis of the centres, relative to the scene's bounds (12..21; below 16 suits
+            pruned scenes, whose Gaussians are large against the grid: ``compress.codec_options``), or ``"auto"``:
             16 plus one bit per doubling of the bounds beyond twice the 1..99 % quantile extent (floaters far
             out would otherwise coarsen the core), at most 21 (:func:`auto_position_bits`).
         rotation_bits: bits per smallest-three component (4..20; 10 packs into 32 bits).
@@ -160,7 +161,7 @@ class CodecOptions:
                 raise ValueError(f"CodecOptions.{name} must be an integer in {lo}..{hi}, got {v!r}")
 
         if self.position_bits != "auto":
-            rng("position_bits", 16, morton.MAX_BITS)
+            rng("position_bits", 12, morton.MAX_BITS)
         rng("rotation_bits", 4, 20)
         rng("scale_bits", 4, 16)
         rng("opacity_bits", 4, 16)

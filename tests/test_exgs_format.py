@@ -267,7 +267,7 @@ def test_unclean_scene_refused():
 
 
 def test_options_validated():
-    for kw in ({"position_bits": 15}, {"position_bits": 22}, {"rotation_bits": 21}, {"scale_bits": 3},
+    for kw in ({"position_bits": 11}, {"position_bits": 22}, {"rotation_bits": 21}, {"scale_bits": 3},
                {"sh_palette_size": 0}, {"sh_palette_size": 65537}, {"zstd_level": 0}, {"sh_probes": 3},
                {"color_bits": 8.0}):
         with pytest.raises(ValueError):
