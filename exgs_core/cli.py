@@ -456,8 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "opacity/size (amplify); or none")
     sp.add_argument("--codec", choices=["auto", "default", "compact", "coarse"], default=None,
                     help="quantisation: auto (default) walks from the default bit widths to compact (rotations 8, "
-                         "log-scales and colours 7 bits) and coarse (7, 6, 6, opacity 7) while each step costs less "
-                         "on the check views than its saving is worth; or one of them")
+                         "log-scales and colours 7 bits, positions 14 bits per axis) and coarse (7, 6, 6, opacity 7, "
+                         "positions 12) while each step costs less on the check views than its saving is worth; "
+                         "or one of them")
     sp.add_argument("--fast", action="store_true",
                     help="for very large scenes: --compensation pairwise --codec compact unless given (no candidate "
                          "merges, no judging renders; 1M Gaussians in about 9 s on 2 cores, but up to several dB "
