@@ -779,10 +779,11 @@ def decode(data: bytes, *, path: str | os.PathLike | None = None) -> GaussianSce
 
 
 def decode_memory_estimate(n: int, degree: int, raw_bytes: int) -> int:
-    """Bytes :func:`decode` needs at its peak, roughly: the decoded float32 arrays, the raw streams and the
-    temporaries of the dequantisers."""
+    """Bytes :func:`decode` needs at its peak, roughly: the decoded float32 arrays, the raw streams, the
+    temporaries of the dequantisers and the range decoder's int64 values (up to 9 per Gaussian when the five
+    modelled sections decode in parallel)."""
     k = sh_coeff_count(degree)
-    return int(n * (4 * (3 + 4 + 3 + 1 + 3 * k) + 64) + 2 * raw_bytes)
+    return int(n * (4 * (3 + 4 + 3 + 1 + 3 * k) + 64 + 8 * 9) + 2 * raw_bytes)
 
 
 def _memory_limit() -> int:

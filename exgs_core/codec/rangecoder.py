@@ -290,7 +290,7 @@ def _run(model: str, s: tuple, buf, vals, bits: int, enc: bool) -> tuple:
 
 
 def _check(model: str, bits: int) -> None:
-    hi = 21 if model == "rotation" else 16
+    hi = 20 if model == "rotation" else 16  # rotation words: 3 bits + 2 <= 62
     if model not in MODELS:
         raise ValueError(f"unknown range-coder model {model!r}")
     if model != "morton" and not 1 <= bits <= hi:
