@@ -2,16 +2,16 @@
 (docs/FORMAT.md, section 4.1).
 
 zstd (codec 1) sees the quantised attributes as bytes and finds almost nothing to remove in them: on a pruned
-biker (15,275 Gaussians) it stores 6-bit colours in 5.2 bits and 7-bit rotation components in 7.8 bits. The
+biker (15,275 Gaussians) it stores 6-bit colours in 5.2 bits each and 23-bit rotation words in 23.5 bits. The
 attributes are far from uniform, though: the three colour channels of a Gaussian are strongly correlated, and so
 are its three log-scales. These models code each Gaussian's values in stored (Morton) order with adaptive binary
 probabilities (the LZMA range coder: 11-bit probabilities, adaptation shift 5, 32-bit range, carry propagation
 through a cached byte), conditioned on what is already known:
 
 - ``scalar`` (opacity): the value's bits in a binary tree, in 8 contexts = the previous Gaussian's top 3 bits.
-- ``triple`` (log-scales, DC colour; planes [3, N]): channel 0 in 8 contexts (the previous Gaussian's channel 0),
-  then ``(c1 - c0) mod 2^b`` in 8 contexts (this Gaussian's channel 0), then ``(c2 - c1) mod 2^b`` in 11 contexts
-  (the sign and magnitude class of the signed ``c1 - c0``).
+- ``triple`` (log-scales, DC colour; planes [3, N]): channel 0 in 8 contexts (the previous Gaussian's channel 0,
+  top 3 bits), then ``(c1 - c0) mod 2^b`` in 8 contexts (this Gaussian's channel 0, top 3 bits), then
+  ``(c2 - c1) mod 2^b`` in 11 contexts (the sign and magnitude class of the signed ``c1 - c0``).
 - ``rotation`` (packed smallest-three words): the 2-bit index in 4 contexts (the previous index), then the three
   components, each in its own context per index.
 - ``morton`` (positions: non-decreasing Morton codes): each gap to the previous code as its bit length (a 6-bit
