@@ -113,12 +113,12 @@ def cmd_info(args) -> int:
             "notes": list(scene.meta.get("notes", [])),
         }
         if fmt == "exgs":
+            from .codec.entropy import CODEC_NAMES
             from .exgs_format import read_header
 
             c = read_header(path)["container"]
-            codec = {0: "stored", 1: "zstd", 2: "range coder"}
             info["exgs"] = {"version": c["version"], "sections": [
-                {"name": x["name"], "bytes": x["stored_bytes"], "codec": codec.get(x["codec"], x["codec"])}
+                {"name": x["name"], "bytes": x["stored_bytes"], "codec": CODEC_NAMES.get(x["codec"], x["codec"])}
                 for x in c["sections"]]}
         if args.json:
             print(json.dumps(info))

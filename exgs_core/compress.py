@@ -52,6 +52,8 @@ def codec_options(name: str, means: np.ndarray):
     if drop:
         kw["position_bits"] = max(POSITION_BITS_MIN, auto_position_bits(means) - drop)
     return CodecOptions(**kw)
+
+
 # the two hierarchical (pairwise) compensations, as ugc.pairwise_merge keyword arguments
 PAIRWISE = {
     # Ward cost on centres + DC colour, mass = opacity x projected area, merged opacity never below the members'

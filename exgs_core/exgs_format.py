@@ -421,7 +421,7 @@ def encode(
 
     # ---- container
     _report(progress, 0.97, "container")
-    version = 2 if any(st.codec == entropy.CODEC_RANGE for _, st in encoded) else 1
+    version = FEATURE_MIN_VERSION["range_coder"] if any(st.codec == entropy.CODEC_RANGE for _, st in encoded) else 1
     header = {
         "format": "exgs",
         "version": version,
@@ -819,9 +819,9 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
 
     # zstd and the range coder release the GIL: sections decode in parallel; errors are reported in table order
     if len(known) > 1 and sum(s.raw_length for s in known) > PARALLEL_DECODE_BYTES:
+        largest_first = sorted(known, key=lambda s: -s.raw_length)
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
-            results = list(ex.map(work, sorted(known, key=lambda s: -s.raw_length)))
-        by_tag = {s.tag: r for s, r in zip(sorted(known, key=lambda s: -s.raw_length), results)}
+            by_tag = dict(zip((s.tag for s in largest_first), ex.map(work, largest_first)))
     else:
         by_tag = {s.tag: work(s) for s in known}
     for s in known:

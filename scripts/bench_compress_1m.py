@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from exgs_core import load  # noqa: E402
-from exgs_core.compress import CompressOptions, compress, decompress  # noqa: E402
+from exgs_core.compress import CODEC_CHOICES, CompressOptions, compress, decompress  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ratio", type=float, default=0.1)
     ap.add_argument("--views", type=int, default=24)
     ap.add_argument("--compensation", default="auto")
-    ap.add_argument("--codec", default="auto", choices=["auto", "default", "compact"])
+    ap.add_argument("--codec", default="auto", choices=CODEC_CHOICES)
     args = ap.parse_args(argv)
     s = load(ROOT / "examples" / "playcanvas_biker.spz")
     rng = np.random.default_rng(0)

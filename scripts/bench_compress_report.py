@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 
 
 def fmt_b(b):

@@ -290,13 +290,11 @@ def _run(model: str, s: tuple, buf, vals, bits: int, enc: bool) -> tuple:
 
 
 def _check(model: str, bits: int) -> None:
-    hi = 20 if model == "rotation" else 16  # rotation words: 3 bits + 2 <= 62
     if model not in MODELS:
         raise ValueError(f"unknown range-coder model {model!r}")
-    if model != "morton" and not 1 <= bits <= hi:
+    hi = {"rotation": 20, "morton": 21}.get(model, 16)  # rotation words: 3 bits + 2 <= 62; morton: bits per axis
+    if not 1 <= bits <= hi:
         raise ValueError(f"model {model!r}: bits must be 1..{hi}, got {bits}")
-    if model == "morton" and not 1 <= bits <= 21:
-        raise ValueError(f"model 'morton': bits per axis must be 1..21, got {bits}")
 
 
 def _decisions(model: str, n: int, bits: int) -> int:
@@ -326,7 +324,7 @@ def decode(model: str, data: bytes, bits: int, n: int, dtype) -> np.ndarray:
             decoded Morton code exceeds ``3 bits`` bits.
     """
     _check(model, bits)
-    buf = np.frombuffer(bytes(data), np.uint8).copy()  # writable: numba compiles one signature for both ways
+    buf = np.frombuffer(data, np.uint8).copy()  # writable: numba compiles one signature for both ways
     if buf.size < 5 or buf[0] != 0:
         raise RangeError("range-coded payload does not start with its zero byte")
     vals = np.zeros((3, n) if model == "triple" else n, np.int64)
