@@ -125,7 +125,7 @@ def _direct(s, buf, bit, enc):
     return _normalize(s, buf, enc), bit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _value(s, buf, probs, base, bits, v, enc):
     """A ``bits``-wide value: its top min(bits, 8) bits in a binary tree at ``probs[base + 1 ..]``, the lower
     bits with one probability each after the tree (a block of 2^min(bits, 8) + max(bits - 8, 0) probabilities
@@ -145,7 +145,7 @@ def _value(s, buf, probs, base, bits, v, enc):
     return s, out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _class(r):
     """Sign and magnitude class of a signed residual: 0 for 0, 1..5 for +1, +2..3, +4..7, +8..15, >= 16,
     6..10 for the same negative magnitudes."""
@@ -159,7 +159,7 @@ def _class(r):
     return c if r > 0 else c + 5
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bitlen(d):
     n = 0
     while d > 0:
