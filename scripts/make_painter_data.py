@@ -139,8 +139,12 @@ def main(argv=None) -> int:
     ap.add_argument("--ratios", type=int, default=5, help="random retention ratios per training scene")
     ap.add_argument("--only", nargs="*", help="scene file names (default: all train + val scenes)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--val-ratios", type=float, nargs="+", default=None,
+                    help=f"retention ratios of the validation scenes (default {VAL_RATIOS})")
     ap.add_argument("--fixture", action="store_true", help="only cut tests/data/painter/ from the cached biker pairs")
     args = ap.parse_args(argv)
+    if args.val_ratios:
+        VAL_RATIOS[:] = args.val_ratios
     if args.fixture:
         print(json.dumps(make_fixture(args.out, os.path.join(ROOT, "tests", "data", "painter"))))
         return 0
