@@ -17,7 +17,7 @@ they are made of: the source scenes and their .exgs files (a few hundred KB each
    the large model fine-tuned on each validation scene's own ``train``-split views and tested on its ``eval``
    views - information no shipped model has - which bounds what scene-specific knowledge could add.
 
-    python scripts/gpu_painter.py prepare --out .gpu_carry            # here (2 CPUs: ~10 min)
+    python scripts/gpu_painter.py prepare --out .gpu_carry            # here (2 CPUs: ~5 min)
     python scripts/gpu_painter.py render --carry .gpu_carry --data /tmp/pd --jobs 8
     python scripts/gpu_painter.py train --data /tmp/pd --out $OUT --minutes 5
 
