@@ -201,7 +201,8 @@ class GaussianScene:
             a = getattr(self, f)
             bad = ~np.isfinite(a.reshape(a.shape[0], int(np.prod(a.shape[1:])))).all(axis=1)
             rep.nonfinite[f] = int(bad.sum())
-        norms = np.linalg.norm(np.nan_to_num(self.quats.astype(np.float64)), axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN entries are reported above, not warned about
+            norms = np.linalg.norm(np.nan_to_num(self.quats.astype(np.float64)), axis=1)
         rep.zero_quats = int((norms < 1e-12).sum())
         return rep
 

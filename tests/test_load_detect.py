@@ -99,3 +99,16 @@ def test_shared_detection(tmp_path, name, fmt):
     assert detect_format(p) == fmt
     if fmt in ("ply", "splat"):
         assert load(p).n == load(src).n
+
+
+@pytest.mark.parametrize("offset", [10, 11, 12, 16])
+def test_corrupt_deflate_data_in_a_gzip_spz_is_a_format_error(tmp_path, offset):
+    """Detection reads the first bytes of a gzip stream to tell SPZ from other gzip files: corrupt deflate data there
+    (zlib.error, found by mutation fuzzing) must come back as a FormatError naming the file, not a raw zlib error."""
+    raw = bytearray((DATA / "pdal_fourth_st_sh3_head4096.v2.spz").read_bytes())
+    assert raw[:2] == b"\x1f\x8b"
+    raw[offset : offset + 4] = b"\xff\xff\xff\xff"  # an invalid deflate block right after the 10-byte gzip header
+    p = tmp_path / "bad.spz"
+    p.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match="bad.spz.*gzip stream is corrupt"):
+        load(p)

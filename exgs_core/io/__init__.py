@@ -24,6 +24,7 @@ import gzip
 import importlib
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 from ..errors import ExgsError, FormatError, UnsupportedFormatError
@@ -77,7 +78,7 @@ def detect_format(path: str | os.PathLike) -> str:
         try:
             with gzip.open(p, "rb") as g:
                 inner = g.read(4)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise FormatError(f"gzip stream is corrupt: {e}", p) from None
         if inner == SPZ_MAGIC:
             return "spz"
@@ -86,7 +87,7 @@ def detect_format(path: str | os.PathLike) -> str:
         try:
             with zipfile.ZipFile(p) as z:
                 names = z.namelist()
-        except (zipfile.BadZipFile, OSError) as e:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
             raise FormatError(f"zip archive is corrupt: {e}", p) from None
         if any(n == "meta.json" or n.endswith("/meta.json") for n in names):
             return "sog"
