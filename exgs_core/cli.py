@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import ExgsError
+from .errors import ExgsError, OutputError
+from .io.atomic import check_output_path
 
 PSNR_CAP_DB = 100.0  # identical renders have infinite PSNR; eval reports this cap instead (JSON has no inf)
 
@@ -151,6 +152,7 @@ def cmd_convert(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".ply":
         raise ExgsError(f"only .ply output is supported by convert, got {out.name!r}", out)
+    check_output_path(out)
     t0 = time.perf_counter()
     scene = load(args.input)
     if args.sanitize:
@@ -175,7 +177,11 @@ def cmd_render(args) -> int:
     restorer = _restorer(args)
     cams = _views(scene, args, args.split)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder: {e.strerror or e}", out) from None
+    check_output_path(out / "view_000.png")
     bg = np.array(args.background, np.float32)
     t0 = time.perf_counter()
     for i, cam in enumerate(_progress(cams, "render", len(cams), args.quiet)):
@@ -304,6 +310,7 @@ def cmd_compress(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".exgs":
         raise ExgsError(f"the output must end in .exgs, got {out.name!r}", out)
+    check_output_path(out)  # before minutes of work, not after
     try:
         opts = CompressOptions(
             ratio=args.ratio, target_bytes=int(args.target_mb * 1e6) if args.target_mb else None,
@@ -369,6 +376,7 @@ def cmd_decompress(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".ply":
         raise ExgsError(f"the output must end in .ply, got {out.name!r}", out)
+    check_output_path(out)
     t0 = time.perf_counter()
     scene = read_exgs(args.input)
     t1 = time.perf_counter()

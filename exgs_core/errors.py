@@ -51,6 +51,11 @@ class SceneError(ExgsError):
     """A scene's arrays are inconsistent (shapes, dtypes, NaN/Inf where not allowed)."""
 
 
+class OutputError(ExgsError):
+    """An output file cannot be written (its folder is missing or read-only, the disk is full, ...).
+    Nothing is left behind: writes go to a temporary file that is renamed only when complete."""
+
+
 class CameraError(ExgsError):
     """A camera or a cameras.json file is invalid."""
 

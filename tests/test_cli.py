@@ -151,3 +151,35 @@ def test_train_painter_help_passes_through(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train-painter", "--help"])
     assert e.value.code == 0 and "--steps" in capsys.readouterr().out
+
+
+def test_unwritable_outputs_are_clear_errors_before_any_work(capsys, tmp_path, monkeypatch):
+    """A missing output folder is reported at once (not after minutes of compressing) and writes nothing."""
+    import exgs_core.compress as C
+
+    called = []
+    monkeypatch.setattr(C, "compress", lambda *a, **k: called.append(1))
+    missing = tmp_path / "no_such_folder"
+    code, _, err = run(capsys, "compress", DONUT, "-o", missing / "x.exgs", "--ratio", "0.5")
+    assert code == 2 and "no_such_folder" in err and "does not exist" in err and not called
+    code, _, err = run(capsys, "convert", DONUT, missing / "x.ply")
+    assert code == 2 and "does not exist" in err
+    code, _, err = run(capsys, "convert", DONUT, tmp_path)  # a folder, not a file name
+    assert code == 2 and "only .ply output" in err
+    (tmp_path / "afile").write_bytes(b"")
+    code, _, err = run(capsys, "render", DONUT, "--out", tmp_path / "afile" / "sub", "--views", "1", "--size", "16x16")
+    assert code == 2 and "cannot create the output folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_failing_write_is_an_output_error_and_leaves_nothing(tmp_path):
+    from exgs_core.errors import OutputError
+    from exgs_core.io.atomic import atomic_write
+
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(OutputError, match="out.bin: cannot write: No space left"):
+        with atomic_write(target) as f:
+            f.write(b"partial")
+            raise OSError(28, "No space left on device")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]

@@ -112,3 +112,18 @@ def test_corrupt_deflate_data_in_a_gzip_spz_is_a_format_error(tmp_path, offset):
     p.write_bytes(bytes(raw))
     with pytest.raises(FormatError, match="bad.spz.*gzip stream is corrupt"):
         load(p)
+
+
+@pytest.mark.parametrize("fmt", [None, "sog"])
+def test_zip_needing_an_unknown_version_is_a_format_error(tmp_path, fmt):
+    """zipfile raises NotImplementedError for a "version needed to extract" it does not know (a one-field
+    corruption found by fuzzing): detection and the SOG reader both turn it into a FormatError naming the file."""
+    import struct
+
+    raw = bytearray((DATA / "playcanvas_flowers_lod2_sh2_head13rows.sog").read_bytes())
+    i = raw.find(b"PK\x01\x02")  # the first central-directory entry
+    raw[i + 6 : i + 8] = struct.pack("<H", 227)  # "needs zip 22.7"
+    p = tmp_path / "bad.sog"
+    p.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match="bad.sog.*zip file version 22.7"):
+        load(p, format=fmt)

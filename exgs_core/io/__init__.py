@@ -87,8 +87,9 @@ def detect_format(path: str | os.PathLike) -> str:
         try:
             with zipfile.ZipFile(p) as z:
                 names = z.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise FormatError(f"zip archive is corrupt: {e}", p) from None
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+            # NotImplementedError: a (corrupt) "needs zip version N" field or an unsupported compression method
+            raise FormatError(f"zip archive is corrupt or unsupported: {e}", p) from None
         if any(n == "meta.json" or n.endswith("/meta.json") for n in names):
             return "sog"
         raise UnsupportedFormatError("zip archive without meta.json (not a SOG bundle)", p)
@@ -136,11 +137,16 @@ def load(path: str | os.PathLike, *, format: str | None = None) -> GaussianScene
         raise UnsupportedFormatError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", path)
     mod_name, fn_name = _READERS[fmt]
     reader = getattr(importlib.import_module(mod_name), fn_name)
+    import numpy as np
+
     try:
-        scene = reader(path)
+        # corrupt values decode to inf/NaN, which scene.validate() reports: no RuntimeWarning noise on the way
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            scene = reader(path)
     except ExgsError:
         raise
-    except (ValueError, IndexError, KeyError, TypeError, EOFError, OSError, MemoryError) as e:
+    except (ValueError, IndexError, KeyError, TypeError, EOFError, OSError, MemoryError, zlib.error,
+            NotImplementedError) as e:
         # A reader bug or an unforeseen corruption: still a typed error naming the file.
         raise FormatError(f"cannot decode as {fmt}: {type(e).__name__}: {e}", path) from e
     scene.meta.setdefault("format", fmt)

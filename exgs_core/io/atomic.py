@@ -12,21 +12,52 @@ from pathlib import Path
 def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     """Context manager yielding a file object; on success the file replaces ``path`` in one rename,
     on any exception the temporary file is removed and ``path`` is left untouched."""
+    from ..errors import OutputError
+
     path = Path(path)
     umask = os.umask(0)
     os.umask(umask)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    check_output_path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    except OSError as e:
+        raise OutputError(f"cannot write: {e.strerror or e}", path) from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as e:
+                raise OutputError(f"cannot write: {e.strerror or e}", path) from None
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise OutputError(f"cannot write: {e.strerror or e}", path) from None
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):  # a write() inside the block: disk full, quota, I/O error
+            raise OutputError(f"cannot write: {e.strerror or e}", path) from None
         raise
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Raise :class:`~exgs_core.errors.OutputError` unless ``path`` could be written: its folder exists, is a
+    folder and is writable, and ``path`` itself is not a folder. Cheap; call it before long work."""
+    from ..errors import OutputError
+
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError("is a folder; give a file name", path)
+    if not parent.exists():
+        raise OutputError(f"its folder {os.fspath(parent)!r} does not exist", path)
+    if not parent.is_dir():
+        raise OutputError(f"{os.fspath(parent)!r} is not a folder", path)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"its folder {os.fspath(parent)!r} is not writable", path)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:

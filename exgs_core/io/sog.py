@@ -89,7 +89,7 @@ class SogSource:
                 names = self._zip.namelist()
             except FileNotFoundError:
                 raise FormatError("no such file", p) from None
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as e:
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as e:
                 raise FormatError(f"not a readable zip archive: {e}", p, field="zip") from None
             metas = sorted((n for n in names if n == "meta.json" or n.endswith("/meta.json")),
                            key=lambda n: (n.count("/"), n))
