@@ -205,13 +205,13 @@ def load_cameras_json(path: str | os.PathLike, width: int | None = None, height:
         try:
             if not isinstance(e, dict):
                 raise CameraError(f"{where}: expected an object")
-            w, h = int(e["width"]), int(e["height"])
+            w, h = _whole(e["width"], "width"), _whole(e["height"], "height")
             rot = np.asarray(e["rotation"], np.float64)
             pos = np.asarray(e["position"], np.float64)
             fx, fy = float(e["fx"]), float(e["fy"])
         except KeyError as k:
             raise CameraError(f"{where}: missing field {k}", path) from None
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:
             raise CameraError(f"{where}: bad value: {err}", path) from None
         if rot.shape != (3, 3) or pos.shape != (3,):
             raise CameraError(f"{where}: rotation must be 3x3 and position 3, got {rot.shape} and {pos.shape}", path)
@@ -231,6 +231,15 @@ def load_cameras_json(path: str | os.PathLike, width: int | None = None, height:
             cam = cam.resized(W, H)
         cams.append(cam)
     return cams
+
+
+def _whole(v, name: str) -> int:
+    """A JSON image size: an integer (or an integral float such as 1920.0); never silently truncated."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number, got {v!r}")
+    if isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
+        raise ValueError(f"{name} must be a whole number of pixels, got {v!r}")
+    return int(v)
 
 
 def save_cameras_json(cameras: list[Camera], path: str | os.PathLike) -> None:

@@ -84,6 +84,10 @@ def test_cameras_json_round_trip_and_errors(tmp_path, blob):
         (lambda d: d[0].__setitem__("rotation", [[1, 0], [0, 1]]), "camera #0"),
         (lambda d: d[2].__setitem__("rotation", [[2, 0, 0], [0, 1, 0], [0, 0, 1]]), "not a rotation"),
         (lambda d: d[0].__setitem__("width", -3), "camera #0"),
+        # found by fuzzing: Infinity escaped as a raw OverflowError; 64.5 was silently truncated to 64
+        (lambda d: d[0].__setitem__("width", float("inf")), "camera #0: bad value: width must be a whole number"),
+        (lambda d: d[1].__setitem__("height", 64.5), "camera #1: bad value: height must be a whole number"),
+        (lambda d: d[1].__setitem__("height", True), "camera #1: bad value: height must be a number"),
     ]:
         d = json.loads(json.dumps(data))
         mutate(d)
