@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -158,6 +159,17 @@ def test_bad_weights_folders(tiny_dir, tmp_path):
     (shape / "config.json").write_text(json.dumps(cfg))
     e = _expect(shape, "shape")
     assert "unet" in str(e)
+
+    # a config.json that declares a huge network (tens of G parameters) against small files: the mismatch is found
+    # on the meta device, from the safetensors headers, before anything that size is allocated
+    huge = tmp_path / "huge"
+    shutil.copytree(tiny_dir, huge)
+    cfg = json.loads((huge / "config.json").read_text())
+    cfg["unet_channels"] = [c * 1024 for c in cfg["unet_channels"]]  # same layout, 1024x the channels
+    (huge / "config.json").write_text(json.dumps(cfg))
+    t = time.perf_counter()
+    e = _expect(huge, "shape")
+    assert time.perf_counter() - t < 10 and "config expects" in str(e)
 
 
 # -- classical baseline ----------------------------------------------------------------------------------------

@@ -226,19 +226,48 @@ def _read_json(path: str) -> dict:
     return out
 
 
-def _load_safetensors(path: str) -> dict:
+def _check_file(path: str) -> None:
     if not os.path.isfile(path):
         raise PainterWeightsError(f"missing weights file {WEIGHTS_NAME} (only safetensors are accepted)", path)
     with open(path, "rb") as f:
         head = f.read(8)
     if len(head) < 8:
         raise PainterWeightsError("not a safetensors file (shorter than its 8-byte header length)", path)
+
+
+def _safetensors_shapes(path: str) -> dict:
+    """{tensor name: shape} from a safetensors file's header only (nothing is allocated or read beyond it)."""
+    _check_file(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError
+        raise PainterWeightsError(f"not a valid safetensors file ({type(e).__name__}: {e})", path)
+
+
+def _load_safetensors(path: str) -> dict:
+    _check_file(path)
     try:
         from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
     except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError
         raise PainterWeightsError(f"not a valid safetensors file ({type(e).__name__}: {e})", path)
+
+
+def _match(own: dict, have: dict, path: str) -> None:
+    """``own``: {name: shape} the config builds; ``have``: {name: shape} in the file."""
+    missing = sorted(set(own) - set(have))
+    extra = sorted(set(have) - set(own))
+    if missing or extra:
+        raise PainterWeightsError(
+            f"tensor names do not match the config: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}", path)
+    for k, shape in own.items():
+        if tuple(have[k]) != tuple(shape):
+            raise PainterWeightsError(f"tensor {k!r} has shape {tuple(have[k])}, config expects {tuple(shape)}", path)
 
 
 def load_painter(folder: str | os.PathLike, device: str = "cpu"):
@@ -260,28 +289,34 @@ def load_painter(folder: str | os.PathLike, device: str = "cpu"):
                     not os.path.exists(os.path.join(folder, sub, WEIGHTS_NAME)):
                 raise PainterWeightsError("pickle weights (.bin) are never loaded; convert them to safetensors",
                                           os.path.join(folder, sub, bad))
-    try:
-        model = make_painter(cfg)
-    except PainterWeightsError:
-        raise
-    except Exception as e:
-        raise PainterWeightsError(f"config.json does not describe a buildable model ({type(e).__name__}: {e})",
-                                  os.path.join(folder, "config.json"))
+
+    def build():
+        try:
+            return make_painter(cfg)
+        except PainterWeightsError:
+            raise
+        except Exception as e:
+            raise PainterWeightsError(f"config.json does not describe a buildable model ({type(e).__name__}: {e})",
+                                      os.path.join(folder, "config.json"))
+
+    # Build the config's model on the meta device first (no memory) and check every tensor's name and shape
+    # against the files' headers: a corrupt or hostile config.json (say, 16384 channels) is an error before
+    # anything is allocated, and the real model is then exactly as large as the weights on disk.
+    with torch.device("meta"):
+        skeleton = build()
+    for sub in ("vae", "unet"):
+        path = os.path.join(folder, sub, WEIGHTS_NAME)
+        own = {k: tuple(v.shape) for k, v in getattr(skeleton, sub).state_dict().items()}
+        _match(own, _safetensors_shapes(path), path)
+    del skeleton
+    model = build()
     for sub in ("vae", "unet"):
         path = os.path.join(folder, sub, WEIGHTS_NAME)
         sd = _load_safetensors(path)
         mod = getattr(model, sub)
         own = mod.state_dict()
-        missing = sorted(set(own) - set(sd))
-        extra = sorted(set(sd) - set(own))
-        if missing or extra:
-            raise PainterWeightsError(
-                f"tensor names do not match the config: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-                f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}", path)
+        _match({k: tuple(v.shape) for k, v in own.items()}, {k: tuple(v.shape) for k, v in sd.items()}, path)
         for k, v in own.items():
-            if tuple(sd[k].shape) != tuple(v.shape):
-                raise PainterWeightsError(f"tensor {k!r} has shape {tuple(sd[k].shape)}, config expects "
-                                          f"{tuple(v.shape)}", path)
             if not torch.isfinite(sd[k].float()).all():
                 raise PainterWeightsError(f"tensor {k!r} holds NaN or Inf", path)
         mod.load_state_dict({k: sd[k].to(own[k].dtype) for k in own})
