@@ -196,7 +196,7 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     t = time.perf_counter()
     fold = np.array([c.position for c in cams]) if options.fold_sh else None
     if options.compensation in ("auto", "pairwise", "pairwise-kl"):
-        target = int(round(options.ratio * scene.n))
+        target = ugc.keep_count(scene.n, options.ratio)
 
         def cut_sh(merged):  # SH split of a merged set, ranked by its mass x visibility proxy (opacity x area)
             return ugc.split_sh(merged, ugc.coverage_mass(merged), options.sh_keep, fold_dirs=fold)

@@ -153,9 +153,15 @@ class SampleResult:
     kept_by_budget: int
 
 
+def keep_count(n: int, ratio: float) -> int:
+    """The survivor budget for ``n`` Gaussians at retention ``ratio``: ``round(ratio * n)``, but at least 1 for a
+    non-empty scene (a tiny scene at a small ratio keeps one Gaussian, never silently none)."""
+    return max(1, int(round(ratio * n))) if n else 0
+
+
 def voxel_sample(means: np.ndarray, score: np.ndarray, ratio: float, *, voxel_size: float | None = None,
                  per_voxel: float | None = None) -> SampleResult:
-    """Choose the survivors by the voxel rule in the module docstring (exactly ``round(ratio * N)`` of them).
+    """Choose the survivors by the voxel rule in the module docstring (exactly :func:`keep_count` of them).
 
     Args:
         means: float32 [N, 3] centres.
@@ -168,7 +174,7 @@ def voxel_sample(means: np.ndarray, score: np.ndarray, ratio: float, *, voxel_si
     n = len(means)
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-    budget = int(round(ratio * n))
+    budget = keep_count(n, ratio)
     if n == 0 or budget >= n:
         return SampleResult(np.ones(n, bool), np.zeros(n, np.int64), 0.0, n, 0, 0)
     if voxel_size is None:
@@ -209,9 +215,9 @@ def voxel_sample(means: np.ndarray, score: np.ndarray, ratio: float, *, voxel_si
 
 
 def top_k(score: np.ndarray, ratio: float) -> np.ndarray:
-    """bool [N]: the global top ``round(ratio * N)`` by score (pruning without voxels, for the ablation)."""
+    """bool [N]: the global top :func:`keep_count` by score (pruning without voxels, for the ablation)."""
     n = len(score)
-    k = int(round(ratio * n))
+    k = keep_count(n, ratio)
     keep = np.zeros(n, bool)
     keep[np.argsort(-score, kind="stable")[:k]] = True
     return keep
@@ -527,7 +533,8 @@ def _order_by_cost(c: np.ndarray) -> np.ndarray:
         return np.argsort(c, kind="stable")
     c = np.where(np.isfinite(c), c, np.inf)
     lo = c.min() if c.size else 0.0
-    bits = (c - lo).astype(np.float32).view(np.uint32).astype(np.uint64)  # >= 0, so the bits are monotonic
+    with np.errstate(over="ignore"):  # costs beyond float32 (scenes at ~1e15 units) tie at inf, still monotonic
+        bits = (c - lo).astype(np.float32).view(np.uint32).astype(np.uint64)  # >= 0, so the bits are monotonic
     keys = (bits << np.uint64(32)) | np.arange(c.size, dtype=np.uint64)
     keys.sort()
     return (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)

@@ -165,14 +165,16 @@ def auto_views(
         for i, d in enumerate(dirs):
             eye = fr.center + d * dist
             cams.append(Camera.look_at(eye, fr.center, fr.up, fov_y, width, height,
-                                       near=max(1e-3, dist * 1e-3), name=f"{split}_orbit_{i:03d}"))
+                                       near=max(1e-3, dist * 1e-3), far=max(1e10, dist * 1e4),
+                                       name=f"{split}_orbit_{i:03d}"))
     else:
         fov_y = fov_y_deg or 70.0
         dirs = _spiral(n, split, -30.0, 45.0) @ basis.T
         for i, d in enumerate(dirs):
             eye = fr.center - d * (0.1 * fr.radius)
             cams.append(Camera.look_at(eye, eye + d, fr.up, fov_y, width, height,
-                                       near=max(1e-3, fr.radius * 1e-3), name=f"{split}_inside_{i:03d}"))
+                                       near=max(1e-3, fr.radius * 1e-3), far=max(1e10, fr.radius * 1e4),
+                                       name=f"{split}_inside_{i:03d}"))
     return cams
 
 

@@ -410,3 +410,32 @@ def test_psd_cholesky_survives_rounding_indefinite_covariances():
     l = ugc._psd_cholesky(np.concatenate([good, bad]))
     assert np.all(np.isfinite(l)) and np.allclose(l[0] @ l[0].T, good[0], atol=1e-9)
     assert np.allclose(l[1] @ l[1].T, [[1, 1, 0], [1, 1, 0], [0, 0, 0]], atol=1e-6)
+
+
+def _blob(n, deg=0, scale=1.0, seed=0):
+    r = np.random.default_rng(seed)
+    return GaussianScene((r.normal(size=(n, 3)) * scale).astype(np.float32), r.normal(size=(n, 4)).astype(np.float32),
+                         np.full((n, 3), np.log(0.05 * scale), np.float32), np.full(n, 2.0, np.float32),
+                         (r.normal(size=(n, (deg + 1) ** 2, 3)) * 0.3).astype(np.float32))
+
+
+@pytest.mark.parametrize("compensation,voxels", [("auto", True), ("merge", True), ("amplify", False)])
+@pytest.mark.parametrize("n,deg", [(1, 0), (2, 0), (3, 3)])
+def test_tiny_scenes_compress(n, deg, compensation, voxels):
+    """Found by probing: rho x N rounding to 0 Gaussians crashed the pairwise merge (a 1-D neighbour array) and the
+    voxel sampler (np.partition out of bounds), and top-k silently kept nothing. A non-empty scene now always keeps
+    at least one Gaussian (ugc.keep_count)."""
+    opts = CompressOptions(ratio=0.1, compensation=compensation, voxel_sampling=voxels, **FAST)
+    data, rep = compress(_blob(n, deg), opts)
+    out = decompress(data)
+    assert out.n == rep.gaussians_out == 1 and out.validate().ok
+
+
+@pytest.mark.parametrize("scale", [1e15, 1e-15])
+def test_scenes_at_extreme_scales_compress(scale):
+    """Found by probing: automatic views of a scene ~1e15 units across put every Gaussian beyond the default far
+    plane (1e10), a CameraError for a user who gave no cameras. The far plane now follows the view distance."""
+    data, rep = compress(_blob(500, scale=scale), CompressOptions(ratio=0.1, **FAST))
+    out = decompress(data)
+    assert out.n == 50 and out.validate().ok
+    np.testing.assert_allclose(np.median(np.abs(out.means)) / scale, np.median(np.abs(_blob(500).means)), rtol=0.5)
