@@ -14,13 +14,18 @@ from .scene import GaussianScene, SceneReport
 __version__ = "0.1.0"
 
 
+#: Submodules reachable as attributes (``ex.views.auto_views(...)``), imported on first use so that
+#: ``import exgs_core`` stays light (numba loads with ``render`` and ``compress``, torch only with ``painter``).
+LAZY_SUBMODULES = ("render", "views", "compress", "exgs_format", "metrics", "ugc", "painter", "temporal")
+
+
 def __getattr__(name):
-    # ``exgs_core.render`` is the render subpackage, imported on first use (numba loads with it). The module is
-    # callable, so ``exgs_core.render(scene, camera)`` and ``exgs_core.render.render(...)`` both work.
-    if name == "render":
+    # ``exgs_core.render`` is the render subpackage; the module is callable, so ``exgs_core.render(scene, camera)``
+    # and ``exgs_core.render.render(...)`` both work.
+    if name in LAZY_SUBMODULES:
         import importlib
 
-        return importlib.import_module(".render", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -183,3 +183,18 @@ def test_a_failing_write_is_an_output_error_and_leaves_nothing(tmp_path):
             f.write(b"partial")
             raise OSError(28, "No space left on device")
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_readme_python_block_runs(tmp_path):
+    """The Python example in README.md, verbatim except for the file name, in a fresh interpreter (so a missing
+    lazy attribute such as ``ex.views`` fails here, not in a user's first session)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    text = (REPO / "README.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'ex.load("scene.spz")' in block
+    code = block.replace('"scene.spz"', repr(str(DATA / "playcanvas_biker_head4096.v4.spz")))
+    code += "\nassert restored.shape == res.rgb.shape == (512, 512, 3) and small.n == report.gaussians_out\n"
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "scene.exgs").read_bytes()[:4] == b"EXGS"
