@@ -7,7 +7,8 @@ Conventions (quaternion order, axes, colour) are pinned in :mod:`exgs_core.conve
 """
 
 from .camera import Camera
-from .errors import BackendUnavailable, CameraError, ExgsError, FormatError, SceneError, UnsupportedFormatError
+from .errors import (BackendUnavailable, CameraError, ExgsError, FormatError, OutputError, RenderError, SceneError,
+                     UnsupportedFormatError)
 from .io import detect_format, load, save_ply
 from .scene import GaussianScene, SceneReport
 
@@ -36,6 +37,8 @@ __all__ = [
     "ExgsError",
     "FormatError",
     "GaussianScene",
+    "OutputError",
+    "RenderError",
     "SceneError",
     "SceneReport",
     "UnsupportedFormatError",

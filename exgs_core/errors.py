@@ -56,6 +56,10 @@ class OutputError(ExgsError):
     Nothing is left behind: writes go to a temporary file that is renamed only when complete."""
 
 
+class RenderError(ExgsError):
+    """A view cannot be rendered here (say, its Gaussians need more memory than the machine has)."""
+
+
 class CameraError(ExgsError):
     """A camera or a cameras.json file is invalid."""
 

@@ -340,3 +340,19 @@ def test_sh_to_color_numpy_matches_inria_form():
     for deg in range(4):
         np.testing.assert_allclose(sh_to_color(sh, dirs, deg), sh_color_inria(sh.astype(np.float64), dirs, deg),
                                    atol=2e-5)
+
+
+def test_views_needing_more_memory_than_the_machine_are_a_render_error(monkeypatch):
+    """The tile intersections are counted before they are allocated: a view that needs more than half the
+    machine's memory is a RenderError saying how much (here the limit is lowered instead of building a scene that
+    covers the screen a billion times), not an out-of-memory kill."""
+    from exgs_core import RenderError
+    from exgs_core import exgs_format
+
+    n = 200
+    s = scene_of(np.zeros((n, 3)) + [0, 0, 2.0], np.full(n, 0.5), np.full((n, 3), 0.5), scales=1.0)
+    full = r_cpu(s, cam())
+    assert full.alpha.max() > 0.9
+    monkeypatch.setattr(exgs_format, "_memory_limit", lambda: 1000)
+    with pytest.raises(RenderError, match=r"64x48 view: 2,400 \(Gaussian, tile\) intersections need"):
+        r_cpu(s, cam())

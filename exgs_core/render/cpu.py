@@ -260,19 +260,18 @@ def _gather(order, xy, conic, opac, depth, color, radii):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks):
-    """Counting sort of (Gaussian, tile) pairs into per-tile lists, depth order kept within each tile.
+def _tile_counts(gd, tile_size, tile_w, tile_h, nchunks):
+    """First pass of the tile binning: each visible Gaussian's tile rectangle and per-chunk tile counts.
 
     Args:
         gd: float32 [M, 16] records of the visible Gaussians, front to back (see :func:`_gather`).
 
     Returns:
-        tile_start: int64 [n_tiles + 1]; the list of tile t is ``ids[tile_start[t]:tile_start[t + 1]]``.
-        ids: int32 [n_isect] row indices into ``gd`` (increasing within each tile).
+        rect: int32 [M, 4] tile x0, x1, y0, y1 (end exclusive); counts: int64 [nchunks, n_tiles].
     """
     m = gd.shape[0]
     n_tiles = tile_w * tile_h
-    rect = np.empty((m, 4), np.int32)  # tile x0, x1, y0, y1 (end exclusive)
+    rect = np.empty((m, 4), np.int32)
     ts = np.float32(tile_size)
     for j in prange(m):
         rx = gd[j, _G_RX] / ts
@@ -290,6 +289,21 @@ def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks):
             for ty in range(rect[j, 2], rect[j, 3]):
                 for tx in range(rect[j, 0], rect[j, 1]):
                     counts[c, ty * tile_w + tx] += 1
+    return rect, counts
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _tile_fill(rect, counts, tile_w, n_isect):
+    """Second pass: counting sort of (Gaussian, tile) pairs into per-tile lists, depth order kept within each
+    tile. ``counts`` (from :func:`_tile_counts`) is consumed as the write cursors.
+
+    Returns:
+        tile_start: int64 [n_tiles + 1]; the list of tile t is ``ids[tile_start[t]:tile_start[t + 1]]``.
+        ids: int32 [n_isect] row indices into ``gd`` (increasing within each tile).
+    """
+    m = rect.shape[0]
+    nchunks, n_tiles = counts.shape
+    chunk = (m + nchunks - 1) // nchunks
     tile_start = np.empty(n_tiles + 1, np.int64)
     run = 0
     for t in range(n_tiles):
@@ -299,7 +313,7 @@ def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks):
             counts[c, t] = run  # becomes the write cursor of chunk c in tile t
             run += k
     tile_start[n_tiles] = run
-    ids = np.empty(run, np.int32)
+    ids = np.empty(n_isect, np.int32)
     for c in prange(nchunks):
         for j in range(c * chunk, min(m, (c + 1) * chunk)):
             for ty in range(rect[j, 2], rect[j, 3]):
@@ -308,6 +322,23 @@ def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks):
                     ids[counts[c, t]] = j
                     counts[c, t] += 1
     return tile_start, ids
+
+
+def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks, bytes_per_isect: int = 4, where: str = ""):
+    """(tile_start int64 [n_tiles + 1], ids int32 [n_isect]): :func:`_tile_counts` then :func:`_tile_fill`, with
+    the memory the intersections need (``bytes_per_isect`` each) checked against the machine before it is
+    allocated: a view whose Gaussians cover the screen many times over is a :class:`RenderError`, not an
+    out-of-memory kill."""
+    from ..errors import RenderError
+    from ..exgs_format import _memory_limit
+
+    rect, counts = _tile_counts(gd, tile_size, tile_w, tile_h, nchunks)
+    n_isect = int(counts.sum())
+    need = n_isect * bytes_per_isect
+    if need > _memory_limit():
+        raise RenderError(f"{where}{n_isect:,} (Gaussian, tile) intersections need {need / 2**30:.1f} GiB, more than "
+                          f"half this machine's memory; render at a lower resolution or from further away")
+    return _tile_fill(rect, counts, tile_w, n_isect)
 
 
 # --------------------------------------------------------------------------- blending
@@ -511,7 +542,8 @@ def render_cpu(
     tile_h = (h + TILE_SIZE - 1) // TILE_SIZE
     nchunks = max(1, 4 * get_num_threads())
     gd = _gather(order, xy, conic, opac, depth, color, radii)  # [M, 16]
-    tile_start, ids = _bin_tiles(gd, TILE_SIZE, tile_w, tile_h, nchunks)
+    tile_start, ids = _bin_tiles(gd, TILE_SIZE, tile_w, tile_h, nchunks,
+                                 4 * (1 + bool(return_weights) + bool(return_counts)), f"{w}x{h} view: ")
     t_bin = time.perf_counter()
     out_rgb = np.empty((h, w, 3), np.float32)
     out_alpha = np.empty((h, w), np.float32)
