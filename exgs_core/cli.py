@@ -208,11 +208,13 @@ def evaluate(reference, candidate, cameras, *, backend="auto", progress=None, re
     it = progress(cameras) if progress else cameras
     prep_a, prep_b = prepare(reference, backend), prepare(candidate, backend)
     for cam in it:
-        a = render(reference, cam, backend=backend, prepared=prep_a).rgb
+        ra = render(reference, cam, backend=backend, prepared=prep_a)
+        a = ra.rgb
         rb = render(candidate, cam, backend=backend, prepared=prep_b)
         b = rb.rgb
         p = psnr(a, b)
-        v = {"view": cam.name, "psnr": min(p, PSNR_CAP_DB), "ssim": ssim(a, b), "identical": p == math.inf}
+        v = {"view": cam.name, "psnr": min(p, PSNR_CAP_DB), "ssim": ssim(a, b), "identical": p == math.inf,
+             "empty": bool(ra.alpha.max(initial=0.0) < 1 / 255)}
         if restorer is not None:
             r = restorer.restore(b, rb.alpha, rb.depth)
             v["psnr_restored"] = min(psnr(a, r), PSNR_CAP_DB)
@@ -222,6 +224,7 @@ def evaluate(reference, candidate, cameras, *, backend="auto", progress=None, re
         "psnr": float(np.mean([v["psnr"] for v in per_view])),
         "ssim": float(np.mean([v["ssim"] for v in per_view])),
         "identical": all(v["identical"] for v in per_view),
+        "empty_views": sum(v["empty"] for v in per_view),  # views where the reference shows nothing at all
         "per_view": per_view,
     }
     if restorer is not None:
@@ -250,6 +253,15 @@ def cmd_eval(args) -> int:
     t0 = time.perf_counter()
     res = evaluate(ref, cand, cams, backend=args.backend, restorer=restorer,
                    progress=lambda c: _progress(c, "eval", len(c), args.quiet or args.json))
+    if res["empty_views"] == len(cams):  # two black images compare as "identical": not a result
+        from .errors import CameraError
+
+        raise CameraError(f"none of the {len(cams)} view(s) sees the reference scene, so there is nothing to compare; "
+                          f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)",
+                          args.cameras or args.reference)
+    if res["empty_views"]:
+        print(f"warning: {res['empty_views']} of {len(cams)} view(s) show nothing of the reference scene; "
+              f"they count as perfect matches in the means", file=sys.stderr)
     out = {
         "psnr": res["psnr"],
         "ssim": res["ssim"],

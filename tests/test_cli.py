@@ -198,3 +198,20 @@ def test_readme_python_block_runs(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "scene.exgs").read_bytes()[:4] == b"EXGS"
+
+
+def test_eval_on_cameras_that_see_nothing_is_an_error(capsys, tmp_path):
+    """Two black renders compare as identical (100 dB): with cameras that miss the scene that would be a false
+    perfect score, so eval refuses and says why."""
+    from exgs_core import Camera
+    from exgs_core.views import auto_views, save_cameras_json
+
+    s = load(DONUT)
+    cams = auto_views(s, 2, 32, 32)
+    away = [Camera.look_at(c.position, 2 * c.position - s.means.mean(0), [0, -1, 0], 50, 32, 32) for c in cams]
+    save_cameras_json(away, tmp_path / "away.json")
+    code, _, err = run(capsys, "eval", DONUT, DONUT, "--cameras", tmp_path / "away.json")
+    assert code == 2 and "none of the 2 view(s) sees the reference scene" in err
+    save_cameras_json(away[:1] + cams[:1], tmp_path / "half.json")
+    code, out, err = run(capsys, "eval", DONUT, DONUT, "--cameras", tmp_path / "half.json")
+    assert code == 0 and "1 of 2 view(s) show nothing" in err

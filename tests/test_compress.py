@@ -439,3 +439,19 @@ def test_scenes_at_extreme_scales_compress(scale):
     out = decompress(data)
     assert out.n == 50 and out.validate().ok
     np.testing.assert_allclose(np.median(np.abs(out.means)) / scale, np.median(np.abs(_blob(500).means)), rtol=0.5)
+
+
+def test_given_cameras_that_see_nothing_are_a_camera_error():
+    """Cameras for another scene or axis convention see none of the Gaussians: every score is 0 and the pruning
+    would be arbitrary, so compress says so instead of writing a meaningless file."""
+    from exgs_core import Camera, CameraError
+    from exgs_core.views import auto_views
+
+    s = load(DONUT)
+    cams = auto_views(s, 3, 64, 64)
+    centre = s.means.mean(0)
+    away = [Camera.look_at(c.position, 2 * c.position - centre, [0, -1, 0], 50, 64, 64) for c in cams]
+    with pytest.raises(CameraError, match="none of the 3 given camera"):
+        compress(s, CompressOptions(ratio=0.2, **FAST), cameras=away)
+    data, rep = compress(s, CompressOptions(ratio=0.2, **FAST), cameras=cams[:1])  # one useful view is enough
+    assert rep.gaussians_out == 400
