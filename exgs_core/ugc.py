@@ -514,7 +514,12 @@ def _scale_by_visibility_py(c, vis_w, ei, ej):
 
 
 def _compiled(fn, **kw):
-    return _njit(cache=True, nogil=True, **kw)(fn) if _njit is not None else fn
+    if _njit is None:
+        return fn
+    from ._threads import guarded
+
+    k = _njit(cache=True, nogil=True, **kw)(fn)
+    return guarded(k) if kw.get("parallel") else k  # parallel kernels: safe from any thread (see _threads)
 
 
 _greedy_pairs = _compiled(_greedy_pairs_py)

@@ -356,3 +356,32 @@ def test_views_needing_more_memory_than_the_machine_are_a_render_error(monkeypat
     monkeypatch.setattr(exgs_format, "_memory_limit", lambda: 1000)
     with pytest.raises(RenderError, match=r"64x48 view: 2,400 \(Gaussian, tile\) intersections need"):
         r_cpu(s, cam())
+
+
+def test_parallel_kernels_from_several_threads_under_the_workqueue_layer(tmp_path):
+    """Blender compresses in a thread while its engine renders. Under numba's fallback threading layer
+    (workqueue: pip numba without OpenMP/TBB, e.g. on macOS) concurrent parallel launches terminate the process;
+    exgs_core._threads serialises them there. Three threads render at once in a subprocess forced onto workqueue."""
+    import os
+    import subprocess
+    import sys
+
+    from exgs_testpaths import DATA, REPO
+
+    code = f"""
+import sys, threading
+sys.path.insert(0, {str(REPO)!r})
+import exgs_core as ex
+s = ex.load({str(DATA / "donut_sh0_2000.ply")!r})
+cams = ex.views.auto_views(s, 4, 128, 128)
+def job():
+    for i in range(150):
+        ex.render(s, cams[i % 4], backend="cpu")
+ts = [threading.Thread(target=job) for _ in range(2)]
+[t.start() for t in ts]; job(); [t.join() for t in ts]
+import numba
+print("ok", numba.threading_layer())
+"""
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "ok workqueue" in r.stdout, (r.returncode, r.stderr[-1500:])

@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .._threads import guarded
+
 __all__ = ["kmeans_palette", "default_palette_size"]
 
 #: Largest palette :func:`default_palette_size` picks.
@@ -59,6 +61,7 @@ def _sqnorms(c):  # c [k, D] f32 -> [k] f32
     return out
 
 
+@guarded
 @njit(parallel=True, cache=True, fastmath=True)
 def _assign(x, c, out):
     """out[i] = argmin_j |x_i - c_j|^2 (ties: lowest j). x [n, D], c [k, D] f32; out int32 [n]."""
@@ -79,6 +82,7 @@ def _assign(x, c, out):
         out[i] = bj
 
 
+@guarded
 @njit(parallel=True, cache=True, fastmath=True)
 def _assign_top2(x, c, out1, out2):
     """The two nearest centroids of every row (out2 = out1 when k == 1)."""
@@ -208,6 +212,7 @@ def _kmeanspp(x, out, u):
                 dist[i] = s
 
 
+@guarded
 @njit(parallel=True, cache=True)
 def _cells_lloyd(xs, cell_start, k_start, iters, cent, u):
     """Per coarse cell c (rows xs[cell_start[c]:cell_start[c+1]], sorted by cell): k-means++ seeding of the
@@ -244,6 +249,7 @@ def _cell_sse(x, lab, c):
     return out
 
 
+@guarded
 @njit(parallel=True, cache=True, fastmath=True)
 def _assign_fine(x, cand, k_start, cent, out):
     """For every row i, the nearest centroid among the cells cand[i, :] (each cell c owns cent[k_start[c]:

@@ -53,6 +53,7 @@ import time
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from .._threads import guarded
 from .sh import eval_sh_channel
 
 TILE_SIZE = 16
@@ -73,6 +74,7 @@ _F32_THRESHOLD = np.float32(ALPHA_THRESHOLD)
 # --------------------------------------------------------------------------- projection
 
 
+@guarded
 @njit(parallel=True, cache=True, nogil=True)
 def _project(
     means, quats, scales, opacities, sh, sh_degree,  # [N,3] [N,4] [N,3] [N] [N,K,3] f32, int
@@ -230,6 +232,7 @@ _G_X, _G_Y, _G_A, _G_B, _G_C, _G_OP, _G_R, _G_G, _G_BL, _G_Z, _G_RX, _G_RY, _G_S
 _G_WIDTH = 16
 
 
+@guarded
 @njit(parallel=True, cache=True, nogil=True)
 def _gather(order, xy, conic, opac, depth, color, radii):
     """float32 [M, 16]: the blending inputs of the Gaussians in ``order`` (front to back), one cache line each.
@@ -259,6 +262,7 @@ def _gather(order, xy, conic, opac, depth, color, radii):
     return gd
 
 
+@guarded
 @njit(parallel=True, cache=True, nogil=True)
 def _tile_counts(gd, tile_size, tile_w, tile_h, nchunks):
     """First pass of the tile binning: each visible Gaussian's tile rectangle and per-chunk tile counts.
@@ -292,6 +296,7 @@ def _tile_counts(gd, tile_size, tile_w, tile_h, nchunks):
     return rect, counts
 
 
+@guarded
 @njit(parallel=True, cache=True, nogil=True)
 def _tile_fill(rect, counts, tile_w, n_isect):
     """Second pass: counting sort of (Gaussian, tile) pairs into per-tile lists, depth order kept within each
@@ -344,6 +349,7 @@ def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks, bytes_per_isect: int = 4,
 # --------------------------------------------------------------------------- blending
 
 
+@guarded
 @njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH_RASTER)
 def _rasterize(
     tile_start, ids, gd,  # int64 [n_tiles+1], int32 [n_isect], f32 [M, 16]
