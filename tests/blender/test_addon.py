@@ -185,6 +185,16 @@ def test_export_exgs_equals_core_and_reimports_equal(addon, tmp_path):
     assert exgs_core.load(out2).equal(dec, atol=2e-3)
 
 
+def test_export_to_a_missing_folder_is_a_reported_error(addon, tmp_path):
+    """The operator reports the core's OutputError (the folder named) and writes nothing."""
+    bpy = addon
+    _import(bpy, FIXTURES["ply"])
+    for name in ("out.exgs", "out.ply"):
+        with pytest.raises(RuntimeError, match="no_such_folder.*does not exist"):
+            bpy.ops.exgs.export_scene(filepath=str(tmp_path / "no_such_folder" / name))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_ply_applies_object_transform(addon, tmp_path):
     """Moving/rotating/scaling the object changes the exported data accordingly, SH rotated with it."""
     import exgs_core
