@@ -132,7 +132,9 @@ def cmd_info(args) -> int:
         print(f"  bounds max        {' '.join(f'{v:.4g}' for v in hi)}")
         bpg = f"{info['bytes_per_gaussian']:.2f}" if scene.n else "n/a"
         print(f"  size              {_human_bytes(size)} ({size:,} bytes, {bpg} bytes/Gaussian)")
-        print(f"  as SH3 PLY        {_human_bytes(info['sh3_ply_bytes'])} (ratio {info['sh3_ply_bytes'] / max(size, 1):.1f}x)")
+        sh3 = info["sh3_ply_bytes"]
+        print(f"  as SH3 PLY        {_human_bytes(sh3)} "
+              + (f"(ratio {sh3 / max(size, 1):.1f}x)" if sh3 else "(no Gaussians: no ratio)"))
         for x in info.get("exgs", {}).get("sections", []):
             bits = f", {8 * x['bytes'] / scene.n:.1f} bits/Gaussian" if scene.n else ""
             print(f"  section           {x['name']:<11} {x['bytes']:>10,} bytes ({x['codec']}{bits})")
