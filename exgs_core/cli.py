@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import ExgsError, OutputError
+from .errors import CameraError, ExgsError, OutputError
 from .io.atomic import check_output_path
 
 PSNR_CAP_DB = 100.0  # identical renders have infinite PSNR; eval reports this cap instead (JSON has no inf)
@@ -256,8 +256,6 @@ def cmd_eval(args) -> int:
     res = evaluate(ref, cand, cams, backend=args.backend, restorer=restorer,
                    progress=lambda c: _progress(c, "eval", len(c), args.quiet or args.json))
     if res["empty_views"] == len(cams):  # two black images compare as "identical": not a result
-        from .errors import CameraError
-
         raise CameraError(f"none of the {len(cams)} view(s) sees the reference scene, so there is nothing to compare; "
                           f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)",
                           args.cameras or args.reference)

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import ugc
 from .camera import Camera
-from .errors import ExgsError
+from .errors import CameraError, ExgsError
 from .scene import GaussianScene
 
 
@@ -193,8 +193,6 @@ def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camer
     if cameras and acc is not None and scene.n and not (acc.weight > 0).any():
         # every score is 0: the pruning would be arbitrary. With the user's own views this is nearly always a
         # file for another scene or another axis convention, so say so instead of writing a meaningless file.
-        from .errors import CameraError
-
         raise CameraError(f"none of the {len(cams)} given camera(s) sees any of the scene's {scene.n:,} Gaussians; "
                           f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)")
     report.seconds["score"] = round(report.seconds.get("score", 0.0) + time.perf_counter() - t, 3)

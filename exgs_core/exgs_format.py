@@ -31,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._machine import memory_limit
 from .codec import entropy, morton, quantize
 from .codec.palette import default_palette_size, kmeans_palette
 from .conventions import sh_coeff_count
@@ -787,11 +788,8 @@ def decode_memory_estimate(n: int, degree: int, raw_bytes: int) -> int:
 
 
 def _memory_limit() -> int:
-    """Half the physical memory (the ceiling decode() accepts before allocating), or 2^40 if unknown."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
-    except (ValueError, OSError, AttributeError):
-        return 1 << 40
+    """The ceiling decode() accepts before allocating (:func:`exgs_core._machine.memory_limit`)."""
+    return memory_limit()
 
 
 def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list, plan: _Plan, path) -> GaussianScene:

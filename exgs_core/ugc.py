@@ -516,10 +516,10 @@ def _scale_by_visibility_py(c, vis_w, ei, ej):
 def _compiled(fn, **kw):
     if _njit is None:
         return fn
-    from ._threads import guarded
+    from ._machine import guarded
 
     k = _njit(cache=True, nogil=True, **kw)(fn)
-    return guarded(k) if kw.get("parallel") else k  # parallel kernels: safe from any thread (see _threads)
+    return guarded(k) if kw.get("parallel") else k  # parallel kernels: safe from any thread (see _machine)
 
 
 _greedy_pairs = _compiled(_greedy_pairs_py)

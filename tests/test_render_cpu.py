@@ -346,14 +346,13 @@ def test_views_needing_more_memory_than_the_machine_are_a_render_error(monkeypat
     """The tile intersections are counted before they are allocated: a view that needs more than half the
     machine's memory is a RenderError saying how much (here the limit is lowered instead of building a scene that
     covers the screen a billion times), not an out-of-memory kill."""
-    from exgs_core import RenderError
-    from exgs_core import exgs_format
+    from exgs_core import RenderError, _machine
 
     n = 200
     s = scene_of(np.zeros((n, 3)) + [0, 0, 2.0], np.full(n, 0.5), np.full((n, 3), 0.5), scales=1.0)
     full = r_cpu(s, cam())
     assert full.alpha.max() > 0.9
-    monkeypatch.setattr(exgs_format, "_memory_limit", lambda: 1000)
+    monkeypatch.setattr(_machine, "memory_limit", lambda: 1000)
     with pytest.raises(RenderError, match=r"64x48 view: 2,400 \(Gaussian, tile\) intersections need"):
         r_cpu(s, cam())
 
@@ -361,7 +360,7 @@ def test_views_needing_more_memory_than_the_machine_are_a_render_error(monkeypat
 def test_parallel_kernels_from_several_threads_under_the_workqueue_layer(tmp_path):
     """Blender compresses in a thread while its engine renders. Under numba's fallback threading layer
     (workqueue: pip numba without OpenMP/TBB, e.g. on macOS) concurrent parallel launches terminate the process;
-    exgs_core._threads serialises them there. Three threads render at once in a subprocess forced onto workqueue."""
+    exgs_core._machine serialises them there. Three threads render at once in a subprocess forced onto workqueue."""
     import os
     import subprocess
     import sys

@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._threads import guarded
+from .._machine import guarded
 
 __all__ = ["kmeans_palette", "default_palette_size"]
 

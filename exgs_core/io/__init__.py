@@ -27,6 +27,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ExgsError, FormatError, UnsupportedFormatError
 from ..scene import GaussianScene
 
@@ -105,8 +107,6 @@ def detect_format(path: str | os.PathLike) -> str:
 def _looks_like_splat(head: bytes) -> bool:
     """Heuristic for extension-less .splat files: finite positions/scales, positive scales and unit-ish
     quaternions (bytes around 128 with norm near 128) in the first records."""
-    import numpy as np
-
     n = len(head) // 32
     if n < 4:
         return False
@@ -137,8 +137,6 @@ def load(path: str | os.PathLike, *, format: str | None = None) -> GaussianScene
         raise UnsupportedFormatError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", path)
     mod_name, fn_name = _READERS[fmt]
     reader = getattr(importlib.import_module(mod_name), fn_name)
-    import numpy as np
-
     try:
         # corrupt values decode to inf/NaN, which scene.validate() reports: no RuntimeWarning noise on the way
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -314,9 +314,8 @@ def load_painter(folder: str | os.PathLike, device: str = "cpu"):
         path = os.path.join(folder, sub, WEIGHTS_NAME)
         sd = _load_safetensors(path)
         mod = getattr(model, sub)
-        own = mod.state_dict()
-        _match({k: tuple(v.shape) for k, v in own.items()}, {k: tuple(v.shape) for k, v in sd.items()}, path)
-        for k, v in own.items():
+        own = mod.state_dict()  # names and shapes already match the file's header (the skeleton above)
+        for k in own:
             if not torch.isfinite(sd[k].float()).all():
                 raise PainterWeightsError(f"tensor {k!r} holds NaN or Inf", path)
         mod.load_state_dict({k: sd[k].to(own[k].dtype) for k in own})

@@ -53,7 +53,8 @@ import time
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from .._threads import guarded
+from .. import _machine
+from .._machine import guarded
 from .sh import eval_sh_channel
 
 TILE_SIZE = 16
@@ -335,12 +336,11 @@ def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks, bytes_per_isect: int = 4,
     allocated: a view whose Gaussians cover the screen many times over is a :class:`RenderError`, not an
     out-of-memory kill."""
     from ..errors import RenderError
-    from ..exgs_format import _memory_limit
 
     rect, counts = _tile_counts(gd, tile_size, tile_w, tile_h, nchunks)
     n_isect = int(counts.sum())
     need = n_isect * bytes_per_isect
-    if need > _memory_limit():
+    if need > _machine.memory_limit():
         raise RenderError(f"{where}{n_isect:,} (Gaussian, tile) intersections need {need / 2**30:.1f} GiB, more than "
                           f"half this machine's memory; render at a lower resolution or from further away")
     return _tile_fill(rect, counts, tile_w, n_isect)

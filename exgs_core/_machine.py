@@ -1,4 +1,5 @@
-"""Numba's parallel kernels called from several Python threads.
+"""What this machine allows: numba's parallel kernels from several Python threads, and how much memory a single
+allocation may take.
 
 The Blender add-on compresses in a background thread while its render engine renders, so two threads can launch
 ``parallel=True`` kernels at the same time. That is fine with numba's OpenMP or TBB threading layers, but the
@@ -12,6 +13,7 @@ threads take turns (one process-wide re-entrant lock); under OpenMP / TBB it add
 
 from __future__ import annotations
 
+import os
 import threading
 
 _LOCK = threading.RLock()
@@ -58,3 +60,12 @@ def guarded(kernel):
     call.__doc__ = getattr(kernel, "__doc__", None)
     call.__wrapped__ = kernel
     return call
+
+
+def memory_limit() -> int:
+    """Half the physical memory, or 2^40 if unknown: the ceiling that .exgs decoding and the renderer's tile lists
+    accept before they allocate."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
