@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+PKG = "bl_ext.user_default.exgs"
 
 
 def data(name: str) -> str:
@@ -50,27 +51,33 @@ def _state(bpy):
     }
 
 
-def test_register_unregister_twice_leaves_nothing(blank):
-    import exgs_blender
+def test_disable_enable_twice_leaves_nothing(installed, blank):
+    """Disabling the installed extension removes every class, property, menu entry and engine it added; enabling
+    it again brings them back; registering twice is harmless."""
+    import addon_utils
 
     bpy = blank
+    addon_utils.disable(PKG, default_set=True)
     before = _state(bpy)
+    assert before["engines"] == [] and not before["scene_prop"]
     for _ in range(2):
-        exgs_blender.register()
+        addon_utils.enable(PKG, default_set=True)
         on = _state(bpy)
         assert on["engines"] == ["EXGS"] and on["scene_prop"] and on["object_prop"]
         assert {"import_scene", "export_scene", "compress"} <= set(on["ops"])
         assert on["import_menu"] == before["import_menu"] + 1
         assert on["compat"], "the engine should be added to other panels' COMPAT_ENGINES"
-        exgs_blender.register()  # registering again is harmless
-        exgs_blender.unregister()
+        installed.register()  # registering again is harmless
+        assert _state(bpy) == on
+        addon_utils.disable(PKG, default_set=True)
         assert _state(bpy) == before
+    addon_utils.enable(PKG, default_set=True)
 
 
 @pytest.mark.parametrize("kind", sorted(FIXTURES))
 def test_import_each_format(addon, kind):
     import exgs_core
-    from exgs_blender import convert
+    from bl_ext.user_default.exgs import convert
 
     bpy = addon
     path = data(FIXTURES[kind])
@@ -122,7 +129,7 @@ def test_import_several_files_and_bad_ones(addon, tmp_path):
 def test_native_gaussian_splat_schema(addon):
     """On 5.3+ our objects are native GAUSSIAN_SPLAT point clouds with exactly Blender's own importer's attributes;
     before 5.3 the same names sit on a plain point cloud."""
-    from exgs_blender import convert
+    from bl_ext.user_default.exgs import convert
 
     bpy = addon
     path = data(FIXTURES["ply"])
@@ -158,7 +165,7 @@ def _import(bpy, name, **kw):
 
 def test_export_exgs_equals_core_and_reimports_equal(addon, tmp_path):
     import exgs_core
-    from exgs_blender import convert
+    from bl_ext.user_default.exgs import convert
     from exgs_core import exgs_format
 
     bpy = addon
@@ -198,7 +205,7 @@ def test_export_to_a_missing_folder_is_a_reported_error(addon, tmp_path):
 def test_export_ply_applies_object_transform(addon, tmp_path):
     """Moving/rotating/scaling the object changes the exported data accordingly, SH rotated with it."""
     import exgs_core
-    from exgs_blender import convert, operators
+    from bl_ext.user_default.exgs import convert, operators
     from exgs_core.sh_rotation import transform_scene
 
     bpy = addon
@@ -225,7 +232,7 @@ def test_export_ply_applies_object_transform(addon, tmp_path):
 
 def test_compress_operator(addon, tmp_path):
     import exgs_core
-    from exgs_blender import convert
+    from bl_ext.user_default.exgs import convert
 
     bpy = addon
     src = _import(bpy, "donut_sh0_2000.ply")
@@ -249,8 +256,8 @@ def test_compress_operator(addon, tmp_path):
 
 def test_compress_job_cancel_and_errors(addon):
     """The threaded path: cancel stops the job; bad options are reported, not raised."""
-    from exgs_blender import convert
-    from exgs_blender.jobs import CompressJob
+    from bl_ext.user_default.exgs import convert
+    from bl_ext.user_default.exgs.jobs import CompressJob
     from exgs_core.compress import CompressOptions
 
     bpy = addon
@@ -272,7 +279,7 @@ def test_compress_job_cancel_and_errors(addon):
 
 
 def test_compress_with_scene_cameras_and_target_size(addon):
-    from exgs_blender import operators
+    from bl_ext.user_default.exgs import operators
 
     bpy = addon
     src = _import(bpy, "donut_sh0_2000.ply")
@@ -290,7 +297,7 @@ def test_compress_with_scene_cameras_and_target_size(addon):
     cams = operators.compress_cameras(bpy.context, src, props)
     assert len(cams) == 2
     # cameras are taken into the object's data space: they still see the splats
-    from exgs_blender import convert
+    from bl_ext.user_default.exgs import convert
     from exgs_core.render import render
 
     local = convert.pointcloud_to_scene(src.data)
@@ -320,7 +327,7 @@ class _Layout:
 
 @pytest.mark.parametrize("running", [False, True])
 def test_panels_draw(addon, running):
-    from exgs_blender import ui
+    from bl_ext.user_default.exgs import ui
 
     bpy = addon
     ob = _import(bpy, "donut_sh0_2000.ply")

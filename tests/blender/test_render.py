@@ -153,7 +153,7 @@ def test_passes_depth_and_alpha(addon, tmp_path):
 
 def test_frame_pixels_colour_and_layout():
     """Pass contents: sRGB -> linear, bottom-up rows, depth 1e10 where empty, straight vs premultiplied."""
-    from exgs_blender.engine.final import EMPTY_DEPTH, frame_pixels, linear_to_srgb, srgb_to_linear
+    from bl_ext.user_default.exgs.engine.final import EMPTY_DEPTH, frame_pixels, linear_to_srgb, srgb_to_linear
     from exgs_core.render.result import RenderResult
 
     rgb = np.zeros((2, 3, 3), np.float32)
@@ -179,7 +179,7 @@ def test_frame_pixels_colour_and_layout():
                                                     ("HORIZONTAL", (-0.2, 0.1), (2, 1), (80, 50))])
 def test_camera_matches_blender_projection(addon, fit, shift, aspect, size):
     """Our camera projects points where Blender's own camera matrix does (calc_matrix_camera)."""
-    from exgs_blender.engine.camera import camera_from_object
+    from bl_ext.user_default.exgs.engine.camera import camera_from_object
 
     bpy = addon
     sc = bpy.context.scene
@@ -228,7 +228,7 @@ def test_errors_are_reported_not_empty_frames(addon, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="PANO"):
         bpy.ops.render.render(write_still=True)
     co.data.type = "PERSP"
-    from exgs_blender import preferences
+    from bl_ext.user_default.exgs import preferences
     from exgs_core.render import has_gsplat
 
     if not has_gsplat():
@@ -241,8 +241,8 @@ def test_viewport_camera_and_progressive_worker(addon):
     """The viewport's pure parts: region matrices -> camera (checked against projection), worker steps."""
     import time
 
-    from exgs_blender.engine import final, viewport
-    from exgs_blender.engine.camera import camera_from_view
+    from bl_ext.user_default.exgs.engine import final, viewport
+    from bl_ext.user_default.exgs.engine.camera import camera_from_view
 
     bpy = addon
     ob, co = _setup(bpy)
@@ -294,7 +294,7 @@ def test_viewport_texture_upload_draws_the_frame(addon):
                 from gpu_extras.presets import draw_texture_2d
                 from mathutils import Matrix
 
-                from exgs_blender.engine.viewport import upload_texture
+                from bl_ext.user_default.exgs.engine.viewport import upload_texture
 
                 rgba = np.random.default_rng(0).random((48, 64, 4)).astype(np.float32)
                 tex = upload_texture(rgba)
@@ -340,7 +340,7 @@ def test_saved_blend_renders_in_a_fresh_load(addon, tmp_path):
     bpy.ops.render.render(write_still=True)
     blend = tmp_path / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     assert bpy.context.scene.render.engine == "EXGS"
     again = tmp_path / "b.png"

@@ -22,7 +22,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
-VENV_PY = REPO / ".venv" / "bin" / "python"
+# The worker environment a user would point the add-on at (scripts/test_blender.sh passes the repo's .venv)
+WORKER_PY = os.environ.get("EXGS_TEST_WORKER_PYTHON") or str(REPO / ".venv" / "bin" / "python")
 SAVE = os.environ.get("EXGS_TEST_RENDERS")  # a folder to keep the test renders in (to look at them)
 TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4,
         "out_init_scale": 1.0}
@@ -102,12 +103,12 @@ def read_exr_float(path) -> dict:
 def weights(tmp_path_factory):
     """A tiny randomly initialised GaussPainter (fixed seed) saved through save_pretrained: it visibly changes
     frames whatever the shipped checkpoint does, so the tests can tell restored from unrestored pixels."""
-    if not VENV_PY.is_file():
-        pytest.skip(f"no worker Python at {VENV_PY} (bash scripts/setup_env.sh creates it)")
+    if not os.path.isfile(WORKER_PY):
+        pytest.skip(f"no worker Python at {WORKER_PY} (bash scripts/setup_env.sh creates .venv)")
     d = tmp_path_factory.mktemp("painter") / "tiny"
     code = ("import sys, torch; from exgs_core.painter.model import make_painter, save_painter; "
             f"torch.manual_seed(0); save_painter(make_painter({TINY!r}), sys.argv[1])")
-    subprocess.run([str(VENV_PY), "-c", code, str(d)], check=True, cwd=str(REPO), timeout=300)
+    subprocess.run([WORKER_PY, "-c", code, str(d)], check=True, cwd=str(REPO), timeout=300)
     return str(d)
 
 
@@ -126,12 +127,13 @@ def compressed(tmp_path_factory):
 
 
 @pytest.fixture
-def restoring_env(addon, weights, monkeypatch):
-    """Worker settings for bare register() (no preferences): weights from $EXGS_PAINTER_WEIGHTS; the worker's
-    Python is the default choice (this Python if torch imports here, else the repo's .venv)."""
-    from exgs_blender.engine import restoring
+def restoring_env(addon, addon_prefs, weights, monkeypatch):
+    """The add-on's preferences point at a worker environment (Worker Python: the repo's .venv, with torch) and
+    the tiny weights, as a user sets them up."""
+    from bl_ext.user_default.exgs.engine import restoring
 
-    monkeypatch.setenv("EXGS_PAINTER_WEIGHTS", weights)
+    addon_prefs.worker_python = WORKER_PY
+    addon_prefs.painter_weights = weights
     monkeypatch.delenv("EXGS_WORKER_TEST_DELAY", raising=False)
     restoring.shutdown()
     yield addon
@@ -185,7 +187,7 @@ def _pass(ch: dict, name: str) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- tests
 def test_restored_f12_through_worker_with_passes(restoring_env, compressed, tmp_path):
-    from exgs_blender.engine import restoring
+    from bl_ext.user_default.exgs.engine import restoring
 
     bpy = restoring_env
     _ob, _co = _setup(bpy, compressed)
@@ -229,7 +231,7 @@ def test_restored_f12_through_worker_with_passes(restoring_env, compressed, tmp_
 
 def test_killed_worker_gives_a_reported_error_and_the_next_render_works(restoring_env, compressed, tmp_path,
                                                                        monkeypatch):
-    from exgs_blender.engine import restoring
+    from bl_ext.user_default.exgs.engine import restoring
 
     bpy = restoring_env
     _setup(bpy, compressed)
@@ -266,19 +268,22 @@ def test_killed_worker_gives_a_reported_error_and_the_next_render_works(restorin
 
 
 FARM = """
-import sys, bpy, exgs_blender
-exgs_blender.register()
+import sys, bpy, addon_utils
+# the extension installed by the test session (same BLENDER_USER_RESOURCES), enabled as a farm's Blender has it
+addon_utils.enable("bl_ext.user_default.exgs", default_set=True)
+prefs = bpy.context.preferences.addons["bl_ext.user_default.exgs"].preferences
+prefs.worker_python, prefs.painter_weights = sys.argv[2], sys.argv[3]
 bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
 bpy.ops.render.render(animation=True)
-from exgs_blender.engine import final, restoring
+from bl_ext.user_default.exgs.engine import final, restoring
 st = final._SEQ["stab"]
 print("EXGS_FARM frames", final._SEQ["frame"], "valid", None if st is None else st.last_valid_fraction,
       "pid", restoring.current().pid)
-exgs_blender.unregister()
+addon_utils.disable("bl_ext.user_default.exgs")
 """
 
 
-def test_animation_three_frames_farm_style_restored_with_passes(restoring_env, compressed, tmp_path):
+def test_animation_three_frames_farm_style_restored_with_passes(restoring_env, compressed, weights, tmp_path):
     """``blender -b scene.blend -a`` as a farm runs it: a fresh process opens the saved file and renders the
     animation; every frame is restored (temporally stabilised) and carries all passes."""
     bpy = restoring_env
@@ -294,9 +299,9 @@ def test_animation_three_frames_farm_style_restored_with_passes(restoring_env, c
     sc.render.filepath = str(tmp_path / "anim_")
     blend = tmp_path / "farm.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    env = dict(os.environ, EXGS_BLENDER_TESTS="1", PYTHONPATH=str(REPO))
-    p = subprocess.run([sys.executable, "-c", FARM, str(blend)], capture_output=True, text=True, env=env,
-                       cwd=str(tmp_path), timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, "-P", "-c", FARM, str(blend), WORKER_PY, weights], capture_output=True,
+                       text=True, env=env, cwd=str(tmp_path), timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("EXGS_FARM")]
     assert line and "frames 3" in line[0] and "valid None" not in line[0], p.stdout[-2000:]
@@ -316,8 +321,8 @@ def test_animation_three_frames_farm_style_restored_with_passes(restoring_env, c
 def test_viewport_draws_raw_first_then_restored(restoring_env, compressed, monkeypatch):
     """Progressive viewport with restoration: the raw frame is there at once (restoration runs in the worker
     without blocking), the restored frame replaces it when ready."""
-    from exgs_blender import preferences
-    from exgs_blender.engine import final, viewport
+    from bl_ext.user_default.exgs import preferences
+    from bl_ext.user_default.exgs.engine import final, viewport
 
     bpy = restoring_env
     _ob, co = _setup(bpy, compressed)
@@ -352,8 +357,8 @@ def test_viewport_draws_raw_first_then_restored(restoring_env, compressed, monke
 def test_render_in_the_worker_equals_local_render(restoring_env, compressed, tmp_path, monkeypatch):
     """gsplat/CUDA renders go to the worker when Blender's Python lacks them; forced here with the CPU backend:
     the worker's frame equals the local one, and render + restore in one round trip works."""
-    from exgs_blender import preferences
-    from exgs_blender.engine import final, restoring
+    from bl_ext.user_default.exgs import preferences
+    from bl_ext.user_default.exgs.engine import final, restoring
 
     bpy = restoring_env
     _setup(bpy, compressed)
@@ -390,8 +395,8 @@ def test_in_process_restoration_when_torch_imports_here(restoring_env, compresse
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:
         pytest.skip("torch/diffusers are not importable in this Blender's Python (use the worker)")
-    from exgs_blender import preferences
-    from exgs_blender.engine import restoring
+    from bl_ext.user_default.exgs import preferences
+    from bl_ext.user_default.exgs.engine import restoring
 
     bpy = restoring_env
     settings = dict(preferences.restore_settings(), mode="IN_PROCESS")
@@ -445,8 +450,8 @@ def _wait_finished(vp, t0, limit=300):
 def test_viewport_in_the_worker_and_temporal(restoring_env, compressed):
     """Viewport frames rendered by the worker (gsplat that Blender lacks; CPU here) equal local ones; with
     restoration + temporal stabilisation a moving view keeps producing restored frames."""
-    from exgs_blender import preferences
-    from exgs_blender.engine import final, viewport
+    from bl_ext.user_default.exgs import preferences
+    from bl_ext.user_default.exgs.engine import final, viewport
 
     bpy = restoring_env
     _ob, co = _setup(bpy, compressed)
@@ -481,15 +486,16 @@ def test_viewport_in_the_worker_and_temporal(restoring_env, compressed):
     assert vp._stab is not None and vp._stab[1].last_valid_fraction > 0.5
 
 
-def test_shipped_weights_restore_through_the_worker(addon, tmp_path, monkeypatch):
+def test_shipped_weights_restore_through_the_worker(addon, addon_prefs, tmp_path, monkeypatch):
     """The default (shipped) checkpoint, no weights configured: a restored F12 of the donut cut to 10 %."""
     from exgs_core.painter.restore import DEFAULT_WEIGHTS
 
     if not os.path.isfile(os.path.join(DEFAULT_WEIGHTS, "config.json")):
         pytest.skip(f"no shipped GaussPainter checkpoint in {DEFAULT_WEIGHTS} yet")
-    from exgs_blender.engine import restoring
+    from bl_ext.user_default.exgs.engine import restoring
 
     monkeypatch.delenv("EXGS_PAINTER_WEIGHTS", raising=False)
+    addon_prefs.worker_python = WORKER_PY  # no weights set: the checkpoint shipped in the zip
     bpy = addon
     import exgs_core as ex
     from exgs_core.compress import CompressOptions, prune
