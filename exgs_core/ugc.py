@@ -318,8 +318,7 @@ def merge_into_survivors(scene: GaussianScene, keep: np.ndarray, *, max_dist: fl
     Returns:
         (scene of the survivors, stats dict with the number merged and the mean group size).
     """
-    from scipy.spatial import cKDTree
-
+    from .knn import nearest
     from .sh_rotation import matrix_to_quat, quat_to_matrix
 
     kept_idx = np.flatnonzero(keep)
@@ -327,9 +326,11 @@ def merge_into_survivors(scene: GaussianScene, keep: np.ndarray, *, max_dist: fl
     out = scene.subset(keep)
     if len(kept_idx) == 0 or len(rem_idx) == 0:
         return out, {"merged": 0, "group_mean": 1.0}
-    tree = cKDTree(scene.means[kept_idx].astype(np.float64))
-    dist, nn = tree.query(scene.means[rem_idx].astype(np.float64), k=1)
-    ok = np.isfinite(dist) if max_dist is None else dist <= max_dist
+    # a removed Gaussian with a NaN/Inf centre (or no finite survivor) has no nearest survivor: dist inf, not merged
+    dist, nn = nearest(scene.means[kept_idx].astype(np.float64), scene.means[rem_idx].astype(np.float64))
+    ok = np.isfinite(dist)
+    if max_dist is not None:
+        ok &= dist <= max_dist
     rem_idx, nn = rem_idx[ok], nn[ok]
     members = np.concatenate([kept_idx, rem_idx])  # every Gaussian taking part
     group = np.concatenate([np.arange(len(kept_idx)), nn])  # its survivor
@@ -592,8 +593,7 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
     Returns:
         (scene of ``target`` Gaussians, stats: dropped, rounds).
     """
-    from scipy.spatial import cKDTree
-
+    from .knn import knn as knn_search
     from .sh_rotation import matrix_to_quat, quat_to_matrix
 
     if cost not in ("ward", "kl") or mass not in ("projected", "surface") or color not in ("dc", "all"):
@@ -629,9 +629,11 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, *, drop
     while n > target:
         rounds += 1
         k = min(knn + 1, n)
-        _, nb = cKDTree(means).query(means, k=k, workers=-1)
+        _, nb = knn_search(means, k)  # column 0: the Gaussian itself
         ei = np.repeat(np.arange(n), k - 1)
         ej = nb[:, 1:].ravel()
+        if not (ej < n).all():  # NaN/Inf centres have no neighbours (index n): no candidate pairs for them
+            ei, ej = ei[ej < n], ej[ej < n]
         c2 = _edge_sq_dist(np.ascontiguousarray(sh[:, 0] if color == "dc" else sh.reshape(n, -1)), ei, ej)
         if cost == "ward":
             wi, wj = w_mass[ei], w_mass[ej]
