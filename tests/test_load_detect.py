@@ -127,3 +127,14 @@ def test_zip_needing_an_unknown_version_is_a_format_error(tmp_path, fmt):
     p.write_bytes(bytes(raw))
     with pytest.raises(FormatError, match="bad.sog.*zip file version 22.7"):
         load(p, format=fmt)
+
+
+@pytest.mark.parametrize("name", ["cut.splat", "cut_no_extension"])
+def test_a_cut_off_splat_says_truncated(tmp_path, name):
+    """A .splat cut inside a record (size not a multiple of 32) is reported as truncated, naming the file and the
+    stray bytes -- also without the .splat extension when the records look like .splat -- not as unrecognised."""
+    raw = (DATA / "plant_2000.splat").read_bytes()
+    p = tmp_path / name
+    p.write_bytes(raw[: 32 * 700 + 13])
+    with pytest.raises(FormatError, match=rf"{name}.*truncated \.splat.*700 whole 32-byte records and 13 stray"):
+        load(p)

@@ -99,6 +99,11 @@ def detect_format(path: str | os.PathLike) -> str:
         return "sog"
     if size % 32 == 0 and (p.suffix.lower() == ".splat" or _looks_like_splat(head)):
         return "splat"
+    if p.suffix.lower() == ".splat" or (size > 32 * 4 and _looks_like_splat(head)):
+        # .splat has no header: a size that is not a whole number of 32-byte records is a cut-off file. (A cut
+        # on a record boundary leaves a valid, smaller file that no reader can tell from a complete one.)
+        raise FormatError(f"truncated .splat: {size:,} bytes is {size // 32:,} whole 32-byte records and "
+                          f"{size % 32} stray bytes (the file was cut off)", p)
     raise UnsupportedFormatError(
         f"unrecognised content (starts {head[:8]!r}); expected PLY, SPZ, SOG, .splat or .exgs", p
     )
