@@ -22,6 +22,7 @@ from exgs_core.errors import ExgsError
 
 from . import convert
 from .jobs import CompressJob
+from .properties import size_lines
 
 IMPORT_EXTENSIONS = (".ply", ".splat", ".spz", ".sog", ".exgs", ".json")
 IMPORT_GLOB = "*.ply;*.splat;*.spz;*.sog;*.exgs;meta.json"
@@ -69,6 +70,15 @@ def create_splat_object(context, scene, name: str, *, collection=None, orient: b
     return ob
 
 
+def source_size(path: str) -> int:
+    """Bytes of a splat file as the user has it (an unbundled SOG: every file of its folder)."""
+    p = Path(path)
+    if p.name == "meta.json" or p.is_dir():
+        folder = p if p.is_dir() else p.parent
+        return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    return p.stat().st_size
+
+
 def export_matrix(ob) -> np.ndarray:
     """Transform baked into exported data: the object's world matrix relative to its import orientation, so an
     imported and untouched object exports exactly its file's data."""
@@ -106,6 +116,7 @@ class EXGS_OT_import_scene(bpy.types.Operator, ImportHelper):
 
     def execute(self, context):
         import exgs_core
+        from exgs_core.io.spz import to_ply_axes
 
         paths = self.paths()
         if not paths:
@@ -118,7 +129,8 @@ class EXGS_OT_import_scene(bpy.types.Operator, ImportHelper):
         try:
             for i, p in enumerate(paths):
                 try:
-                    scene = exgs_core.load(p)
+                    # objects hold PLY's RDF axes, so exports open the right way up everywhere (SPZ is RUB)
+                    scene = to_ply_axes(exgs_core.load(p))
                 except ExgsError as e:
                     failed.append(str(e))
                     continue
@@ -130,6 +142,7 @@ class EXGS_OT_import_scene(bpy.types.Operator, ImportHelper):
                 if name == "meta":  # unbundled SOG: use the folder name
                     name = Path(p).parent.name
                 ob = create_splat_object(context, scene, name, orient=self.orient, source=p)
+                ob.exgs.source_bytes = source_size(p)
                 created.append(ob)
                 ok += 1
                 wm.progress_update(i + 1)
@@ -218,7 +231,17 @@ class EXGS_OT_export_scene(bpy.types.Operator, ExportHelper):
         if not self.filepath:
             self.report({"ERROR"}, "ExGS export: no file path")
             return {"CANCELLED"}
-        fmt = "ply" if (self.file_format == "PLY" or self.filepath.lower().endswith(".ply")) else "exgs"
+        fmt = "ply" if self.file_format == "PLY" else "exgs"
+        ext = os.path.splitext(self.filepath)[1].lower()
+        if ext == "":
+            self.filepath += "." + fmt
+        elif ext != "." + fmt:
+            known = {".ply": "PLY", ".exgs": "EXGS"}
+            hint = (f"the file name ends in {ext} but Format is {self.file_format}: give it a .{fmt} name or "
+                    f"choose Format {known[ext]}" if ext in known else
+                    f"cannot write {ext} files (formats: .exgs, .ply)")
+            self.report({"ERROR"}, f"ExGS export: {self.filepath}: {hint}")
+            return {"CANCELLED"}
         objects = _target_objects(context, self.use_selection)
         if not objects:
             self.report({"ERROR"}, "ExGS export: no Gaussian-splat object selected")
@@ -382,31 +405,36 @@ class EXGS_OT_compress(bpy.types.Operator):
         src = bpy.data.objects.get(self._source)
         out = job.result
         rep = out.report
+        try:  # everything that can fail before the scene changes: nothing half-done on an error
+            cache = cache_dir() / f"{hashlib.sha1(out.data).hexdigest()[:16]}.exgs"
+            cache.write_bytes(out.data)
+        except OSError as e:
+            props.job_message = f"cannot keep the compressed file: {e}"
+            self.report({"ERROR"}, f"ExGS compress: cannot keep the compressed file: {e}")
+            return {"CANCELLED"}
         name = (src.name if src else "splats") + ".exgs"
         coll = src.users_collection[0] if src is not None and src.users_collection else None
         ob = create_splat_object(context, out.scene, name, collection=coll, orient=False,
                                  source=src.exgs.source_path if src else "")
+        e = ob.exgs
+        e.exgs_cache = str(cache)
+        e.exgs_cache_hash = scene_hash(convert.pointcloud_to_scene(ob.data))
+        e.gaussians_before, e.gaussians_after = rep.gaussians_in, rep.gaussians_out
+        e.source_bytes = src.exgs.source_bytes if src is not None else 0
+        e.sh3_ply_bytes, e.compressed_bytes = rep.bytes_sh3_ply, rep.bytes_out
         if src is not None:
             ob.matrix_world = src.matrix_world.copy()
-            ob.exgs.orientation = src.exgs.orientation[:]
-            ob.exgs.antialiased = src.exgs.antialiased
+            e.orientation = src.exgs.orientation[:]
+            e.antialiased = src.exgs.antialiased
             src.hide_set(True)
             src.hide_render = True
-        cache = cache_dir() / f"{hashlib.sha1(out.data).hexdigest()[:16]}.exgs"
-        cache.write_bytes(out.data)
-        ob.exgs.exgs_cache = str(cache)
-        ob.exgs.exgs_cache_hash = scene_hash(convert.pointcloud_to_scene(ob.data))
-        ob.exgs.gaussians_before = rep.gaussians_in
-        ob.exgs.gaussians_after = rep.gaussians_out
-        ob.exgs.bytes_source = rep.bytes_sh3_ply
-        ob.exgs.bytes_out = rep.bytes_out
         for o in context.selected_objects:
             o.select_set(False)
         ob.select_set(True)
         context.view_layer.objects.active = ob
-        msg = (f"{rep.gaussians_in:,} -> {rep.gaussians_out:,} Gaussians, {rep.bytes_out:,} bytes "
-               f"({rep.bytes_sh3_ply / max(rep.bytes_out, 1):.1f}x smaller than SH3 PLY) in {job.seconds:.1f} s")
-        props.job_message = msg
+        msg = (f"{rep.gaussians_in:,} -> {rep.gaussians_out:,} Gaussians, " + "; ".join(size_lines(e))
+               + f" (in {job.seconds:.1f} s)")
+        props.job_message = size_lines(e)[0]
         self.report({"INFO"}, "ExGS compress: " + msg)
         return {"FINISHED"}
 
@@ -425,10 +453,113 @@ class EXGS_OT_compress_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (EXGS_OT_import_scene, EXGS_OT_export_scene, EXGS_OT_compress, EXGS_OT_compress_cancel)
+# =========================================================================== restoration worker environment
+
+
+#: The Set Up Worker run in progress or last finished: {"thread", "log", "error", "python", "cancel"}.
+SETUP: dict = {}
+
+
+def setup_worker_status() -> str:
+    """One line for the preferences: where the worker's Python is, or what Set Up Worker is doing / did."""
+    from exgs_core.worker import WorkerError, resolve_python
+    from exgs_core.worker.environment import default_dir
+
+    th = SETUP.get("thread")
+    if th is not None and th.is_alive():
+        return f"Setting up the worker in {default_dir()} (log: {SETUP['log']})..."
+    if SETUP.get("error"):
+        return f"Set Up Worker failed: {SETUP['error']}"
+    from . import preferences
+
+    try:
+        return f"Worker Python: {resolve_python(preferences.restore_settings().get('python') or None)}"
+    except WorkerError:
+        return f"No worker environment yet ({default_dir()}): Set Up Worker creates it"
+
+
+class EXGS_OT_setup_worker(bpy.types.Operator):
+    """Create the restoration worker's Python environment (torch, diffusers: several GB from PyPI) in the place ExGS
+    looks for it; restored renders use it from then on"""
+
+    bl_idname = "exgs.setup_worker"
+    bl_label = "Set Up Worker"
+
+    def _begin(self):
+        import tempfile
+
+        from exgs_core.worker.environment import default_dir, setup_commands, find_base_python
+
+        if not getattr(bpy.app, "online_access", True):
+            base = find_base_python() or "python3"
+            cmds = "; ".join(" ".join(c) for c in setup_commands(base))
+            self.report({"ERROR"}, "ExGS: Blender's online access is off (Preferences > System > Network), so the "
+                                   f"add-on downloads nothing. Allow it, or run: {cmds}")
+            return None
+        th = SETUP.get("thread")
+        if th is not None and th.is_alive():
+            self.report({"WARNING"}, "ExGS: the worker environment is already being set up")
+            return None
+        fd, log = tempfile.mkstemp(prefix="exgs-worker-setup-", suffix=".log")
+        os.close(fd)
+        import threading
+
+        SETUP.clear()
+        SETUP.update(log=log, error=None, python=None, cancel=threading.Event(), dir=str(default_dir()))
+        return log
+
+    @staticmethod
+    def _run() -> None:
+        from exgs_core.worker import WorkerError
+        from exgs_core.worker.environment import create
+
+        try:
+            with open(SETUP["log"], "ab") as f:
+                SETUP["python"] = create(log=f, cancel=SETUP["cancel"])
+        except (WorkerError, OSError) as e:
+            SETUP["error"] = str(e)
+
+    def execute(self, context):
+        """Synchronous (scripts, ``blender -b``)."""
+        if self._begin() is None:
+            return {"CANCELLED"}
+        self._run()
+        if SETUP["error"]:
+            self.report({"ERROR"}, f"ExGS: Set Up Worker failed: {SETUP['error']} (log: {SETUP['log']})")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"ExGS: worker environment ready: {SETUP['python']}")
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        if self._begin() is None:
+            return {"CANCELLED"}
+        import threading
+
+        SETUP["thread"] = threading.Thread(target=self._run, name="exgs-setup-worker", daemon=True)
+        SETUP["thread"].start()
+
+        def poll():  # redraw the preferences until it is done
+            for win in context.window_manager.windows:
+                for area in win.screen.areas:
+                    if area.type == "PREFERENCES":
+                        area.tag_redraw()
+            return 1.0 if SETUP["thread"].is_alive() else None
+
+        bpy.app.timers.register(poll, first_interval=1.0)
+        self.report({"INFO"}, f"ExGS: setting up the worker environment in {SETUP['dir']} (minutes; log: "
+                              f"{SETUP['log']})")
+        return {"FINISHED"}
+
+
+classes = (EXGS_OT_import_scene, EXGS_OT_export_scene, EXGS_OT_compress, EXGS_OT_compress_cancel,
+           EXGS_OT_setup_worker)
 
 
 def cancel_all_jobs() -> None:
     for job in list(_JOBS.values()):
         job.cancel()
     _JOBS.clear()
+    if SETUP.get("cancel") is not None:
+        SETUP["cancel"].set()

@@ -35,8 +35,9 @@ class EXGS_AddonPreferences(bpy.types.AddonPreferences):
     )
     worker_python: StringProperty(
         name="Worker Python", subtype="FILE_PATH", default="",
-        description="Python executable for the worker (needs torch, diffusers, numpy, numba). Empty: Blender's "
-                    "own Python when torch imports there, else the exgs checkout's .venv",
+        description="Python executable for the worker (needs torch, diffusers, numpy, numba). Empty: found "
+                    "automatically: $EXGS_WORKER_PYTHON, Blender's own Python when torch imports there, else the "
+                    "worker environment that Set Up Worker creates (~/.local/share/exgs/worker on Linux)",
     )
     painter_weights: StringProperty(
         name="GaussPainter weights", subtype="DIR_PATH", default="",
@@ -58,6 +59,11 @@ class EXGS_AddonPreferences(bpy.types.AddonPreferences):
         sub.prop(self, "worker_mode")
         if self.worker_mode == "WORKER":
             sub.prop(self, "worker_python")
+            from .operators import EXGS_OT_setup_worker, setup_worker_status
+
+            row = sub.row()
+            row.label(text=setup_worker_status())
+            row.operator(EXGS_OT_setup_worker.bl_idname, icon="CONSOLE")
         sub.prop(self, "painter_weights")
         from .engine import restoring
 

@@ -3,6 +3,8 @@ object came from). Enum items carry explicit indices so .blend files stay compat
 
 from __future__ import annotations
 
+import os
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
@@ -21,11 +23,38 @@ class EXGS_PG_object(bpy.types.PropertyGroup):
     antialiased: BoolProperty(name="Antialiased", description="Render with gsplat's antialiased (Mip-Splatting) mode")
     gaussians_before: IntProperty(name="Gaussians before", default=0)
     gaussians_after: IntProperty(name="Gaussians after", default=0)
-    bytes_source: IntProperty(name="Source bytes (SH3 PLY)", default=0)
-    bytes_out: IntProperty(name="Compressed bytes", default=0)
+    # Byte counts are decimal strings: Blender's IntProperty is 32-bit (a 9M-Gaussian SH3 PLY is > 2**31 bytes).
+    # Read and write them as ints through source_bytes / sh3_ply_bytes / compressed_bytes below.
+    source_bytes_text: StringProperty(name="Source file bytes", default="",
+                                      description="Size of the file the splats were imported from")
+    sh3_ply_bytes_text: StringProperty(name="SH3 PLY bytes", default="",
+                                       description="Size of the uncompressed scene as a standard SH3 3DGS PLY")
+    compressed_bytes_text: StringProperty(name="Compressed bytes", default="",
+                                          description="Size of the compressed .exgs file")
     exgs_cache: StringProperty(name="Compressed file", subtype="FILE_PATH",
                                description="The .exgs bytes the compressor wrote for this object")
     exgs_cache_hash: StringProperty(name="Hash of the data the compressed file decodes to")
+
+    source_bytes = property(lambda self: _count(self.source_bytes_text),
+                            lambda self, v: setattr(self, "source_bytes_text", _text(v)),
+                            doc="int: bytes of the source file (0: unknown, e.g. not imported from a file)")
+    sh3_ply_bytes = property(lambda self: _count(self.sh3_ply_bytes_text),
+                             lambda self, v: setattr(self, "sh3_ply_bytes_text", _text(v)),
+                             doc="int: bytes of the scene as an SH3 PLY before compression (0: not compressed)")
+    compressed_bytes = property(lambda self: _count(self.compressed_bytes_text),
+                                lambda self, v: setattr(self, "compressed_bytes_text", _text(v)),
+                                doc="int: bytes of the compressed .exgs (0: not compressed)")
+
+
+def _count(text: str) -> int:
+    return int(text) if text.isdigit() else 0
+
+
+def _text(value) -> str:
+    v = int(value)
+    if v < 0:
+        raise ValueError(f"a byte count cannot be negative ({v})")
+    return str(v)
 
 
 class EXGS_PG_scene(bpy.types.PropertyGroup):
@@ -95,3 +124,31 @@ def unregister():
     del bpy.types.Object.exgs
     for c in reversed(classes):
         bpy.utils.unregister_class(c)
+
+
+# --------------------------------------------------------------------------------------------- size reports
+def human_bytes(n: int) -> str:
+    """'812 B', '3.26 MB', '1.20 GB' (decimal units, as file browsers show them)."""
+    x = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if x < 1000 or unit == "TB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.2f} {unit}"
+        x /= 1000.0
+    raise AssertionError("unreachable")
+
+
+def size_lines(e) -> list[str]:
+    """What an object's compression did to its size, for the panel and the report (``e`` = ``object.exgs``):
+    the ratio against the user's own source file first, the SH3-PLY ratio labelled as such."""
+    out, src, ply = e.compressed_bytes, e.source_bytes, e.sh3_ply_bytes
+    name = os.path.basename(e.source_path) if e.source_path else ""
+    lines = []
+    if out:
+        if src:
+            lines.append(f"{human_bytes(src)} source file{f' ({name})' if name else ''} -> {human_bytes(out)}: "
+                         f"{src / out:.1f}x smaller")
+        else:
+            lines.append(f"Compressed: {human_bytes(out)} (no source file to compare with)")
+        if ply:
+            lines.append(f"vs. SH3 PLY ({human_bytes(ply)}): {ply / out:.1f}x smaller")
+    return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import convert, operators
+from .properties import size_lines
 
 
 def menu_import(self, context):
@@ -25,14 +26,6 @@ class EXGS_FH_import(bpy.types.FileHandler):
     @classmethod
     def poll_drop(cls, context):
         return context.area is not None and context.area.type in {"VIEW_3D", "OUTLINER"}
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000.0
-    return str(n)
 
 
 class EXGS_PT_compress(bpy.types.Panel):
@@ -73,8 +66,8 @@ class EXGS_PT_compress(bpy.types.Panel):
             box = layout.box()
             e = ob.exgs
             box.label(text=f"Gaussians: {e.gaussians_before:,} -> {e.gaussians_after:,}")
-            box.label(text=f"Bytes: {_human(e.bytes_source)} (SH3 PLY) -> {_human(e.bytes_out)}")
-            box.label(text=f"Ratio: {e.bytes_source / max(e.bytes_out, 1):.1f}x")
+            for line in size_lines(e):  # against the user's own file first; the SH3-PLY ratio labelled
+                box.label(text=line)
         row = layout.row(align=True)
         op = row.operator(operators.EXGS_OT_export_scene.bl_idname, text="Export .exgs", icon="EXPORT")
         op.file_format = "EXGS"
@@ -105,6 +98,15 @@ class EXGS_PT_render(bpy.types.Panel):
         layout.prop(sc.exgs, "restore", text="Restore (GaussPainter)")
         if sc.exgs.restore:
             layout.prop(sc.exgs, "temporal")
+            from .engine.final import restore_state
+
+            _on, why_not = restore_state(sc)
+            if why_not:  # frames render unrestored: say why, and offer the fix
+                col = layout.column(align=True)
+                col.label(text="Renders will not be restored:", icon="ERROR")
+                col.label(text=why_not[:200])
+                if "worker environment" in why_not:
+                    col.operator(operators.EXGS_OT_setup_worker.bl_idname, icon="CONSOLE")
         vt = context.scene.view_settings.view_transform
         if vt != "Standard" and context.scene.exgs.color_input == "SRGB":
             layout.label(text=f"View transform '{vt}' changes the trained colours; 'Standard' keeps them",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import signal
 import threading
 import time
@@ -92,6 +93,29 @@ def test_resolve_python():
     with pytest.raises(WorkerError, match="does not exist"):
         resolve_python("/nonexistent/python")
     assert os.path.isfile(resolve_python())
+
+
+def test_worker_environment_is_found_once_created(tmp_path, monkeypatch):
+    """Without torch here and without a checkout .venv (a stock Blender with the zip), no worker is a
+    WorkerNotFound that tells how to create one; once created at the default place (the documented commands,
+    here without packages), it is found with no setting."""
+    from exgs_core.worker import WorkerNotFound, client, environment
+
+    home = tmp_path / "worker home"
+    monkeypatch.setenv("EXGS_WORKER_HOME", str(home))
+    monkeypatch.delenv("EXGS_WORKER_PYTHON", raising=False)
+    monkeypatch.setattr(client, "has_torch_here", lambda: False)
+    monkeypatch.setattr(client, "repo_venv_python", lambda: None)
+    with pytest.raises(WorkerNotFound, match="(?s)no worker environment.*Set Up Worker.*exgs_core.worker.environment"):
+        resolve_python()
+    cmds = environment.setup_commands(sys.executable, home)
+    assert cmds[0] == [sys.executable, "-m", "venv", str(home)] and "torch" in cmds[1] and "diffusers" in cmds[1]
+    log = tmp_path / "setup.log"
+    with open(log, "wb") as f:
+        py = environment.create(packages=(), log=f)
+    assert py == str(environment.python_in(home)) and "-m venv" in log.read_text()
+    assert resolve_python() == py
+
 
 
 # ------------------------------------------------------------------------------------------------- worker

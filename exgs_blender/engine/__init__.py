@@ -53,7 +53,8 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         settings = preferences.restore_settings(context)
         vp.worker_settings = settings
         vp.remote = final.render_in_worker(vp.backend, settings)
-        vp.restore_settings = settings if final.restore_enabled(context.scene) else None
+        on, vp.notice = final.restore_state(context.scene)
+        vp.restore_settings = settings if on else None
         vp.temporal = bool(getattr(context.scene, "exgs", None) and context.scene.exgs.temporal)
         if first or _splats_changed(depsgraph):  # selection changes etc. do not re-read the splats
             scene, _names = final.gather_splats(depsgraph)
@@ -71,6 +72,8 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         got = vp.latest()
         if vp.error:
             self.update_stats("", f"ExGS viewport: {vp.error}")
+        elif vp.notice:
+            self.update_stats("", f"ExGS viewport: not restored: {vp.notice}")
         elif vp.restore_settings is not None and got is not None and not got[1]:
             self.update_stats("", "ExGS viewport: restoring...")
         if got is None:

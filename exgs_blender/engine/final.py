@@ -24,6 +24,7 @@ DEPTH_PASS = ("Depth", 1, "Z", "VALUE")
 UNRESTORED_PASS = ("Unrestored", 4, "RGBA", "COLOR")
 MASK_PASS = ("Mask", 1, "X", "VALUE")
 EMPTY_DEPTH = 1e10  # Blender's Z for pixels that see nothing
+COVERED = 1e-4  # alpha above which a pixel has a depth (the same threshold as restoring.COVERED)
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -78,7 +79,7 @@ def frame_pixels(res, *, transparent: bool, background_srgb: np.ndarray, color_i
         comp = rgb + (1.0 - alpha[..., None]) * background_srgb
         out[..., :3] = srgb_to_linear(comp) if color_input == "SRGB" else comp
         out[..., 3] = 1.0
-    depth = np.where(alpha > 1e-4, res.depth, EMPTY_DEPTH).astype(np.float32)
+    depth = np.where(alpha > COVERED, res.depth, EMPTY_DEPTH).astype(np.float32)
     return np.flipud(out), np.flipud(depth), np.flipud(alpha).astype(np.float32)
 
 
@@ -89,11 +90,24 @@ def world_background_srgb(scene, color_input: str) -> np.ndarray:
     return linear_to_srgb(c) if color_input == "SRGB" else c
 
 
-def restore_enabled(scene) -> bool:
-    """Restoration is on for ``scene`` (its toggle) and allowed by the preferences."""
+def restore_state(scene) -> tuple[bool, str | None]:
+    """(restore ``scene``'s frames?, why not when its Restore toggle is on but restoration cannot run): the
+    Restoration preference is off, or no worker environment (or torch in-process) exists. Frames then render
+    unrestored and the reason is reported, never silently."""
     if scene is None or not hasattr(scene, "exgs") or not scene.exgs.restore:
-        return False
-    return bool(preferences.restore_settings()["enabled"])
+        return False, None
+    settings = preferences.restore_settings()
+    if not settings["enabled"]:
+        return False, "Restoration is off in Preferences > Add-ons > ExGS (the scene's Restore is on)"
+    from .restoring import unavailable_reason
+
+    why = unavailable_reason(settings)
+    return why is None, why
+
+
+def restore_enabled(scene) -> bool:
+    """Restoration is on for ``scene`` (its toggle), allowed by the preferences and able to run."""
+    return restore_state(scene)[0]
 
 
 def restored_result(res, restored: np.ndarray, transparent: bool):
@@ -102,13 +116,14 @@ def restored_result(res, restored: np.ndarray, transparent: bool):
     transparent film the colour is limited to that alpha (valid premultiplied colour)."""
     from exgs_core.render.result import RenderResult
 
-    from .restoring import close_alpha
+    from .restoring import close_alpha, fill_depth
 
     a = close_alpha(res.alpha)
     rgb = np.asarray(restored, np.float32)
     if transparent:
         rgb = np.minimum(rgb, a[..., None])
-    return RenderResult(rgb, a, res.depth, None, res.backend, res.n_rendered)
+    # pixels the restorer filled get the nearest covered depth (not the renderer's 0 where it saw nothing)
+    return RenderResult(rgb, a, fill_depth(res.depth, res.alpha, a), None, res.backend, res.n_rendered)
 
 
 RENDER_IN_WORKER = None  # None: decide (render_in_worker); True/False: force (tests, debugging)
@@ -175,7 +190,10 @@ def render(engine, depsgraph) -> None:
 
     bg = world_background_srgb(scene, color_input)
     transparent = bool(scene.render.film_transparent)
-    restore = restore_enabled(scene)
+    restore, why_not = restore_state(scene)
+    if why_not:  # the frame still renders (unrestored) and says why
+        engine.report({"WARNING"}, f"ExGS: rendered without restoration: {why_not}")
+    restore_passes = bool(getattr(getattr(scene, "exgs", None), "restore", False))  # the passes the scene declares
     restored = None
     if splats is None:
         engine.report({"WARNING"}, "ExGS: no visible Gaussian-splat objects; rendering the background only")
@@ -237,17 +255,19 @@ def render(engine, depsgraph) -> None:
         restored = _stabilise(engine, scene, cam, res, restored, width, height)
     engine.update_progress(0.9)
     if restored is not None:
+        # Combined, Alpha and Depth describe the restored image (closed coverage, filled depth); Unrestored and
+        # Mask the raw render the restorer saw (Mask = 1 - its alpha)
         combined, depth, alpha = frame_pixels(restored_result(res, restored, transparent), transparent=transparent,
                                               background_srgb=bg, color_input=color_input)
-        raw, _, alpha = frame_pixels(res, transparent=transparent, background_srgb=bg, color_input=color_input)
+        raw, _, raw_alpha = frame_pixels(res, transparent=transparent, background_srgb=bg, color_input=color_input)
     else:
         combined, depth, alpha = frame_pixels(res, transparent=transparent, background_srgb=bg,
                                               color_input=color_input)
-        raw = combined
-    mask = (1.0 - alpha).astype(np.float32)
+        raw, raw_alpha = combined, alpha
+    mask = (1.0 - raw_alpha).astype(np.float32)
 
     engine.add_pass(ALPHA_PASS[0], ALPHA_PASS[1], ALPHA_PASS[2], layer=view_layer.name)
-    if restore:
+    if restore_passes:
         for p in (UNRESTORED_PASS, MASK_PASS):
             engine.add_pass(p[0], p[1], p[2], layer=view_layer.name)
     result = engine.begin_result(0, 0, width, height, layer=view_layer.name)
@@ -266,7 +286,8 @@ def render(engine, depsgraph) -> None:
     engine.end_result(result)
     engine.update_progress(1.0)
     engine.update_stats("", f"ExGS | {0 if splats is None else splats.n:,} Gaussians, {res.backend}"
-                            f"{', restored' if restored is not None else ''}, {time.perf_counter() - t0:.2f} s")
+                            f"{', restored' if restored is not None else ''}"
+                            f"{', NOT restored (see the report)' if why_not else ''}, {time.perf_counter() - t0:.2f} s")
 
 
 def _fail(engine, msg: str) -> None:

@@ -11,6 +11,9 @@ import threading
 
 import numpy as np
 
+CLOSE_RADIUS = 3  # px: the closing of the coverage that the restorer fills
+COVERED = 1e-4  # alpha above which a pixel counts as covered (has a depth)
+
 _lock = threading.Lock()
 _backend = None
 _config = None
@@ -36,6 +39,25 @@ def backend(settings: dict):
             _backend = WorkerClient(cfg[1] or None, weights=weights, device=cfg[3])
         _config = cfg
         return _backend
+
+
+def unavailable_reason(settings: dict) -> str | None:
+    """Why restoration cannot run with ``settings`` (:func:`exgs_blender.preferences.restore_settings`), or None
+    when it can. Cheap (file checks, ``find_spec``): called for every frame."""
+    import importlib.util
+
+    if settings["mode"] == "IN_PROCESS":
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:
+            return ("torch and diffusers are not importable in Blender's own Python: choose Run restoration: "
+                    "Worker process in Preferences > Add-ons > ExGS")
+        return None
+    from exgs_core.worker import WorkerError, resolve_python
+
+    try:
+        resolve_python(settings.get("python") or None)
+    except WorkerError as e:
+        return str(e)
+    return None
 
 
 def current():
@@ -67,22 +89,39 @@ def status_line() -> str:
 
 
 # ------------------------------------------------------------------------------------------------ pixels
-def close_alpha(alpha: np.ndarray, radius: int = 3) -> np.ndarray:
-    """Morphological closing of alpha (max then min filter, square window), numpy only: the coverage the
-    restorer fills (the same closing GaussPainter's pre-fill uses)."""
-    def _filt(a, fn):
-        out = a
-        for axis in (0, 1):
-            p = np.pad(out, [(radius, radius) if i == axis else (0, 0) for i in range(2)], mode="edge")
-            n = out.shape[axis]
-            sl = (lambda k: p[k:k + n]) if axis == 0 else (lambda k: p[:, k:k + n])
-            acc = sl(0).copy()
-            for k in range(1, 2 * radius + 1):
-                fn(acc, sl(k), out=acc)
-            out = acc
-        return out
+def _box_filter(a: np.ndarray, radius: int, fn) -> np.ndarray:
+    """Separable (2r+1)x(2r+1) max or min filter (``fn`` = np.maximum / np.minimum) of [H, W] ``a``, edges
+    replicated; numpy only."""
+    out = a
+    for axis in (0, 1):
+        p = np.pad(out, [(radius, radius) if i == axis else (0, 0) for i in range(2)], mode="edge")
+        n = out.shape[axis]
+        sl = (lambda k: p[k:k + n]) if axis == 0 else (lambda k: p[:, k:k + n])
+        acc = sl(0).copy()
+        for k in range(1, 2 * radius + 1):
+            fn(acc, sl(k), out=acc)
+        out = acc
+    return out
 
+
+def close_alpha(alpha: np.ndarray, radius: int = CLOSE_RADIUS) -> np.ndarray:
+    """float32 [H, W] morphological closing of alpha [H, W] (max then min filter, square window): the coverage
+    the restorer fills (the same closing GaussPainter's pre-fill uses)."""
     a = np.asarray(alpha, np.float32)
     if radius <= 0:
         return a
-    return np.maximum(_filt(_filt(a, np.maximum), np.minimum), a)
+    return np.maximum(_box_filter(_box_filter(a, radius, np.maximum), radius, np.minimum), a)
+
+
+def fill_depth(depth: np.ndarray, alpha: np.ndarray, closed: np.ndarray, radius: int = CLOSE_RADIUS,
+               threshold: float = COVERED) -> np.ndarray:
+    """float32 [H, W] depth (camera z, world units) for a restored frame: the render's own depth where it covers
+    (``alpha > threshold``), and on pixels only the closing covers (``closed > threshold``, filled by the
+    restorer) the nearest surface among the covered pixels within ``radius`` (min filter); elsewhere unchanged.
+    A closed pixel always has a covered pixel within ``radius`` (the closing's dilation put it there), so no
+    restored pixel is left at depth 0."""
+    depth = np.asarray(depth, np.float32)
+    covered = np.asarray(alpha) > threshold
+    near = _box_filter(np.where(covered, depth, np.float32(np.inf)), radius, np.minimum)
+    fill = (np.asarray(closed) > threshold) & ~covered & np.isfinite(near)
+    return np.where(fill, near, depth).astype(np.float32)

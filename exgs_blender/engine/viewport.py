@@ -40,6 +40,7 @@ class ViewportRenderer:
         self._wake = threading.Event()
         self._stop = False
         self.error = None
+        self.notice = None  # why frames are not restored although the scene asks for it (shown in the header)
         self.backend = "cpu"
         self.restore_settings = None  # dict from preferences.restore_settings() when restoring, else None
         self.worker_settings = None  # preferences.restore_settings(), for rendering in the worker

@@ -75,7 +75,7 @@ from .atomic import read_bytes
 from ..errors import FormatError
 from ..scene import GaussianScene
 
-__all__ = ["read_spz", "decode_spz", "unpack_spz", "pack_spz", "flip_yz", "SpzRaw", "SPZ_MAGIC", "SPZ_COLOR_SCALE"]
+__all__ = ["read_spz", "decode_spz", "unpack_spz", "pack_spz", "flip_yz", "to_ply_axes", "SpzRaw", "SPZ_MAGIC", "SPZ_COLOR_SCALE"]
 
 SPZ_MAGIC = 0x5053474E  # b"NGSP" little-endian
 SPZ_COLOR_SCALE = 0.15  # SPZ quantises f_dc with this scale instead of SH_C0
@@ -430,6 +430,13 @@ def flip_yz(scene: GaussianScene) -> GaussianScene:
     if "up" in out.meta:
         out.meta["up"] = [float(v) for v in np.asarray(out.meta["up"], np.float64) * [1, -1, -1]]
     return out
+
+
+def to_ply_axes(scene: GaussianScene) -> GaussianScene:
+    """``scene`` in the RDF axes of 3DGS PLY (what every PLY viewer and the .exgs default assume): an SPZ decoded as
+    stored (RUB, ``meta["coordinate_system"]`` says so) is turned with :func:`flip_yz`; any other scene is returned
+    unchanged (the same object)."""
+    return flip_yz(scene) if scene.meta.get("coordinate_system") == _CS_STORED else scene
 
 
 def read_spz(path: str | os.PathLike, *, axes: str = "stored") -> GaussianScene:

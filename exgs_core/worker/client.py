@@ -38,6 +38,10 @@ class WorkerError(ExgsError):
     """The worker could not be started, or a request failed inside it (the message says what and where)."""
 
 
+class WorkerNotFound(WorkerError):
+    """No Python for the worker is configured or found (the worker environment has not been created)."""
+
+
 class WorkerCrashed(WorkerError):
     """The worker process died during a request; the next request starts a new one."""
 
@@ -75,7 +79,15 @@ def has_torch_here() -> bool:
 
 def resolve_python(configured: str | None = None) -> str:
     """The worker's Python: ``configured`` when given; else $EXGS_WORKER_PYTHON; else this process's own Python
-    when torch is importable here; else the source checkout's .venv. Raises :class:`WorkerError` otherwise."""
+    when torch is importable here; else the worker environment at its default place
+    (:func:`exgs_core.worker.environment.default_dir`); else the source checkout's .venv (development).
+
+    Raises:
+        WorkerNotFound: none of them exists (the message says how to create the worker environment).
+        WorkerError: a configured Python does not exist or is not executable.
+    """
+    from .environment import default_dir, default_python
+
     if configured:
         p = os.path.expanduser(configured)
         if not os.path.isfile(p) or not os.access(p, os.X_OK):
@@ -87,11 +99,12 @@ def resolve_python(configured: str | None = None) -> str:
     own = own_python()
     if own and has_torch_here():
         return own
-    venv = repo_venv_python()
-    if venv:
-        return venv
-    raise WorkerError("no Python with torch found for the ExGS worker: set 'Worker Python' in the add-on "
-                      "preferences to a Python that has torch, diffusers and exgs_core's dependencies")
+    for found in (default_python(), repo_venv_python()):
+        if found:
+            return found
+    raise WorkerNotFound(f"no worker environment with torch for restoration (none at {default_dir()}): create it "
+                         "with Preferences > Add-ons > ExGS > Set Up Worker, or `python -m "
+                         "exgs_core.worker.environment` shows the two commands")
 
 
 def scene_key(scene) -> str:

@@ -79,13 +79,15 @@ def test_import_each_format(addon, kind):
     import exgs_core
     from bl_ext.user_default.exgs import convert
 
+    from exgs_core.io.spz import to_ply_axes
+
     bpy = addon
     path = data(FIXTURES[kind])
     assert bpy.ops.exgs.import_scene(filepath=path) == {"FINISHED"}
     obs = [o for o in bpy.data.objects if o.type == "POINTCLOUD"]
     assert len(obs) == 1
     ob = obs[0]
-    ref = exgs_core.load(path)
+    ref = to_ply_axes(exgs_core.load(path))  # objects hold PLY's axes (SPZ's RUB turned)
     assert len(ob.data.points) == ref.n
     got = convert.pointcloud_to_scene(ob.data)
     np.testing.assert_allclose(got.means, ref.means, atol=1e-6)
@@ -196,9 +198,9 @@ def test_export_to_a_missing_folder_is_a_reported_error(addon, tmp_path):
     """The operator reports the core's OutputError (the folder named) and writes nothing."""
     bpy = addon
     _import(bpy, FIXTURES["ply"])
-    for name in ("out.exgs", "out.ply"):
+    for name, fmt in (("out.exgs", "EXGS"), ("out.ply", "PLY")):
         with pytest.raises(RuntimeError, match="no_such_folder.*does not exist"):
-            bpy.ops.exgs.export_scene(filepath=str(tmp_path / "no_such_folder" / name))
+            bpy.ops.exgs.export_scene(filepath=str(tmp_path / "no_such_folder" / name), file_format=fmt)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -244,13 +246,14 @@ def test_compress_operator(addon, tmp_path):
     assert src.hide_get() and src.hide_render and src.name in bpy.data.objects  # hidden, not deleted
     assert out.exgs.gaussians_before == 2000
     assert 0 < out.exgs.gaussians_after == len(out.data.points) <= 2000 * 0.25 + 1
-    assert 0 < out.exgs.bytes_out < out.exgs.bytes_source
+    assert 0 < out.exgs.compressed_bytes < out.exgs.sh3_ply_bytes
+    assert out.exgs.source_bytes == Path(data("donut_sh0_2000.ply")).stat().st_size
     np.testing.assert_allclose(np.array(out.matrix_world), np.array(src.matrix_world))
     # exporting the untouched compressed object writes the compressor's bytes
     dst = tmp_path / "c.exgs"
     assert bpy.ops.exgs.export_scene(filepath=str(dst)) == {"FINISHED"}
     assert dst.read_bytes() == Path(out.exgs.exgs_cache).read_bytes()
-    assert len(dst.read_bytes()) == out.exgs.bytes_out
+    assert len(dst.read_bytes()) == out.exgs.compressed_bytes
     assert exgs_core.load(dst).n == out.exgs.gaussians_after
 
 
@@ -305,7 +308,7 @@ def test_compress_with_scene_cameras_and_target_size(addon):
     props.size_mode, props.target_mb, props.sh_keep = "TARGET", 0.012, 0.0
     assert bpy.ops.exgs.compress() == {"FINISHED"}
     out = bpy.context.active_object
-    assert out is not src and 0 < out.exgs.bytes_out <= 12_000
+    assert out is not src and 0 < out.exgs.compressed_bytes <= 12_000
 
 
 class _Layout:
@@ -331,7 +334,8 @@ def test_panels_draw(addon, running):
 
     bpy = addon
     ob = _import(bpy, "donut_sh0_2000.ply")
-    ob.exgs.gaussians_before, ob.exgs.gaussians_after, ob.exgs.bytes_source, ob.exgs.bytes_out = 10, 5, 1000, 100
+    ob.exgs.gaussians_before, ob.exgs.gaussians_after = 10, 5
+    ob.exgs.source_bytes, ob.exgs.sh3_ply_bytes, ob.exgs.compressed_bytes = 700, 1000, 100
     sc = bpy.context.scene
     sc.exgs.job_running, sc.exgs.job_message = running, "done"
     sc.render.engine = "EXGS"
@@ -341,3 +345,90 @@ def test_panels_draw(addon, running):
             fake = type("P", (), {"layout": _Layout()})()
             panel.draw(fake, bpy.context)
     sc.exgs.job_running = False
+
+
+# ------------------------------------------------------------------------- what a stock-Blender user ran into
+
+
+def _world_bounds(ob) -> np.ndarray:
+    """[2, 3] min/max of the object's splat centres in world space."""
+    n = len(ob.data.points)
+    p = np.empty(n * 3, np.float32)
+    ob.data.attributes["position"].data.foreach_get("vector", p)
+    m = np.array(ob.matrix_world, np.float64)
+    w = p.reshape(n, 3) @ m[:3, :3].T + m[:3, 3]
+    return np.stack([w.min(0), w.max(0)])
+
+
+@pytest.mark.parametrize("fmt", ["PLY", "EXGS"])
+def test_spz_import_export_reimport_keeps_the_scene_upright(addon, tmp_path, fmt):
+    """An .spz (RUB axes) imported, exported as .ply / .exgs and imported again lands where it was, not upside
+    down; the exported PLY holds PLY's RDF axes, as every other PLY viewer expects."""
+    import exgs_core
+    from exgs_core.io.spz import flip_yz
+
+    bpy = addon
+    path = data(FIXTURES["spz_v4"])
+    ob = _import(bpy, FIXTURES["spz_v4"])
+    before = _world_bounds(ob)
+    out = tmp_path / f"biker.{fmt.lower()}"
+    assert bpy.ops.exgs.export_scene(filepath=str(out), file_format=fmt) == {"FINISHED"}
+    if fmt == "PLY":
+        np.testing.assert_allclose(exgs_core.load(out).means, flip_yz(exgs_core.load(path)).means, atol=1e-6)
+    ob2 = _import(bpy, str(out))
+    np.testing.assert_allclose(_world_bounds(ob2), before, atol=2e-3 * np.ptp(before, axis=0).max())
+
+
+def test_export_format_follows_the_file_name(addon, tmp_path):
+    """A .exgs name with Format PLY is refused (nothing written) instead of PLY bytes in a .exgs file; a name
+    without extension gets the format's."""
+    import exgs_core
+    from exgs_core.io import detect_format
+
+    bpy = addon
+    _import(bpy, FIXTURES["ply"])
+    with pytest.raises(RuntimeError, match=r"x\.exgs.*ends in \.exgs but Format is PLY"):
+        bpy.ops.exgs.export_scene(filepath=str(tmp_path / "x.exgs"), file_format="PLY")
+    with pytest.raises(RuntimeError, match=r"cannot write \.spz"):
+        bpy.ops.exgs.export_scene(filepath=str(tmp_path / "x.spz"), file_format="EXGS")
+    assert list(tmp_path.iterdir()) == []
+    assert bpy.ops.exgs.export_scene(filepath=str(tmp_path / "noext"), file_format="PLY") == {"FINISHED"}
+    assert detect_format(tmp_path / "noext.ply") == "ply" and exgs_core.load(tmp_path / "noext.ply").n == 1000
+
+
+def test_a_cut_off_splat_is_reported_as_truncated(addon, tmp_path):
+    bpy = addon
+    cut = tmp_path / "cut.splat"
+    cut.write_bytes(Path(data(FIXTURES["splat"])).read_bytes()[: 32 * 500 + 7])
+    with pytest.raises(RuntimeError, match=r"cut\.splat.*truncated \.splat"):
+        bpy.ops.exgs.import_scene(filepath=str(cut))
+    assert not [o for o in bpy.data.objects if o.type == "POINTCLOUD"]
+
+
+def test_sizes_are_against_the_source_file_and_64_bit(addon, monkeypatch):
+    """The compress report and panel give the ratio against the user's own file first (the SH3-PLY ratio
+    labelled as such); byte counts past 2**31 (a 9M-Gaussian scene) are kept exactly."""
+    from bl_ext.user_default.exgs import jobs
+    from bl_ext.user_default.exgs.properties import size_lines
+
+    bpy = addon
+    src = _import(bpy, FIXTURES["splat"])
+    size = Path(data(FIXTURES["splat"])).stat().st_size
+    assert src.exgs.source_bytes == size
+    props = bpy.context.scene.exgs
+    props.ratio, props.auto_views = 0.25, 4
+    real_run = jobs.CompressJob.run
+
+    def run_and_inflate(job):  # what a 9M-Gaussian scene reports: beyond a 32-bit IntProperty
+        real_run(job)
+        job.result.report.bytes_sh3_ply = 9_000_000 * 248
+
+    monkeypatch.setattr(jobs.CompressJob, "run", run_and_inflate)
+    assert bpy.ops.exgs.compress() == {"FINISHED"}
+    e = bpy.context.active_object.exgs
+    assert e.sh3_ply_bytes == 2_232_000_000 > 2**31 and e.source_bytes == size
+    lines = size_lines(e)
+    assert lines[0].startswith(f"64.00 KB source file ({FIXTURES['splat']}) -> ")
+    assert lines[0].endswith(f"{size / e.compressed_bytes:.1f}x smaller")
+    assert lines[1].startswith("vs. SH3 PLY (2.23 GB): ")
+    assert bpy.context.scene.exgs.job_message == lines[0]

@@ -210,8 +210,10 @@ def test_restored_f12_through_worker_with_passes(restoring_env, compressed, tmp_
     got, raw = _png(out), _png(plain)
     assert np.abs(got - raw).mean() > 0.1 and np.abs(got - raw).max() >= 3, "restoration changed nothing"
 
-    # passes: Combined (restored), Unrestored (= the plain render), Mask (= 1 - alpha)
+    # passes: Combined (restored), Unrestored (= the plain render), Mask (= 1 - its alpha), Alpha and Depth of the
+    # restored image
     _exr_settings(sc)
+    sc.view_layers[0].use_pass_z = True
     sc.exgs.restore = True
     exr = tmp_path / "restored.exr"
     sc.render.filepath = str(exr)
@@ -224,9 +226,21 @@ def test_restored_f12_through_worker_with_passes(restoring_env, compressed, tmp_
     ch0 = read_exr_float(exr0)
     assert not any(".Unrestored." in k for k in ch0)  # passes only with restoration on
     comb, unres, mask, alpha = _pass(ch, "Combined"), _pass(ch, "Unrestored"), _pass(ch, "Mask"), _pass(ch, "Alpha")
+    raw_alpha = _pass(ch0, "Alpha")[..., 0]
     np.testing.assert_allclose(unres, _pass(ch0, "Combined"), atol=1e-5)
-    np.testing.assert_allclose(mask[..., 0], 1 - alpha[..., 0], atol=1e-6)
+    np.testing.assert_allclose(mask[..., 0], 1 - raw_alpha, atol=1e-6)
     assert mask.mean() > 0.05 and np.abs(comb - unres).mean() > 2e-4
+    # Depth follows the restored image's Alpha: a surface depth wherever it covers (pixels the restorer filled
+    # included: there are some here), Blender's "nothing" (1e10) elsewhere, never 0 (at the camera)
+    depth, a = _pass(ch, "Depth")[..., 0], alpha[..., 0]
+    filled = (a > 1e-4) & (raw_alpha <= 1e-4)
+    assert filled.sum() > 20, "the test should have pixels that only restoration covers"
+    assert (depth[a > 1e-4] > 0.01).all() and (depth[a > 1e-4] < 1e9).all(), depth[a > 1e-4].min()
+    assert (depth[a <= 1e-4] == 1e10).all()
+    d0 = _pass(ch0, "Depth")[..., 0]
+    np.testing.assert_allclose(depth[raw_alpha > 1e-4], d0[raw_alpha > 1e-4], rtol=1e-6)
+    near = d0[raw_alpha > 1e-4]
+    assert near.min() - 1e-3 <= depth[filled].min() and depth[filled].max() <= near.max() + 1e-3
 
 
 def test_killed_worker_gives_a_reported_error_and_the_next_render_works(restoring_env, compressed, tmp_path,
@@ -516,3 +530,61 @@ def test_shipped_weights_restore_through_the_worker(addon, addon_prefs, tmp_path
         restoring.shutdown()
     _keep(out)
     assert _png(out).mean() > 5
+
+
+def test_without_a_worker_f12_renders_unrestored_and_says_why_then_finds_the_created_one(
+        addon, addon_prefs, weights, compressed, tmp_path, monkeypatch, capfd):
+    """Default preferences in a stock Blender (no torch): restored F12 renders the unrestored frame with a warning
+    that says how to create the worker environment; once it exists at the default place (here: linked to the
+    test's worker environment, as the documented commands would create it) the next F12 is restored with no
+    setting changed."""
+    from bl_ext.user_default.exgs.engine import final, restoring
+
+    bpy = addon
+    home = tmp_path / "exgs-worker"
+    monkeypatch.setenv("EXGS_WORKER_HOME", str(home))
+    monkeypatch.delenv("EXGS_WORKER_PYTHON", raising=False)
+    addon_prefs.painter_weights = weights  # Worker Python left empty: found automatically
+    restoring.shutdown()
+    _setup(bpy, compressed)
+    sc = bpy.context.scene
+    plain = tmp_path / "plain.png"
+    sc.render.filepath = str(plain)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    sc.exgs.restore = True
+    on, why = final.restore_state(sc)
+    assert not on and "Set Up Worker" in why and str(home) in why
+    fallback = tmp_path / "fallback.png"
+    sc.render.filepath = str(fallback)
+    capfd.readouterr()
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    out = capfd.readouterr().out
+    assert "rendered without restoration" in out and "Set Up Worker" in out, out[-2000:]
+    assert np.array_equal(_png(fallback), _png(plain))
+    assert restoring.current() is None  # no worker was started
+    home.symlink_to(Path(WORKER_PY).parents[1], target_is_directory=True)  # "created"
+    assert final.restore_state(sc) == (True, None)
+    restored = tmp_path / "restored.png"
+    sc.render.filepath = str(restored)
+    try:
+        assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+        assert restoring.current().python == str(home / "bin" / "python")
+    finally:
+        restoring.shutdown()
+    assert np.abs(_png(restored) - _png(plain)).mean() > 0.1
+
+
+def test_restoration_preference_off_is_reported_not_ignored(addon, addon_prefs, compressed, tmp_path, capfd):
+    from bl_ext.user_default.exgs.engine import final
+
+    bpy = addon
+    addon_prefs.restoration = False
+    _setup(bpy, compressed)
+    sc = bpy.context.scene
+    sc.exgs.restore = True
+    assert final.restore_state(sc) == (False, "Restoration is off in Preferences > Add-ons > ExGS (the scene's "
+                                              "Restore is on)")
+    sc.render.filepath = str(tmp_path / "x.png")
+    capfd.readouterr()
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert "rendered without restoration: Restoration is off" in capfd.readouterr().out
