@@ -4,7 +4,7 @@
 What goes into a zip: the add-on (``exgs_blender/`` as the package root), ``blender_manifest.toml`` with the
 ``wheels`` and ``platforms`` filled in, and ``wheels/``: exgs_core as a pure-Python wheel built from this checkout
 plus the unmodified PyPI wheels exgs_core needs at import/render/compress time (numba, llvmlite, plyfile,
-zstandard, pillow; versions from requirements.txt) for **cp311 (Blender 4.2-5.0) and cp313 (Blender 5.1+)** and
+zstandard, pillow; versions from requirements.txt) for **cp311 (Blender 4.5-5.0) and cp313 (Blender 5.1+)** and
 each platform. numpy comes with Blender; scikit-image (metrics only) and torch are not bundled.
 
 Blender's builder (``blender_ext.py``) ships inside the ``bpy`` wheel; this script finds it in the running Python
@@ -47,19 +47,20 @@ DEPENDENCIES = ("numba", "llvmlite", "plyfile", "zstandard", "pillow")
 
 
 def find_blender_ext() -> Path | None:
-    """blender_ext.py inside the installed bpy wheel (bpy/<ver>/scripts/addons_core/bl_pkg/cli/), or None."""
+    """blender_ext.py inside an installed bpy wheel (bpy/<ver>/scripts/addons_core/bl_pkg/cli/): this Python's bpy,
+    else one of the bare Blender environments scripts/test_blender.sh creates (.venv-bpy*); None if none."""
     import importlib.util
 
     spec = importlib.util.find_spec("bpy")
-    if spec is None or not spec.origin:
-        return None
-    for base in Path(spec.origin).resolve().parents:
-        hits = sorted(base.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
-        if hits:
-            return hits[-1]
-        if base.name == "site-packages":
-            break
-    return None
+    if spec is not None and spec.origin:
+        for base in Path(spec.origin).resolve().parents:
+            hits = sorted(base.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+            if hits:
+                return hits[-1]
+            if base.name == "site-packages":
+                break
+    hits = sorted(ROOT.glob(".venv-bpy*/lib/python3.*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    return hits[-1] if hits else None
 
 
 def pinned_versions() -> dict[str, str]:
@@ -154,8 +155,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     tool = args.blender_ext or find_blender_ext()
     if tool is None or not tool.is_file():
-        print("build.py: error: Blender's extension builder was not found; install bpy (pip install bpy==5.0.1 "
-              "on Python 3.11) or pass --blender-ext PATH/TO/blender_ext.py", file=sys.stderr)
+        print("build.py: error: Blender's extension builder was not found; run `bash scripts/test_blender.sh "
+              "--setup-only` (creates .venv-bpy*), install bpy, or pass --blender-ext PATH/TO/blender_ext.py",
+              file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     pins = pinned_versions()

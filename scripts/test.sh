@@ -4,6 +4,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
-# Blender add-on tests: bpy 5.0.1 in .venv and bpy 5.3.0 in .venv-blender53, each in its own process
-bash "$ROOT/scripts/test_blender.sh"
-exec .venv/bin/python -m pytest -q tests "$@"
+# Blender add-on tests: the built zip installed into bare bpy 4.5 / 5.0 / 5.3 environments, one after another
+rc=0
+bash "$ROOT/scripts/test_blender.sh" || rc=$?
+.venv/bin/python -m pytest -q tests "$@" || rc=$?
+exit $rc
