@@ -24,6 +24,9 @@ def register():
     engine.register()
     ui.register()
     _registered = True
+    from . import jobs
+
+    jobs.WARMUP.start()  # compile the kernels now, in a child process, instead of in the first F12 / compress
 
 
 def unregister():
@@ -32,6 +35,9 @@ def unregister():
 
     from . import engine, operators, preferences, properties, ui
 
+    from . import jobs
+
+    jobs.WARMUP.cancel()  # the warm-up child process: Blender may remove our wheels next
     operators.cancel_all_jobs()
     ui.unregister()
     engine.unregister()
@@ -39,3 +45,12 @@ def unregister():
         bpy.utils.unregister_class(c)
     properties.unregister()
     _registered = False
+
+
+def warmup_state() -> dict:
+    """Where the background kernel compilation started at enable stands (for scripts and benchmarks)."""
+    from . import jobs
+
+    w = jobs.WARMUP
+    return {"stage": w.stage, "progress": w.progress, "seconds": round(w.seconds, 3), "error": w.error,
+            "running": w.running}

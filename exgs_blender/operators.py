@@ -21,7 +21,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from exgs_core.errors import ExgsError
 
 from . import convert
-from .jobs import CompressJob
+from .jobs import FIRST_USE, CompressJob
 from .properties import size_lines
 
 IMPORT_EXTENSIONS = (".ply", ".splat", ".spz", ".sog", ".exgs", ".json")
@@ -433,7 +433,7 @@ class EXGS_OT_compress(bpy.types.Operator):
         ob.select_set(True)
         context.view_layer.objects.active = ob
         msg = (f"{rep.gaussians_in:,} -> {rep.gaussians_out:,} Gaussians, " + "; ".join(size_lines(e))
-               + f" (in {job.seconds:.1f} s)")
+               + f" (in {job.seconds:.1f} s{'; ' + FIRST_USE if job.first_use else ''})")
         props.job_message = size_lines(e)[0]
         self.report({"INFO"}, "ExGS compress: " + msg)
         return {"FINISHED"}

@@ -53,6 +53,11 @@ class EXGS_PT_compress(bpy.types.Panel):
             col.prop(props, "cameras_json")
         elif props.views == "AUTO":
             col.prop(props, "auto_views")
+        from .jobs import WARMUP
+
+        if WARMUP.running:  # first use after installing: kernels compile in the background
+            layout.label(text=f"Preparing kernels (first use, once per machine): {WARMUP.progress * 100:.0f}%",
+                         icon="TIME")
         if props.job_running:
             row = layout.row()
             row.progress(factor=props.job_progress, text=f"{props.job_stage} {props.job_progress * 100:.0f}%") \

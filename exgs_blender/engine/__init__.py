@@ -74,6 +74,11 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
             self.update_stats("", f"ExGS viewport: {vp.error}")
         elif vp.notice:
             self.update_stats("", f"ExGS viewport: not restored: {vp.notice}")
+        elif got is None:
+            from ..jobs import FIRST_USE, kernels_ready
+
+            if not kernels_ready():
+                self.update_stats("", f"ExGS viewport: {FIRST_USE}...")
         elif vp.restore_settings is not None and got is not None and not got[1]:
             self.update_stats("", "ExGS viewport: restoring...")
         if got is None:

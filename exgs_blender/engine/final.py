@@ -179,6 +179,11 @@ def render(engine, depsgraph) -> None:
         _fail(engine, f"ExGS: {e}")
         return
 
+    from ..jobs import FIRST_USE, kernels_ready
+
+    first_use = "" if kernels_ready() else f" ({FIRST_USE})"
+    if first_use:  # numba compiles the render kernels now (or waits for the warm-up started at enable)
+        engine.report({"INFO"}, f"ExGS: {FIRST_USE}: this frame takes longer")
     engine.update_stats("", "ExGS | collecting splats")
     try:
         splats, names = gather_splats(depsgraph, engine.test_break)
@@ -209,7 +214,7 @@ def render(engine, depsgraph) -> None:
         settings = preferences.restore_settings()
         remote = render_in_worker(backend, settings)
         engine.update_stats("", f"ExGS | rendering {splats.n:,} Gaussians ({len(names)} object(s)) "
-                                f"at {width}x{height}{' in the worker' if remote else ''}")
+                                f"at {width}x{height}{' in the worker' if remote else ''}{first_use}")
         try:
             if remote:  # gsplat lives in the worker's Python (e.g. Blender 5.3 / Python 3.13 has no torch)
                 from . import restoring

@@ -84,3 +84,35 @@ def test_installed_add_on_runs_from_its_own_wheels(installed, addon):
     data = REPO / "tests" / "data" / "donut_sh0_2000.ply"
     assert bpy.ops.exgs.import_scene(filepath=str(data)) == {"FINISHED"}
     assert len(bpy.context.active_object.data.points) == 2000
+
+
+def test_kernels_compile_in_the_background_at_enable_and_first_use_says_so(installed, addon, tmp_path, monkeypatch,
+                                                                          capfd):
+    """Enabling the freshly installed add-on starts compiling exgs_core's kernels in a background thread (the
+    test session's Blender user folder is new, so they were not compiled); afterwards they are cached. While
+    they are not, F12 and compress say that the first use compiles (instead of a silent 10-25 s wait)."""
+    import exgs_core.warmup
+    from bl_ext.user_default.exgs import jobs
+
+    bpy = addon
+    w = jobs.WARMUP
+    assert w.stage != "not started" or jobs.kernels_ready()
+    assert w.wait(600) and w.error is None, (w.stage, w.error)
+    assert exgs_core.warmup.is_warm()
+    monkeypatch.setattr(jobs, "_READY", False)
+    monkeypatch.setattr(exgs_core.warmup, "is_warm", lambda: False)
+    assert bpy.ops.exgs.import_scene(filepath=str(REPO / "tests" / "data" / "donut_sh0_2000.ply")) == {"FINISHED"}
+    sc = bpy.context.scene
+    sc.render.engine = "EXGS"
+    co = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    sc.collection.objects.link(co)
+    sc.camera = co
+    co.location = (0.0, -1.0, 0.3)
+    sc.render.resolution_x, sc.render.resolution_y = 64, 48
+    sc.render.filepath = str(tmp_path / "f.png")
+    capfd.readouterr()
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert "first use after installing: compiling kernels" in capfd.readouterr().out
+    sc.exgs.ratio, sc.exgs.auto_views = 0.5, 2
+    assert bpy.ops.exgs.compress() == {"FINISHED"}
+    assert "first use after installing: compiling kernels" in capfd.readouterr().out
