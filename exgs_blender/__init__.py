@@ -52,5 +52,6 @@ def warmup_state() -> dict:
     from . import jobs
 
     w = jobs.WARMUP
-    return {"stage": w.stage, "progress": w.progress, "seconds": round(w.seconds, 3), "error": w.error,
+    progress = w.progress  # reads the child's log: stage and seconds are current after this
+    return {"stage": w.stage, "progress": progress, "seconds": round(w.seconds, 3), "error": w.error,
             "running": w.running}
