@@ -10,15 +10,21 @@
 or a named socket), owns the shared-memory segments, restarts the worker on the next request after a crash and
 raises :class:`WorkerCrashed` (with the worker's exit status and the end of its log) for the request that was
 running. It is thread safe (requests are serialised). ``LocalBackend`` does the same work in this process.
+
+A request given ``cancel`` returns None as soon as ``cancel()`` is true; the worker finishes it anyway, into a
+segment the client no longer uses, so what it writes late never lands on a later request's arrays. The worker
+runs in a private folder of this process (0700, removed at exit), so files other users put in the shared temp
+folder never reach its ``sys.path``. Errors of :mod:`exgs_core.errors` raised in the worker come back as the
+same class (also a :class:`WorkerError`), with the same path and detail.
 """
 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import importlib.util
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -29,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import errors
 from ..errors import ExgsError
 from . import protocol
-from .server import SCENE_FIELDS, camera_to_dict
+from .server import SCENE_FIELDS, camera_to_dict, scene_digest
 
 
 class WorkerError(ExgsError):
@@ -44,6 +51,32 @@ class WorkerNotFound(WorkerError):
 
 class WorkerCrashed(WorkerError):
     """The worker process died during a request; the next request starts a new one."""
+
+
+_REMOTE_CLASSES: dict = {}
+
+
+def _remote_error(op: str, reply: dict) -> WorkerError:
+    """The exception for an error reply. An error of :mod:`exgs_core.errors` raised in the worker (say
+    OutputError for a missing output folder) comes back as a subclass of both WorkerError and that class, with
+    the same path and detail, so it is caught and reported as it would be in this process."""
+    typ, msg, path = reply.get("type"), reply.get("error"), reply.get("path")
+    cls = getattr(errors, typ, None) if reply.get("exgs_error") and isinstance(typ, str) else None
+    if (isinstance(cls, type) and issubclass(cls, ExgsError) and cls is not ExgsError
+            and isinstance(reply.get("detail"), str)):
+        both = _REMOTE_CLASSES.get(cls)
+        if both is None:
+            both = _REMOTE_CLASSES[cls] = type(f"Worker{cls.__name__}", (WorkerError, cls),
+                                               {"__module__": __name__, "__doc__": cls.__doc__})
+        e = both.__new__(both)
+        ExgsError.__init__(e, reply["detail"], path if isinstance(path, str) else None)
+        if issubclass(cls, errors.FormatError):
+            e.offset, e.field = reply.get("offset"), reply.get("field")
+        return e
+    e = WorkerError(f"worker {op} failed: {typ}: {msg}")
+    if isinstance(path, str):
+        e.path = path
+    return e
 
 
 # ------------------------------------------------------------------------------------------- which Python
@@ -108,32 +141,69 @@ def resolve_python(configured: str | None = None) -> str:
 
 
 def scene_key(scene) -> str:
-    """Content hash of a scene's arrays (what the worker caches scenes by)."""
-    h = hashlib.blake2b(digest_size=16)
-    for f in SCENE_FIELDS:
-        a = np.ascontiguousarray(getattr(scene, f))
-        h.update(str(a.shape).encode())
-        h.update(memoryview(a).cast("B"))
-    h.update(repr(sorted((k, v) for k, v in scene.meta.items() if k == "antialiased")).encode())
-    return h.hexdigest()
+    """Content hash of a scene's arrays (what the worker caches scenes by, and checks an upload against)."""
+    return scene_digest({f: getattr(scene, f) for f in SCENE_FIELDS}, bool(scene.meta.get("antialiased", False)))
 
 
-def _pythonpath_for_worker() -> str:
+_PRIVATE_DIR: str | None = None
+_PRIVATE_LOCK = threading.Lock()
+
+
+def _is_private_dir(path: str) -> bool:
+    """``path`` is a real folder (not a link) of ours that nobody else can write to."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+        return False
+    return True
+
+
+def _remove_private_dir(path: str) -> None:
+    link = os.path.join(path, "exgs_core")
+    try:
+        if os.path.islink(link):
+            os.unlink(link)
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _private_dir() -> str:
+    """This process's own folder for its workers (created 0700 by mkdtemp under a random name, removed at
+    exit): their working directory and the home of the ``exgs_core`` link, so nothing another user could
+    have put in the shared temp folder lands on a worker's sys.path."""
+    global _PRIVATE_DIR
+    with _PRIVATE_LOCK:
+        if _PRIVATE_DIR is None or not _is_private_dir(_PRIVATE_DIR):
+            _PRIVATE_DIR = tempfile.mkdtemp(prefix="exgs-worker-")
+            atexit.register(_remove_private_dir, _PRIVATE_DIR)
+        return _PRIVATE_DIR
+
+
+def _wire_dtype(dt: np.dtype) -> np.dtype:
+    """The dtype an array travels as: byte-swapped arrays go in native order (values unchanged)."""
+    return dt.newbyteorder("=") if dt.byteorder == ">" else dt
+
+
+def _pythonpath_for_worker(folder: str) -> str:
     """A PYTHONPATH entry that makes *this* exgs_core importable in the worker without dragging in the rest of
-    our own site-packages (compiled wheels of another Python version)."""
+    our own site-packages (compiled wheels of another Python version): our package's own parent folder when it
+    holds nothing else of note, else a link to the package in ``folder`` (private: :func:`_private_dir`)."""
     pkg = Path(__file__).resolve().parents[1]  # .../exgs_core
     parent = pkg.parent
     if not any((parent / n).exists() for n in ("numpy", "numba", "torch")):
         return str(parent)
-    link_dir = Path(tempfile.gettempdir()) / f"exgs-worker-path-{os.getuid() if hasattr(os, 'getuid') else 0}"
-    link_dir.mkdir(exist_ok=True)
-    link = link_dir / "exgs_core"
+    link = Path(folder) / "exgs_core"
     try:
         if link.is_symlink() and os.readlink(link) != str(pkg):
             link.unlink()
-        if not link.exists():
+        if not link.is_symlink():
             link.symlink_to(pkg, target_is_directory=True)
-        return str(link_dir)
+        return str(folder)
     except OSError:
         return ""  # the worker's own exgs_core install is used
 
@@ -216,7 +286,7 @@ class WorkerClient(_Common):
         self._arena = protocol.Arena()
         self._lock = threading.RLock()
         self._next_id = 0
-        self._stale = 0  # replies of abandoned (cancelled) requests still to be read
+        self._abandoned: list[int] = []  # ids of cancelled requests whose replies are still to come, in order
         self._scene_key: str | None = None
         self._busy_since: float | None = None
         _LIVE.add(self)
@@ -244,7 +314,8 @@ class WorkerClient(_Common):
             self._reap()
             self.python = resolve_python(self.python_setting)
             env = dict(os.environ)
-            pp = _pythonpath_for_worker()
+            home = _private_dir()  # the worker's cwd (first on its sys.path with -m) and the link's folder
+            pp = _pythonpath_for_worker(home)
             if pp:
                 env["PYTHONPATH"] = pp + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
             for k in ("PYTHONHOME", "PYTHONSTARTUP"):
@@ -255,13 +326,14 @@ class WorkerClient(_Common):
             try:
                 self.proc = subprocess.Popen([self.python, "-m", "exgs_core.worker"], stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=log, env=env, bufsize=0,
-                                             close_fds=True, cwd=tempfile.gettempdir())
+                                             close_fds=True, cwd=home)
             except OSError as e:
                 raise WorkerError(f"cannot start the worker: {e}", self.python) from None
             finally:
                 log.close()
             self.starts += 1
-            self._stale = 0
+            self._abandoned = []
+            self._arena.unlinked.clear()  # a new worker has none of them
             self._scene_key = None
             self.info = self._call("hello", {}, timeout=self.start_timeout)
             return self.info
@@ -329,9 +401,8 @@ class WorkerClient(_Common):
         return WorkerCrashed(msg)
 
     # ---------------------------------------------------------------- requests
-    def _recv(self, op: str, timeout: float | None, cancel) -> dict | None:
+    def _recv(self, op: str, timeout: float | None, t0: float, cancel) -> dict | None:
         p = self.proc
-        t0 = time.monotonic()
         if os.name == "posix":
             import select
 
@@ -345,34 +416,60 @@ class WorkerClient(_Common):
                     raise self._crashed(op, f"no reply within {timeout:.0f} s")
         return protocol.recv_msg(p.stdout)
 
+    def _abandon(self, rid: int, op: str, uses_memory: bool) -> None:
+        """``rid`` was cancelled: its reply will be skipped when it comes. The worker may still write into the
+        arena's segment for minutes, so the segment is handed over to it (unlinked here: the next request gets
+        a fresh one, and the worker lets go of this one when told, see ``release``)."""
+        self._abandoned.append(rid)
+        if uses_memory:
+            self._arena.retire()
+        if op == "set_scene":  # the worker may or may not end up holding it: send it again next time
+            self._scene_key = None
+
     def _call(self, op: str, args: dict, ins=None, outs=None, *, timeout: float | None = None, cancel=None):
-        """One request; returns the result dict, or None when ``cancel()`` became true while waiting."""
+        """One request; returns the result dict, or None when ``cancel()`` became true while waiting.
+
+        The request is sent at once, even while cancelled requests are still running in the worker (their
+        memory is not the next request's: :meth:`_abandon`); their replies, which come first, are skipped,
+        and ``cancel`` is honoured while waiting for them too."""
         with self._lock:
             if not self.alive and op != "hello":
                 self.start()
             self._next_id += 1
             rid = self._next_id
+            msg = {"id": rid, "op": op, "args": args, "in": ins or {}, "out": outs or {}}
+            if self._arena.unlinked:
+                msg["release"] = list(self._arena.unlinked)
             try:
-                self._busy_since = time.monotonic()
-                while self._stale:  # replies of cancelled requests come first
-                    self._recv(op, None, None)
-                    self._stale -= 1
-                protocol.send_msg(self.proc.stdin, {"id": rid, "op": op, "args": args, "in": ins or {},
-                                                    "out": outs or {}})
-                reply = self._recv(op, timeout, cancel)
-                if reply is None:
-                    self._stale += 1
-                    return None
+                data = protocol.encode_msg(msg)
+            except protocol.ProtocolError as e:
+                raise WorkerError(f"cannot send '{op}' to the worker: {e}") from None
+            self._arena.unlinked.clear()
+            t0 = time.monotonic()
+            try:
+                self._busy_since = t0
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+                while True:
+                    reply = self._recv(op, timeout, t0, cancel)
+                    if reply is None:
+                        self._abandon(rid, op, bool(ins or outs))
+                        return None
+                    want = self._abandoned[0] if self._abandoned else rid
+                    got = reply.get("id")
+                    if got is not None and got != want:  # id None: a message the worker could not read
+                        raise self._crashed(op, f"reply {got} to request {want}")
+                    if want == rid:
+                        break
+                    self._abandoned.pop(0)
             except (EOFError, BrokenPipeError, ConnectionError, OSError, ValueError) as e:
                 raise self._crashed(op, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
             except protocol.ProtocolError as e:
                 raise self._crashed(op, f"bad reply: {e}") from None
             finally:
                 self._busy_since = None
-            if reply.get("id") != rid:
-                raise self._crashed(op, f"reply {reply.get('id')} to request {rid}")
             if not reply.get("ok"):
-                raise WorkerError(f"worker {op} failed: {reply.get('type')}: {reply.get('error')}")
+                raise _remote_error(op, reply)
             return reply.get("result") or {}
 
     def call_arrays(self, op: str, args: dict, inputs: dict, outputs: dict, *, cancel=None, timeout=None):
@@ -381,9 +478,12 @@ class WorkerClient(_Common):
         with self._lock:
             if not self.alive:
                 self.start()
-            spec = {k: (np.shape(v), np.asarray(v).dtype) for k, v in inputs.items()}
-            spec.update({f"out:{k}": v for k, v in outputs.items()})
-            descs, views = self._arena.layout(spec)
+            spec = {k: (np.shape(v), _wire_dtype(np.asarray(v).dtype)) for k, v in inputs.items()}
+            spec.update({f"out:{k}": (shape, _wire_dtype(np.dtype(dt))) for k, (shape, dt) in outputs.items()})
+            try:
+                descs, views = self._arena.layout(spec)
+            except protocol.ProtocolError as e:
+                raise WorkerError(f"cannot send '{op}' to the worker: {e}") from None
             for k, v in inputs.items():
                 np.copyto(views[k], v, casting="same_kind")
             ins = {k: descs[k] for k in inputs}
@@ -419,12 +519,17 @@ class WorkerClient(_Common):
             del views
             return out
 
-    def _ensure_scene(self, scene, key: str | None) -> str:
-        key = key or scene_key(scene)
+    def _ensure_scene(self, scene, key: str | None, cancel=None) -> str | None:
+        """The scene's key, after sending the scene if the worker does not have it; None when cancelled."""
+        digest = None if key else scene_key(scene)  # a content key: the worker checks the upload against it
+        key = key or digest
         if key != self._scene_key or not self.alive:
             arrays = {f: np.ascontiguousarray(getattr(scene, f)) for f in SCENE_FIELDS}
             meta = {"antialiased": bool(scene.meta.get("antialiased", False))}
-            self.call_arrays("set_scene", {"key": key, "meta": meta}, arrays, {})
+            self._scene_key = None
+            if self.call_arrays("set_scene", {"key": key, "meta": meta, "digest": digest}, arrays, {},
+                                cancel=cancel) is None:
+                return None
             self._scene_key = key
         return key
 
@@ -437,7 +542,9 @@ class WorkerClient(_Common):
         with self._lock:
             if not self.alive:
                 self.start()
-            key = self._ensure_scene(scene, key)
+            key = self._ensure_scene(scene, key, cancel)
+            if key is None:
+                return None
             h, w = camera.height, camera.width
             got = self.call_arrays("render", {"key": key, "camera": camera_to_dict(camera), "backend": backend}, {},
                                    {"rgb": ((h, w, 3), np.float32), "alpha": ((h, w), np.float32),
@@ -463,7 +570,9 @@ class WorkerClient(_Common):
         with self._lock:
             if not self.alive:
                 self.start()
-            key = self._ensure_scene(scene, key)
+            key = self._ensure_scene(scene, key, cancel)
+            if key is None:
+                return None
             h, w = camera.height, camera.width
             args = {"key": key, "camera": camera_to_dict(camera), "backend": backend, **self._restore_args()}
             got = self.call_arrays("render_restore", args, {},

@@ -10,6 +10,7 @@ The worker exits on ``quit``, and when its stdin closes (the parent quit or cras
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -20,6 +21,19 @@ import numpy as np
 from . import protocol
 
 SCENE_FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
+MAX_SEGMENTS = 8  # attachments kept; more means the client moved on to new segments
+
+
+def scene_digest(arrays: dict, antialiased: bool) -> str:
+    """Content hash of a scene's arrays (``SCENE_FIELDS`` -> array) and of what else the worker renders with.
+    The client keys scenes by it (:func:`exgs_core.worker.client.scene_key`); the worker checks an upload by it."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in SCENE_FIELDS:
+        a = np.ascontiguousarray(arrays[f])
+        h.update(str(a.shape).encode())
+        h.update(memoryview(a).cast("B"))
+    h.update(b"antialiased=%d" % bool(antialiased))
+    return h.hexdigest()
 
 
 def camera_to_dict(cam) -> dict:
@@ -46,24 +60,38 @@ class Server:
 
     # ------------------------------------------------------------------ arrays
     def _arr(self, desc: dict) -> np.ndarray:
-        name = desc["shm"]
+        name = desc.get("shm") if isinstance(desc, dict) else None
+        if not isinstance(name, str) or not name or len(name) > 250 or "/" in name or "\\" in name:
+            raise protocol.ProtocolError(f"bad shared-memory segment name {name!r}")
+        protocol.check_dtype(desc.get("dtype"))  # before attaching anything
         shm = self.segments.get(name)
         if shm is None:
-            if len(self.segments) > 8:  # the client replaced its segment: drop stale attachments
-                for old in list(self.segments.values()):
-                    try:
-                        old.close()
-                    except BufferError:
-                        pass
-                self.segments.clear()
+            if len(self.segments) >= MAX_SEGMENTS:  # the client replaced its segment: drop stale attachments
+                self.release(list(self.segments))
             shm = self.segments[name] = protocol.attach(name)
         return protocol.view(shm.buf, desc)
 
+    def release(self, names) -> None:
+        """Drop the attachments to segments the client has unlinked (their memory goes with the last mapping)."""
+        for name in names:
+            shm = self.segments.pop(name, None) if isinstance(name, str) else None
+            if shm is not None:
+                try:
+                    shm.close()
+                except BufferError:  # a view is still alive: the mapping goes when it does
+                    pass
+
+    def _descs(self, msg, part):
+        d = msg.get(part) or {}
+        if not isinstance(d, dict):
+            raise protocol.ProtocolError(f"'{part}' must be an object of array descriptors")
+        return {k: self._arr(v) for k, v in d.items()}
+
     def _inputs(self, msg):
-        return {k: self._arr(d) for k, d in (msg.get("in") or {}).items()}
+        return self._descs(msg, "in")
 
     def _outputs(self, msg):
-        return {k: self._arr(d) for k, d in (msg.get("out") or {}).items()}
+        return self._descs(msg, "out")
 
     # ------------------------------------------------------------------ ops
     def op_hello(self, args, ins, outs):
@@ -91,15 +119,24 @@ class Server:
         return {}
 
     def op_set_scene(self, args, ins, outs):
+        from ..errors import SceneError
         from ..scene import GaussianScene
 
-        s = GaussianScene(*(np.array(ins[f]) for f in SCENE_FIELDS), meta=args.get("meta") or {})
+        key = args["key"]
+        self.scenes.pop(key, None)  # whatever happens below, the key no longer means the old scene
+        for k in list(self.prepared):  # stale: this key's old scene, or a scene no longer kept
+            if k[0] == key or k[0] not in self.scenes:
+                del self.prepared[k]
+        arrays = {f: np.array(ins[f]) for f in SCENE_FIELDS}  # copies: the client reuses its memory
+        meta = args.get("meta") or {}
+        if args.get("digest") and scene_digest(arrays, meta.get("antialiased", False)) != args["digest"]:
+            raise SceneError("the scene arrived corrupted (its content does not match its digest); not kept")
+        s = GaussianScene(*(arrays[f] for f in SCENE_FIELDS), meta=meta)
         if len(self.scenes) >= 2:
             self.scenes.pop(next(iter(self.scenes)))
-        self.scenes[args["key"]] = s
-        for k in list(self.prepared):  # stale: this key's old scene, or a scene no longer kept
-            if k[0] == args["key"] or k[0] not in self.scenes:
+            for k in [k for k in self.prepared if k[0] not in self.scenes]:
                 del self.prepared[k]
+        self.scenes[key] = s
         return {"n": s.n}
 
     def _scene(self, key):
@@ -108,7 +145,7 @@ class Server:
             raise KeyError(f"unknown scene {key!r} (send it with set_scene first)")
         return s
 
-    def _render(self, args, outs):
+    def _render(self, args, outs, delay: float = 0.0):
         from ..render import prepare, render
 
         scene = self._scene(args["key"])
@@ -118,13 +155,15 @@ class Server:
         if pk not in self.prepared:  # converted (CPU) or uploaded (gsplat) once per scene, not per frame
             self.prepared[pk] = prepare(scene, backend)
         res = render(scene, cam, backend=backend, prepared=self.prepared[pk])
+        if delay:  # tests: the frame is written late, as after a long render
+            time.sleep(delay)
         outs["rgb"][...] = res.rgb
         outs["alpha"][...] = res.alpha
         outs["depth"][...] = res.depth
         return res
 
     def op_render(self, args, ins, outs):
-        res = self._render(args, outs)
+        res = self._render(args, outs, self.delay)
         return {"backend": res.backend, "n_rendered": int(res.n_rendered)}
 
     def _restorer(self, args):
@@ -152,30 +191,50 @@ class Server:
         return {"backend": res.backend, "n_rendered": int(res.n_rendered), "device": str(r.device)}
 
     def op_compress(self, args, ins, outs):
-        from .. import load
+        """``src`` (any readable splat file) -> ``dst`` (.exgs), written as the CLI writes it: the output path
+        checked before the work, then a private temporary file beside it, fsync, rename."""
         from ..compress import CompressOptions, compress
+        from ..errors import ExgsError
+        from ..exgs_format import write_exgs
+        from ..io import load
+        from ..io.atomic import check_output_path
 
-        scene = load(args["src"])
-        data, report = compress(scene, CompressOptions(**(args.get("options") or {})))
-        tmp = args["dst"] + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, args["dst"])
+        src, dst, opts = args.get("src"), args.get("dst"), args.get("options") or {}
+        if not (isinstance(src, str) and src and isinstance(dst, str) and dst):
+            raise ExgsError("compress needs the 'src' and 'dst' file paths")
+        if not isinstance(opts, dict):
+            raise ExgsError(f"compress options must be an object, got {type(opts).__name__}")
+        check_output_path(dst)  # before minutes of work, not after
+        try:
+            options = CompressOptions(**opts)
+        except (TypeError, ValueError) as e:
+            raise ExgsError(f"invalid compress options: {e}") from None
+        scene = load(src)
+        data, report = compress(scene, options)
+        write_exgs(dst, data)
         return {"bytes": len(data), "report": report.as_dict()}
 
     # ------------------------------------------------------------------ loop
     def handle(self, msg: dict) -> dict:
+        rid = msg.get("id")
+        if not (rid is None or isinstance(rid, int)):
+            rid = None
+        rel = msg.get("release")
+        if isinstance(rel, list):
+            self.release(rel)
         op = msg.get("op")
-        fn = getattr(self, f"op_{op}", None)
+        fn = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
         if fn is None:
-            return {"id": msg.get("id"), "ok": False, "type": "ValueError", "error": f"unknown op {op!r}"}
+            return {"id": rid, "ok": False, "type": "ValueError", "error": f"unknown op {op!r}"}
         try:
-            result = fn(msg.get("args") or {}, self._inputs(msg), self._outputs(msg))
-            return {"id": msg.get("id"), "ok": True, "result": result}
+            args = msg.get("args") or {}
+            if not isinstance(args, dict):
+                raise protocol.ProtocolError("'args' must be an object")
+            result = fn(args, self._inputs(msg), self._outputs(msg))
+            return {"id": rid, "ok": True, "result": result}
         except Exception as e:  # noqa: BLE001 - every failure goes back to the client as a typed message
             traceback.print_exc(file=sys.stderr)
-            return {"id": msg.get("id"), "ok": False, "type": type(e).__name__, "error": str(e),
-                    "exgs_error": _is_exgs_error(e)}
+            return error_reply(rid, e)
 
     def close(self):
         for shm in self.segments.values():
@@ -186,10 +245,28 @@ class Server:
         self.segments.clear()
 
 
-def _is_exgs_error(e) -> bool:
+def error_reply(rid, e: BaseException) -> dict:
+    """The reply for a request that raised ``e``; an ExgsError keeps its path and detail so that the client
+    can raise the same kind of error (see ``exgs_core.worker.client``)."""
     from ..errors import ExgsError
 
-    return isinstance(e, ExgsError)
+    reply = {"id": rid, "ok": False, "type": type(e).__name__, "error": str(e), "exgs_error": isinstance(e, ExgsError)}
+    if isinstance(e, ExgsError):
+        reply.update(path=e.path, detail=e.detail)
+        for k in ("offset", "field"):
+            v = getattr(e, k, None)
+            if v is None or isinstance(v, (int, str)):
+                reply[k] = v
+    return reply
+
+
+def _send_reply(out, reply: dict) -> None:
+    try:
+        data = protocol.encode_msg(reply)
+    except protocol.ProtocolError as e:  # a result that is not JSON: still one reply, in step
+        data = protocol.encode_msg(error_reply(reply.get("id"), e))
+    out.write(data)
+    out.flush()
 
 
 def main(argv=None) -> int:
@@ -206,10 +283,15 @@ def main(argv=None) -> int:
                 msg = protocol.recv_msg(inp)
             except EOFError:
                 return 0  # the parent went away
+            except protocol.BadMessage as e:  # read whole, so the stream is still in step: answer and go on
+                print(f"exgs worker: {e}", file=sys.stderr, flush=True)
+                _send_reply(out, {"id": None, "ok": False, "type": "ProtocolError", "error": str(e),
+                                  "exgs_error": False})
+                continue
             if msg.get("op") == "quit":
-                protocol.send_msg(out, {"id": msg.get("id"), "ok": True, "result": {}})
+                _send_reply(out, {"id": msg.get("id"), "ok": True, "result": {}})
                 return 0
-            protocol.send_msg(out, server.handle(msg))
+            _send_reply(out, server.handle(msg))
     except (BrokenPipeError, protocol.ProtocolError) as e:
         print(f"exgs worker: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         return 1
