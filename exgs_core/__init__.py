@@ -6,7 +6,13 @@ Pure Python + NumPy (the CPU renderer uses numba); never imports ``bpy``. Heavy 
 Conventions (quaternion order, axes, colour) are pinned in :mod:`exgs_core.conventions`.
 """
 
-from .camera import Camera
+from ._numba_cache import ensure_numba_cache as _ensure_numba_cache
+
+# before any module with numba kernels (compiled with cache=True) is imported: a read-only install with a read-only
+# HOME gets a private numba cache folder instead of "cannot cache function ...: no locator available" (_numba_cache)
+_ensure_numba_cache()
+
+from .camera import Camera  # noqa: E402
 from .errors import (BackendUnavailable, CameraError, ExgsError, FormatError, OutputError, RenderError, SceneError,
                      UnsupportedFormatError)
 from .io import detect_format, load, save_ply

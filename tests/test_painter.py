@@ -160,12 +160,19 @@ def test_bad_weights_folders(tiny_dir, tmp_path):
     e = _expect(shape, "shape")
     assert "unet" in str(e)
 
-    # a config.json that declares a huge network (tens of G parameters) against small files: the mismatch is found
-    # on the meta device, from the safetensors headers, before anything that size is allocated
+    # a config.json that declares a huge network (tens of G parameters) against small files: out of the config
+    # bounds, refused before anything is built
     huge = tmp_path / "huge"
     shutil.copytree(tiny_dir, huge)
     cfg = json.loads((huge / "config.json").read_text())
     cfg["unet_channels"] = [c * 1024 for c in cfg["unet_channels"]]  # same layout, 1024x the channels
+    (huge / "config.json").write_text(json.dumps(cfg))
+    t = time.perf_counter()
+    e = _expect(huge, "unet_channels")
+    assert time.perf_counter() - t < 10 and "[1, 1024]" in str(e)
+    # one within the bounds but much larger than the files (64x the channels): the mismatch is found on the meta
+    # device, from the safetensors headers, before anything that size is allocated
+    cfg["unet_channels"] = [c * 64 for c in json.loads((tiny_dir / "config.json").read_text())["unet_channels"]]
     (huge / "config.json").write_text(json.dumps(cfg))
     t = time.perf_counter()
     e = _expect(huge, "shape")

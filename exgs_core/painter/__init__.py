@@ -16,10 +16,10 @@ def __getattr__(name):
 
         _r = importlib.import_module(__name__ + ".restore")
         return getattr(_r, "restore" if name == "restore_frames" else name)
-    if name == "PainterWeightsError":
-        from .model import PainterWeightsError
+    if name in ("PainterWeightsError", "RestoreError", "validate_config", "CONFIG_BOUNDS"):
+        from . import model
 
-        return PainterWeightsError
+        return getattr(model, name)
     if name == "classical_restore":
         from .classical import classical_restore
 
@@ -27,4 +27,5 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["Restorer", "restore_frames", "DEFAULT_WEIGHTS", "PainterWeightsError", "classical_restore"]
+__all__ = ["Restorer", "restore_frames", "DEFAULT_WEIGHTS", "PainterWeightsError", "RestoreError", "validate_config",
+           "CONFIG_BOUNDS", "classical_restore"]

@@ -30,13 +30,20 @@ Weights folder layout (``save_pretrained`` / :func:`load_painter`)::
     unet/config.json, unet/diffusion_pytorch_model.safetensors
 
 Only safetensors are ever read (never pickle / ``torch.load``); every problem raises
-:class:`PainterWeightsError` naming the file and what is wrong.
+:class:`PainterWeightsError` naming the file and what is wrong. ``config.json`` must be a regular file of at most
+:data:`MAX_CONFIG_BYTES`; every value in it is checked by :func:`validate_config` (type, range from
+:data:`CONFIG_BOUNDS`, no NaN / Infinity anywhere, metadata included) before any module is built, so a hostile or
+corrupt config costs milliseconds, not minutes and gigabytes. A restoration that still comes out NaN / Inf (say, a
+network overflowing) raises :class:`RestoreError` instead of returning a NaN image.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import stat
 
 from ..errors import ExgsError
 
@@ -47,7 +54,57 @@ WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 
 class PainterWeightsError(ExgsError):
-    """A GaussPainter weights folder is missing, incomplete, not safetensors, or does not match its config."""
+    """A GaussPainter weights folder is missing, incomplete, not safetensors, or does not match its config, or its
+    config.json holds a value of the wrong type, out of :data:`CONFIG_BOUNDS`, or NaN / Infinity."""
+
+
+class RestoreError(ExgsError):
+    """A restoration produced NaN or Inf pixels (broken weights, a network overflowing): nothing is returned."""
+
+
+#: The largest config.json read (the shipped one is ~1.3 KB).
+MAX_CONFIG_BYTES = 1 << 20
+
+#: Inclusive ranges of the config values, checked by :func:`validate_config` before anything is built. Generous
+#: for this tiny model (the shipped config is in brackets) but finite, so that the worst structure a config can
+#: ask for builds in well under a second on the meta device and its pre-fill stays cheap:
+#:
+#: * ``timestep`` [200]: the fixed diffusion timestep, 0..1000 (the standard 1000-step schedule).
+#: * ``in_channels`` [7]: always 7 (pre-fill 3 + render 3 + coverage 1; +1 with ``use_depth``, a bool).
+#: * ``latent_channels`` [16] 1..64; ``vae_channels`` [16] 1..256 (TAESD uses 4 and 64).
+#: * ``vae_levels`` [3]: ``len(num_encoder_blocks) == len(num_decoder_blocks)``, 1..4 (VAE downsampling /8 at
+#:   most, as TAESD); ``vae_blocks`` [0,1,1]: each entry 0..6 (TAESD uses up to 3).
+#: * ``unet_levels`` [3]: ``len(unet_channels)``, 1..5 (Stable Diffusion uses 4); ``unet_channels`` [32..128]:
+#:   each 1..1024, the last at least 8 (the middle block's attention has channels // 8 heads);
+#:   ``layers_per_block`` [1]: 1..4 (Stable Diffusion uses 2); ``norm_num_groups`` [8]: 1..128, must divide every
+#:   UNet channel count leaving at least 2 channels per group (GroupNorm of a 1x1 map needs 2 values per group).
+#: * ``close_radius`` [3]: the pre-fill's closing radius in pixels, 0..64 (pruning holes are a few pixels wide;
+#:   the closing is separable, so 64 costs ~0.05 s per 512x512 frame).
+#: * ``out_init_scale`` [0.1]: 0..10 (used when a model is created, before training).
+#: * ``residual_scale``, ``residual_scale_visible``, ``residual_scale_hole`` [1, 0, 1]: -10..10 (the
+#:   calibration clips them to [0, 1]; its unclipped least-squares values were within +-5).
+#:
+#: ``skip_base`` is "input" or "prefill". Other keys (``trained_steps``, ``val``, ``calibration``, ...) are
+#: metadata: only checked to hold no NaN / Infinity.
+CONFIG_BOUNDS = {
+    "timestep": (0, 1000),
+    "in_channels": (7, 7),
+    "latent_channels": (1, 64),
+    "vae_channels": (1, 256),
+    "vae_levels": (1, 4),
+    "vae_blocks": (0, 6),
+    "unet_levels": (1, 5),
+    "unet_channels": (1, 1024),
+    "layers_per_block": (1, 4),
+    "norm_num_groups": (1, 128),
+    "close_radius": (0, 64),
+    "out_init_scale": (0.0, 10.0),
+    "residual_scale": (-10.0, 10.0),
+    "residual_scale_visible": (-10.0, 10.0),
+    "residual_scale_hole": (-10.0, 10.0),
+}
+SKIP_BASES = ("input", "prefill")
+MID_ATTENTION_HEAD_DIM = 8  # diffusers UNet2DModel's default attention_head_dim
 
 
 DEFAULT_CONFIG = {
@@ -67,6 +124,86 @@ DEFAULT_CONFIG = {
     "skip_base": "input",          # what the decoded residual is added to: "input" (the render) or "prefill"
     "out_init_scale": 0.1,
 }
+
+
+def _short(value) -> str:
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _non_finite_at(obj) -> str | None:
+    """Dotted path of the first NaN / Inf float in a JSON-like value (iterative: any nesting), else None."""
+    stack = [("", obj)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return where or "(top level)"
+        if isinstance(v, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), x) for k, x in v.items())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    return None
+
+
+def validate_config(cfg: dict, path: str | None = None) -> None:
+    """Check a painter config (missing keys taken from :data:`DEFAULT_CONFIG`) against :data:`CONFIG_BOUNDS`:
+    every value's type and range, no NaN / Infinity anywhere; raises :class:`PainterWeightsError` naming the key
+    (and ``path``). Costs microseconds and builds nothing."""
+    if not isinstance(cfg, dict):
+        raise PainterWeightsError("config is not a JSON object", path)
+    bad = _non_finite_at(cfg)
+    if bad is not None:
+        raise PainterWeightsError(f"config holds NaN or Infinity at {bad!r} (not allowed anywhere)", path)
+    full = dict(DEFAULT_CONFIG)
+    full.update(cfg)
+    B = CONFIG_BOUNDS
+
+    def fail(key, value, want):
+        raise PainterWeightsError(f"config value {key} = {_short(value)} is invalid: must be {want}", path)
+
+    def integer(key, value, lo, hi):
+        if type(value) is not int or not lo <= value <= hi:  # bool is not a count; 3.0 is not an integer
+            fail(key, value, f"an integer in [{lo}, {hi}]")
+        return value
+
+    def int_list(key, value, n_bounds, v_bounds):
+        if not isinstance(value, (list, tuple)) or not n_bounds[0] <= len(value) <= n_bounds[1]:
+            fail(key, value, f"a list of {n_bounds[0]} to {n_bounds[1]} integers in [{v_bounds[0]}, {v_bounds[1]}]")
+        for x in value:
+            if type(x) is not int or not v_bounds[0] <= x <= v_bounds[1]:
+                fail(key, value, f"a list of {n_bounds[0]} to {n_bounds[1]} integers in [{v_bounds[0]}, {v_bounds[1]}]")
+        return list(value)
+
+    if cfg.get("format") != FORMAT:  # these two must be in the config itself, not taken from the defaults
+        raise PainterWeightsError(f"config.json format is {_short(cfg.get('format'))}, expected {FORMAT!r}", path)
+    if type(cfg.get("version")) is not int or cfg.get("version") != VERSION:
+        raise PainterWeightsError(f"unsupported GaussPainter weights version {_short(cfg.get('version'))} "
+                                  f"(config value version must be the integer {VERSION})", path)
+    for key in ("timestep", "in_channels", "latent_channels", "vae_channels", "layers_per_block", "norm_num_groups",
+                "close_radius"):
+        integer(key, full.get(key), *B[key])
+    if type(full.get("use_depth")) is not bool:
+        fail("use_depth", full.get("use_depth"), "true or false")
+    if full.get("skip_base") not in SKIP_BASES:
+        fail("skip_base", full.get("skip_base"), " or ".join(repr(x) for x in SKIP_BASES))
+    enc = int_list("num_encoder_blocks", full.get("num_encoder_blocks"), B["vae_levels"], B["vae_blocks"])
+    dec = int_list("num_decoder_blocks", full.get("num_decoder_blocks"), B["vae_levels"], B["vae_blocks"])
+    if len(dec) != len(enc):
+        fail("num_decoder_blocks", dec, f"as long as num_encoder_blocks ({len(enc)} levels)")
+    ch = int_list("unet_channels", full.get("unet_channels"), B["unet_levels"], B["unet_channels"])
+    groups = full["norm_num_groups"]
+    if any(c % groups or c < 2 * groups for c in ch):  # GroupNorm; one channel per group fails on 1x1 maps
+        fail("norm_num_groups", groups, f"a divisor of every unet_channels entry {ch} that leaves at least 2 "
+                                        "channels per group")
+    if ch[-1] < MID_ATTENTION_HEAD_DIM:
+        fail("unet_channels", ch, f"a list whose last entry is at least {MID_ATTENTION_HEAD_DIM} (the middle block's "
+                                  f"attention has channels // {MID_ATTENTION_HEAD_DIM} heads)")
+    for key in ("out_init_scale", "residual_scale", "residual_scale_visible", "residual_scale_hole"):
+        if key not in full:
+            continue
+        v, (lo, hi) = full[key], B[key]
+        if type(v) not in (int, float) or not lo <= v <= hi:
+            fail(key, v, f"a number in [{lo}, {hi}]")
 
 
 def _import():
@@ -121,6 +258,7 @@ def make_painter(cfg: dict | None = None):
 
     full = dict(DEFAULT_CONFIG)
     full.update(cfg or {})
+    validate_config(full)
 
     class _GaussPainter(torch.nn.Module):
         def __init__(self, config):
@@ -199,6 +337,7 @@ def save_painter(model, folder: str | os.PathLike, *, extra: dict | None = None,
     cfg = dict(model.config)
     if extra:
         cfg.update(extra)
+    validate_config(cfg, os.path.join(folder, "config.json"))  # never write a config the loader would refuse
     for name in ("vae", "unet"):
         mod = getattr(model, name)
         sub = os.path.join(folder, name)
@@ -209,17 +348,76 @@ def save_painter(model, folder: str | os.PathLike, *, extra: dict | None = None,
         mod.save_pretrained(sub, safe_serialization=True)
     tmp = os.path.join(folder, "config.json.tmp")
     with open(tmp, "w") as f:
-        json.dump(cfg, f, indent=1, sort_keys=True)
+        json.dump(cfg, f, indent=1, sort_keys=True, allow_nan=False)
     os.replace(tmp, os.path.join(folder, "config.json"))
 
 
-def _read_json(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise PainterWeightsError("missing config.json", path)
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
+def _open_problem(path: str, e: OSError, missing: str) -> str:
+    """What an OSError from stat / open says about ``path``, in words (``missing`` when it does not exist)."""
+    if e.errno == errno.ELOOP:
+        return f"{os.path.basename(path)} is a symlink loop (too many levels of symbolic links)"
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        if os.path.islink(path):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"{os.path.basename(path)} is a broken symlink (to {target!r}, which does not exist)"
+        return missing
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"{os.path.basename(path)} is not readable (permission denied)"
+    return f"{os.path.basename(path)} cannot be opened ({e.strerror or e})"
+
+
+def _regular_file(path: str, missing: str, max_bytes: int | None = None) -> os.stat_result:
+    """stat ``path`` (following symlinks) and check that it is a regular file (of at most ``max_bytes``);
+    raises :class:`PainterWeightsError` saying what it is otherwise."""
     try:
-        with open(path) as f:
-            out = json.load(f)
-    except (OSError, ValueError) as e:
+        st = os.stat(path)
+    except OSError as e:
+        raise PainterWeightsError(_open_problem(path, e, missing), path)
+    if not stat.S_ISREG(st.st_mode):
+        raise PainterWeightsError(f"{os.path.basename(path)} is not a regular file (it is {_kind(st.st_mode)})", path)
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise PainterWeightsError(f"{os.path.basename(path)} is too large ({st.st_size} bytes; a config is at most "
+                                  f"{max_bytes})", path)
+    return st
+
+
+def _read_json(path: str) -> dict:
+    missing = "missing config.json"
+    _regular_file(path, missing, MAX_CONFIG_BYTES)
+    try:
+        # O_NONBLOCK: if the file was swapped for a FIFO since the stat, opening it does not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise PainterWeightsError(_open_problem(path, e, missing), path)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise PainterWeightsError(f"config.json is not a regular file (it is {_kind(st.st_mode)})", path)
+        try:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as e:
+            raise PainterWeightsError(f"config.json is not readable ({e})", path)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise PainterWeightsError(f"config.json is too large (more than {MAX_CONFIG_BYTES} bytes)", path)
+
+    try:
+        # NaN / Infinity / 1e999 parse (as Python's json does) and are then reported with their key by
+        # validate_config
+        out = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise PainterWeightsError("not a readable JSON config (nested too deeply)", path)
+    except (UnicodeDecodeError, ValueError) as e:
         raise PainterWeightsError(f"not a readable JSON config ({e})", path)
     if not isinstance(out, dict):
         raise PainterWeightsError("config is not a JSON object", path)
@@ -227,10 +425,12 @@ def _read_json(path: str) -> dict:
 
 
 def _check_file(path: str) -> None:
-    if not os.path.isfile(path):
-        raise PainterWeightsError(f"missing weights file {WEIGHTS_NAME} (only safetensors are accepted)", path)
-    with open(path, "rb") as f:
-        head = f.read(8)
+    _regular_file(path, f"missing weights file {WEIGHTS_NAME} (only safetensors are accepted)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise PainterWeightsError(_open_problem(path, e, f"missing weights file {WEIGHTS_NAME}"), path)
     if len(head) < 8:
         raise PainterWeightsError("not a safetensors file (shorter than its 8-byte header length)", path)
 
@@ -277,12 +477,9 @@ def load_painter(folder: str | os.PathLike, device: str = "cpu"):
     if not os.path.isdir(folder):
         raise PainterWeightsError("weights folder does not exist", folder)
     cfg = _read_json(os.path.join(folder, "config.json"))
-    if cfg.get("format") != FORMAT:
-        raise PainterWeightsError(f"config.json format is {cfg.get('format')!r}, expected {FORMAT!r}",
-                                  os.path.join(folder, "config.json"))
-    if cfg.get("version") != VERSION:
-        raise PainterWeightsError(f"unsupported GaussPainter weights version {cfg.get('version')!r}",
-                                  os.path.join(folder, "config.json"))
+    # every value's type and range before anything is built (a hostile config would otherwise cost minutes and
+    # gigabytes just to build on the meta device, or load fine and restore NaN images)
+    validate_config(cfg, os.path.join(folder, "config.json"))
     for sub in ("vae", "unet"):
         for bad in ("diffusion_pytorch_model.bin", "pytorch_model.bin"):
             if os.path.exists(os.path.join(folder, sub, bad)) and \

@@ -5,6 +5,9 @@
     r = Restorer.from_pretrained("my/weights") # or another local folder of the same format
     out = r.restore(res.rgb, res.alpha)        # [H,W,3] float32 in [0,1]; or a batch [B,H,W,3] / [B,H,W]
 
+A restoration that comes out NaN or Inf raises :class:`~exgs_core.painter.model.RestoreError` (an
+:class:`~exgs_core.errors.ExgsError`) instead of returning a broken image.
+
 Any image size works: inputs are padded (replicate) to the model's multiple and cropped back; frames larger
 than ``tile`` pixels on a side are processed in overlapping tiles blended with a linear ramp. CPU runs in
 float32; CUDA runs in float16 by default. Nothing is ever downloaded.
@@ -20,7 +23,7 @@ import os
 
 import numpy as np
 
-from .model import PainterWeightsError, load_painter, pad_multiple
+from .model import PainterWeightsError, RestoreError, load_painter, pad_multiple, validate_config
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 
@@ -45,8 +48,13 @@ class Restorer:
     float32, so covered pixels come back bit-exact either way.
     """
 
-    def __init__(self, model, device: str = "cpu", half: bool | None = None, tile: int = 2048, overlap: int = 64):
+    def __init__(self, model, device: str = "cpu", half: bool | None = None, tile: int = 2048, overlap: int = 64,
+                 source: str | os.PathLike | None = None):
         import torch
+
+        validate_config(model.config, source)
+        #: the weights folder (for error messages), when known
+        self.source = None if source is None else os.fspath(source)
 
         self.device = torch.device(device)
         if half is None:
@@ -80,7 +88,7 @@ class Restorer:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         folder = DEFAULT_WEIGHTS if folder is None else os.fspath(folder)
         model = load_painter(folder, device="cpu")
-        return cls(model, device=device, half=half, tile=tile)
+        return cls(model, device=device, half=half, tile=tile, source=folder)
 
     # ------------------------------------------------------------------------------------------------------
     def _run(self, x, a):
@@ -89,6 +97,11 @@ class Restorer:
 
         with torch.no_grad():  # fp32 in and out; the networks run in bf16 when self.half (see the model's forward)
             y = self.model(x.to(self.device, torch.float32), a.to(self.device, torch.float32))
+            bad = ~torch.isfinite(y)
+            if bad.any():  # clamp would keep NaN: never hand back a silently broken image
+                raise RestoreError(
+                    f"the restoration produced NaN or Inf in {int(bad.sum())} of {bad.numel()} values (broken weights "
+                    f"or config, or the networks overflowed{' in bfloat16' if self.half else ''})", self.source)
         return y.float().clamp(0, 1)
 
     def _padded(self, x, a):
@@ -221,4 +234,4 @@ def side_by_side(images, labels=None, gap: int = 4) -> np.ndarray:
     return np.concatenate(tiles, 1)
 
 
-__all__ = ["Restorer", "restore", "PainterWeightsError", "DEFAULT_WEIGHTS", "side_by_side"]
+__all__ = ["Restorer", "restore", "PainterWeightsError", "RestoreError", "DEFAULT_WEIGHTS", "side_by_side"]
