@@ -22,17 +22,52 @@ from .io.atomic import check_output_path
 
 PSNR_CAP_DB = 100.0  # identical renders have infinite PSNR; eval reports this cap instead (JSON has no inf)
 
+# Bounds on the options that size the work, checked while the command line is parsed (exit status 2, the option
+# named), before any file is read. Each image costs the CPU renderer ~20 B per pixel of output (rgb, alpha, depth as
+# float32) plus its per-tile lists, which grow with the pixels each Gaussian covers; the PNG conversion another
+# ~15 B per pixel; eval's SSIM ~100 B per pixel (float64 filtered images). A 16384x16384 render ran out of memory
+# after a minute; these budgets keep one view within a few GB.
+MAX_SIDE = 16384  #: longest image side, any command
+RENDER_MAX_PIXELS = 8192 * 8192  #: render: pixels per view (8K UHD 7680x4320 fits, 16384x4096 fits)
+EVAL_MAX_PIXELS = 4096 * 4096  #: eval: pixels per view (two renders and an SSIM per view)
+SSIM_MIN_SIDE = 11  #: eval: SSIM's 11x11 Gaussian window needs images at least this wide and tall
+MAX_VIEWS = 4096  #: --views, any command
+MAX_VIEW_SIZE = 4096  #: compress --view-size (its check views are twice as large: 8192x8192 = RENDER_MAX_PIXELS)
+MAX_TARGET_MB = 1e9  #: compress --target-mb (a petabyte)
+
 
 # --------------------------------------------------------------------------- helpers
 def parse_size(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480); argparse type."""
+    """'640x480' -> (640, 480); argparse type (each side 1..:data:`MAX_SIDE`)."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x512, got {text!r}") from None
-    if not (1 <= w <= 16384 and 1 <= h <= 16384):
-        raise argparse.ArgumentTypeError(f"size must be between 1x1 and 16384x16384, got {text!r}")
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"size must be between 1x1 and {MAX_SIDE}x{MAX_SIDE}, got {text!r}")
     return w, h
+
+
+def size_type(max_pixels: int, min_side: int = 1, what: str = "per view", min_reason: str = ""):
+    """argparse type: :func:`parse_size`, then at least ``min_side`` per side and at most ``max_pixels`` pixels."""
+
+    def parse(text: str) -> tuple[int, int]:
+        w, h = parse_size(text)
+        if min(w, h) < min_side:
+            raise argparse.ArgumentTypeError(f"{w}x{h} is too small: at least {min_side}x{min_side} {what}"
+                                             + (f" ({min_reason})" if min_reason else ""))
+        if w * h > max_pixels:
+            raise argparse.ArgumentTypeError(
+                f"{w}x{h} is {w * h:,} pixels; at most {max_pixels:,} pixels ({_square(max_pixels)}) {what}")
+        return w, h
+
+    parse.__name__ = "size"
+    return parse
+
+
+def _square(pixels: int) -> str:
+    side = math.isqrt(pixels)
+    return f"{side}x{side}" if side * side == pixels else f"{pixels:,} pixels"
 
 
 def positive_int(text: str) -> int:
@@ -43,6 +78,64 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
     return v
+
+
+def int_range(lo: int, hi: int):
+    """argparse type: an integer in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi}, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi}, got {v}")
+        return v
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_range(lo: float, hi: float, *, lo_open: bool = False, what: str = "a number"):
+    """argparse type: a finite float in [lo, hi] (or (lo, hi] with ``lo_open``); NaN and inf are refused."""
+    interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} in {interval}, got {text!r}") from None
+        if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
+            raise argparse.ArgumentTypeError(f"expected {what} in {interval}, got {text!r}")
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _check_compress_numbers(args) -> None:
+    """``--ratio``, ``--sh-keep`` and ``--target-mb`` are finite and in range (NaN, inf, 0 and overflowing sizes
+    used to fail late or untyped). An :class:`ExgsError` naming the option: exit status 2, before any work."""
+
+    def check(option, v, lo, hi, *, lo_open=False, what):
+        if v is None:
+            return
+        if not (math.isfinite(v) and lo <= v <= hi and not (lo_open and v == lo)):
+            interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+            raise ExgsError(f"{option}: expected {what} in {interval}, got {v!r}")
+
+    check("--ratio", args.ratio, 0.0, 1.0, lo_open=True, what="a fraction of the Gaussians")
+    check("--sh-keep", args.sh_keep, 0.0, 1.0, what="a fraction of the kept Gaussians")
+    check("--target-mb", args.target_mb, 1e-6, MAX_TARGET_MB, what="a file size in MB (10^6 bytes, at least 1 byte)")
+
+
+def _check_inputs(*paths) -> None:
+    """Refuse named pipes and devices among the input paths (None: not given) before anything reads them."""
+    from .io import check_input_path
+
+    for p in paths:
+        if p is not None:
+            check_input_path(p)
 
 
 def path_bytes(path: str | os.PathLike) -> int:
@@ -85,7 +178,16 @@ def _views(scene, args, split: str):
     w, h = args.size
     if getattr(args, "cameras", None):
         cams = load_cameras_json(args.cameras, width=w, height=None)
-        return cams[: args.views] if args.views else cams
+        cams = cams[: args.views] if args.views else cams
+        # --size sets the width; the height follows each camera's aspect, so check the budget again, before rendering
+        max_px, min_side = args.max_pixels, args.min_side
+        for cam in cams:
+            if cam.width * cam.height > max_px or min(cam.width, cam.height) < min_side:
+                raise CameraError(
+                    f"camera {cam.name!r} at --size width {w} has the aspect of a {cam.width}x{cam.height} image "
+                    f"({cam.width * cam.height:,} pixels); {args.command} allows {min_side}x{min_side} to "
+                    f"{max_px:,} pixels per view: choose another --size", args.cameras)
+        return cams
     return auto_views(scene, args.views, w, h, split=split, mode=args.mode)
 
 
@@ -93,6 +195,7 @@ def _views(scene, args, split: str):
 def cmd_info(args) -> int:
     from .io import detect_format, load
 
+    _check_inputs(*args.files)
     for path in args.files:
         fmt = detect_format(path)
         scene = load(path, format=fmt)
@@ -151,6 +254,7 @@ def cmd_convert(args) -> int:
     from .io import load
     from .io.ply import write_ply
 
+    _check_inputs(args.input)
     out = Path(args.output)
     if out.suffix.lower() != ".ply":
         raise ExgsError(f"only .ply output is supported by convert, got {out.name!r}", out)
@@ -175,9 +279,10 @@ def cmd_render(args) -> int:
     from .io import load
     from .render import render
 
+    _check_inputs(args.file, args.cameras)
     scene = load(args.file)
+    cams = _views(scene, args, args.split)  # checks the image sizes cameras.json implies, before any heavy setup
     restorer = _restorer(args)
-    cams = _views(scene, args, args.split)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -248,10 +353,11 @@ def cmd_eval(args) -> int:
     from .io import load
     from .metrics import lpips_available
 
+    _check_inputs(args.reference, args.candidate, args.cameras)
     ref = load(args.reference)
     cand = load(args.candidate)
-    restorer = _restorer(args)
     cams = _views(ref, args, "eval")
+    restorer = _restorer(args)
     t0 = time.perf_counter()
     res = evaluate(ref, cand, cams, backend=args.backend, restorer=restorer,
                    progress=lambda c: _progress(c, "eval", len(c), args.quiet or args.json))
@@ -319,15 +425,17 @@ def cmd_compress(args) -> int:
     from .io import load
     from .views import load_cameras_json
 
+    _check_compress_numbers(args)
+    _check_inputs(args.input, args.cameras)
     out = Path(args.output)
     if out.suffix.lower() != ".exgs":
         raise ExgsError(f"the output must end in .exgs, got {out.name!r}", out)
     check_output_path(out)  # before minutes of work, not after
     try:
         opts = CompressOptions(
-            ratio=args.ratio, target_bytes=int(args.target_mb * 1e6) if args.target_mb else None,
+            ratio=args.ratio, target_bytes=None if args.target_mb is None else max(1, int(args.target_mb * 1e6)),
             sh_keep=0.1 if args.sh_keep is None else args.sh_keep,
-            sh_keep_auto=bool(args.target_mb) and args.sh_keep is None, score=args.score,
+            sh_keep_auto=args.target_mb is not None and args.sh_keep is None, score=args.score,
             voxel_sampling=not args.no_voxel,
             compensation=args.compensation or ("pairwise" if args.fast else "auto"),
             codec=args.codec or ("compact" if args.fast else "auto"),
@@ -385,6 +493,7 @@ def cmd_decompress(args) -> int:
     from .exgs_format import read_exgs
     from .io.ply import write_ply
 
+    _check_inputs(args.input)
     out = Path(args.output)
     if out.suffix.lower() != ".ply":
         raise ExgsError(f"the output must end in .ply, got {out.name!r}", out)
@@ -409,9 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"exgs {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def view_args(sp, default_views):
-        sp.add_argument("--views", type=positive_int, default=default_views, help=f"number of views (default {default_views})")
-        sp.add_argument("--size", type=parse_size, default=(512, 512), metavar="WxH", help="image size (default 512x512)")
+    def view_args(sp, default_views, max_pixels, min_side=1, min_reason=""):
+        sp.add_argument("--views", type=int_range(1, MAX_VIEWS), default=default_views,
+                        help=f"number of views, 1..{MAX_VIEWS} (default {default_views})")
+        sp.add_argument("--size", type=size_type(max_pixels, min_side, min_reason=min_reason), default=(512, 512),
+                        metavar="WxH",
+                        help=f"image size, {min_side}x{min_side} to {max_pixels:,} pixels ({_square(max_pixels)}) "
+                             f"and {MAX_SIDE} per side (default 512x512)")
+        sp.set_defaults(max_pixels=max_pixels, min_side=min_side)
         sp.add_argument("--mode", choices=["auto", "orbit", "inside"], default="auto",
                         help="automatic views: orbit around an object, inside-out for a room, or decide (default)")
         sp.add_argument("--cameras", metavar="cameras.json", help="use a 3DGS cameras.json instead of automatic views")
@@ -433,11 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("render", help="render automatic views (or cameras.json) to PNG files")
     sp.add_argument("file", metavar="FILE")
-    view_args(sp, 8)
+    view_args(sp, 8, RENDER_MAX_PIXELS)
     sp.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     sp.add_argument("--split", choices=["train", "eval"], default="eval", help="which automatic view set (default eval)")
     sp.add_argument("--alpha", action="store_true", help="also write the coverage (alpha) image per view")
-    sp.add_argument("--background", type=float, nargs=3, default=(0.0, 0.0, 0.0), metavar=("R", "G", "B"),
+    sp.add_argument("--background", type=float_range(0.0, 1.0), nargs=3, default=(0.0, 0.0, 0.0),
+                    metavar=("R", "G", "B"),
                     help="background colour in [0, 1] (default black)")
     _painter_args(sp)
     sp.set_defaults(func=cmd_render)
@@ -445,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("eval", help="PSNR/SSIM of a candidate against a reference on held-out views")
     sp.add_argument("reference", metavar="REFERENCE")
     sp.add_argument("candidate", metavar="CANDIDATE")
-    view_args(sp, 8)
+    view_args(sp, 8, EVAL_MAX_PIXELS, SSIM_MIN_SIDE, "SSIM's 11x11 window")
     sp.add_argument("--json", action="store_true", help="print one JSON object (psnr, ssim, bytes_reference, ...)")
     _painter_args(sp)
     sp.set_defaults(func=cmd_eval)
@@ -454,14 +569,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("input", metavar="IN")
     sp.add_argument("-o", "--output", required=True, metavar="OUT.exgs")
     g = sp.add_mutually_exclusive_group()
-    g.add_argument("--ratio", type=float, default=0.1, help="retention ratio: fraction of Gaussians kept (default 0.1)")
-    g.add_argument("--target-mb", type=float, metavar="M", help="choose the retention so the file is at most M MB (10^6 bytes)")
+    g.add_argument("--ratio", type=float, default=0.1,
+                   help="retention ratio: fraction of Gaussians kept, in (0, 1] (default 0.1)")
+    g.add_argument("--target-mb", type=float, metavar="M",
+                   help="choose the retention so the file is at most M MB (10^6 bytes), M > 0")
     sp.add_argument("--sh-keep", type=float, default=None, metavar="F",
                     help="fraction of the kept Gaussians that keep their higher SH (default 0.1; with --target-mb "
                          "and no --sh-keep the encoder tries 0.1, 0.3 and 1.0 and keeps the best at that size)")
     sp.add_argument("--cameras", metavar="cameras.json", help="decide on these views instead of automatic ones")
-    sp.add_argument("--views", type=positive_int, default=24, help="automatic scoring views (default 24)")
-    sp.add_argument("--view-size", type=positive_int, default=256, help="scoring image size in pixels (default 256)")
+    sp.add_argument("--views", type=int_range(1, MAX_VIEWS), default=24,
+                    help=f"automatic scoring views, 1..{MAX_VIEWS} (default 24)")
+    sp.add_argument("--view-size", type=int_range(1, MAX_VIEW_SIZE), default=256,
+                    help=f"scoring image size in pixels, 1..{MAX_VIEW_SIZE} (default 256; the check views are twice "
+                         "as large)")
     sp.add_argument("--score", choices=["exgs", "lightgaussian", "opacity"], default="exgs",
                     help="significance score (default exgs: transmittance-weighted opacity)")
     sp.add_argument("--no-voxel", action="store_true", help="global top-k instead of voxel-based sampling")

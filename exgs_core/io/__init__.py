@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import os
+import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -46,12 +47,38 @@ _READERS = {
 SPZ_MAGIC = b"NGSP"
 EXGS_MAGIC = b"EXGS"
 
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_input_path(path: str | os.PathLike) -> None:
+    """Refuse a path that exists but is neither a regular file nor a folder, **before** anything opens it.
+
+    Opening a named pipe for reading blocks until a writer appears (``exgs info fifo`` hung), and ``/dev/zero`` or
+    ``/dev/urandom`` never end, so every reader calls this first. The check uses ``os.stat`` (symlinks are
+    followed), which never blocks. A path that does not exist or cannot be stat'ed passes: the caller's own
+    open reports it ("no such file", "cannot read") as before.
+
+    Raises:
+        FormatError: naming the path and what it is (named pipe, character or block device, socket).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, unreadable, or a name with a NUL byte: the caller's open says so
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "a special file")
+    raise FormatError(f"not a regular file: it is {kind}; splat files are read only from regular files "
+                      f"(copy the data to a file first)", path)
+
 
 def detect_format(path: str | os.PathLike) -> str:
     """Name of the format of ``path`` (one of :data:`FORMATS`), decided from its content.
 
     Raises:
-        FormatError: the file cannot be read.
+        FormatError: the file cannot be read, or is not a regular file (a named pipe, a device:
+            :func:`check_input_path`).
         UnsupportedFormatError: no reader recognises the content.
     """
     p = Path(path)
@@ -59,6 +86,7 @@ def detect_format(path: str | os.PathLike) -> str:
         if (p / "meta.json").is_file():
             return "sog"
         raise UnsupportedFormatError("a folder is readable only as an unbundled SOG (it has no meta.json)", p)
+    check_input_path(p)
     try:
         size = p.stat().st_size
         with open(p, "rb") as f:
@@ -69,7 +97,7 @@ def detect_format(path: str | os.PathLike) -> str:
         raise FormatError(f"cannot read: {e.strerror or e}", p) from None
     if not head:
         raise FormatError("the file is empty", p)
-    if head.startswith(b"ply\n") or head.startswith(b"ply\r\n"):
+    if head.startswith((b"ply\n", b"ply\r")):  # LF, CRLF or CR line ends, as the PLY readers accept
         header = head.split(b"end_header", 1)[0]
         return "compressed_ply" if b"element chunk" in header else "ply"
     if head.startswith(EXGS_MAGIC):
@@ -135,8 +163,10 @@ def load(path: str | os.PathLike, *, format: str | None = None) -> GaussianScene
         ``scene.meta["notes"]`` lists anything the reader ignored or kept (extra properties, flags).
 
     Raises:
-        ExgsError: (a :class:`FormatError` subclass) naming the file and the problem.
+        ExgsError: (a :class:`FormatError` subclass) naming the file and the problem; a named pipe or a device
+            is refused before it is opened (:func:`check_input_path`), whatever ``format`` says.
     """
+    check_input_path(path)
     fmt = format or detect_format(path)
     if fmt not in _READERS:
         raise UnsupportedFormatError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", path)

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..conventions import SH_C0, logit, sh_degree_from_count
 from .atomic import read_bytes
+from .ply import MAX_HEADER_BYTES
 from ..errors import FormatError
 from ..scene import GaussianScene
 
@@ -49,7 +50,7 @@ __all__ = ["read_compressed_ply", "decode_compressed_ply", "parse_ply_header", "
            "CHUNK_SIZE"]
 
 CHUNK_SIZE = 256
-_MAX_HEADER = 1 << 20
+_MAX_HEADER = MAX_HEADER_BYTES  # 1 MiB, shared with the standard PLY reader (see its docstring for the choice)
 
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -105,21 +106,36 @@ class PlyHeader:
 def parse_ply_header(data: bytes, path=None) -> PlyHeader:
     """Parse the header of a binary little-endian PLY held in ``data`` (bytes).
 
+    Line ends are LF, CRLF or CR (the one after ``ply`` holds for the whole header); blank lines are skipped.
+    Linear in the header size.
+
     Raises:
-        FormatError: not a PLY, no ``end_header`` within 1 MiB, ASCII or big-endian format, list properties,
-            unknown property types, bad element lines.
+        FormatError: not a PLY, no ``end_header`` line within :data:`~exgs_core.io.ply.MAX_HEADER_BYTES` (1 MiB),
+            ASCII or big-endian format, list properties, unknown property types, bad element lines, a repeated
+            element or property.
     """
-    if not (data.startswith(b"ply\n") or data.startswith(b"ply\r\n")):
+    if data.startswith(b"ply\r\n"):
+        nl = b"\r\n"
+    elif data.startswith((b"ply\n", b"ply\r")):
+        nl = data[3:4]
+    else:
         raise FormatError(f"not a PLY file (starts {data[:8]!r})", path, field="magic", offset=0)
-    m = re.search(rb"end_header\r?\n", data[:_MAX_HEADER])
+    # 'end_header' alone on its line (a comment mentioning it does not end the header); an LF header may end CRLF
+    end_nl = rb"\r?\n" if nl == b"\n" else re.escape(nl)
+    m = re.search(re.escape(nl) + rb"[ \t]*end_header[ \t]*" + end_nl, data[:_MAX_HEADER])
     if not m:
+        if len(data) > _MAX_HEADER:
+            raise FormatError(f"no 'end_header' line within the first {_MAX_HEADER:,} bytes (the PLY header size "
+                              f"limit; real 3DGS headers are a few KB)", path, field="header", offset=_MAX_HEADER)
         raise FormatError("no 'end_header' line (truncated or not a PLY header)", path, field="header")
     try:
         text = data[:m.start()].decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("PLY header is not ASCII", path, field="header") from None
-    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln.strip() for ln in text.split(nl.decode("ascii"))]
     elements: list[PlyElement] = []
+    element_names: set[str] = set()
+    prop_names: set[str] = set()  # of the last element
     comments: list[str] = []
     fmt = None
     for ln in lines[1:]:
@@ -135,25 +151,35 @@ def parse_ply_header(data: bytes, path=None) -> PlyHeader:
                 raise FormatError(f"PLY format {fmt!r} is not supported for compressed PLY "
                                   "(expected binary_little_endian)", path, field="format")
         elif key == "element":
-            if len(parts) != 3 or not parts[2].isdigit():
-                raise FormatError(f"bad element line {ln!r}", path, field="element")
+            if len(parts) != 3 or not parts[2].isdigit() or len(parts[2]) > 20:
+                raise FormatError(f"bad element line {ln[:80]!r}", path, field="element")
+            if parts[1] in element_names:
+                raise FormatError(f"duplicate element {parts[1]!r}", path, field=parts[1])
+            element_names.add(parts[1])
+            prop_names = set()
             elements.append(PlyElement(parts[1], int(parts[2])))
         elif key == "property":
             if not elements:
-                raise FormatError(f"property before any element: {ln!r}", path, field="property")
+                raise FormatError(f"property before any element: {ln[:80]!r}", path, field="property")
             if len(parts) >= 2 and parts[1] == "list":
                 raise FormatError(f"list property in element {elements[-1].name!r} is not supported here",
                                   path, field=f"{elements[-1].name}.{parts[-1]}")
             if len(parts) != 3 or parts[1] not in _PLY_TYPES:
-                raise FormatError(f"bad property line {ln!r}", path, field=f"{elements[-1].name}.property")
-            if parts[2] in elements[-1].prop_names():
+                raise FormatError(f"bad property line {ln[:80]!r}", path, field=f"{elements[-1].name}.property")
+            if parts[2] in prop_names:
                 raise FormatError(f"duplicate property {parts[2]!r}", path, field=f"{elements[-1].name}.{parts[2]}")
+            prop_names.add(parts[2])
             elements[-1].properties.append((parts[2], _PLY_TYPES[parts[1]]))
         else:
-            raise FormatError(f"unknown PLY header line {ln!r}", path, field="header")
+            raise FormatError(f"unknown PLY header line {ln[:80]!r}", path, field="header")
     if fmt is None:
         raise FormatError("PLY header has no format line", path, field="format")
     return PlyHeader(m.end(), elements, comments, lines)
+
+
+def _few(names: list[str], k: int = 20) -> str:
+    """``names`` for a note: all of them up to ``k``, else the first ``k`` and how many more."""
+    return str(names) if len(names) <= k else f"{names[:k]} and {len(names) - k:,} more"
 
 
 def _unorm(v: np.ndarray, shift: int, bits: int) -> np.ndarray:
@@ -192,14 +218,14 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
                                   "needs all six of min_r..max_b)", path, field=f"chunk.{name}")
     extra = [n for n in cprops if n not in CHUNK_REQUIRED + CHUNK_COLOR]
     if extra:
-        notes.append(f"compressed_ply: ignored chunk properties {extra}")
+        notes.append(f"compressed_ply: ignored chunk properties {_few(extra)}")
     vprops = dict(vertex.properties)
     for name in VERTEX_REQUIRED:
         if vprops.get(name) != "<u4":
             raise FormatError(f"vertex property {name!r} missing or not uint32", path, field=f"vertex.{name}")
     extra = [n for n in vprops if n not in VERTEX_REQUIRED]
     if extra:
-        notes.append(f"compressed_ply: ignored vertex properties {extra}")
+        notes.append(f"compressed_ply: ignored vertex properties {_few(extra)}")
     n = vertex.count
     if chunk.count != -(-n // CHUNK_SIZE):
         raise FormatError(f"{chunk.count} chunks for {n} vertices; expected ceil({n} / {CHUNK_SIZE}) = "
@@ -218,6 +244,7 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
             raise FormatError(f"element sh has {sh_el.count} rows for {n} vertices", path, field="sh")
     # --- body size check, then views of each element
     offsets, off = {}, hdr.size
+    skipped = []
     for e in hdr.elements:
         offsets[e.name] = off
         off += e.nbytes
@@ -225,7 +252,11 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
             raise FormatError(f"truncated: element {e.name!r} ({e.count} rows) ends at byte {off}, the file has "
                               f"{len(data)} bytes", path, field=e.name, offset=len(data))
         if e.name not in ("chunk", "vertex", "sh"):
-            notes.append(f"compressed_ply: skipped element {e.name!r} ({e.count} rows)")
+            skipped.append(f"{e.name!r} ({e.count} rows)")
+    if len(skipped) <= 20:
+        notes.extend(f"compressed_ply: skipped element {x}" for x in skipped)
+    else:
+        notes.append(f"compressed_ply: skipped {len(skipped):,} elements: {', '.join(skipped[:20])}, ...")
     if off < len(data):
         notes.append(f"compressed_ply: ignored {len(data) - off} trailing bytes")
 
@@ -303,6 +334,9 @@ def read_compressed_ply(path: str | os.PathLike) -> GaussianScene:
     Raises:
         FormatError: naming the file and the element/property at fault.
     """
+    from . import check_input_path
+
+    check_input_path(path)  # a named pipe would block read_bytes, /dev/zero never end
     data = read_bytes(path)
     try:
         return decode_compressed_ply(data, path)

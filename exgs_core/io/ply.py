@@ -20,8 +20,10 @@ Reading is defensive: the header is parsed here (bounded to :data:`MAX_HEADER_BY
 declares is checked against the bytes the file holds **before** anything is allocated, so a truncated file or an
 absurd vertex count (10^12) fails fast with a :class:`~exgs_core.errors.FormatError` naming the file. Binary bodies
 are then decoded with NumPy through the structured dtype the header describes (what plyfile's memory-mapped path
-does, without keeping a map open); ASCII bodies are parsed by plyfile. Every failure, including plyfile's own
-exceptions, comes out as ``FormatError``.
+does, without keeping a map open); ASCII bodies are parsed by plyfile, which is handed a canonical copy of the
+header this module parsed (so blank header lines, CR line ends, comments never reach plyfile's own header parser,
+and both agree on the layout). Every failure, including plyfile's own exceptions, comes out as ``FormatError``;
+a named pipe or a device is refused before it is opened.
 
 Header comments ``SplatRenderMode: default|mip|2dgs`` (Brush, splat-transform) and ``antialiased 0|1`` (Postshot)
 set ``scene.meta["antialiased"]`` (and ``meta["splat_model"]``); :func:`write_ply` writes
@@ -45,7 +47,10 @@ from .atomic import atomic_write
 __all__ = ["read_ply", "write_ply", "read_ply_header", "ply_property_names", "PlyHeader", "REQUIRED_PROPERTIES",
            "MAX_HEADER_BYTES"]
 
-#: The header must end (``end_header``) within this many bytes; real headers are about 2 KB.
+#: The header must end (``end_header``) within this many bytes (1 MiB), in this reader and the compressed PLY one.
+#: Real 3DGS headers are 1-4 KB (62 properties at SH degree 3, plus a few comments); 1 MiB is 250x that, enough for
+#: any plausible comment block, while a hostile header is refused after parsing at most 1 MiB, which takes well
+#: under a second because the parse is linear (per-element sets, no per-line list rebuilds).
 MAX_HEADER_BYTES = 1 << 20
 
 #: Vertex properties a 3DGS PLY must have (f_rest_* are optional, normals too).
@@ -139,14 +144,17 @@ class PlyHeader:
 def read_ply_header(path: str | os.PathLike, head: bytes | None = None) -> PlyHeader:
     """Parse the header of the PLY file ``path`` (or of the bytes ``head``, its first bytes).
 
-    Accepts LF, CRLF and CR line ends (as plyfile does) and skips blank lines; reads at most
-    :data:`MAX_HEADER_BYTES`.
+    Accepts LF, CRLF and CR line ends (as plyfile does) and skips blank (or whitespace-only) lines; reads at most
+    :data:`MAX_HEADER_BYTES`. Linear in the header size.
 
     Raises:
         FormatError: not a PLY file, no ``end_header`` in the first :data:`MAX_HEADER_BYTES`, a malformed line
             (with its line number), an unknown type or format, a duplicate element or property.
     """
     if head is None:
+        from . import check_input_path
+
+        check_input_path(path)
         try:
             with open(path, "rb") as f:
                 head = f.read(MAX_HEADER_BYTES)
@@ -164,6 +172,8 @@ def read_ply_header(path: str | os.PathLike, head: bytes | None = None) -> PlyHe
     pos = 3 + len(nl)
     fmt = None
     elements: list[PlyElementInfo] = []
+    element_names: set[str] = set()
+    prop_names: set[str] = set()  # of the last element
     comments: list[str] = []
     obj_info: list[str] = []
     line_no = 1
@@ -171,7 +181,9 @@ def read_ply_header(path: str | os.PathLike, head: bytes | None = None) -> PlyHe
         end = head.find(nl, pos)
         if end < 0:
             if len(head) >= MAX_HEADER_BYTES:
-                raise FormatError(f"no 'end_header' within the first {MAX_HEADER_BYTES} bytes", path)
+                raise FormatError(f"no 'end_header' line within the first {MAX_HEADER_BYTES:,} bytes (the PLY header "
+                                  f"size limit; real 3DGS headers are a few KB)", path, field="header",
+                                  offset=MAX_HEADER_BYTES)
             raise FormatError("header ends early (no 'end_header' line): file truncated or not a PLY", path,
                               offset=len(head))
         raw = head[pos:end]
@@ -217,8 +229,10 @@ def read_ply_header(path: str | os.PathLike, head: bytes | None = None) -> PlyHe
                 raise bad(f"element count {words[1]!r} is not an integer") from None
             if count < 0:
                 raise bad(f"negative element count {count}")
-            if any(e.name == words[0] for e in elements):
+            if words[0] in element_names:
                 raise bad(f"duplicate element {words[0]!r}")
+            element_names.add(words[0])
+            prop_names = set()
             elements.append(PlyElementInfo(words[0], count))
         elif keyword == "property":
             if not elements:
@@ -236,8 +250,9 @@ def read_ply_header(path: str | os.PathLike, head: bytes | None = None) -> PlyHe
                 if words[0] not in _PLY_TYPES:
                     raise bad(f"unknown property type {words[0]!r}")
                 name, typ = words[1], _PLY_TYPES[words[0]]
-            if name in el.prop_names:
+            if name in prop_names:
                 raise bad(f"duplicate property {name!r} in element {el.name!r}")
+            prop_names.add(name)
             el.properties.append((name, typ))
         else:
             raise bad(f"unknown header keyword {keyword!r}")
@@ -266,7 +281,10 @@ def read_ply(path: str | os.PathLike) -> GaussianScene:
             missing required property, f_rest count not 0/9/24/45, body shorter than the header declares, ASCII
             rows that do not parse.
     """
+    from . import check_input_path
+
     path = os.fspath(path)
+    check_input_path(path)
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
@@ -324,7 +342,7 @@ def read_ply(path: str | os.PathLike) -> GaussianScene:
                                   f"3DGS PLY)", path, field=el.name)
 
     if hdr.ascii:
-        data = _read_ascii_vertex(path, vertex)
+        data = _read_ascii_vertex(path, vertex, hdr)
     else:
         dt = vertex.dtype(hdr.byte_order)
         try:
@@ -339,13 +357,55 @@ def read_ply(path: str | os.PathLike) -> GaussianScene:
     return _scene_from_rows(data, vertex, hdr, path, n_rest, size - hdr.size - need)
 
 
-def _read_ascii_vertex(path: str, vertex: PlyElementInfo) -> np.ndarray:
-    """Parse an ASCII PLY with plyfile (after the size check) and return the vertex rows."""
+_PLY_TYPE_NAMES = {"i1": "int8", "u1": "uint8", "i2": "int16", "u2": "uint16", "i4": "int32", "u4": "uint32",
+                   "f4": "float32", "f8": "float64"}
+
+
+def _canonical_header(hdr: PlyHeader) -> bytes:
+    """The elements and properties of ``hdr`` as a plain LF ASCII header (no comments, no blank lines): what
+    plyfile is given instead of the file's own header, so that it parses exactly the layout this module's parser
+    accepted (plyfile stops at an empty header line, for one)."""
+    lines = ["ply", "format ascii 1.0"]
+    for el in hdr.elements:
+        lines.append(f"element {el.name} {el.count}")
+        for name, t in el.properties:
+            if isinstance(t, tuple):
+                lines.append(f"property list {_PLY_TYPE_NAMES[t[0]]} {_PLY_TYPE_NAMES[t[1]]} {name}")
+            else:
+                lines.append(f"property {_PLY_TYPE_NAMES[t]} {name}")
+    lines.append("end_header")
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+class _PrefixedReader(io.RawIOBase):
+    """A read-only stream: ``prefix``, then the rest of the open binary file ``f`` from its current position."""
+
+    def __init__(self, prefix: bytes, f):
+        self._prefix = memoryview(prefix)
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if len(self._prefix):
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        return self._f.readinto(b)
+
+
+def _read_ascii_vertex(path: str, vertex: PlyElementInfo, hdr: PlyHeader) -> np.ndarray:
+    """Parse an ASCII PLY body with plyfile (after the size check) and return the vertex rows. plyfile reads the
+    body from ``hdr.size`` on, behind a canonical copy of the header (:func:`_canonical_header`)."""
     import plyfile
 
     try:
         with open(path, "rb") as f:
-            ply = plyfile.PlyData.read(f, mmap=False)
+            f.seek(hdr.size)
+            stream = io.BufferedReader(_PrefixedReader(_canonical_header(hdr), f), 1 << 16)
+            ply = plyfile.PlyData.read(stream, mmap=False)
         el = ply["vertex"]
         data = el.data
     except plyfile.PlyElementParseError as e:
@@ -353,10 +413,14 @@ def _read_ascii_vertex(path: str, vertex: PlyElementInfo) -> np.ndarray:
         elname = e.element.name if e.element is not None else "?"
         raise FormatError(f"ASCII body: element {elname!r}: {where}: {e.message}", path, field=elname) from None
     except plyfile.PlyHeaderParseError as e:
-        raise FormatError(f"header line {e.line}: {e.message}", path) from None
+        # plyfile parses a canonical copy of the header this module already accepted: should not happen
+        raise FormatError(f"plyfile rejects the header: {e.message} (line {e.line} of its canonical form)", path,
+                          field="header") from None
     except UnicodeDecodeError as e:
         raise FormatError(f"ASCII body: non-ASCII byte {e.object[e.start:e.start + 1]!r} (binary data in an ASCII "
                           f"PLY?)", path) from None
+    except OSError as e:
+        raise FormatError(f"cannot read: {e.strerror or e}", path) from None
     except (plyfile.PlyParseError, ValueError, TypeError, IndexError, KeyError, OverflowError, EOFError,
             MemoryError, StopIteration, RuntimeError) as e:
         raise FormatError(f"ASCII body: cannot parse: {type(e).__name__}: {e}", path) from None

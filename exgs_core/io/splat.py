@@ -48,9 +48,12 @@ def read_splat(path: str | os.PathLike) -> GaussianScene:
         (b - 128) / 128, unnormalised. ``meta["format"] = "splat"``.
 
     Raises:
-        FormatError: the file is empty or its size is not a multiple of 32 bytes.
+        FormatError: the file is empty, its size is not a multiple of 32 bytes, or it is not a regular file.
     """
+    from . import check_input_path
+
     path = os.fspath(path)
+    check_input_path(path)  # a named pipe or a device has no size to check
     try:
         size = os.path.getsize(path)
     except OSError as e:
