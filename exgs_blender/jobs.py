@@ -76,7 +76,7 @@ class CompressJob:
             data, report = compress(self.scene, self.options, cameras=self.cameras, progress=self._on_progress,
                                     cancel=self._cancel)
             self.stage = "decoding"
-            decoded = decompress(data)
+            decoded = decompress(data, max_gaussians=0)  # our own bytes: no count limit
             self.result = CompressOutcome(data=data, report=report, scene=decoded)
             self.progress, self.stage = 1.0, "done"
         except Cancelled:

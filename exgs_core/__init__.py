@@ -13,8 +13,8 @@ from ._numba_cache import ensure_numba_cache as _ensure_numba_cache
 _ensure_numba_cache()
 
 from .camera import Camera  # noqa: E402
-from .errors import (BackendUnavailable, CameraError, ExgsError, FormatError, OutputError, RenderError, SceneError,
-                     UnsupportedFormatError)
+from .errors import (BackendUnavailable, CameraError, ExgsError, FormatError, LimitError, OutputError, RenderError,
+                     SceneError, UnsupportedFormatError)
 from .io import detect_format, load, save_ply
 from .scene import GaussianScene, SceneReport
 
@@ -43,6 +43,7 @@ __all__ = [
     "ExgsError",
     "FormatError",
     "GaussianScene",
+    "LimitError",
     "OutputError",
     "RenderError",
     "SceneError",

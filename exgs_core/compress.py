@@ -410,11 +410,11 @@ def _choose_codec(scene, opts: CompressOptions, pruned: GaussianScene, enc, acc,
         report.sampling["codec"] = {"chosen": "default", "why": "not pruned"}
         return data
     pick, refs = _references(scene, opts, cameras, acc)
-    chosen, p_kept = "default", _view_psnr(decode(data), pick, refs)
+    chosen, p_kept = "default", _view_psnr(decode(data, max_gaussians=0), pick, refs)
     tried = [{"codec": "default", "bytes": len(data), "view_psnr": round(p_kept, 3)}]
     for name in list(CODEC_LADDER)[1:]:
         cand = enc(codec_options(name, pruned.means))
-        p = _view_psnr(decode(cand), pick, refs)
+        p = _view_psnr(decode(cand, max_gaussians=0), pick, refs)
         worth = CODEC_DB_PER_DOUBLING * math.log2(len(data) / max(len(cand), 1))
         tried.append({"codec": name, "bytes": len(cand), "view_psnr": round(p, 3), "saving_worth_db": round(worth, 3)})
         if p_kept - p > worth:
@@ -444,7 +444,7 @@ def _search_sh_keep(scene, options: CompressOptions, encode_at, report: Compress
             continue
         if refs is None:
             pick, refs = _references(scene, options, cameras, acc)
-        p = _view_psnr(decode(data), pick, refs)
+        p = _view_psnr(decode(data, max_gaussians=0), pick, refs)
         tried.append({"sh_keep": shk, "gaussians": pruned.n, "bytes": len(data), "view_psnr": round(p, 3)})
         if best is None or p > best[0]:  # the report describes the chosen file
             best = (p, (data, pruned, sh_full), dict(report.sampling), dict(report.amplification))
@@ -494,8 +494,10 @@ def _search_ratio(scene, options: CompressOptions, encode_at, report: CompressRe
     return (best[2], acc) if with_acc else best[2]
 
 
-def decompress(data: bytes, *, path=None) -> GaussianScene:
-    """Decode .exgs bytes back to a scene (Gaussians in the stored Morton order)."""
+def decompress(data: bytes, *, path=None, max_gaussians: int | None = None) -> GaussianScene:
+    """Decode .exgs bytes back to a scene (Gaussians in the stored Morton order). ``max_gaussians``: the most
+    Gaussians accepted (0 = no limit; default: :mod:`exgs_core.limits`, 50 M); pass 0 for bytes you just
+    compressed yourself."""
     from .exgs_format import decode
 
-    return decode(data, path=path)
+    return decode(data, path=path, max_gaussians=max_gaussians)

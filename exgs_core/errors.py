@@ -66,3 +66,22 @@ class CameraError(ExgsError):
 
 class BackendUnavailable(ExgsError):
     """An optional backend (gsplat/CUDA, torch, ...) was asked for but cannot be used here."""
+
+
+class LimitError(FormatError):
+    """A file is refused because decoding it would exceed a limit (see :mod:`exgs_core.limits`): it declares more
+    Gaussians than allowed (``max_gaussians``), implausibly many per byte of file (``gaussians_per_byte``: a
+    decompression bomb), or needs more memory than this process may use (``memory``).
+
+    Attributes:
+        limit: which limit: ``"max_gaussians"``, ``"gaussians_per_byte"`` or ``"memory"``.
+        value: the declared count (or the bytes needed, for ``"memory"``).
+        allowed: the most the limit allows.
+    """
+
+    def __init__(self, detail: str, path=None, *, offset: int | None = None, field: str | None = None,
+                 limit: str | None = None, value: int | None = None, allowed: int | None = None):
+        self.limit = limit
+        self.value = value
+        self.allowed = allowed
+        super().__init__(detail, path, offset=offset, field=field)

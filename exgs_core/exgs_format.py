@@ -31,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import limits
 from ._machine import memory_limit
 from .codec import entropy, morton, quantize
 from .codec.palette import default_palette_size, kmeans_palette
@@ -735,6 +736,11 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
             if rlen != want or esz != want_e:
                 raise err(f"section '{name}': raw length {rlen} / element size {esz}, expected {want} / {want_e} "
                           f"for N = {plan.n}", field, off + 16)
+            most = entropy.max_raw_length(codec, slen, esz, plan.models.get(tag))
+            if rlen > most:
+                raise err(f"section '{name}': {slen} stored bytes cannot hold the {rlen} raw bytes N = {plan.n} needs "
+                          f"({entropy.CODEC_NAMES[codec]} gives at most {most}): a decompression bomb or a cut file",
+                          field, off + 8)
         elif sflags & SECTION_REQUIRED:
             raise err(f"required section '{name}' is unknown to this reader: written by a newer exgs? upgrade exgs",
                       field, off)
@@ -748,12 +754,14 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
     return version, flags, h, sections, plan
 
 
-def decode(data: bytes, *, path: str | os.PathLike | None = None) -> GaussianScene:
+def decode(data: bytes, *, path: str | os.PathLike | None = None, max_gaussians: int | None = None) -> GaussianScene:
     """Decode the bytes of an .exgs file into a :class:`GaussianScene` (in the stored Morton order).
 
     Args:
         data: the whole file.
         path: the file's name, used in error messages and ``meta["path"]``.
+        max_gaussians: the most Gaussians accepted (0 = no limit); default: ``EXGS_MAX_GAUSSIANS`` or
+            50,000,000 (:mod:`exgs_core.limits`, which also bounds the Gaussians per byte of file and the memory).
 
     Returns:
         The scene: ``meta["format"] == "exgs"``, ``meta["exgs_header"]`` the JSON header,
@@ -761,18 +769,20 @@ def decode(data: bytes, *, path: str | os.PathLike | None = None) -> GaussianSce
         ``meta["antialiased"]`` when flagged, ``meta["notes"]`` lists skipped unknown sections.
 
     Raises:
+        LimitError: (a FormatError, field ``fixed-header:n_gaussians``) N above the limits of
+            :mod:`exgs_core.limits`, checked before anything N-sized is allocated.
         FormatError: anything wrong with the bytes; ``field`` names the section or header field.
     """
     err = _Err(None if path is None else os.fspath(path))
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"decode() needs bytes, got {type(data).__name__}")
+    limits.check_argument(max_gaussians)
     data = bytes(data)
     _, flags, h, sections, plan = _parse_container(data, err)
     need = decode_memory_estimate(plan.n, plan.degree, sum(v[0] for v in plan.expected.values()))
-    limit = _memory_limit()
-    if need > limit:
-        raise err(f"decoding {plan.n} Gaussians needs about {need / 1e9:.1f} GB, more than the {limit / 1e9:.1f} GB "
-                  "this machine allows (half its physical memory)", "fixed-header:n_gaussians", 12)
+    lim = dataclasses.replace(limits.current(max_gaussians), memory=_memory_limit())
+    limits.check_count(plan.n, file_bytes=len(data), need_bytes=need, path=err.path,
+                       field="fixed-header:n_gaussians", offset=12, limits=lim)
     try:
         return _decode_sections(data, err, flags, h, sections, plan, path)
     except MemoryError:
@@ -788,7 +798,8 @@ def decode_memory_estimate(n: int, degree: int, raw_bytes: int) -> int:
 
 
 def _memory_limit() -> int:
-    """The ceiling decode() accepts before allocating (:func:`exgs_core._machine.memory_limit`)."""
+    """The ceiling decode() accepts before allocating (:func:`exgs_core._machine.memory_limit`: the smallest of
+    half the physical memory and what RLIMIT_AS and the cgroup leave)."""
     return memory_limit()
 
 
@@ -876,7 +887,15 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
             idx = arrays[b"SHIX"]
             if int(idx.max()) >= p:
                 raise bad(b"SHIX", f"palette index {int(idx.max())} out of range (palette size {p})")
-            sh[full, 1:, :] = pal[idx].reshape(m, k - 1, 3)
+            # in blocks of rows: no [M, K - 1, 3] temporary beside the output (the same values)
+            flat = sh.reshape(n, 3 * k)
+            rows = None if m == n else np.flatnonzero(full)
+            for a in range(0, m, 4096):
+                block = pal[idx[a:a + 4096]]
+                if rows is None:
+                    flat[a:a + 4096, 3:] = block
+                else:
+                    flat[rows[a:a + 4096], 3:] = block
 
     meta = {"format": "exgs", "exgs_header": h, "exgs_sh_full": full, "notes": notes}
     # the compressor records the source's axis facts (``extra.scene_meta``: up vector, coordinate system) so
@@ -906,10 +925,10 @@ def _uniform_codes(arr: np.ndarray, c: int, n: int, bits: int, bad) -> np.ndarra
 # ============================================================================================ files
 
 
-def read_exgs(path: str | os.PathLike) -> GaussianScene:
-    """Read an .exgs file (see :func:`decode`)."""
+def read_exgs(path: str | os.PathLike, *, max_gaussians: int | None = None) -> GaussianScene:
+    """Read an .exgs file (see :func:`decode`, which checks the limits of :mod:`exgs_core.limits`)."""
     data = read_bytes(path)
-    return decode(data, path=path)
+    return decode(data, path=path, max_gaussians=max_gaussians)
 
 
 def write_exgs(path: str | os.PathLike, data: bytes) -> None:

@@ -27,6 +27,8 @@ __all__ = [
     "FILTER_SHUFFLE",
     "FILTER_DELTA",
     "MAX_WINDOW",
+    "ZSTD_MAX_RATIO",
+    "max_raw_length",
     "Stream",
     "StreamError",
     "apply_filter",
@@ -50,6 +52,10 @@ ELEM_DTYPES = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np
 
 #: Largest zstd window a reader accepts (and the writer uses): 2^27 bytes.
 MAX_WINDOW = 1 << 27
+
+#: Most raw bytes one byte of a zstd frame can expand to: a block yields at most 128 KiB (2^17) and takes at least
+#: 4 bytes (a 3-byte block header and the repeated byte of an RLE block), so 2^17 / 4 = 32768.
+ZSTD_MAX_RATIO = 32768
 
 #: Elements of the prefix sample on which the encoder compares candidate filters.
 FILTER_SAMPLE = 65536
@@ -153,6 +159,19 @@ def encode_stream(
     return best
 
 
+def max_raw_length(codec: int, stored_length: int, elem_size: int, model: tuple[str, int] | None = None) -> int:
+    """The most raw bytes a payload of ``stored_length`` bytes can decode to with ``codec`` (and, for codec 2,
+    ``model`` = (range-coder model, bits)); a section table claiming more describes an impossible payload (a
+    decompression bomb or a cut file), refused before anything of that size is allocated."""
+    if codec == CODEC_STORED:
+        return stored_length
+    if codec == CODEC_ZSTD:
+        return ZSTD_MAX_RATIO * stored_length
+    if codec == CODEC_RANGE and model is not None and model[0] in rangecoder.MODELS:
+        return rangecoder.max_values(model[0], model[1], stored_length) * rangecoder.MODELS[model[0]] * elem_size
+    return 0
+
+
 def decode_stream(
     stored: bytes, codec: int, filt: int, elem_size: int, raw_length: int, model: tuple[str, int] | None = None
 ) -> np.ndarray:
@@ -195,6 +214,8 @@ def decode_stream(
             raise StreamError(f"zstd frame declares {declared} bytes, expected {raw_length}")
         if fp.window_size > MAX_WINDOW:
             raise StreamError(f"zstd window of {fp.window_size} bytes exceeds the limit of {MAX_WINDOW}")
+        if raw_length > ZSTD_MAX_RATIO * len(stored):
+            raise StreamError(f"{len(stored)} zstd bytes cannot hold {raw_length} bytes (at most {ZSTD_MAX_RATIO}:1)")
         if raw_length == 0:
             raw = b""
         else:

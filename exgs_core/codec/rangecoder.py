@@ -21,7 +21,9 @@ through a cached byte), conditioned on what is already known:
 Values wider than 8 bits code their top 8 bits in the tree and each lower bit with one probability per bit
 position (per context). One implementation serves both directions (``enc`` flag), so encoder and decoder cannot
 disagree about the model. Decoding never reads outside its input: bytes past the end read as 0 and are counted,
-and the caller refuses a payload whose decoder did not consume exactly its length.
+the models stop at the end of the first record that read past the end (a cut payload costs what its bytes code,
+not N values of zeros), and the caller refuses a payload whose decoder did not consume exactly its length. Before
+allocating, :func:`decode` refuses a count no payload of that size can hold (:func:`max_values`).
 
 >>> import numpy as np
 >>> v = (np.arange(1000) * 7 % 100).astype(np.uint8)
@@ -35,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["MODELS", "RangeError", "encode", "decode"]
+__all__ = ["MODELS", "RangeError", "encode", "decode", "max_values"]
 
 #: Section models of codec 2 (docs/FORMAT.md 4.1): name -> number of planes of the raw array.
 MODELS = {"scalar": 1, "triple": 3, "rotation": 1, "morton": 1}
@@ -48,6 +50,12 @@ _M32 = 0xFFFFFFFF
 
 # The coder state is a tuple (low, range, cache, cache_size, pos, code) of int64, threaded through every call so
 # that numba keeps it in registers.
+
+# What a model run reports: done, a decoded Morton code out of range, or the decoder read past the end of its
+# payload (it stops at the end of the record where that happens instead of decoding zeros for every value left).
+_OK = 0
+_BAD_CODE = 1
+_PAST_END = 2
 
 
 class RangeError(Exception):
@@ -169,7 +177,9 @@ def _bitlen(d):
 
 
 # ------------------------------------------------------------------------------------------------ the models
-# Each returns the final coder state; the decoder's also reports failure (a Morton code out of range).
+# Each returns (final coder state, status): the decoder stops early, with _PAST_END, at the end of the first record
+# that read past its payload (so a cut payload costs what its bytes can code, not N values), or with _BAD_CODE
+# when a Morton code leaves its range.
 
 
 @njit(cache=True, nogil=True)
@@ -178,11 +188,14 @@ def _run_scalar(s, buf, vals, bits, enc):
     probs = np.full(8 * blk, _PONE // 2, np.int64)
     sh = bits - 3 if bits > 3 else 0
     prev = 0
+    end = buf.shape[0]
     for i in range(vals.shape[0]):
         s, v = _value(s, buf, probs, (prev >> sh) * blk, bits, vals[i], enc)
         vals[i] = v
         prev = v
-    return s, True
+        if not enc and s[4] > end:
+            return s, _PAST_END
+    return s, _OK
 
 
 @njit(cache=True, nogil=True)
@@ -194,6 +207,7 @@ def _run_triple(s, buf, vals, bits, enc):
     half = 1 << (bits - 1)
     sh = bits - 3 if bits > 3 else 0
     prev = 0
+    end = buf.shape[0]
     for i in range(vals.shape[1]):
         s, a = _value(s, buf, probs, (prev >> sh) * blk, bits, vals[0, i], enc)
         s, r1 = _value(s, buf, probs, (8 + (a >> sh)) * blk, bits, (vals[1, i] - a) & mask, enc)
@@ -204,7 +218,9 @@ def _run_triple(s, buf, vals, bits, enc):
         vals[1, i] = b
         vals[2, i] = (b + r2) & mask
         prev = a
-    return s, True
+        if not enc and s[4] > end:
+            return s, _PAST_END
+    return s, _OK
 
 
 @njit(cache=True, nogil=True)
@@ -214,6 +230,7 @@ def _run_rotation(s, buf, vals, bits, enc):
     probs = np.full(12 * blk, _PONE // 2, np.int64)
     mask = (1 << bits) - 1
     prev = 0
+    end = buf.shape[0]
     for i in range(vals.shape[0]):
         w = vals[i]
         s, idx = _value(s, buf, probs_i, prev * 4, 2, w >> (3 * bits), enc)
@@ -223,7 +240,9 @@ def _run_rotation(s, buf, vals, bits, enc):
             out = (out << bits) | c
         vals[i] = out
         prev = idx
-    return s, True
+        if not enc and s[4] > end:
+            return s, _PAST_END
+    return s, _OK
 
 
 @njit(cache=True, nogil=True)
@@ -233,6 +252,7 @@ def _run_morton(s, buf, vals, limit, enc):
     probs_m = np.full(64 * 4, _PONE // 2, np.int64)
     prev = 0
     prev_nb = 0
+    end = buf.shape[0]
     for i in range(vals.shape[0]):
         d = vals[i] - prev if enc else 0
         s, nb = _value(s, buf, probs_n, (prev_nb >> 2) * 64, 6, _bitlen(d), enc)
@@ -254,11 +274,13 @@ def _run_morton(s, buf, vals, limit, enc):
                 m = (m << 1) | b
         if not enc:
             if m > limit - prev:
-                return s, False
+                return s, _PAST_END if s[4] > end else _BAD_CODE
             vals[i] = prev + m
+            if s[4] > end:
+                return s, _PAST_END
         prev = prev + m
         prev_nb = nb
-    return s, True
+    return s, _OK
 
 
 @njit(cache=True)
@@ -284,7 +306,7 @@ _RUNNERS = {"scalar": _run_scalar, "triple": _run_triple, "rotation": _run_rotat
 
 
 def _run(model: str, s: tuple, buf, vals, bits: int, enc: bool) -> tuple:
-    """Run ``model``; returns (final state, ok)."""
+    """Run ``model``; returns (final state, status: _OK, _BAD_CODE or _PAST_END)."""
     arg = (1 << (3 * bits)) - 1 if model == "morton" else bits  # morton: the largest code
     return _RUNNERS[model](s, buf, vals, arg, enc)
 
@@ -301,6 +323,23 @@ def _decisions(model: str, n: int, bits: int) -> int:
     """Upper bound of coded binary decisions (for the encoder's buffer)."""
     per = {"scalar": bits, "triple": 3 * bits, "rotation": 2 + 3 * bits, "morton": 6 + 3 * bits}[model]
     return n * per
+
+
+#: Most binary decisions one payload byte can hold, a bound the decoder checks before it allocates: the likeliest
+#: outcome of an adaptive decision keeps at most 2017/2048 (+ 2^-13 for rounding) of the range, i.e. costs at least
+#: 0.0218 bits; 512 decisions per byte (1/64 bit each) leaves a margin of 1.4x.
+MAX_DECISIONS_PER_BYTE = 512
+
+
+def _min_decisions(model: str, bits: int) -> int:
+    """Fewest coded decisions per record (a value; three for ``triple``): the tree and low bits of each value, the
+    6-bit length of a Morton gap."""
+    return {"scalar": bits, "triple": 3 * bits, "rotation": 2 + 3 * bits, "morton": 6}[model]
+
+
+def max_values(model: str, bits: int, nbytes: int) -> int:
+    """The most records (values; [3] triples for ``triple``) a payload of ``nbytes`` bytes can decode to."""
+    return (MAX_DECISIONS_PER_BYTE * (nbytes + 1)) // _min_decisions(model, max(bits, 1))
 
 
 def encode(model: str, arr: np.ndarray, bits: int) -> bytes:
@@ -324,16 +363,20 @@ def decode(model: str, data: bytes, bits: int, n: int, dtype) -> np.ndarray:
             decoded Morton code exceeds ``3 bits`` bits.
     """
     _check(model, bits)
-    buf = np.frombuffer(data, np.uint8).copy()  # writable: numba compiles one signature for both ways
-    if buf.size < 5 or buf[0] != 0:
+    if len(data) < 5 or data[0] != 0:
         raise RangeError("range-coded payload does not start with its zero byte")
+    if n > max_values(model, bits, len(data)):
+        raise RangeError(f"range-coded payload is truncated or a bomb: {len(data)} bytes cannot hold {n} "
+                         f"{'triples' if model == 'triple' else 'values'} (at most {max_values(model, bits, len(data))}"
+                         f" at {MAX_DECISIONS_PER_BYTE} binary decisions per byte)")
+    buf = np.frombuffer(data, np.uint8).copy()  # writable: numba compiles one signature for both ways
     vals = np.zeros((3, n) if model == "triple" else n, np.int64)
     code = int.from_bytes(bytes(buf[1:5]), "big")
-    s, ok = _run(model, (0, _M32, 0, 0, 5, code), buf, vals, bits, False)
-    if not ok:
+    s, status = _run(model, (0, _M32, 0, 0, 5, code), buf, vals, bits, False)
+    if status == _PAST_END or s[4] > buf.size:
+        raise RangeError(f"range-coded payload is truncated ({buf.size} bytes, the model needs more)")
+    if status == _BAD_CODE:
         raise RangeError(f"a decoded Morton code exceeds {3 * bits} bits")
-    if s[4] > buf.size:
-        raise RangeError(f"range-coded payload is truncated ({buf.size} bytes, the model needs {s[4]})")
     if s[4] < buf.size:
         raise RangeError(f"{buf.size - s[4]} bytes after the range-coded data")
     return vals.ravel().astype(dtype)

@@ -20,6 +20,7 @@ name                detected by                               module
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib
 import os
@@ -151,12 +152,14 @@ def _looks_like_splat(head: bytes) -> bool:
     return bool((np.abs(np.linalg.norm(q, axis=1) - 1) < 0.1).all())
 
 
-def load(path: str | os.PathLike, *, format: str | None = None) -> GaussianScene:
+def load(path: str | os.PathLike, *, format: str | None = None, max_gaussians: int | None = None) -> GaussianScene:
     """Read any supported splat file into a :class:`GaussianScene`.
 
     Args:
         path: file (or unbundled SOG folder) to read.
         format: force a reader (one of :data:`FORMATS`); by default it is detected from the content.
+        max_gaussians: the most Gaussians a compressed file (.exgs, .spz, .sog) may declare (0 = no limit);
+            default ``EXGS_MAX_GAUSSIANS`` or 50,000,000 (:mod:`exgs_core.limits`).
 
     Returns:
         The scene; ``scene.meta["format"]`` names the reader, ``scene.meta["path"]`` the file,
@@ -174,7 +177,10 @@ def load(path: str | os.PathLike, *, format: str | None = None) -> GaussianScene
     reader = getattr(importlib.import_module(mod_name), fn_name)
     try:
         # corrupt values decode to inf/NaN, which scene.validate() reports: no RuntimeWarning noise on the way
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        from .. import limits
+
+        lim = limits.override(max_gaussians=max_gaussians) if max_gaussians is not None else contextlib.nullcontext()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), lim:
             scene = reader(path)
     except ExgsError:
         raise

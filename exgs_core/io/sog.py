@@ -34,9 +34,13 @@ bytes 0 and 255 give logit(1e-6) and logit(1 - 1e-6) as there.
 
 Robustness: member sizes are checked against limits derived from N before decompressing (zip headers, then
 the bytes actually read), image dimensions are read from the WebP header and checked against N before
-decoding the pixels, and N itself is bounded by the compressed size of the textures (at most 1024 Gaussians
-per compressed byte; real files hold about 1 per 17 bytes). Every failure raises
-:class:`~exgs_core.errors.FormatError` naming the file and the member / JSON field.
+decoding the pixels, and N itself must pass the limits of :mod:`exgs_core.limits` before any texture is decoded
+(a lossless WebP of a constant image takes 34 bytes at any size, so the textures' size alone bounds nothing): at
+most 50,000,000 Gaussians (``EXGS_MAX_GAUSSIANS``, ``read_sog(max_gaussians=...)``), at most max(1,048,576, 16 per
+byte of texture data) (``EXGS_MAX_GAUSSIANS_PER_BYTE``; real bundles hold 12-33 bytes per Gaussian), and a decode
+that fits in the memory this process may use (:func:`decode_memory_estimate`). Every failure raises
+:class:`~exgs_core.errors.FormatError` (:class:`~exgs_core.errors.LimitError` for the limits) naming the file and
+the member / JSON field.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .. import limits
 from ..conventions import logit, sh_coeff_count
 from ..errors import FormatError
 from ..scene import GaussianScene
@@ -58,7 +63,6 @@ __all__ = ["read_sog", "SogSource", "decode_webp_rgba"]
 
 MAX_TEXTURE_SIDE = 16383  # WebP's limit
 _MAX_META_BYTES = 16 << 20
-_MAX_GAUSSIANS_PER_BYTE = 1024
 _V1_BANDS_BY_WIDTH = {192: 1, 512: 2, 960: 3}
 # Components stored in r, g, b for each index of the largest component (w, x, y, z order).
 _QUAT_SLOTS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
@@ -267,7 +271,16 @@ def _texture_bounds(n: int) -> tuple[int, int]:
     return n, max(2 * n, n + 65536)
 
 
-def _decode(src: SogSource, path) -> GaussianScene:
+def decode_memory_estimate(n: int, bands: int) -> int:
+    """Bytes :func:`read_sog` needs at its peak for ``n`` Gaussians with ``bands`` SH bands, an upper bound of what
+    was measured (1 M Gaussians: ~160 MB above the interpreter without SH, ~320 MB with 3 bands): a decoded texture
+    and its RGBA copy (8 bytes per texel, textures up to 2 N texels), the float64 temporaries of the means and
+    quaternions, the palette labels and the float32 scene."""
+    k = sh_coeff_count(max(bands, 0))
+    return int(n * (240 + 12 * k + (24 if bands > 0 else 0)))
+
+
+def _decode(src: SogSource, path, max_gaussians=None) -> GaussianScene:
     raw = src.read(src.meta_name, _MAX_META_BYTES, field="meta.json")
     try:
         meta = json.loads(raw.decode("utf-8"))
@@ -327,12 +340,12 @@ def _decode(src: SogSource, path) -> GaussianScene:
     if model is not None and model not in ("default", "antialiased"):
         notes.append(f"sog: unknown splat model {model!r} read as default")
 
-    # N cannot exceed what the compressed textures can plausibly hold (checked before decoding anything).
+    # N against the limits (exgs_core.limits: count, Gaussians per byte of the textures, memory), checked before
+    # decoding anything: a lossless WebP of a constant image takes 34 bytes at any size.
     members = f_means + f_quats + f_scales + f_sh0 + (f_shn[1:] if shn is not None else [])
     stored = sum(src.compressed_size(m) for m in members)
-    if n > _MAX_GAUSSIANS_PER_BYTE * max(stored, 1):
-        raise FormatError(f"count {n} is more than {stored} bytes of textures can hold", path,
-                          field="count" if version == 2 else "means.shape")
+    limits.check_count(n, file_bytes=stored, need_bytes=decode_memory_estimate(n, 3 if bands < 0 else bands),
+                       path=path, field="count" if version == 2 else "means.shape", max_gaussians=max_gaussians)
 
     lo_t, hi_t = _texture_bounds(n)
     tex_limit = 8 * hi_t + (1 << 20)  # a lossless WebP never needs much more than 4 bytes per texel
@@ -354,8 +367,8 @@ def _decode(src: SogSource, path) -> GaussianScene:
     sl = texture(f_scales[0], "scales")
     c0 = texture(f_sh0[0], "sh0")
     if version == 2:
-        log_scales = _lookup(scales_cb, sl[:, :3], path, "scales.codebook").astype(np.float32)
-        dc = _lookup(sh0_cb, c0[:, :3], path, "sh0.codebook").astype(np.float32)
+        log_scales = _lookup(scales_cb.astype(np.float32), sl[:, :3], path, "scales.codebook")
+        dc = _lookup(sh0_cb.astype(np.float32), c0[:, :3], path, "sh0.codebook")
         opacity = logit(c0[:, 3].astype(np.float64) / 255.0, eps=1e-6)
     else:
         log_scales = (s_min + (s_max - s_min) * (sl[:, :3].astype(np.float64) / 255.0)).astype(np.float32)
@@ -390,21 +403,33 @@ def _decode(src: SogSource, path) -> GaussianScene:
         if nbad:
             notes.append(f"sog: {nbad} SH palette label(s) >= {palette}: SH rest set to 0")
         lab_ok = np.where(ok, labels, 0)
-        cy = lab_ok // 64
-        cx = (lab_ok % 64)[:, None] * ncoef + np.arange(ncoef)[None, :]  # [N, ncoef]
-        idx = cen[cy[:, None], cx, :3]  # [N, ncoef, 3] codebook labels
+        del labels
+        # Decode the palette once (entry e: row e // 64, texels (e % 64) ncoef .. + ncoef - 1), then gather it per
+        # Gaussian: the same values as decoding each Gaussian's texels, without [N, ncoef] index temporaries.
+        ent = cen[:, :, :3].reshape(-1, ncoef, 3)  # [entries, ncoef, 3] codebook labels
         if version == 2:
-            rest = _lookup(shn_cb, idx, path, "shN.codebook").astype(np.float32)
+            # only the entries some Gaussian uses must hold valid codebook labels
+            used = np.bincount(lab_ok, minlength=ent.shape[0]) > 0
+            top = ent.reshape(ent.shape[0], -1).max(axis=1)[used]
+            if top.size and int(top.max()) >= len(shn_cb):
+                raise FormatError(f"label {int(top.max())} outside the {len(shn_cb)}-entry codebook", path,
+                                  field="shN.codebook")
+            pal = shn_cb.astype(np.float32)[np.minimum(ent, len(shn_cb) - 1)]
         else:
-            rest = (shn_min + (shn_max - shn_min) * (idx.astype(np.float64) / 255.0)).astype(np.float32)
-        rest[~ok] = 0.0
+            pal = (shn_min + (shn_max - shn_min) * (ent.astype(np.float64) / 255.0)).astype(np.float32)
+        rest = (pal, lab_ok, ok)
     elif shn is not None:
         notes.append("sog: shN with 0 bands ignored")
-    k = 1 if rest is None else rest.shape[1] + 1
+    k = 1 if rest is None else rest[0].shape[1] + 1
     sh = np.empty((n, k, 3), np.float32)
     sh[:, 0] = dc
     if rest is not None:
-        sh[:, 1:] = rest
+        pal, lab_ok, ok = rest
+        pal = pal.reshape(pal.shape[0], -1)
+        flat = sh.reshape(n, 3 * k)
+        for a in range(0, n, 4096):  # blocks of rows: no [N, K - 1, 3] temporary beside the output
+            flat[a:a + 4096, 3:] = pal[lab_ok[a:a + 4096]]
+        sh[~ok, 1:] = 0.0
     return _scene(means, quats, log_scales, opacity, sh, version, antialiased, notes, path)
 
 
@@ -416,8 +441,13 @@ def _scene(means, quats, log_scales, opacity, sh, version, antialiased, notes, p
     return GaussianScene(means, quats, log_scales, opacity, sh, meta=meta)
 
 
-def read_sog(path: str | os.PathLike) -> GaussianScene:
+def read_sog(path: str | os.PathLike, *, max_gaussians: int | None = None) -> GaussianScene:
     """Read a SOG bundle (``.sog`` zip, folder holding ``meta.json``, or the ``meta.json`` itself).
+
+    ``max_gaussians``: the most Gaussians accepted (0 = no limit); default ``EXGS_MAX_GAUSSIANS`` or 50,000,000.
+    The other limits of :mod:`exgs_core.limits` apply too, checked from ``meta.json`` and the zip directory
+    before any texture is decoded: at most max(1,048,576, 16 per byte of texture data) Gaussians (real bundles hold
+    12-33 bytes per Gaussian), and a decode that fits in the memory this process may use.
 
     Returns:
         Scene with means float32 [N, 3] (as stored), quats float32 [N, 4] w, x, y, z (unit up to
@@ -425,14 +455,16 @@ def read_sog(path: str | os.PathLike) -> GaussianScene:
         with K from ``shN.bands``. ``meta``: ``sog_version``, ``antialiased`` when the model says so, ``notes``.
 
     Raises:
+        LimitError: (a FormatError, field ``count`` or ``means.shape``) more Gaussians than the limits allow.
         FormatError: naming the file and the member or JSON field at fault.
     """
+    limits.check_argument(max_gaussians)
     p = Path(path)
     if not p.exists():
         raise FormatError("no such file or folder", p)
     try:
         with SogSource(p) as src:
-            return _decode(src, p)
+            return _decode(src, p, max_gaussians)
     except FormatError:
         raise
     except (ValueError, IndexError, TypeError, KeyError, OverflowError, MemoryError, OSError) as e:

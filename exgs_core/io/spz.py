@@ -59,6 +59,14 @@ Errors: every problem (truncation, wrong magic, unknown version, shDegree > 3, a
 cannot hold, corrupt gzip/zstd, a TOC that disagrees with the header) raises
 :class:`~exgs_core.errors.FormatError` naming the file and the field. Sizes are checked before anything
 proportional to numPoints is allocated, and decompression is bounded by the size the header implies.
+
+Limits: besides what the payload can physically hold (deflate ~1032:1, a zstd RLE block 32768:1), numPoints must
+pass the limits of :mod:`exgs_core.limits`, checked right after the header and before decompressing: at most
+50,000,000 points (``EXGS_MAX_GAUSSIANS``, ``read_spz(max_gaussians=...)``), at most max(1,048,576, 16 per byte
+of the file) (``EXGS_MAX_GAUSSIANS_PER_BYTE``; real SPZ files hold 14-25 bytes per point), and a decode that fits in
+the memory this process may use (:func:`decode_memory_estimate` against :func:`exgs_core._machine.memory_limit`:
+half the RAM, RLIMIT_AS and cgroup limits). A refusal is a :class:`~exgs_core.errors.LimitError` (field
+``numPoints``).
 """
 
 from __future__ import annotations
@@ -70,12 +78,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import limits
 from ..conventions import logit, sh_coeff_count
 from .atomic import read_bytes
 from ..errors import FormatError
 from ..scene import GaussianScene
 
-__all__ = ["read_spz", "decode_spz", "unpack_spz", "pack_spz", "flip_yz", "to_ply_axes", "SpzRaw", "SPZ_MAGIC", "SPZ_COLOR_SCALE"]
+__all__ = ["read_spz", "decode_spz", "unpack_spz", "pack_spz", "flip_yz", "to_ply_axes", "SpzRaw", "SPZ_MAGIC",
+           "SPZ_COLOR_SCALE", "decode_memory_estimate"]
 
 SPZ_MAGIC = 0x5053474E  # b"NGSP" little-endian
 SPZ_COLOR_SCALE = 0.15  # SPZ quantises f_dc with this scale instead of SH_C0
@@ -97,6 +107,7 @@ _CS_STORED = "as stored (SPZ default RUB; not converted, as splat-transform does
 _CS_RDF = "RDF (converted from the SPZ's RUB by flip_yz)"
 
 _STREAM_NAMES = ("positions", "alphas", "colors", "scales", "rotations", "sh")
+_ROWS = 4096  # rows per block when filling the SH array
 
 
 @dataclass
@@ -169,6 +180,21 @@ def _check_common(version: int, sh_degree: int, path) -> None:
         raise _err(f"unsupported SH degree {sh_degree} (0..{MAX_SH_DEGREE})", path, "shDegree", 12)
 
 
+def decode_memory_estimate(version: int, n: int, sh_degree: int) -> int:
+    """Bytes :func:`read_spz` needs at its peak for ``n`` points, an upper bound of what was measured (1 M points
+    of SH degree 0 peak at ~230 MB above the interpreter, degree 3 at ~430 MB): twice the raw payload (decompressed,
+    then joined), the float64 temporaries of the dequantisers and the float32 scene."""
+    k = sh_coeff_count(sh_degree)
+    raw = sum(_per_point_sizes(version, sh_degree))
+    return int(n * (2 * raw + 200 + 16 * k))
+
+
+def _check_count(version: int, n: int, sh_degree: int, file_bytes: int, path, max_gaussians) -> None:
+    """The limits of :mod:`exgs_core.limits` on ``numPoints``, before anything of that size is allocated."""
+    limits.check_count(n, file_bytes=file_bytes, need_bytes=decode_memory_estimate(version, n, sh_degree),
+                       path=path, field="numPoints", offset=8, max_gaussians=max_gaussians)
+
+
 def _split_legacy(payload: bytes | memoryview, version: int, n: int, sh_degree: int, path) -> list[np.ndarray]:
     """Cut the (already decompressed) legacy payload after the 16-byte header into attribute arrays."""
     sizes = _per_point_sizes(version, sh_degree)
@@ -196,8 +222,9 @@ def _inflate(d, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _gunzip_legacy(data: bytes, path) -> tuple[bytes, bytes]:
-    """Decompress a legacy gzip SPZ, bounded by the size its header implies. Returns (payload, trailer)."""
+def _gunzip_legacy(data: bytes, path, max_gaussians=None) -> tuple[bytes, bytes]:
+    """Decompress a legacy gzip SPZ, bounded by the size its header implies, after checking numPoints against
+    deflate's ratio and the limits (:mod:`exgs_core.limits`). Returns (payload, trailer)."""
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         head = d.decompress(data, LEGACY_HEADER_SIZE)
@@ -218,6 +245,7 @@ def _gunzip_legacy(data: bytes, path) -> tuple[bytes, bytes]:
     if need > len(data) * _GZIP_MAX_RATIO + 65536:
         raise _err(f"numPoints={n} needs {need} bytes, more than a {len(data)}-byte gzip file can hold",
                    path, "numPoints", 8)
+    _check_count(version, n, sh_degree, len(data), path, max_gaussians)
     try:
         body = _inflate(d, need)
         if len(body) < need:
@@ -263,7 +291,7 @@ def _zstd_bounded(blob: memoryview, expected: int, path, name: str) -> bytes:
     return b"".join(parts)
 
 
-def _unpack_ngsp(data: bytes, path) -> SpzRaw:
+def _unpack_ngsp(data: bytes, path, max_gaussians=None) -> SpzRaw:
     if len(data) < NGSP_HEADER_SIZE:
         raise _err(f"truncated: {len(data)} bytes, less than the 32-byte header", path, "header")
     magic, version, n, sh_degree, frac, flags, nstreams, toc = struct.unpack_from("<IIIBBBBI", data)
@@ -293,6 +321,7 @@ def _unpack_ngsp(data: bytes, path) -> SpzRaw:
         if want > csize * _ZSTD_MAX_RATIO + 4096:
             raise _err(f"numPoints={n} implies {want} bytes for {name!r}, more than {csize} zstd bytes can hold",
                        path, "numPoints", 8)
+    _check_count(version, n, sh_degree, len(data), path, max_gaussians)
     arrays, off = [], start
     per = [s for s in sizes if s]
     for i, ((csize, usize), p) in enumerate(zip(entries, per)):
@@ -306,10 +335,16 @@ def _unpack_ngsp(data: bytes, path) -> SpzRaw:
     return SpzRaw(version, n, sh_degree, frac, flags, *arrays, extensions=extensions, notes=notes)
 
 
-def unpack_spz(data: bytes, path: str | os.PathLike | None = None) -> SpzRaw:
+def unpack_spz(data: bytes, path: str | os.PathLike | None = None, *, max_gaussians: int | None = None) -> SpzRaw:
     """Parse SPZ bytes (any version) into the still-quantised attribute arrays, validating every size.
 
+    ``numPoints`` is checked against what the payload can hold (deflate at most ~1032:1, zstd 32768:1) and the
+    limits of :mod:`exgs_core.limits` (``max_gaussians``: None = ``EXGS_MAX_GAUSSIANS`` or 50,000,000; at most
+    max(1,048,576, 16 per byte of file); the decode must fit in memory) before anything of that size is
+    decompressed or allocated.
+
     Raises:
+        LimitError: (a FormatError, field ``numPoints``) numPoints above those limits.
         FormatError: wrong magic, unknown version, shDegree > 3, truncation, corrupt gzip/zstd, sizes that
             disagree with numPoints.
     """
@@ -317,7 +352,7 @@ def unpack_spz(data: bytes, path: str | os.PathLike | None = None) -> SpzRaw:
     if len(data) < 4:
         raise _err(f"truncated: {len(data)} bytes", path, "header")
     if data[:2] == b"\x1f\x8b":
-        payload, trailer = _gunzip_legacy(data, path)
+        payload, trailer = _gunzip_legacy(data, path, max_gaussians)
     else:
         if struct.unpack_from("<I", data)[0] != SPZ_MAGIC:
             raise _err(f"wrong magic {data[:4]!r} (expected b'NGSP' or a gzip stream)", path, "magic", 0)
@@ -329,12 +364,16 @@ def unpack_spz(data: bytes, path: str | os.PathLike | None = None) -> SpzRaw:
         else:
             _check_common(version, 0, path)
         if version >= 4:
-            return _unpack_ngsp(data, path)
+            return _unpack_ngsp(data, path, max_gaussians)
         payload, trailer = data, None
     if len(payload) < LEGACY_HEADER_SIZE:
         raise _err(f"truncated: {len(payload)} bytes, less than the 16-byte header", path, "header")
     magic, version, n, sh_degree, frac, flags = struct.unpack_from("<IIIBBB", payload)
     _check_common(version, sh_degree, path)
+    if trailer is None:  # raw legacy payload: the file holds every byte, so its size bounds N; check the limits
+        need = LEGACY_HEADER_SIZE + n * sum(_per_point_sizes(version, sh_degree))
+        if len(payload) >= need:
+            _check_count(version, n, sh_degree, len(data), path, max_gaussians)
     arrays = _split_legacy(payload, version, n, sh_degree, path)
     end = LEGACY_HEADER_SIZE + sum(a.size for a in arrays)
     rest = payload[end:] if trailer is None else trailer
@@ -390,7 +429,10 @@ def decode_spz(raw: SpzRaw, path: str | os.PathLike | None = None) -> GaussianSc
     sh = np.empty((n, k, 3), np.float32)
     sh[:, 0] = dc
     if k > 1:
-        sh[:, 1:] = ((raw.sh.astype(np.float32) - 128.0) / 128.0).reshape(n, k - 1, 3)
+        # in blocks of rows that stay in cache: no [N, 3 (K - 1)] float temporaries beside the output, and faster
+        flat = sh.reshape(n, 3 * k)
+        for a in range(0, n, _ROWS):
+            flat[a:a + _ROWS, 3:] = (raw.sh[a:a + _ROWS].astype(np.float32) - 128.0) / 128.0
     meta = {
         "format": "spz",
         "spz_version": raw.version,
@@ -439,13 +481,16 @@ def to_ply_axes(scene: GaussianScene) -> GaussianScene:
     return flip_yz(scene) if scene.meta.get("coordinate_system") == _CS_STORED else scene
 
 
-def read_spz(path: str | os.PathLike, *, axes: str = "stored") -> GaussianScene:
+def read_spz(path: str | os.PathLike, *, axes: str = "stored", max_gaussians: int | None = None) -> GaussianScene:
     """Read an SPZ file (v1-v3 gzip or raw, v4 zstd) into a :class:`GaussianScene`.
 
     Args:
         path: the file.
         axes: ``"stored"`` (default; as splat-transform and the reference decodes) or ``"rdf"`` (convert the
             spec's RUB to the RDF axes of 3DGS PLY with :func:`flip_yz`).
+        max_gaussians: the most points accepted (0 = no limit); default ``EXGS_MAX_GAUSSIANS`` or 50,000,000.
+            The other limits of :mod:`exgs_core.limits` apply too: at most max(1,048,576, 16 per byte of file)
+            points, and the decode must fit in the memory this process may use (checked before decompressing).
 
     Returns:
         Scene with means float32 [N, 3] (file units, axes as stored), quats float32 [N, 4] w, x, y, z (unit
@@ -454,13 +499,15 @@ def read_spz(path: str | os.PathLike, *, axes: str = "stored") -> GaussianScene:
         ``antialiased`` (when flagged), ``notes``.
 
     Raises:
+        LimitError: (a FormatError, field ``numPoints``) more points than those limits allow.
         FormatError: naming the file and the field at fault.
     """
     if axes not in ("stored", "rdf"):
         raise ValueError(f"axes must be 'stored' or 'rdf', got {axes!r}")
+    limits.check_argument(max_gaussians)
     data = read_bytes(path)
     try:
-        scene = decode_spz(unpack_spz(data, path), path)
+        scene = decode_spz(unpack_spz(data, path, max_gaussians=max_gaussians), path)
         return flip_yz(scene) if axes == "rdf" else scene
     except FormatError:
         raise
