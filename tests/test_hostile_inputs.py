@@ -318,3 +318,20 @@ def test_render_size_derived_from_cameras_json_is_bounded(capsys, tmp_path):
                          "-q")
     assert code == 2 and "cameras.json" in err and "pixels" in err, err
     assert dt < 5.0 and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("reader", ["spz", "sog", "exgs", "compressed_ply"])
+def test_format_readers_called_directly_refuse_a_fifo(tmp_path, reader):
+    """Not only load(): each reader called on its own refuses a named pipe at once instead of blocking."""
+    import importlib
+
+    from exgs_core.errors import FormatError
+
+    fn = {"spz": ("exgs_core.io.spz", "read_spz"), "sog": ("exgs_core.io.sog", "read_sog"),
+          "exgs": ("exgs_core.exgs_format", "read_exgs"),
+          "compressed_ply": ("exgs_core.io.compressed_ply", "read_compressed_ply")}[reader]
+    fifo = tmp_path / f"pipe.{reader}"
+    os.mkfifo(fifo)
+    read = getattr(importlib.import_module(fn[0]), fn[1])
+    with pytest.raises(FormatError, match="named pipe"):
+        read(fifo)

@@ -63,7 +63,9 @@ def check_output_path(path: str | os.PathLike) -> None:
 def read_bytes(path: str | os.PathLike) -> bytes:
     """The whole file, or a :class:`~exgs_core.errors.FormatError` naming it ("no such file", "cannot read")."""
     from ..errors import FormatError
+    from . import check_input_path
 
+    check_input_path(path)  # a named pipe or a device would block or never end
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:

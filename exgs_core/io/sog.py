@@ -458,6 +458,9 @@ def read_sog(path: str | os.PathLike, *, max_gaussians: int | None = None) -> Ga
         LimitError: (a FormatError, field ``count`` or ``means.shape``) more Gaussians than the limits allow.
         FormatError: naming the file and the member or JSON field at fault.
     """
+    from . import check_input_path
+
+    check_input_path(path)  # a named pipe or a device would block or never end
     limits.check_argument(max_gaussians)
     p = Path(path)
     if not p.exists():
