@@ -473,7 +473,7 @@ def setup_worker_status() -> str:
     from . import preferences
 
     try:
-        return f"Worker Python: {resolve_python(preferences.restore_settings().get('python') or None)}"
+        return f"Worker Python: {resolve_python(preferences.restore_settings().python)}"
     except WorkerError:
         return f"No worker environment yet ({default_dir()}): Set Up Worker creates it"
 

@@ -91,17 +91,21 @@ def viewport_scale(context=None) -> float:
     return float(p.viewport_scale) if p is not None else 0.5
 
 
-def restore_settings(context=None) -> dict:
-    """What the restoration backend needs: mode, worker Python, weights folder, torch device."""
+def restore_settings(context=None):
+    """The preferences as :class:`exgs_core.worker.RestoreSettings` (mode, worker Python, weights folder, torch
+    device): what the restoration backend needs, and its cache key."""
     import os
 
+    from exgs_core.worker.settings import RestoreSettings
+
     p = get(context)
-    env_weights = os.environ.get("EXGS_PAINTER_WEIGHTS", "")  # farms / bare register(): no preferences
+    env_weights = os.environ.get("EXGS_PAINTER_WEIGHTS") or None  # farms / bare register(): no preferences
     if p is None:
-        return {"enabled": True, "mode": "WORKER", "python": "", "weights": env_weights, "device": None}
-    return {"enabled": bool(p.restoration), "mode": p.worker_mode, "python": bpy.path.abspath(p.worker_python),
-            "weights": bpy.path.abspath(p.painter_weights) if p.painter_weights else env_weights,
-            "device": {"AUTO": None, "CPU": "cpu", "CUDA": "cuda"}[p.device]}
+        return RestoreSettings(weights=env_weights)
+    return RestoreSettings(enabled=bool(p.restoration), mode=p.worker_mode,
+                           python=bpy.path.abspath(p.worker_python) if p.worker_python else None,
+                           weights=bpy.path.abspath(p.painter_weights) if p.painter_weights else env_weights,
+                           device={"AUTO": None, "CPU": "cpu", "CUDA": "cuda"}[p.device])
 
 
 classes = (EXGS_AddonPreferences,)

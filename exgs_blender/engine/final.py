@@ -97,7 +97,7 @@ def restore_state(scene) -> tuple[bool, str | None]:
     if scene is None or not hasattr(scene, "exgs") or not scene.exgs.restore:
         return False, None
     settings = preferences.restore_settings()
-    if not settings["enabled"]:
+    if not settings.enabled:
         return False, "Restoration is off in Preferences > Add-ons > ExGS (the scene's Restore is on)"
     from .restoring import unavailable_reason
 
@@ -129,12 +129,12 @@ def restored_result(res, restored: np.ndarray, transparent: bool):
 RENDER_IN_WORKER = None  # None: decide (render_in_worker); True/False: force (tests, debugging)
 
 
-def render_in_worker(backend: str, settings: dict) -> bool:
+def render_in_worker(backend: str, settings) -> bool:
     """Render in the worker process when CUDA/gsplat is asked for, this Python cannot provide it and the worker
     mode is chosen (gsplat needs torch, which e.g. Blender 5.3's Python 3.13 may lack)."""
     if RENDER_IN_WORKER is not None:
         return bool(RENDER_IN_WORKER)
-    if backend != "gsplat" or settings.get("mode") != "WORKER":
+    if backend != "gsplat" or settings.mode != "WORKER":
         return False
     import importlib.util
 
@@ -245,7 +245,7 @@ def render(engine, depsgraph) -> None:
         engine.update_progress(0.5)
         settings = preferences.restore_settings()
         engine.update_stats("", "ExGS | restoring (GaussPainter, "
-                                f"{'worker process' if settings['mode'] == 'WORKER' else 'in Blender'})")
+                                f"{'worker process' if settings.mode == 'WORKER' else 'in Blender'})")
         try:
             restored = restoring.backend(settings).restore(res.rgb, res.alpha, res.depth, cancel=engine.test_break)
         except _E as e:  # WorkerError / WorkerCrashed (the next render restarts the worker), weights errors

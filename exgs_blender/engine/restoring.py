@@ -19,34 +19,33 @@ _backend = None
 _config = None
 
 
-def backend(settings: dict):
-    """The backend for ``settings`` (:func:`exgs_blender.preferences.restore_settings`); a changed setting
-    replaces (and stops) the previous one."""
+def backend(settings):
+    """The backend for ``settings`` (:class:`exgs_core.worker.RestoreSettings`, from
+    :func:`exgs_blender.preferences.restore_settings`); a changed setting replaces (and stops) the previous one."""
     global _backend, _config
     from exgs_core.worker import LocalBackend, WorkerClient
 
-    cfg = (settings["mode"], settings.get("python") or "", settings.get("weights") or "", settings.get("device"))
+    key = settings.backend_key
     with _lock:
-        if _backend is not None and cfg == _config:
+        if _backend is not None and key == _config:
             return _backend
         old, _backend, _config = _backend, None, None
         if old is not None:
             old.stop()
-        weights = cfg[2] or None
-        if cfg[0] == "IN_PROCESS":
-            _backend = LocalBackend(weights, device=cfg[3])
+        if key.mode == "IN_PROCESS":
+            _backend = LocalBackend(key.weights, device=key.device)
         else:
-            _backend = WorkerClient(cfg[1] or None, weights=weights, device=cfg[3])
-        _config = cfg
+            _backend = WorkerClient(key.python, weights=key.weights, device=key.device)
+        _config = key
         return _backend
 
 
-def unavailable_reason(settings: dict) -> str | None:
+def unavailable_reason(settings) -> str | None:
     """Why restoration cannot run with ``settings`` (:func:`exgs_blender.preferences.restore_settings`), or None
     when it can. Cheap (file checks, ``find_spec``): called for every frame."""
     import importlib.util
 
-    if settings["mode"] == "IN_PROCESS":
+    if settings.mode == "IN_PROCESS":
         if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:
             return ("torch and diffusers are not importable in Blender's own Python: choose Run restoration: "
                     "Worker process in Preferences > Add-ons > ExGS")
@@ -54,7 +53,7 @@ def unavailable_reason(settings: dict) -> str | None:
     from exgs_core.worker import WorkerError, resolve_python
 
     try:
-        resolve_python(settings.get("python") or None)
+        resolve_python(settings.python)
     except WorkerError as e:
         return str(e)
     return None

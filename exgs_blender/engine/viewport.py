@@ -22,6 +22,8 @@ import threading
 
 import numpy as np
 
+from exgs_core.worker.settings import RestoreSettings
+
 from .camera import camera_from_view
 
 STEPS = (0.125, 0.25, 0.5, 1.0)
@@ -42,8 +44,8 @@ class ViewportRenderer:
         self.error = None
         self.notice = None  # why frames are not restored although the scene asks for it (shown in the header)
         self.backend = "cpu"
-        self.restore_settings = None  # dict from preferences.restore_settings() when restoring, else None
-        self.worker_settings = None  # preferences.restore_settings(), for rendering in the worker
+        self.restore_settings: RestoreSettings | None = None  # preferences.restore_settings() when restoring
+        self.worker_settings: RestoreSettings | None = None  # the same, for rendering in the worker
         self.remote = False  # render in the worker process (gsplat that this Python lacks)
         self.temporal = False  # stabilise restored frames against the previous one while the view moves
         self._stab = None  # (scene_version, TemporalStabilizer)
@@ -59,7 +61,7 @@ class ViewportRenderer:
 
     def request(self, view_matrix, window_matrix, width, height, is_perspective, scale) -> None:
         rs = self.restore_settings
-        key = (self.scene_version, None if rs is None else tuple(sorted(rs.items())),
+        key = (self.scene_version, rs,
                tuple(np.round(np.array(view_matrix).ravel(), 6)),
                tuple(np.round(np.array(window_matrix).ravel(), 6)), width, height, is_perspective, scale)
         with self._lock:
@@ -106,7 +108,7 @@ class ViewportRenderer:
                     if self.remote:
                         from . import restoring
 
-                        res = restoring.backend(self.worker_settings or dict(key[1] or ()) or {"mode": "WORKER"}).render(
+                        res = restoring.backend(self.worker_settings or key[1] or RestoreSettings()).render(
                             scene, cam, backend=self.backend, key=f"viewport-{id(self)}-{key[0]}")
                     else:  # the scene converted (CPU) or uploaded (gsplat) once per version, not per frame
                         pk = (key[0], self.backend)
@@ -137,7 +139,7 @@ class ViewportRenderer:
 
         t = time.perf_counter()
         try:
-            out = restoring.backend(dict(key[1])).restore(res.rgb, res.alpha, res.depth,
+            out = restoring.backend(key[1]).restore(res.rgb, res.alpha, res.depth,
                                                           cancel=lambda: self._superseded(key))
         except Exception as e:  # noqa: BLE001 - WorkerCrashed etc.: header message, raw frame stays
             self.error = f"restoration: {e}".splitlines()[0][:300]

@@ -312,24 +312,43 @@ def test_compress_with_scene_cameras_and_target_size(addon):
 
 
 class _Layout:
-    """Stands in for UILayout in panel draw tests: every prop() must name a real property."""
+    """Stands in for UILayout in panel draw tests: every prop() must name a real property, every operator() a
+    real operator; what the panel shows (labels, props, operators) is recorded in ``shown`` (shared by the
+    sub-layouts)."""
 
     use_property_split = False
 
+    def __init__(self, shown=None):
+        self.shown = [] if shown is None else shown
+
     def prop(self, data, name, **kw):
         assert name in data.bl_rna.properties, (type(data).__name__, name)
+        self.shown.append(("prop", name))
 
     def operator(self, idname, **kw):
         mod, op = idname.split(".")
         assert hasattr(getattr(__import__("bpy").ops, mod), op), idname
+        self.shown.append(("operator", idname))
         return type("Props", (), {})()
 
-    def __getattr__(self, name):  # row(), column(), box(), label(), progress(), ...
-        return lambda *a, **k: _Layout()
+    def label(self, text="", **kw):
+        self.shown.append(("label", text))
+
+    def __getattr__(self, name):  # row(), column(), box(), progress(), ...
+        return lambda *a, **k: _Layout(self.shown)
+
+
+def _draw(panel, context) -> list:
+    fake = type("P", (), {"layout": _Layout()})()
+    panel.draw(fake, context)
+    return fake.layout.shown
 
 
 @pytest.mark.parametrize("running", [False, True])
-def test_panels_draw(addon, running):
+def test_panels_draw(addon, running, tmp_path, monkeypatch):
+    """The sidebar shows the object's sizes (source file first), the running job's cancel button or the
+    compress button, and the settings of the chosen view source; the render panel says why renders will not
+    be restored and offers Set Up Worker when there is no worker environment."""
     from bl_ext.user_default.exgs import ui
 
     bpy = addon
@@ -339,12 +358,26 @@ def test_panels_draw(addon, running):
     sc = bpy.context.scene
     sc.exgs.job_running, sc.exgs.job_message = running, "done"
     sc.render.engine = "EXGS"
-    for views in ("AUTO", "CAMERAS", "JSON"):
+    want_op = "exgs.compress_cancel" if running else "exgs.compress"
+    for views, extra in (("AUTO", "auto_views"), ("CAMERAS", None), ("JSON", "cameras_json")):
         sc.exgs.views = views
-        for panel in (ui.EXGS_PT_compress, ui.EXGS_PT_render):
-            fake = type("P", (), {"layout": _Layout()})()
-            panel.draw(fake, bpy.context)
+        shown = _draw(ui.EXGS_PT_compress, bpy.context)
+        labels = [t for k, t in shown if k == "label"]
+        assert ("operator", want_op) in shown and ("label", "done") in shown
+        assert "Gaussians: 10 -> 5" in labels
+        assert "700 B source file (donut_sh0_2000.ply) -> 100 B: 7.0x smaller" in labels
+        assert "vs. SH3 PLY (1.00 KB): 10.0x smaller" in labels
+        assert extra is None or ("prop", extra) in shown
+        assert ("prop", "auto_views") in shown if views == "AUTO" else ("prop", "auto_views") not in shown
     sc.exgs.job_running = False
+    shown = _draw(ui.EXGS_PT_render, bpy.context)
+    assert ("prop", "restore") in shown and not any("not be restored" in str(t) for _, t in shown)
+    monkeypatch.setenv("EXGS_WORKER_HOME", str(tmp_path / "none"))
+    monkeypatch.delenv("EXGS_WORKER_PYTHON", raising=False)
+    sc.exgs.restore = True
+    shown = _draw(ui.EXGS_PT_render, bpy.context)
+    assert ("label", "Renders will not be restored:") in shown and ("operator", "exgs.setup_worker") in shown
+    assert ("prop", "temporal") in shown
 
 
 # ------------------------------------------------------------------------- what a stock-Blender user ran into

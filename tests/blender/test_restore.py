@@ -413,7 +413,9 @@ def test_in_process_restoration_when_torch_imports_here(restoring_env, compresse
     from bl_ext.user_default.exgs.engine import restoring
 
     bpy = restoring_env
-    settings = dict(preferences.restore_settings(), mode="IN_PROCESS")
+    import dataclasses
+
+    settings = dataclasses.replace(preferences.restore_settings(), mode="IN_PROCESS")
     monkeypatch.setattr(preferences, "restore_settings", lambda context=None: settings)
     _setup(bpy, compressed)
     sc = bpy.context.scene
