@@ -171,7 +171,9 @@ def test_parallel_decode_reports_first_bad_section_in_table_order(biker, monkeyp
     """Sections decode on threads; with two bad sections the error names the first in the table."""
     import test_exgs_format as T
 
-    monkeypatch.setattr(F, "PARALLEL_DECODE_BYTES", 0)
+    import exgs_core.io.exgs as X
+
+    monkeypatch.setattr(X, "PARALLEL_DECODE_BYTES", 0)
     data = F.encode(biker)
     assert F.decode(data).n == biker.n
     fixed, hjson, entries = T.split(data)

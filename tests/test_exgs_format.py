@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -19,9 +20,10 @@ from hypothesis import strategies as st
 
 import exgs_core as ex
 from exgs_core import exgs_format as F
+from exgs_core.codec import attributes as A
 from exgs_core.codec import quantize as Q
 from exgs_core.codec import rangecoder
-from exgs_core.codec.bench import synthetic_scene
+from exgs_core.codec.synthetic import synthetic_scene
 from exgs_core.errors import FormatError, SceneError
 from exgs_core.scene import GaussianScene
 
@@ -77,7 +79,7 @@ def raw_of(e: dict, hjson: bytes | None = None) -> np.ndarray:
     need the JSON header for their model's bit width and are decoded by the implementation's range coder."""
     dt = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}[e["elem"]]
     if e["codec"] == 2:
-        model = F._models(json.loads(hjson)["quant"])[e["tag"]]
+        model = A.models(json.loads(hjson)["quant"])[e["tag"]]
         count = e["raw"] // e["elem"] // rangecoder.MODELS[model[0]]
         return rangecoder.decode(model[0], e["payload"], model[1], count, dt)
     raw = zstd.ZstdDecompressor().decompress(e["payload"]) if e["codec"] == 1 else e["payload"]
@@ -328,6 +330,64 @@ def test_files(tmp_path):
     assert not (tmp_path / "bad.exgs").exists()
 
 
+# ----------------------------------------------------------------------------------------- attribute table
+
+
+def test_section_table_is_the_format():
+    """The attribute table reproduces docs/FORMAT.md section 4: tags, names, order, and the codec-2 models."""
+    assert [(s.tag, s.name) for s in A.SECTIONS] == [
+        (b"POSN", "positions"), (b"ROTN", "rotations"), (b"SCAL", "log_scales"), (b"OPAC", "opacity"),
+        (b"COLR", "sh_dc"), (b"SHMK", "sh_mask"), (b"SHPL", "sh_palette"), (b"SHIX", "sh_indices")]
+    assert F.SECTION_NAMES == {s.tag: s.name for s in A.SECTIONS}
+    assert {s.tag: s.model for s in A.SECTIONS if s.model} == {
+        b"POSN": "morton", b"ROTN": "rotation", b"SCAL": "triple", b"OPAC": "scalar", b"COLR": "triple"}
+    options = {f.name for f in dataclasses.fields(F.CodecOptions)}
+    for a in A.ATTRIBUTES:  # the writer never produces a width a reader refuses
+        assert a.read_bits[0] <= a.write_bits[0] and a.write_bits[1] <= a.read_bits[1], a.name
+        assert a.option in options and rangecoder.MODELS[a.model] == a.per_gaussian, a.name
+
+
+@pytest.mark.parametrize("attr", A.ATTRIBUTES, ids=lambda a: a.name)
+def test_attribute_row_round_trip(attr, rng):
+    """Each row alone, at its narrowest, default and widest width: quantise -> section -> unpack -> dequantise;
+    the section has the size the header validation expects, and the measured error is within the row's bound."""
+    n = 257
+    values = {
+        "means": rng.normal(size=(n, 3)) * [1.0, 10.0, 0.1],
+        "quats": rng.normal(size=(n, 4)),
+        "log_scales": rng.normal(-4.0, 1.0, (n, 3)),
+        "opacity_logits": rng.normal(0.0, 3.0, n),
+        "sh_dc": rng.normal(size=(n, 3)),
+    }[attr.field].astype(np.float32)
+    for bits in (attr.write_bits[0], getattr(F.CodecOptions(), attr.option), attr.write_bits[1]):
+        codes = attr.quantise(values, bits)
+        quant = json.loads(json.dumps(attr.quant_entry(bits, codes)))  # as a reader sees it
+        assert quant["bits"] == bits and quant.get("scheme") == attr.scheme
+        raw_length, elem_size = attr.expected(n, bits)
+        assert codes.section.ndim == 1 and codes.section.nbytes == raw_length
+        assert codes.section.itemsize == elem_size
+        planar = attr.unpack(codes.section, n, bits)
+        assert np.array_equal(planar, codes.planar)
+        dec = attr.dequantise(planar, quant)
+        err = np.asarray(attr.measure(values, dec), np.float64)
+        if attr.error_key.endswith("_deg"):
+            err = np.radians(err)
+        assert (err <= np.asarray(attr.bound(quant))).all(), (attr.name, bits, err, attr.bound(quant))
+
+
+def test_dequantise_names_the_section_of_a_bad_code():
+    s = synthetic_scene(50, 0, seed=3)
+    q = A.quantise(s, np.zeros(s.n, bool), F.CodecOptions())
+    arrays = {tag: arr for tag, arr, _ in q.streams}
+    assert A.dequantise(arrays, q.quant, s.n, 0, 0)["means"].shape == (s.n, 3)
+    arrays[b"OPAC"] = arrays[b"OPAC"].copy()
+    arrays[b"OPAC"][7] = 255
+    q.quant["opacity"]["bits"] = 7
+    with pytest.raises(A.CodeError) as ei:
+        A.dequantise(arrays, q.quant, s.n, 0, 0)
+    assert ei.value.tag == b"OPAC" and "exceeds the 7-bit range" in str(ei.value)
+
+
 # ----------------------------------------------------------------------------------------- golden files
 
 
@@ -542,7 +602,9 @@ def test_unknown_optional_section_skipped(golden_bytes):
 
 
 def test_memory_limit(golden_bytes, monkeypatch):
-    monkeypatch.setattr(F, "_memory_limit", lambda: 1000)
+    import exgs_core.io.exgs as X
+
+    monkeypatch.setattr(X, "_memory_limit", lambda: 1000)
     expect_error(golden_bytes, "fixed-header:n_gaussians", "needs about")
     assert F.decode_memory_estimate(10**6, 3, 0) > 200e6
 

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import concurrent.futures
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,8 @@ __all__ = [
     "undo_filter",
     "encode_stream",
     "decode_stream",
+    "encode_streams",
+    "decode_streams",
 ]
 
 CODEC_STORED = 0
@@ -235,3 +238,47 @@ def decode_stream(
     if filt not in FILTERS:
         raise StreamError(f"unknown filter {filt}")
     return undo_filter(raw, filt, elem_size)
+
+
+def encode_streams(
+    items: list[tuple[bytes, np.ndarray, tuple[int, ...]]],
+    *,
+    level: int,
+    threads: int,
+    models: dict[bytes, tuple[str, int]],
+) -> list[tuple[bytes, Stream]]:
+    """:func:`encode_stream` of every (tag, array, candidate filters), with ``models[tag]`` as its range-coder
+    model when present; on ``threads`` threads when > 1 (zstd and the range coder release the GIL). Returns
+    (tag, Stream) in the order of ``items``; the bytes do not depend on ``threads``."""
+
+    def work(item):
+        tag, arr, filters = item
+        return tag, encode_stream(arr, filters=filters, level=level, model=models.get(tag))
+
+    if threads > 1 and len(items) > 1:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as ex:
+            # largest streams first so the pool stays busy; results are put back in input order
+            order = sorted(range(len(items)), key=lambda i: -items[i][1].nbytes)
+            futs = {i: ex.submit(work, items[i]) for i in order}
+            return [futs[i].result() for i in range(len(items))]
+    return [work(it) for it in items]
+
+
+def decode_streams(jobs: list[tuple], *, threads: int = 1) -> list[np.ndarray | StreamError]:
+    """:func:`decode_stream` of every job = (payload buffer, codec, filter, elem_size, raw_length, model),
+    largest first on ``threads`` threads when > 1. Returns, in job order, each decoded array or the
+    :class:`StreamError` it raised, so the caller reports the first failure in its own order."""
+
+    def work(job):
+        payload, *rest = job
+        try:
+            return decode_stream(bytes(payload), *rest)
+        except StreamError as e:
+            return e
+
+    if threads > 1 and len(jobs) > 1:
+        largest_first = sorted(range(len(jobs)), key=lambda i: -jobs[i][4])
+        with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as ex:
+            done = dict(zip(largest_first, ex.map(work, (jobs[i] for i in largest_first))))
+        return [done[i] for i in range(len(jobs))]
+    return [work(j) for j in jobs]

@@ -15,7 +15,7 @@ version that holds every feature it uses), so one case can have goldens of sever
 
 Sources: ``supersplat`` = the first 500 Gaussians of ``tests/data/supersplat_label_sh3_1000.ply``, ``biker`` =
 every fourth of the 4,096 Gaussians of ``tests/data/playcanvas_biker_head4096.v4.spz`` (both © PlayCanvas Ltd.,
-MIT licence, see tests/data/SOURCES.md); the others are synthetic (:func:`exgs_core.codec.bench.synthetic_scene`).
+MIT licence, see tests/data/SOURCES.md); the others are synthetic (:func:`exgs_core.codec.synthetic.synthetic_scene`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ REPO = HERE.parents[2]
 sys.path.insert(0, str(REPO))
 
 from exgs_core import exgs_format as F  # noqa: E402
-from exgs_core.codec.bench import synthetic_scene  # noqa: E402
+from exgs_core.codec.synthetic import synthetic_scene  # noqa: E402
 from exgs_core.scene import GaussianScene  # noqa: E402
 
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")

@@ -1,59 +1,34 @@
-"""Timing and size measurements of the .exgs codec: ``python -m exgs_core.codec.bench [files...] [--n 1000000]``.
+"""Timing and size measurements of the .exgs codec.
+
+    .venv/bin/python scripts/bench_codec.py [files...] [--n 1000000] [--degree 3] [--repeat 3] [--json]
 
 Times are the best of ``--repeat`` runs, wall clock and process CPU time (all threads; on a busy machine the
-CPU time is the steadier number). Without files it encodes a synthetic scene (:func:`synthetic_scene`); with files it loads each (any format
-:func:`exgs_core.load` reads), sanitises it and reports bytes per Gaussian per section, encode/decode times and
-the measured errors. ``--json`` prints one JSON object per scene instead of the table.
+CPU time is the steadier number). Without files it encodes a synthetic scene
+(:func:`exgs_core.codec.synthetic.synthetic_scene`); with files it loads each (any format :func:`exgs_core.load`
+reads), sanitises it and reports bytes per Gaussian per section, encode/decode times and the measured errors.
+``--json`` prints one JSON object per scene instead of the table. (Formerly ``python -m exgs_core.codec.bench``.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from ..conventions import sh_coeff_count
-from ..scene import GaussianScene
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def synthetic_scene(n: int, sh_degree: int = 3, seed: int = 0) -> GaussianScene:
-    """A deterministic scene of ``n`` Gaussians that looks like a capture to the codec: centres on a few noisy
-    surfaces (spheres and a ground plane) plus 2 % floaters, log-scales ~ N(-4.5, 0.8), random rotations,
-    bimodal opacities, colours and higher SH that vary smoothly in space plus noise."""
-    rng = np.random.default_rng(seed)
-    k = sh_coeff_count(sh_degree)
-    parts = rng.integers(0, 4, n)
-    means = np.empty((n, 3), np.float64)
-    u = rng.normal(size=(n, 3))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    centres = np.array([[0, 0, 0], [2.5, 0.5, 0], [-2, 0.8, 1], [0, 0, 0]], np.float64)
-    radii = np.array([1.0, 0.6, 0.8, 0.0])
-    sphere = parts < 3
-    means[sphere] = centres[parts[sphere]] + u[sphere] * radii[parts[sphere], None]
-    plane = ~sphere
-    means[plane] = np.stack([rng.uniform(-6, 6, plane.sum()), np.full(plane.sum(), 1.2),
-                             rng.uniform(-6, 6, plane.sum())], axis=1)
-    means += rng.normal(scale=0.01, size=(n, 3))
-    floaters = rng.random(n) < 0.02
-    means[floaters] = rng.uniform(-15, 15, (int(floaters.sum()), 3))
-    quats = rng.normal(size=(n, 4))
-    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
-    log_scales = rng.normal(-4.5, 0.8, (n, 3))
-    logits = np.where(rng.random(n) < 0.6, rng.normal(3, 1.5, n), rng.normal(-2, 1.5, n))
-    sh = np.zeros((n, k, 3), np.float64)
-    f = np.stack([np.sin(means[:, 0] * 1.3), np.cos(means[:, 1] * 2.1), np.sin(means[:, 2] * 0.7)], axis=1)
-    sh[:, 0, :] = f * 1.2 + rng.normal(scale=0.3, size=(n, 3))
-    if k > 1:
-        basis = rng.normal(size=(3, (k - 1) * 3)) * 0.15
-        sh[:, 1:, :] = ((f @ basis) + rng.normal(scale=0.05, size=(n, (k - 1) * 3))).reshape(n, k - 1, 3)
-    return GaussianScene(means, quats, log_scales, logits, sh, meta={"format": "synthetic"})
+from exgs_core.codec.synthetic import synthetic_scene  # noqa: E402
+from exgs_core.scene import GaussianScene  # noqa: E402
 
 
 def measure(scene: GaussianScene, options=None, *, sh_full=None, repeat: int = 1) -> dict:
     """Encode and decode ``scene`` (best of ``repeat`` timings); sizes per section and the header's errors."""
-    from ..exgs_format import CodecOptions, decode, describe, encode
+    from exgs_core.exgs_format import CodecOptions, decode, describe, encode
 
     options = options or CodecOptions()
     te, td, ce, cd = [], [], [], []
@@ -91,10 +66,10 @@ def measure(scene: GaussianScene, options=None, *, sh_full=None, repeat: int = 1
 def render_psnr(scene: GaussianScene, *, sh_full=None, options=None, views: int = 4, size: int = 512) -> float:
     """Mean PSNR (dB) of CPU renders of decode(encode(scene)) against renders of ``scene`` on ``views`` held-out
     automatic views (:func:`exgs_core.views.auto_views`, split "eval")."""
-    from ..exgs_format import CodecOptions, decode, encode
-    from ..metrics import psnr
-    from ..render import render
-    from ..views import auto_views
+    from exgs_core.exgs_format import CodecOptions, decode, encode
+    from exgs_core.metrics import psnr
+    from exgs_core.render import render
+    from exgs_core.views import auto_views
 
     dec = decode(encode(scene, sh_full=sh_full, options=options or CodecOptions()))
     cams = auto_views(scene, views, size, size, split="eval")
@@ -103,9 +78,9 @@ def render_psnr(scene: GaussianScene, *, sh_full=None, options=None, views: int 
 
 
 def main(argv=None) -> int:
-    from .. import load
+    from exgs_core import load
 
-    ap = argparse.ArgumentParser(prog="python -m exgs_core.codec.bench", description=__doc__)
+    ap = argparse.ArgumentParser(prog="scripts/bench_codec.py", description=__doc__)
     ap.add_argument("files", nargs="*")
     ap.add_argument("--n", type=int, default=1_000_000, help="synthetic scene size (no files)")
     ap.add_argument("--degree", type=int, default=3)
