@@ -1,22 +1,31 @@
 """The compression API the CLI and the Blender add-on call: scene -> .exgs bytes + a report, and back.
 
-``compress`` reads as: sanitise (reported) -> views -> significance -> voxel sampling -> amplification ->
-SH split -> quantise + entropy code (:mod:`exgs_core.exgs_format`). Progress is reported as
-``progress(fraction in [0, 1], stage)``; ``cancel`` (a callable returning True, or a ``threading.Event``) stops
-the work between steps by raising :class:`exgs_core.ugc.Cancelled`.
+:func:`compress` reads top to bottom: sanitise -> score (:func:`_score`: views, significance) -> one trial at the
+requested retention (:func:`_trial`: :func:`_prune`, which chooses the merge rule with :func:`_choose_rule`, then
+:func:`_encode`, which chooses the quantisation with :func:`_choose_codec`) -> report (:func:`_report`). With
+``target_bytes`` the trials run inside a size search instead (:func:`_search_ratio`, or :func:`_search_sh_keep`
+around it). Every stage returns a frozen result; the choices and searches return what they chose, and the
+:class:`CompressReport` is assembled once, at the end.
+
+Progress is reported as ``progress(fraction in [0, 1], stage)``; ``cancel`` (a callable returning True, or a
+``threading.Event``) stops the work between steps by raising :class:`exgs_core.prune.Cancelled`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import ugc
 from .camera import Camera
 from .errors import CameraError, ExgsError
+from .prune import (KL_MASS_CONSERVING, KL_MASS_CONSERVING_AFTER_DROP, SCORES, WARD_OPAQUE, Accumulation, Progress,
+                    accumulate, amplify, auto_voxel_size, check_cancel, coverage_mass, keep_count,
+                    merge_into_survivors, pairwise_merge, significance, split_sh, top_k, voxel_keys, voxel_sample)
 from .scene import GaussianScene
 
 
@@ -54,19 +63,10 @@ def codec_options(name: str, means: np.ndarray):
     return CodecOptions(**kw)
 
 
-# the two hierarchical (pairwise) compensations, as ugc.pairwise_merge keyword arguments
-PAIRWISE = {
-    # Ward cost on centres + DC colour, mass = opacity x projected area, merged opacity never below the members'
-    # (opaque surfaces stay opaque): best on solid objects (guitar, biker, flowers at rho 0.25)
-    "pairwise": dict(cost="ward", mass="projected", opacity_floor=1.0, color="dc"),
-    # KL cost of the merged Gaussian against the pair's mixture + colour over all SH, scaled by the pair's
-    # significance (the barely visible merge first, nothing is dropped), mass = opacity x ellipsoid surface, pure
-    # mass conservation: best on fuzzy/thin content (plant, tarot cards, statues, street)
-    "pairwise-kl": dict(cost="kl", mass="surface", opacity_floor=0.0, color="all", drop_score_fraction=0.0,
-                        visibility_weight=True),
-}
-# what "auto" tries: both rules, and the KL rule after the Ward rule's 2 % drop as well
-AUTO_RULES = {**PAIRWISE, "pairwise-kl+drop": {**PAIRWISE["pairwise-kl"], "drop_score_fraction": 0.02}}
+#: The two hierarchical (pairwise) compensations, by their ``CompressOptions.compensation`` name.
+PAIRWISE = {"pairwise": WARD_OPAQUE, "pairwise-kl": KL_MASS_CONSERVING}
+#: What ``"auto"`` tries, by the name the report gives it: both rules, and the KL rule after the Ward rule's 2 % drop.
+AUTO_RULES = {**PAIRWISE, "pairwise-kl+drop": KL_MASS_CONSERVING_AFTER_DROP}
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class CompressOptions:
 
     Attributes:
         ratio: retention rho in (0, 1] (ignored when ``target_bytes`` is set).
-        target_bytes: pick rho so the file is at most this many bytes (bisection on real encodes).
+        target_bytes: pick rho so the file is at most this many bytes (a secant search on real encodes).
         sh_keep: fraction of the survivors that keep their higher SH (the rest are DC-only).
         sh_keep_auto: with ``target_bytes`` on a scene with SH: also choose ``sh_keep`` among
             :data:`SH_KEEP_CANDIDATES` (and ``sh_keep``), each with its own rho that fits, keeping the file whose
@@ -121,8 +121,8 @@ class CompressOptions:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
         if not 0 <= self.sh_keep <= 1:
             raise ValueError(f"sh_keep must be in [0, 1], got {self.sh_keep}")
-        if self.score not in ugc.SCORES:
-            raise ValueError(f"score must be one of {ugc.SCORES}, got {self.score!r}")
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
         if self.codec not in CODEC_CHOICES:
             raise ValueError(f"codec must be one of {CODEC_CHOICES}, got {self.codec!r}")
         if self.compensation not in COMPENSATIONS:
@@ -151,6 +151,501 @@ class CompressReport:
         return asdict(self)
 
 
+def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(), *, codec=None,
+             cameras: list[Camera] | None = None, source_sha256: str | None = None, progress=None, cancel=None
+             ) -> tuple[bytes, CompressReport]:
+    """Compress ``scene`` into the bytes of an .exgs file.
+
+    Args:
+        scene: N Gaussians in any state: NaN/Inf and zero rotations are sanitised first and reported
+            (``report.sanitize_actions``); the caller's scene is never modified.
+        options: pruning options (and ``target_bytes`` to choose rho).
+        codec: :class:`exgs_core.exgs_format.CodecOptions` (overrides ``options.codec``); None (default) with
+            ``options.codec == "auto"`` = walk :data:`CODEC_LADDER` on the first pruned encode (size searches keep
+            the choice for their later trials), see :func:`_choose_codec`. The choice is in
+            ``report.sampling["codec"]``.
+        cameras: the views to decide on (e.g. from a cameras.json); automatic train views when None.
+        source_sha256: hex digest of the source file for the header (default: :func:`scene_sha256`).
+        progress: ``progress(fraction, stage)``.
+        cancel: callable returning True, or an object with ``is_set()``; checked between steps.
+
+    Returns:
+        (the .exgs bytes, :class:`CompressReport`).
+    """
+    t0 = time.perf_counter()
+    clean, sanitize_actions = _sanitize(scene)
+    call = _Call(clean, cameras, codec, source_sha256 or scene_sha256(clean), CheckViews(clean, options, cameras),
+                 progress, cancel)
+    check_cancel(cancel)
+    scoring = _score(clean, options, cameras, cancel=cancel,
+                     progress=_sub(progress, 0.0, _SCORED * _first_trial_share(clean, options)))
+    if options.target_bytes is None:
+        outcome = _single_trial(call, scoring, options)
+    elif _searches_sh_keep(clean, options):
+        outcome = _search_sh_keep(call, scoring, options)
+    else:
+        outcome = _search_ratio(call, scoring, options, decided=None, span=(0.0, 1.0)).outcome()
+    report = _report(scene, clean, sanitize_actions, scoring, outcome, time.perf_counter() - t0)
+    if progress:
+        progress(1.0, "done")
+    return outcome.kept.encoding.data, report
+
+
+# ------------------------------------------------------------------------------------------------ stage results
+@dataclass(frozen=True)
+class Scoring:
+    """What :func:`_score` returns.
+
+    Attributes:
+        cameras: the C scoring views.
+        accumulation: what rendering them gathered (None for the ``"opacity"`` score, which needs no views).
+        score: float64 [N] significance of every Gaussian.
+        seconds: wall time.
+    """
+
+    cameras: list[Camera]
+    accumulation: Accumulation | None
+    score: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """What :func:`_prune` returns.
+
+    Attributes:
+        scene: the M pruned, compensated and SH-cut Gaussians.
+        sh_full: bool [M], True where a Gaussian keeps its higher SH.
+        sampling: how the survivors were chosen (the pruning's part of ``CompressReport.sampling``).
+        amplification: the compensation's stats (``CompressReport.amplification``).
+        seconds: wall time.
+    """
+
+    scene: GaussianScene
+    sh_full: np.ndarray
+    sampling: dict
+    amplification: dict
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    """What :func:`_choose_rule` returns: the :data:`AUTO_RULES` entry kept (``"none"``: nothing to prune), its
+    SH-cut result (``scene`` of M Gaussians, ``sh_full`` bool [M]), its merge stats, and every rule's mean PSNR on
+    the check views (None when nothing was judged)."""
+
+    name: str
+    scene: GaussianScene
+    sh_full: np.ndarray
+    stats: dict
+    view_psnr: dict | None
+
+    def sampling(self) -> dict:
+        out = {"method": "auto", "chosen": self.name}
+        return out if self.view_psnr is None else {**out, "view_psnr": self.view_psnr}
+
+
+@dataclass(frozen=True)
+class CodecChoice:
+    """A step of :data:`CODEC_LADDER` chosen by judging renders (:func:`_choose_codec`); later trials of the same
+    compress call reuse it. ``info``: what the report says about it (``{"chosen", "tried"}``)."""
+
+    step: str
+    info: dict
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What :func:`_encode` returns.
+
+    Attributes:
+        data: the .exgs bytes.
+        codec_info: ``CompressReport.sampling["codec"]``; None when the codec was given (no choice to report).
+        decided: the codec choice in force after this encode, for later trials (None: not decided yet).
+        seconds: wall time.
+    """
+
+    data: bytes
+    codec_info: dict | None
+    decided: CodecChoice | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One prune + encode at one retention (``options.ratio``) and SH share (``options.sh_keep``)."""
+
+    options: CompressOptions
+    pruning: Pruning
+    encoding: Encoding
+
+    @property
+    def size(self) -> int:
+        return len(self.encoding.data)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a single trial or a size search produced.
+
+    Attributes:
+        kept: the trial whose bytes are the output.
+        described: the trial whose sampling, merge stats and codec choice the report gives. A size search reports
+            its last trial, which is nearly always the kept one (always, when the search stops on a fit within 3 %
+            of the target).
+        trials: every trial run (their times add up in the report).
+        sampling: the searches' own ``CompressReport.sampling`` entries (``target_search``, ``sh_keep_search``).
+    """
+
+    kept: Trial
+    described: Trial
+    trials: tuple[Trial, ...]
+    sampling: dict
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What every stage of one :func:`compress` call shares (the sanitised scene and the caller's arguments)."""
+
+    scene: GaussianScene
+    cameras: list[Camera] | None
+    codec: object  # exgs_format.CodecOptions or None
+    source_sha256: str
+    check: CheckViews
+    progress: Progress | None
+    cancel: object
+
+
+# ------------------------------------------------------------------------------------------------ stages
+def _sanitize(scene: GaussianScene) -> tuple[GaussianScene, list[str]]:
+    """(``scene`` with NaN/Inf and zero rotations repaired, or itself when valid; what was done)."""
+    if scene.validate().ok:
+        return scene, []
+    clean, rep = scene.sanitize()
+    return clean, list(rep.actions)
+
+
+def _score(scene: GaussianScene, options: CompressOptions, cameras: list[Camera] | None, *,
+           acc: Accumulation | None = None, progress=None, cancel=None) -> Scoring:
+    """Render the scoring views (unless ``acc`` from an earlier call is given) and score every Gaussian."""
+    t = time.perf_counter()
+    cams = scoring_cameras(scene, options, cameras)
+    if acc is None and options.score != "opacity":
+        acc = accumulate(scene, cams, counts=options.score == "lightgaussian", progress=progress, cancel=cancel)
+    score = significance(scene, acc, options.score)
+    if cameras and acc is not None and scene.n and not (acc.weight > 0).any():
+        # every score is 0: the pruning would be arbitrary. With the user's own views this is nearly always a
+        # file for another scene or another axis convention, so say so instead of writing a meaningless file.
+        raise CameraError(f"none of the {len(cams)} given camera(s) sees any of the scene's {scene.n:,} Gaussians; "
+                          f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)")
+    return Scoring(cams, acc, score, time.perf_counter() - t)
+
+
+# One trial's share of the progress bar: scoring fills the first 48 % (on the first trial only: later trials reuse
+# it), "pruned" is reported at 56 %, the encode fills the last 20 %.
+_SCORED, _PRUNED, _ENCODE_FROM = 0.48, 0.56, 0.8
+
+
+def _trial(call: _Call, scoring: Scoring, options: CompressOptions, decided: CodecChoice | None,
+           span: tuple[float, float]) -> Trial:
+    """Prune at ``options.ratio`` / ``options.sh_keep`` and encode; ``span``: the trial's part of the progress bar."""
+    lo, hi = span
+    check_cancel(call.cancel)
+    pruning = _prune(call.scene, options, scoring, call.check, call.cancel)
+    if call.progress:
+        call.progress(lo + (hi - lo) * _PRUNED, "pruned")
+    check_cancel(call.cancel)
+    encoding = _encode(call, options, pruning, decided, _encode_progress(call, lo + (hi - lo) * _ENCODE_FROM, hi))
+    return Trial(options, pruning, encoding)
+
+
+def _single_trial(call: _Call, scoring: Scoring, options: CompressOptions) -> Outcome:
+    trial = _trial(call, scoring, options, decided=None, span=(0.0, 1.0))
+    return Outcome(kept=trial, described=trial, trials=(trial,), sampling={})
+
+
+def _prune(scene: GaussianScene, options: CompressOptions, scoring: Scoring, check: CheckViews, cancel) -> Pruning:
+    """Choose the survivors, compensate them for the removed Gaussians and cut the SH (see :mod:`exgs_core.prune`)."""
+    t = time.perf_counter()
+    fold = np.array([c.position for c in scoring.cameras]) if options.fold_sh else None
+    if options.compensation == "auto":  # candidates are compared after the SH cut, as they will be stored
+        target = keep_count(scene.n, options.ratio)
+        choice = _choose_rule(scene, scoring.score, target, options.sh_keep, fold, check, cancel)
+        out, sh_full, stats, sampling = choice.scene, choice.sh_full, choice.stats, choice.sampling()
+    elif options.compensation in PAIRWISE:
+        target = keep_count(scene.n, options.ratio)
+        merged, stats = pairwise_merge(scene, scoring.score, target, PAIRWISE[options.compensation])
+        out, sh_full = _cut_sh_by_mass(merged, options.sh_keep, fold)
+        sampling = {"method": options.compensation}
+    else:
+        keep, voxel, sampling = _sample(scene, scoring.score, options)
+        out, stats = _compensate(scene, keep, voxel, options)
+        out, sh_full = split_sh(out, scoring.score[keep], options.sh_keep, fold_dirs=fold)
+    return Pruning(out, sh_full, sampling, stats, time.perf_counter() - t)
+
+
+def _cut_sh_by_mass(merged: GaussianScene, sh_keep: float, fold) -> tuple[GaussianScene, np.ndarray]:
+    """SH cut of a merged set, ranked by its mass x visibility proxy (opacity x area): merging leaves no score."""
+    return split_sh(merged, coverage_mass(merged), sh_keep, fold_dirs=fold)
+
+
+def _choose_rule(scene: GaussianScene, score: np.ndarray, target: int, sh_keep: float, fold, check: CheckViews,
+                 cancel) -> RuleChoice:
+    """Run every rule of :data:`AUTO_RULES` (each followed by the SH cut) and keep the one whose renders of the
+    check views have the highest mean PSNR against the full scene's (an encoder-side choice: no optimisation, the
+    decoder does not need to know; ties keep the first)."""
+    if target >= scene.n:
+        out, sh_full = _cut_sh_by_mass(scene.copy(), sh_keep, fold)
+        return RuleChoice("none", out, sh_full, {"dropped": 0, "rounds": 0}, None)
+    best = None
+    view_psnr = {}
+    for name, rule in AUTO_RULES.items():
+        check_cancel(cancel)
+        merged, stats = pairwise_merge(scene, score, target, rule)
+        out, sh_full = _cut_sh_by_mass(merged, sh_keep, fold)
+        p = check.psnr(out)
+        view_psnr[name] = round(p, 3)
+        if best is None or p > best[0]:
+            best = (p, name, out, sh_full, stats)
+    _, name, out, sh_full, stats = best
+    return RuleChoice(name, out, sh_full, stats, view_psnr)
+
+
+def _sample(scene: GaussianScene, score: np.ndarray, options: CompressOptions
+            ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(keep bool [N], voxel ids int64 [N] for :func:`~exgs_core.prune.amplify`, the sampling report)."""
+    if options.voxel_sampling:
+        sr = voxel_sample(scene.means, score, options.ratio)
+        return sr.keep, sr.voxel, {"voxel_size": sr.voxel_size, "kept_by_quota": sr.kept_by_quota,
+                                   "kept_min_one": sr.kept_min_one, "kept_by_budget": sr.kept_by_budget}
+    keep = top_k(score, options.ratio)
+    voxel = voxel_keys(scene.means, auto_voxel_size(scene.means, max(8.0, 4.0 / options.ratio))) \
+        if options.compensation == "amplify" and scene.n else np.zeros(scene.n, np.int64)
+    return keep, voxel, {}
+
+
+def _compensate(scene: GaussianScene, keep: np.ndarray, voxel: np.ndarray, options: CompressOptions
+                ) -> tuple[GaussianScene, dict]:
+    """The kept Gaussians, compensated by ``options.compensation`` (``"merge"``, ``"amplify"`` or ``"none"``)."""
+    if options.compensation == "amplify" and options.ratio < 1:
+        return amplify(scene, keep, voxel, strength=options.amplify_strength)
+    if options.compensation == "merge" and options.ratio < 1:
+        return merge_into_survivors(scene, keep)
+    return scene.subset(keep), {}
+
+
+def _encode(call: _Call, options: CompressOptions, pruning: Pruning, decided: CodecChoice | None, progress
+            ) -> Encoding:
+    """Quantise and entropy-code ``pruning`` with the given codec, the ``options.codec`` step, the codec
+    ``decided`` by an earlier trial, or (none of these) the step :func:`_choose_codec` picks."""
+    t = time.perf_counter()
+    info = None
+    if call.codec is not None:
+        data = _write(call, options, pruning, call.codec, progress)
+    elif options.codec != "auto":
+        data = _write(call, options, pruning, codec_options(options.codec, pruning.scene.means), progress)
+    elif decided is not None:  # size searches re-encode: decided once, on the first pruned encode
+        data = _write(call, options, pruning, codec_options(decided.step, pruning.scene.means), progress)
+        info = dict(decided.info, reused=True)
+    else:
+        data, info = _choose_codec(call, options, pruning, progress)
+        if "tried" in info:
+            decided = CodecChoice(info["chosen"], info)
+    return Encoding(data, info, decided, time.perf_counter() - t)
+
+
+def _write(call: _Call, options: CompressOptions, pruning: Pruning, codec, progress) -> bytes:
+    """The .exgs bytes of ``pruning`` with codec options ``codec``; the header records ``options``."""
+    from .exgs_format import encode
+
+    meta = call.scene.meta
+    header = {"ugc": asdict(options), "gaussians_source": call.scene.n,  # "ugc": the format's key for these options
+              "scene_meta": {k: meta[k] for k in ("up", "antialiased", "coordinate_system") if k in meta}}
+    return encode(pruning.scene, sh_full=pruning.sh_full, options=codec, source_sha256=call.source_sha256,
+                  extra_header=header, progress=progress)
+
+
+def _choose_codec(call: _Call, options: CompressOptions, pruning: Pruning, progress) -> tuple[bytes, dict]:
+    """Walk down :data:`CODEC_LADDER` on a pruned scene: each coarser step is kept while its view-PSNR loss
+    against the step kept so far is no larger than its byte saving is worth (:data:`CODEC_DB_PER_DOUBLING` x
+    log2 of the size ratio); the walk stops at the first step that is not worth it. Returns the bytes and the
+    report entry (``{"chosen", "tried"}``, or ``{"chosen": "default", "why": "not pruned"}``)."""
+    from .exgs_format import CodecOptions, decode
+
+    data = _write(call, options, pruning, CodecOptions(), progress)
+    if pruning.scene.n >= call.scene.n:  # nothing pruned: the quantisation error is all the error there is
+        return data, {"chosen": "default", "why": "not pruned"}
+    chosen, p_kept = "default", call.check.psnr(decode(data, max_gaussians=0))
+    tried = [{"codec": "default", "bytes": len(data), "view_psnr": round(p_kept, 3)}]
+    for name in list(CODEC_LADDER)[1:]:
+        cand = _write(call, options, pruning, codec_options(name, pruning.scene.means), progress)
+        p = call.check.psnr(decode(cand, max_gaussians=0))
+        worth = CODEC_DB_PER_DOUBLING * math.log2(len(data) / max(len(cand), 1))
+        tried.append({"codec": name, "bytes": len(cand), "view_psnr": round(p, 3), "saving_worth_db": round(worth, 3)})
+        if p_kept - p > worth:
+            break
+        chosen, data, p_kept = name, cand, p
+    return data, {"chosen": chosen, "tried": tried}
+
+
+# ------------------------------------------------------------------------------------------------ size searches
+#: Most encodes one retention search tries.
+SEARCH_TRIALS = 6
+
+
+@dataclass(frozen=True)
+class SizeSearch:
+    """What :func:`_search_ratio` returns.
+
+    Attributes:
+        target: the byte budget.
+        trials: every trial, in order.
+        best: the largest file within ``target`` (None: none fits, or a trial failed).
+        decided: the codec choice in force after the search (the next search starts from it).
+        failure: the error a trial raised, which ended the search (then ``best`` is None).
+    """
+
+    target: int
+    trials: tuple[Trial, ...]
+    best: Trial | None
+    decided: CodecChoice | None
+    failure: ExgsError | None = None
+
+    def tried(self) -> list[dict]:
+        return [{"ratio": round(t.options.ratio, 5), "bytes": t.size} for t in self.trials]
+
+    def outcome(self) -> Outcome:
+        """The best file, as an :class:`Outcome`; raises when there is none."""
+        if self.failure is not None:
+            raise self.failure
+        if self.best is None:
+            smallest = min(t.size for t in self.trials)
+            raise ExgsError(f"cannot reach {self.target:,} bytes: the smallest file tried was {smallest:,} bytes "
+                            f"(retention {min(t.options.ratio for t in self.trials):.4f})")
+        return Outcome(kept=self.best, described=self.trials[-1], trials=self.trials,
+                       sampling={"target_search": self.tried()})
+
+
+def _search_ratio(call: _Call, scoring: Scoring, options: CompressOptions, decided: CodecChoice | None,
+                  span: tuple[float, float]) -> SizeSearch:
+    """Largest rho whose file fits ``options.target_bytes``: a secant search on real encodes (bytes grow about
+    linearly with rho), at most :data:`SEARCH_TRIALS` of them, starting at rho = 1. ``decided``: the codec choice
+    of an earlier search; ``span``: the part of the progress bar this search fills."""
+    target = options.target_bytes
+    trials: list[Trial] = []
+    lo, hi = span
+    rho = 1.0
+    try:
+        for it in range(SEARCH_TRIALS):
+            trial = _trial(call, scoring, replace(options, ratio=rho, target_bytes=None), decided,
+                           (lo + (hi - lo) * it / SEARCH_TRIALS, lo + (hi - lo) * (it + 1) / SEARCH_TRIALS))
+            trials.append(trial)
+            decided = trial.encoding.decided
+            fits = [t for t in trials if t.size <= target]
+            if fits and max(fits, key=lambda t: (t.options.ratio, t.size)).size >= 0.97 * target:
+                break
+            rho_new = _next_ratio(trials, target, call.scene.n)
+            if any(abs(rho_new - t.options.ratio) < 1e-4 for t in trials):
+                break
+            rho = rho_new
+    except ExgsError as e:  # cancelled, or a trial failed: the caller decides (an SH-share search tries the next)
+        return SizeSearch(target, tuple(trials), None, decided, failure=e)
+    fits = [t for t in trials if t.size <= target]
+    return SizeSearch(target, tuple(trials), max(fits, key=lambda t: t.size) if fits else None, decided)
+
+
+def _next_ratio(trials: list[Trial], target: int, n: int) -> float:
+    """The next rho to try: the secant through the two trials closest to ``target`` bytes (the origin-anchored line
+    through the last trial when there is no such pair), 1 % lower, within [1 / n, 1]."""
+    pts = sorted(trials, key=lambda t: abs(t.size - target))[:2]
+    if len(pts) == 2 and pts[0].size != pts[1].size:
+        (r0, b0), (r1, b1) = ((t.options.ratio, t.size) for t in pts)
+        rho = r0 + (target - b0) * (r1 - r0) / (b1 - b0)
+    else:
+        rho = trials[-1].options.ratio * target / trials[-1].size
+    return float(np.clip(rho * 0.99, 1.0 / max(n, 1), 1.0))
+
+
+def _searches_sh_keep(scene: GaussianScene, options: CompressOptions) -> bool:
+    return options.target_bytes is not None and options.sh_keep_auto and scene.sh_degree > 0
+
+
+def _sh_keep_candidates(options: CompressOptions) -> list[float]:
+    return sorted({float(options.sh_keep), *SH_KEEP_CANDIDATES})
+
+
+def _search_sh_keep(call: _Call, scoring: Scoring, options: CompressOptions) -> Outcome:
+    """``sh_keep_auto``: one :func:`_search_ratio` per SH-keep candidate; keep the best decoded file on the check
+    views (:func:`check_cameras`; ties keep the smaller SH share)."""
+    from .exgs_format import decode
+
+    cands = _sh_keep_candidates(options)
+    decided, best, tried, trials = None, None, [], []
+    for i, shk in enumerate(cands):
+        check_cancel(call.cancel)
+        search = _search_ratio(call, scoring, replace(options, sh_keep=shk), decided,
+                               span=(i / len(cands), (i + 1) / len(cands)))
+        decided = search.decided
+        trials += search.trials
+        if search.best is None:  # this SH share cannot fit the budget at all; the others may
+            continue
+        p = call.check.psnr(decode(search.best.encoding.data, max_gaussians=0))
+        tried.append({"sh_keep": shk, "gaussians": search.best.pruning.scene.n, "bytes": search.best.size,
+                      "view_psnr": round(p, 3)})
+        if best is None or p > best[0]:
+            best = (p, search)
+    if best is None:
+        raise ExgsError(f"cannot reach {options.target_bytes:,} bytes with any SH keep fraction {cands}")
+    chosen = best[1].outcome()
+    return replace(chosen, trials=tuple(trials), sampling={**chosen.sampling, "sh_keep_search": tried})
+
+
+def _first_trial_share(scene: GaussianScene, options: CompressOptions) -> float:
+    """The first trial's part of the progress bar (scoring happens once, in its first :data:`_SCORED`)."""
+    if options.target_bytes is None:
+        return 1.0
+    searches = len(_sh_keep_candidates(options)) if _searches_sh_keep(scene, options) else 1
+    return 1.0 / searches / SEARCH_TRIALS
+
+
+# ------------------------------------------------------------------------------------------------ report
+def _report(scene: GaussianScene, clean: GaussianScene, sanitize_actions: list[str], scoring: Scoring,
+            outcome: Outcome, seconds: float) -> CompressReport:
+    """The report of a compress call: ``scene`` as given, ``clean`` as sanitised, what was kept and tried."""
+    kept, described = outcome.kept, outcome.described
+    codec = {} if described.encoding.codec_info is None else {"codec": described.encoding.codec_info}
+    return CompressReport(
+        gaussians_in=scene.n, gaussians_out=kept.pruning.scene.n, ratio=kept.pruning.scene.n / max(clean.n, 1),
+        sh_full=int(np.count_nonzero(kept.pruning.sh_full)), bytes_out=kept.size,
+        bytes_sh3_ply=scene.ply_size_bytes(3),
+        seconds={"score": round(scoring.seconds, 3),
+                 "prune": round(sum(t.pruning.seconds for t in outcome.trials), 3),
+                 "encode": round(sum(t.encoding.seconds for t in outcome.trials), 3),
+                 "total": round(seconds, 3)},
+        sanitize_actions=list(sanitize_actions), sampling={**described.pruning.sampling, **codec, **outcome.sampling},
+        amplification=dict(described.pruning.amplification), views=len(scoring.cameras))
+
+
+# ------------------------------------------------------------------------------------------------ progress
+def _encode_progress(call: _Call, lo: float, hi: float):
+    """The encoder's ``progress`` callback: checks ``cancel``, maps [0, 1] to [lo, hi] of the caller's bar."""
+
+    def report(f: float, stage: str) -> None:
+        check_cancel(call.cancel)
+        if call.progress:
+            call.progress(lo + (hi - lo) * f, stage)
+
+    return report
+
+
+def _sub(progress, lo: float, hi: float):
+    """Map a child's progress in [0, 1] to [lo, hi] of the parent's."""
+    if progress is None:
+        return None
+    return lambda f, s: progress(lo + (hi - lo) * f, s)
+
+
+# ------------------------------------------------------------------------------------------------ source hash, views
 def scene_sha256(scene: GaussianScene) -> str:
     """sha256 of the scene's five arrays (order-sensitive): identifies the source in the .exgs header."""
     h = hashlib.sha256()
@@ -177,69 +672,6 @@ def _fit(cameras: list[Camera], size: int) -> list[Camera]:
     return out
 
 
-def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camera] | None = None,
-          acc: ugc.Accumulation | None = None, progress=None, cancel=None, report: CompressReport | None = None
-          ) -> tuple[GaussianScene, np.ndarray, ugc.Accumulation | None]:
-    """UGC without coding: returns (pruned + amplified + SH-split scene, sh_full bool [M], accumulation).
-
-    ``acc`` from an earlier call can be passed back to skip re-scoring (e.g. when searching rho)."""
-    report = report or CompressReport()
-    t = time.perf_counter()
-    cams = scoring_cameras(scene, options, cameras)
-    if acc is None and options.score != "opacity":
-        acc = ugc.accumulate(scene, cams, counts=options.score == "lightgaussian",
-                             progress=(lambda f, s: progress(0.6 * f, s)) if progress else None, cancel=cancel)
-    score = ugc.significance(scene, acc, options.score)
-    if cameras and acc is not None and scene.n and not (acc.weight > 0).any():
-        # every score is 0: the pruning would be arbitrary. With the user's own views this is nearly always a
-        # file for another scene or another axis convention, so say so instead of writing a meaningless file.
-        raise CameraError(f"none of the {len(cams)} given camera(s) sees any of the scene's {scene.n:,} Gaussians; "
-                          f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)")
-    report.seconds["score"] = round(report.seconds.get("score", 0.0) + time.perf_counter() - t, 3)
-    report.views = len(cams)
-    ugc._check_cancel(cancel)
-    t = time.perf_counter()
-    fold = np.array([c.position for c in cams]) if options.fold_sh else None
-    if options.compensation in ("auto", "pairwise", "pairwise-kl"):
-        target = ugc.keep_count(scene.n, options.ratio)
-
-        def cut_sh(merged):  # SH split of a merged set, ranked by its mass x visibility proxy (opacity x area)
-            return ugc.split_sh(merged, ugc.coverage_mass(merged), options.sh_keep, fold_dirs=fold)
-
-        if options.compensation != "auto":
-            out, report.amplification = ugc.pairwise_merge(scene, score, target, **PAIRWISE[options.compensation])
-            report.sampling = {"method": options.compensation}
-            out, sh_full = cut_sh(out)
-        else:  # candidates are compared after the SH cut, as they will be stored
-            check = _references(scene, options, cameras, acc) if target < scene.n else None
-            (out, sh_full), report.amplification, report.sampling = _pairwise_auto(
-                scene, score, target, check, cancel, finish=cut_sh)
-        report.seconds["prune"] = round(report.seconds.get("prune", 0.0) + time.perf_counter() - t, 3)
-        if progress:
-            progress(0.7, "pruned")
-        return out, sh_full, acc
-    if options.voxel_sampling:
-        sr = ugc.voxel_sample(scene.means, score, options.ratio)
-        keep, vox = sr.keep, sr.voxel
-        report.sampling = {"voxel_size": sr.voxel_size, "kept_by_quota": sr.kept_by_quota,
-                           "kept_min_one": sr.kept_min_one, "kept_by_budget": sr.kept_by_budget}
-    else:
-        keep = ugc.top_k(score, options.ratio)
-        vox = ugc.voxel_keys(scene.means, ugc.auto_voxel_size(scene.means, max(8.0, 4.0 / options.ratio))) \
-            if options.compensation == "amplify" and scene.n else np.zeros(scene.n, np.int64)
-    if options.compensation == "amplify" and options.ratio < 1:
-        out, report.amplification = ugc.amplify(scene, keep, vox, strength=options.amplify_strength)
-    elif options.compensation == "merge" and options.ratio < 1:
-        out, report.amplification = ugc.merge_into_survivors(scene, keep)
-    else:
-        out = scene.subset(keep)
-    out, sh_full = ugc.split_sh(out, score[keep], options.sh_keep, fold_dirs=fold)
-    report.seconds["prune"] = round(report.seconds.get("prune", 0.0) + time.perf_counter() - t, 3)
-    if progress:
-        progress(0.7, "pruned")
-    return out, sh_full, acc
-
-
 CHECK_VIEWS = 8
 
 
@@ -259,239 +691,56 @@ def check_cameras(scene: GaussianScene, options: CompressOptions, cameras: list[
     return _fit(list(cameras)[:: max(1, len(cameras) // CHECK_VIEWS)][:CHECK_VIEWS], size)
 
 
-def _references(scene: GaussianScene, options: CompressOptions, cameras: list[Camera] | None,
-                acc: ugc.Accumulation | None) -> tuple[list, list]:
-    """(check cameras, full-scene renders float32 [H, W, 3] of them), rendered once per accumulation (cached in
-    ``acc.cache["check"]``)."""
-    from .render import prepare, render
-
-    if acc is not None and "check" in acc.cache:
-        return acc.cache["check"]
-    cams = check_cameras(scene, options, cameras)
-    prep = prepare(scene)
-    out = (cams, [render(scene, c, prepared=prep).rgb for c in cams])
-    if acc is not None:
-        acc.cache["check"] = out
-    return out
-
-
-def _view_psnr(candidate: GaussianScene, cams: list[Camera], refs: list) -> float:
-    """Mean PSNR (dB) of ``candidate``'s renders of ``cams`` against the reference renders ``refs``."""
-    from .metrics import psnr
-    from .render import prepare, render
-
-    prep = prepare(candidate)
-    return float(np.mean([psnr(render(candidate, c, prepared=prep).rgb, r) for c, r in zip(cams, refs)]))
-
-
-def _pairwise_auto(scene: GaussianScene, score: np.ndarray, target: int, check: tuple, cancel, finish
-                   ) -> tuple[tuple[GaussianScene, np.ndarray], dict, dict]:
-    """Run every rule of :data:`AUTO_RULES` and keep the one whose renders of the check views have the higher
-    mean PSNR against the full scene's renders (an encoder-side choice: no optimisation, the decoder does not need
-    to know). ``check``: (cameras, full-scene renders) from :func:`_references`. ``finish``: the SH cut,
-    ``merged scene -> (scene, sh_full)``, applied before judging; returns the chosen ``(scene, sh_full)``, the
-    merge stats and the sampling report."""
-    if target >= scene.n:
-        return finish(scene.copy()), {"dropped": 0, "rounds": 0}, {"method": "auto", "chosen": "none"}
-    pick, refs = check
-    best = None
-    tried = {}
-    for name, kw in AUTO_RULES.items():
-        ugc._check_cancel(cancel)
-        merged, stats = ugc.pairwise_merge(scene, score, target, **kw)
-        out = finish(merged)
-        p = _view_psnr(out[0], pick, refs)
-        tried[name] = round(p, 3)
-        if best is None or p > best[0]:
-            best = (p, name, out, stats)
-    return best[2], best[3], {"method": "auto", "chosen": best[1], "view_psnr": tried}
-
-
-def _sub(progress, lo: float, hi: float):
-    """Map a child's progress in [0, 1] to [lo, hi] of the parent's."""
-    if progress is None:
-        return None
-    return lambda f, s: progress(lo + (hi - lo) * f, s)
-
-
-def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(), *, codec=None,
-             cameras: list[Camera] | None = None, source_sha256: str | None = None, progress=None, cancel=None
-             ) -> tuple[bytes, CompressReport]:
-    """Compress ``scene`` into the bytes of an .exgs file.
+class CheckViews:
+    """The views compression judges its own choices on (:func:`check_cameras`) and the full scene's renders of
+    them, rendered on first use and then kept: a compress call renders them at most once, however many merge
+    rules, codec steps and SH shares it judges, and not at all when it judges nothing.
 
     Args:
-        scene: N Gaussians in any state: NaN/Inf and zero rotations are sanitised first and reported
-            (``report.sanitize_actions``); the caller's scene is never modified.
-        options: pruning options (and ``target_bytes`` to choose rho).
-        codec: :class:`exgs_core.exgs_format.CodecOptions` (overrides ``options.codec``); None (default) with
-            ``options.codec == "auto"`` = walk :data:`CODEC_LADDER` on the first pruned encode (size searches keep
-            the choice for their later trials), see :func:`_choose_codec`. The choice is in
-            ``report.sampling["codec"]``.
-        cameras: the views to decide on (e.g. from a cameras.json); automatic train views when None.
-        source_sha256: hex digest of the source file for the header (default: :func:`scene_sha256`).
-        progress: ``progress(fraction, stage)``.
-        cancel: callable returning True, or an object with ``is_set()``; checked between steps.
-
-    Returns:
-        (the .exgs bytes, :class:`CompressReport`).
+        scene: the full (sanitised) scene.
+        options, cameras: as given to :func:`compress`.
     """
-    from . import exgs_format
 
-    fixed_codec = codec
-    decided: dict = {}  # the codec choice, made on the first pruned encode and kept for the rest of this call
-    report = CompressReport(gaussians_in=scene.n, bytes_sh3_ply=scene.ply_size_bytes(3))
-    t0 = time.perf_counter()
-    if not scene.validate().ok:
-        scene, rep = scene.sanitize()
-        report.sanitize_actions = list(rep.actions)
-    src = source_sha256 or scene_sha256(scene)
-    ugc._check_cancel(cancel)
+    def __init__(self, scene: GaussianScene, options: CompressOptions, cameras: list[Camera] | None):
+        self._scene, self._options, self._cameras = scene, options, cameras
 
-    def encode_at(opts: CompressOptions, acc, prog_lo: float, prog_hi: float):
-        pruned, sh_full, acc = prune(scene, opts, cameras=cameras, acc=acc, progress=_sub(progress, prog_lo, prog_hi * 0.8 + prog_lo * 0.2),
-                                     cancel=cancel, report=report)
-        ugc._check_cancel(cancel)
+    @functools.cached_property
+    def references(self) -> tuple[list[Camera], list[np.ndarray]]:
+        """(the check cameras, the full scene's renders float32 [H, W, 3] of them)."""
+        from .render import prepare, render
 
-        def enc_progress(f, s):
-            ugc._check_cancel(cancel)
-            if progress:
-                progress(prog_lo + (prog_hi - prog_lo) * (0.8 + 0.2 * f), s)
+        cams = check_cameras(self._scene, self._options, self._cameras)
+        prep = prepare(self._scene)
+        return cams, [render(self._scene, c, prepared=prep).rgb for c in cams]
 
-        t = time.perf_counter()
-        header = {"ugc": {k: v for k, v in asdict(opts).items()}, "gaussians_source": scene.n,
-                  "scene_meta": {k: scene.meta[k] for k in ("up", "antialiased", "coordinate_system")
-                                 if k in scene.meta}}
+    def psnr(self, candidate: GaussianScene) -> float:
+        """Mean PSNR (dB) of ``candidate``'s renders of the check views against the full scene's."""
+        from .metrics import psnr
+        from .render import prepare, render
 
-        def enc(copts):
-            return exgs_format.encode(pruned, sh_full=sh_full, options=copts, source_sha256=src,
-                                      extra_header=header, progress=enc_progress)
+        cams, refs = self.references
+        prep = prepare(candidate)
+        return float(np.mean([psnr(render(candidate, c, prepared=prep).rgb, r) for c, r in zip(cams, refs)]))
 
-        if fixed_codec is not None:
-            data = enc(fixed_codec)
-        elif options.codec != "auto":
-            data = enc(codec_options(options.codec, pruned.means))
-        elif "codec" in decided:  # size searches re-encode: decide once, on the first pruned encode
-            data = enc(codec_options(decided["codec"], pruned.means))
-            report.sampling["codec"] = dict(decided["info"], reused=True)
-        else:
-            data = _choose_codec(scene, opts, pruned, enc, acc, cameras, report)
-            info = report.sampling["codec"]
-            if "tried" in info:
-                decided.update(info=info, codec=info["chosen"])
-        report.seconds["encode"] = round(report.seconds.get("encode", 0.0) + time.perf_counter() - t, 3)
-        return data, pruned, sh_full, acc
 
-    if options.target_bytes is None:
-        data, pruned, sh_full, _ = encode_at(options, None, 0.0, 1.0)
-    elif not options.sh_keep_auto or scene.sh_degree == 0:
-        data, pruned, sh_full = _search_ratio(scene, options, encode_at, report)
-    else:
-        data, pruned, sh_full = _search_sh_keep(scene, options, encode_at, report, cameras, cancel)
-    report.gaussians_out = pruned.n
-    report.ratio = pruned.n / max(scene.n, 1)
-    report.sh_full = int(np.count_nonzero(sh_full))
-    report.bytes_out = len(data)
-    report.seconds["total"] = round(time.perf_counter() - t0, 3)
+def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camera] | None = None,
+          acc: Accumulation | None = None, progress=None, cancel=None, report: CompressReport | None = None
+          ) -> tuple[GaussianScene, np.ndarray, Accumulation | None]:
+    """UGC without coding: returns (pruned + amplified + SH-split scene, sh_full bool [M], accumulation).
+
+    ``acc`` from an earlier call can be passed back to skip re-scoring (e.g. when searching rho). ``report``, when
+    given, receives ``views``, ``sampling``, ``amplification`` and the ``"score"`` / ``"prune"`` seconds."""
+    scoring = _score(scene, options, cameras, acc=acc, progress=_sub(progress, 0.0, 0.6), cancel=cancel)
+    check_cancel(cancel)
+    pruning = _prune(scene, options, scoring, CheckViews(scene, options, cameras), cancel)
+    if report is not None:
+        report.seconds["score"] = round(report.seconds.get("score", 0.0) + scoring.seconds, 3)
+        report.seconds["prune"] = round(report.seconds.get("prune", 0.0) + pruning.seconds, 3)
+        report.views = len(scoring.cameras)
+        report.sampling, report.amplification = dict(pruning.sampling), dict(pruning.amplification)
     if progress:
-        progress(1.0, "done")
-    return data, report
-
-
-def _choose_codec(scene, opts: CompressOptions, pruned: GaussianScene, enc, acc, cameras, report) -> bytes:
-    """Walk down :data:`CODEC_LADDER` on a pruned scene: each coarser step is kept while its view-PSNR loss
-    against the step kept so far is no larger than its byte saving is worth (:data:`CODEC_DB_PER_DOUBLING` x
-    log2 of the size ratio); the walk stops at the first step that is not worth it."""
-    import math
-
-    from .exgs_format import CodecOptions, decode
-
-    data = enc(CodecOptions())
-    if pruned.n >= scene.n:  # nothing pruned: the quantisation error is all the error there is
-        report.sampling["codec"] = {"chosen": "default", "why": "not pruned"}
-        return data
-    pick, refs = _references(scene, opts, cameras, acc)
-    chosen, p_kept = "default", _view_psnr(decode(data, max_gaussians=0), pick, refs)
-    tried = [{"codec": "default", "bytes": len(data), "view_psnr": round(p_kept, 3)}]
-    for name in list(CODEC_LADDER)[1:]:
-        cand = enc(codec_options(name, pruned.means))
-        p = _view_psnr(decode(cand, max_gaussians=0), pick, refs)
-        worth = CODEC_DB_PER_DOUBLING * math.log2(len(data) / max(len(cand), 1))
-        tried.append({"codec": name, "bytes": len(cand), "view_psnr": round(p, 3), "saving_worth_db": round(worth, 3)})
-        if p_kept - p > worth:
-            break
-        chosen, data, p_kept = name, cand, p
-    report.sampling["codec"] = {"chosen": chosen, "tried": tried}
-    return data
-
-
-def _search_sh_keep(scene, options: CompressOptions, encode_at, report: CompressReport, cameras, cancel):
-    """``sh_keep_auto``: one :func:`_search_ratio` per SH-keep candidate, keep the best decoded file on the
-    check views (:func:`check_cameras`)."""
-    from dataclasses import replace
-
-    from .exgs_format import decode
-
-    cands = sorted({float(options.sh_keep), *SH_KEEP_CANDIDATES})
-    pick = refs = None
-    acc, best, tried = None, None, []
-    for i, shk in enumerate(cands):
-        ugc._check_cancel(cancel)
-        lo, hi = i / len(cands), (i + 1) / len(cands)
-        try:
-            (data, pruned, sh_full), acc = _search_ratio(scene, replace(options, sh_keep=shk), encode_at, report,
-                                                         acc=acc, span=(lo, hi), with_acc=True)
-        except ExgsError:  # this SH share cannot fit the budget at all; the others may
-            continue
-        if refs is None:
-            pick, refs = _references(scene, options, cameras, acc)
-        p = _view_psnr(decode(data, max_gaussians=0), pick, refs)
-        tried.append({"sh_keep": shk, "gaussians": pruned.n, "bytes": len(data), "view_psnr": round(p, 3)})
-        if best is None or p > best[0]:  # the report describes the chosen file
-            best = (p, (data, pruned, sh_full), dict(report.sampling), dict(report.amplification))
-    if best is None:
-        raise ExgsError(f"cannot reach {options.target_bytes:,} bytes with any SH keep fraction {cands}")
-    report.sampling, report.amplification = best[2], best[3]
-    report.sampling["sh_keep_search"] = tried
-    return best[1]
-
-
-def _search_ratio(scene, options: CompressOptions, encode_at, report: CompressReport, *, acc=None,
-                  span: tuple[float, float] = (0.0, 1.0), with_acc: bool = False):
-    """Largest rho whose file fits ``options.target_bytes``: a secant search on real encodes (bytes grow about
-    linearly with rho), at most 6 encodes, scoring done once and reused (``acc``). ``span``: the part of the
-    progress bar this search fills. Returns ``(data, pruned, sh_full)`` (and the accumulation if ``with_acc``)."""
-    from dataclasses import replace
-
-    target = options.target_bytes
-    tried: list[tuple[float, int, tuple]] = []
-    rho = 1.0
-    lo, hi = span
-    for it in range(6):
-        opts = replace(options, ratio=rho, target_bytes=None)
-        data, pruned, sh_full, acc = encode_at(opts, acc, lo + (hi - lo) * it / 6, lo + (hi - lo) * (it + 1) / 6)
-        tried.append((rho, len(data), (data, pruned, sh_full)))
-        fits = [t for t in tried if t[1] <= target]
-        if fits and max(fits)[1] >= 0.97 * target:
-            break
-        # secant through the two closest points (or the origin-anchored line at first)
-        pts = sorted(tried, key=lambda t: abs(t[1] - target))[:2]
-        if len(pts) == 2 and pts[0][1] != pts[1][1]:
-            (r0, b0, _), (r1, b1, _) = pts
-            rho_new = r0 + (target - b0) * (r1 - r0) / (b1 - b0)
-        else:
-            rho_new = rho * target / len(data)
-        rho_new = float(np.clip(rho_new * 0.99, 1.0 / max(scene.n, 1), 1.0))
-        if any(abs(rho_new - t[0]) < 1e-4 for t in tried):
-            break
-        rho = rho_new
-    fits = [t for t in tried if t[1] <= target]
-    if not fits:
-        smallest = min(t[1] for t in tried)
-        raise ExgsError(f"cannot reach {target:,} bytes: the smallest file tried was {smallest:,} bytes "
-                        f"(retention {min(t[0] for t in tried):.4f})")
-    best = max(fits, key=lambda t: t[1])
-    report.sampling["target_search"] = [{"ratio": round(t[0], 5), "bytes": t[1]} for t in tried]
-    return (best[2], acc) if with_acc else best[2]
+        progress(0.7, "pruned")
+    return pruning.scene, pruning.sh_full, scoring.accumulation
 
 
 def decompress(data: bytes, *, path=None, max_gaussians: int | None = None) -> GaussianScene:

@@ -58,7 +58,7 @@ STEPS = (("render", 0.40), ("compress", 0.40), ("export", 0.08), ("palette", 0.1
 
 #: Modules holding numba kernels (imported by :func:`kernels`).
 KERNEL_MODULES = ("exgs_core.render.cpu", "exgs_core.render.sh", "exgs_core.codec.rangecoder",
-                  "exgs_core.codec.palette", "exgs_core.knn", "exgs_core.ugc")
+                  "exgs_core.codec.palette", "exgs_core.knn", "exgs_core.prune.merge")
 
 _STAMP_VERSION = 1
 _LOCK = threading.Lock()  # one warm-up at a time in this process

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Ablation of ugc.pairwise_merge settings against splat-transform's --decimate (pruning only, no coding).
+"""Ablation of exgs_core.prune.pairwise_merge rules against splat-transform's --decimate (pruning only, no coding).
 
 For each scene and retention ratio: PSNR on 4 held-out automatic views at 256x256 of splat-transform 3.7.0
 `--decimate` (its PLY output, cached in out/ablate_pairwise/) and of every variant, given as a JSON object
-{name: pairwise_merge keyword arguments}; the exgs significance score comes from the compressor's default
+{name: PairwiseRule fields}; the exgs significance score comes from the compressor's default
 scoring views. Merge times are printed next to each PSNR (`name_s`).
 
 Usage:
@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exgs_core import load, ugc  # noqa: E402
+from exgs_core import load  # noqa: E402
 from exgs_core.compress import PAIRWISE, CompressOptions, scoring_cameras  # noqa: E402
+from exgs_core.prune import PairwiseRule, accumulate, pairwise_merge, significance  # noqa: E402
 from exgs_core.metrics import psnr  # noqa: E402
 from exgs_core.render import render  # noqa: E402
 from exgs_core.views import auto_views  # noqa: E402
@@ -37,9 +39,10 @@ def main(argv=None) -> int:
     ap.add_argument("--scene-dir", type=Path, default=ROOT.parent / "shared" / "data" / "scenes")
     ap.add_argument("--scenes", nargs="+", required=True)
     ap.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.1, 0.05])
-    ap.add_argument("--variants", default=json.dumps(PAIRWISE), help="JSON {name: kwargs} (default: the two rules)")
+    ap.add_argument("--variants", default=json.dumps({k: asdict(v) for k, v in PAIRWISE.items()}),
+                    help="JSON {name: PairwiseRule fields} (default: the two rules)")
     args = ap.parse_args(argv)
-    variants = json.loads(args.variants)
+    variants = {k: PairwiseRule(**kw) for k, kw in json.loads(args.variants).items()}
     exe = ROOT / ".tools" / "node_modules" / ".bin" / "splat-transform"
     cache = ROOT / "out" / "ablate_pairwise"
     cache.mkdir(parents=True, exist_ok=True)
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
         def ev(s):
             return round(float(np.mean([psnr(render(s, c).rgb, r) for c, r in zip(cams, ref)])), 2)
 
-        score = ugc.significance(scene, ugc.accumulate(scene, scoring_cameras(scene, CompressOptions(), None)))
+        score = significance(scene, accumulate(scene, scoring_cameras(scene, CompressOptions(), None)))
         for r in args.ratios:
             row = {}
             if exe.exists():
@@ -60,9 +63,9 @@ def main(argv=None) -> int:
                     subprocess.run([str(exe), "-q", "-w", "-g", "cpu", str(args.scene_dir / name), "-d", f"{r * 100:g}%",
                                     str(st)], check=True)
                 row["splat-transform"] = ev(load(st))
-            for vn, kw in variants.items():
+            for vn, rule in variants.items():
                 t = time.perf_counter()
-                out, _ = ugc.pairwise_merge(scene, score, int(round(r * scene.n)), **kw)
+                out, _ = pairwise_merge(scene, score, int(round(r * scene.n)), rule)
                 row[vn + "_s"] = round(time.perf_counter() - t, 2)
                 row[vn] = ev(out)
             print(name, r, json.dumps(row), flush=True)

@@ -7,10 +7,12 @@ import pytest
 
 from exgs_testpaths import DATA
 from exgs_core import ExgsError, GaussianScene, load
-from exgs_core import ugc
+from exgs_core import prune as P
 from exgs_core.cli import main
 from exgs_core.compress import AUTO_RULES, CompressOptions, compress, decompress, prune
-from exgs_core.ugc import Cancelled
+from exgs_core.conventions import logit
+from exgs_core.prune import Cancelled, PairwiseRule
+from exgs_core.prune import merge as M
 
 DONUT = DATA / "donut_sh0_2000.ply"
 SH3 = DATA / "supersplat_label_sh3_1000.ply"
@@ -21,10 +23,10 @@ def test_voxel_sample_keeps_exact_budget_and_best_per_voxel(rng):
     means = rng.uniform(0, 10, size=(5000, 3)).astype(np.float32)
     score = rng.uniform(size=5000)
     for ratio in (0.5, 0.1, 0.01):
-        r = ugc.voxel_sample(means, score, ratio)
+        r = P.voxel_sample(means, score, ratio)
         assert r.keep.sum() == round(ratio * 5000)
     # within a voxel the kept ones are the best ones by score
-    r = ugc.voxel_sample(means, score, 0.25, voxel_size=2.0)
+    r = P.voxel_sample(means, score, 0.25, voxel_size=2.0)
     for v in np.unique(r.voxel)[:50]:
         m = r.voxel == v
         if r.keep[m].any() and (~r.keep[m]).any():
@@ -37,9 +39,9 @@ def test_voxel_sample_keeps_thin_isolated_structure(rng):
     line = np.stack([np.linspace(20, 40, 60), np.zeros(60), np.zeros(60)], 1).astype(np.float32)
     means = np.concatenate([blob, line])
     score = np.concatenate([rng.uniform(1.0, 2.0, 5000), np.full(60, 0.9)])
-    glob_keep = ugc.top_k(score, 0.05)
+    glob_keep = P.top_k(score, 0.05)
     assert glob_keep[5000:].sum() == 0  # global top-k drops the whole line
-    vox = ugc.voxel_sample(means, score, 0.05, voxel_size=1.0)
+    vox = P.voxel_sample(means, score, 0.05, voxel_size=1.0)
     assert vox.keep[5000:].sum() >= 15  # voxel sampling keeps it (at least one per voxel that carries score)
 
 
@@ -49,24 +51,24 @@ def test_amplify_compensates_mass_and_never_shrinks(rng):
                       np.full(n, -1.0), np.zeros((n, 1, 3)))
     keep = np.arange(n) % 4 == 0
     vox = np.zeros(n, np.int64)
-    out, st = ugc.amplify(s, keep, vox, strength=1.0)
+    out, st = P.amplify(s, keep, vox, strength=1.0)
     assert out.n == keep.sum()
     assert (out.opacities >= s.opacities[keep] - 1e-6).all() and (out.log_scales >= s.log_scales[keep] - 1e-6).all()
-    m_after = ugc.coverage_mass(out).sum()
-    assert m_after > ugc.coverage_mass(s.subset(keep)).sum() * 2  # most of the removed mass is handed over
+    m_after = P.coverage_mass(out).sum()
+    assert m_after > P.coverage_mass(s.subset(keep)).sum() * 2  # most of the removed mass is handed over
     assert st["gain_max"] == pytest.approx(4.0)
-    same, st0 = ugc.amplify(s, np.ones(n, bool), vox)
+    same, st0 = P.amplify(s, np.ones(n, bool), vox)
     assert same.equal(s) and st0["amplified"] == 0
 
 
 def test_split_sh_and_fold(rng):
     s = load(SH3)
     score = rng.uniform(size=s.n)
-    out, full = ugc.split_sh(s, score, 0.25)
+    out, full = P.split_sh(s, score, 0.25)
     assert full.sum() == round(0.25 * s.n)
     assert np.all(out.sh[~full, 1:] == 0) and np.array_equal(out.sh[full], s.sh[full])
     cams = np.array([[0, 0, -5.0], [3, 1, 2]])
-    folded, _ = ugc.split_sh(s, score, 0.25, fold_dirs=cams)
+    folded, _ = P.split_sh(s, score, 0.25, fold_dirs=cams)
     # folding changes DC exactly by the mean removed-band colour over the given camera directions
     from exgs_core.conventions import SH_C0
     from exgs_core.render.sh import sh_to_color
@@ -225,7 +227,7 @@ def test_merge_conserves_moments():
                       np.log(np.full((3, 3), 0.1)), np.array([0.0, 0.0, 2.0]),
                       np.array([[[1.0, 0, 0]], [[0.0, 1, 0]], [[0, 0, 1.0]]]))
     keep = np.array([True, False, True])
-    out, st = ugc.merge_into_survivors(s, keep)
+    out, st = P.merge_into_survivors(s, keep)
     assert out.n == 2 and st["merged"] == 1
     np.testing.assert_allclose(out.means[0], [0.5, 0, 0], atol=1e-6)
     np.testing.assert_allclose(out.sh[0, 0], [0.5, 0.5, 0], atol=1e-6)
@@ -264,7 +266,7 @@ def test_pairwise_merge_hits_the_budget_and_drops_invisible(rng):
     scene = load(DATA / "plant_2000.splat")
     score = rng.uniform(size=scene.n)
     score[:300] = 0.0  # invisible
-    out, st = ugc.pairwise_merge(scene, score, 500)
+    out, st = P.pairwise_merge(scene, score, 500)
     assert out.n == 500 and st["dropped"] >= 300 and st["rounds"] >= 2
     assert out.validate().ok
     data, rep = compress(scene, CompressOptions(ratio=0.25, compensation="pairwise", **FAST))
@@ -276,16 +278,31 @@ def test_pairwise_kl_variant_hits_the_budget_and_conserves_mass(rng):
     score = rng.uniform(0.5, 1.0, size=scene.n)
     for kw in (dict(cost="kl", mass="surface", opacity_floor=0.0, color="all"),
                dict(cost="kl", samples=4), dict(cost="ward", opacity_floor=0.5)):
-        out, st = ugc.pairwise_merge(scene, score, 700, drop_score_fraction=0.0, **kw)
+        out, st = P.pairwise_merge(scene, score, 700, PairwiseRule(drop_score_fraction=0.0, **kw))
         assert out.n == 700 and out.validate().ok and st["dropped"] == 0
-    with pytest.raises(ValueError, match="cost"):
-        ugc.pairwise_merge(scene, score, 700, cost="nope")
+    for bad in (dict(cost="nope"), dict(mass="volume"), dict(color="sh1")):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PairwiseRule(**bad)
     # two identical Gaussians merge into one with the opacity that keeps their coverage mass (capped at 0.99)
     two = GaussianScene(np.zeros((2, 3)), np.tile([1.0, 0, 0, 0], (2, 1)), np.full((2, 3), np.log(0.1)),
-                        np.full(2, ugc.logit(np.float64(0.3))), np.zeros((2, 1, 3)))
-    one, _ = ugc.pairwise_merge(two, np.ones(2), 1, drop_score_fraction=0.0, cost="kl", opacity_floor=0.0)
+                        np.full(2, logit(np.float64(0.3))), np.zeros((2, 1, 3)))
+    one, _ = P.pairwise_merge(two, np.ones(2), 1, PairwiseRule(drop_score_fraction=0.0, cost="kl", opacity_floor=0.0))
     assert one.n == 1 and np.allclose(one.opacities, 0.6, atol=1e-5)
     assert np.allclose(np.exp(one.log_scales), 0.1, rtol=1e-4)
+
+
+def test_merge_rules_are_frozen_dataclasses_by_name():
+    import dataclasses
+
+    from exgs_core.compress import PAIRWISE
+
+    assert set(PAIRWISE) == {"pairwise", "pairwise-kl"} and set(AUTO_RULES) == {*PAIRWISE, "pairwise-kl+drop"}
+    assert PAIRWISE["pairwise"] == PairwiseRule(cost="ward", mass="projected", opacity_floor=1.0, color="dc")
+    assert PAIRWISE["pairwise-kl"] == PairwiseRule(cost="kl", mass="surface", opacity_floor=0.0, color="all",
+                                                   drop_score_fraction=0.0, visibility_weight=True)
+    assert AUTO_RULES["pairwise-kl+drop"] == dataclasses.replace(PAIRWISE["pairwise-kl"], drop_score_fraction=0.02)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PAIRWISE["pairwise"].cost = "kl"
 
 
 def test_kl_cost_prefers_overlapping_similar_pairs():
@@ -293,7 +310,7 @@ def test_kl_cost_prefers_overlapping_similar_pairs():
     chol = np.tile(np.eye(3) * 0.5, (4, 1, 1))
     logdet = np.full(4, 3 * 2 * np.log(0.5))
     z = np.random.default_rng(0).standard_normal((4, 3))
-    c = ugc._kl_costs(means, chol, logdet, np.ones(4), np.array([0, 2]), np.array([1, 3]), z)
+    c = M._kl_costs(means, chol, logdet, np.ones(4), np.array([0, 2]), np.array([1, 3]), z)
     # well separated: KL = -ln 2 + ln(std_merged / std) = -0.693 + 0.5 ln(2.5 / 0.25) = 0.46 along x
     assert abs(c[0]) < 0.01 and 0.3 < c[1] < 0.7
 
@@ -326,10 +343,10 @@ def test_target_bytes_with_sh_keep_auto_fits_and_reports_the_choice():
 
 def test_edge_order_is_ascending_with_ties_by_index_and_non_finite_last():
     c = np.array([3.0, -1.0, np.inf, -1.0, np.nan, 0.5, 3.0])
-    assert ugc._order_by_cost(c).tolist() == [1, 3, 5, 0, 6, 2, 4]
+    assert M._order_by_cost(c).tolist() == [1, 3, 5, 0, 6, 2, 4]
     rng = np.random.default_rng(1)
     c = rng.normal(size=10_000)
-    o = ugc._order_by_cost(c)
+    o = M._order_by_cost(c)
     assert sorted(o.tolist()) == list(range(c.size))
     assert np.all(np.diff(c[o]) >= -1e-6)  # ascending up to float32 resolution
 
@@ -350,13 +367,6 @@ def test_choices_are_judged_on_check_views_rendered_once():
     for other in (train, evals):
         d = np.linalg.norm(pos[:, None] - np.array([c.position for c in other])[None], axis=-1)
         assert d.min() > 1e-3 * np.linalg.norm(pos[0])
-    calls = []
-    real = C._references
-
-    def spy(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-
     import exgs_core.render as R
     real_render = R.render
     full_renders = []  # check-size renders of the full (unpruned) scene
@@ -366,22 +376,23 @@ def test_choices_are_judged_on_check_views_rendered_once():
             full_renders.append(cam.name)
         return real_render(s, cam, **kw)
 
-    C._references, R.render = spy, counting_render
+    R.render = counting_render
     try:
         full, _ = compress(scene, CompressOptions(ratio=1.0, **FAST))
         assert full_renders == []  # nothing pruned: nothing to judge
         data, rep = compress(scene, CompressOptions(target_bytes=len(full) // 3, **FAST))
     finally:
-        C._references, R.render = real, real_render
-    assert len(rep.sampling["target_search"]) >= 2 and calls
+        R.render = real_render
+    assert len(rep.sampling["target_search"]) >= 2 and "tried" in rep.sampling["codec"]
     assert sorted(full_renders) == sorted(c.name for c in check)  # once per compress, however many trials
-    # the renders are cached with the accumulation: a second ask renders nothing
-    acc = ugc.accumulate(scene, train)
-    first = C._references(scene, opts, None, acc)
+    # CheckViews renders the full scene on first use only: later judgements render just the candidate
+    views = C.CheckViews(scene, opts, None)
+    first = views.references
     R.render = counting_render
     try:
         full_renders.clear()
-        assert C._references(scene, opts, None, acc) is first and full_renders == []
+        p = views.psnr(decompress(data))
+        assert views.references is first and full_renders == [] and 10 < p < 100
     finally:
         R.render = real_render
 
@@ -392,7 +403,8 @@ def test_visibility_weight_merges_what_the_views_do_not_see_first(rng):
     scene = GaussianScene(means, np.tile([1.0, 0, 0, 0], (n, 1)), np.full((n, 3), np.log(0.05)),
                           np.zeros(n), rng.uniform(-1, 1, (n, 1, 3)))
     score = np.concatenate([np.ones(100), np.full(100, 1e-6)])  # the second cluster is (nearly) invisible
-    out, st = ugc.pairwise_merge(scene, score, 170, drop_score_fraction=0.0, cost="kl", visibility_weight=True)
+    out, st = P.pairwise_merge(scene, score, 170,
+                               PairwiseRule(drop_score_fraction=0.0, cost="kl", visibility_weight=True))
     assert out.n == 170 and st["dropped"] == 0
     # (a round takes as many disjoint pairs as it needs, so leave the greedy matching room: 30 of 50 possible)
     # every merge happened inside the invisible cluster: the visible one comes through unchanged
@@ -400,14 +412,14 @@ def test_visibility_weight_merges_what_the_views_do_not_see_first(rng):
     assert near_visible.sum() == 100
     d = np.abs(out.means[near_visible][:, None] - means[:100][None]).sum(-1).min(1)
     assert d.max() < 1e-5
-    plain, _ = ugc.pairwise_merge(scene, score, 170, drop_score_fraction=0.0, cost="kl")
+    plain, _ = P.pairwise_merge(scene, score, 170, PairwiseRule(drop_score_fraction=0.0, cost="kl"))
     assert (plain.means[:, 0] < 2.5).sum() < 100  # without the weight both clusters lose Gaussians
 
 
 def test_psd_cholesky_survives_rounding_indefinite_covariances():
     good = np.diag([1.0, 0.5, 1e-6])[None]
     bad = np.array([[[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, -1e-9]]])  # rank-deficient and slightly negative
-    l = ugc._psd_cholesky(np.concatenate([good, bad]))
+    l = M._psd_cholesky(np.concatenate([good, bad]))
     assert np.all(np.isfinite(l)) and np.allclose(l[0] @ l[0].T, good[0], atol=1e-9)
     assert np.allclose(l[1] @ l[1].T, [[1, 1, 0], [1, 1, 0], [0, 0, 0]], atol=1e-6)
 
@@ -424,7 +436,7 @@ def _blob(n, deg=0, scale=1.0, seed=0):
 def test_tiny_scenes_compress(n, deg, compensation, voxels):
     """Found by probing: rho x N rounding to 0 Gaussians crashed the pairwise merge (a 1-D neighbour array) and the
     voxel sampler (np.partition out of bounds), and top-k silently kept nothing. A non-empty scene now always keeps
-    at least one Gaussian (ugc.keep_count)."""
+    at least one Gaussian (prune.keep_count)."""
     opts = CompressOptions(ratio=0.1, compensation=compensation, voxel_sampling=voxels, **FAST)
     data, rep = compress(_blob(n, deg), opts)
     out = decompress(data)

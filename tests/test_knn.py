@@ -139,9 +139,11 @@ def test_nearest_matches_query_k1():
     np.testing.assert_array_equal(d, bd[:, 0])
 
 
-def test_ugc_merges_skip_non_finite_centres():
-    """ugc's two users of the search: a Gaussian with a NaN centre is nobody's merge partner (cKDTree raised)."""
-    from exgs_core import GaussianScene, ugc
+def test_merges_skip_non_finite_centres():
+    """The search's two users in exgs_core.prune: a Gaussian with a NaN centre is nobody's merge partner (cKDTree
+    raised)."""
+    from exgs_core import GaussianScene
+    from exgs_core.prune import PairwiseRule, merge_into_survivors, pairwise_merge
 
     rng = np.random.default_rng(9)
     n = 400
@@ -153,7 +155,7 @@ def test_ugc_merges_skip_non_finite_centres():
     scene.means[[5, 77]] = np.nan
     keep = np.arange(n) % 4 == 0
     keep[[5, 77]] = False
-    out, stats = ugc.merge_into_survivors(scene, keep)
+    out, stats = merge_into_survivors(scene, keep)
     assert stats["merged"] == (~keep).sum() - 2 and np.isfinite(out.means).all()
-    out, stats = ugc.pairwise_merge(scene, rng.random(n), 100, drop_score_fraction=0.0)
+    out, stats = pairwise_merge(scene, rng.random(n), 100, PairwiseRule(drop_score_fraction=0.0))
     assert out.n == 100 and np.isfinite(out.means).all(axis=1).sum() == 98  # the two stay unmerged

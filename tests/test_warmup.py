@@ -208,7 +208,7 @@ def test_is_warm_never_raises(stamps, monkeypatch):
 
 
 def test_cancel_before_any_step(stamps):
-    from exgs_core.ugc import Cancelled
+    from exgs_core.prune import Cancelled
 
     ev = threading.Event()
     ev.set()
@@ -231,7 +231,7 @@ def test_every_module_with_kernels_is_listed():
         if p.name != "warmup.py" and re.search(r"(njit|jit|vectorize|cfunc)\s*\(|@(njit|jit)\b",
                                                 p.read_text(encoding="utf-8")):
             found.add(".".join(p.relative_to(ROOT).with_suffix("").parts))
-    assert found >= {"exgs_core.render.cpu", "exgs_core.codec.palette", "exgs_core.ugc", "exgs_core.knn"}
+    assert found >= {"exgs_core.render.cpu", "exgs_core.codec.palette", "exgs_core.prune.merge", "exgs_core.knn"}
     assert found <= set(warmup.KERNEL_MODULES), found - set(warmup.KERNEL_MODULES)
     ks = warmup.kernels()
     assert {n.rsplit(".", 1)[0] for n in ks} == set(warmup.KERNEL_MODULES)
