@@ -66,7 +66,7 @@ class CompressJob:
         """Compress, then decode the bytes (so the result shows exactly what the file holds)."""
         from exgs_core.compress import compress, decompress
         from exgs_core.errors import ExgsError
-        from exgs_core.ugc import Cancelled
+        from exgs_core.prune import Cancelled
 
         t = time.perf_counter()
         self.first_use = not kernels_ready()

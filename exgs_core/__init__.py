@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 #: Submodules reachable as attributes (``ex.views.auto_views(...)``), imported on first use so that
 #: ``import exgs_core`` stays light (numba loads with ``render`` and ``compress``, torch only with ``painter``).
-LAZY_SUBMODULES = ("render", "views", "compress", "exgs_format", "metrics", "ugc", "painter", "temporal")
+LAZY_SUBMODULES = ("render", "views", "compress", "exgs_format", "metrics", "prune", "ugc", "painter", "temporal")
 
 
 def __getattr__(name):

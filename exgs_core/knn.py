@@ -1,8 +1,8 @@
-"""Exact k-nearest-neighbour search in 3D (Euclidean), numba + numpy only: what :mod:`exgs_core.ugc` merges with.
+"""Exact k-nearest-neighbour search in 3D (Euclidean), numba + numpy only: what :mod:`exgs_core.prune.merge` merges with.
 
 Blender's Python has no scipy, so this replaces ``scipy.spatial.cKDTree`` for the two queries the compressor makes:
-every point's ``k`` nearest points (:func:`knn`, the candidate pairs of :func:`~exgs_core.ugc.pairwise_merge`) and
-each query's nearest reference point (:func:`nearest`, :func:`~exgs_core.ugc.merge_into_survivors`).
+every point's ``k`` nearest points (:func:`knn`, the candidate pairs of :func:`~exgs_core.prune.pairwise_merge`) and
+each query's nearest reference point (:func:`nearest`, :func:`~exgs_core.prune.merge_into_survivors`).
 
 Method: a balanced kd-tree, rebuilt per call. Every node splits its points at the median of the widest axis of
 their bounding box, so the tree adapts to any density and any coordinate scale (scenes span 1e-6 to 1e15 units;

@@ -346,7 +346,7 @@ _STEP_FUNCS = {"render": _step_render, "compress": _step_compress, "export": _st
 
 def _check(cancel) -> None:
     if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()):
-        from .ugc import Cancelled
+        from .prune import Cancelled
 
         raise Cancelled("warm-up cancelled")
 
@@ -361,7 +361,7 @@ def warm_up(progress: Callable[[float, str], None] | None = None, cancel=None) -
             ``"compiling <step> kernels"``) and at the end (``1.0, "done"``); an exception it raises aborts the
             warm-up and propagates.
         cancel: a ``threading.Event`` (or anything with ``is_set()``, or a callable returning True), checked
-            between steps and inside the compress step; when set, :class:`exgs_core.ugc.Cancelled` is raised
+            between steps and inside the compress step; when set, :class:`exgs_core.prune.Cancelled` is raised
             (kernels compiled so far stay cached; no stamp is written).
 
     Returns:
