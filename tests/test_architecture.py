@@ -122,6 +122,7 @@ print("OK", back.n, len(data), sorted(m for m in sys.modules if m.split(".")[0] 
 """
 
 
+@pytest.mark.slow
 def test_numpy_path_works_without_heavy_packages():
     code = BLOCKER.format(heavy=HEAVY)
     r = subprocess.run([sys.executable, "-c", code, str(DATA / "donut_sh0_2000.ply")], capture_output=True, text=True,

@@ -185,6 +185,7 @@ def test_a_failing_write_is_an_output_error_and_leaves_nothing(tmp_path):
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
 
 
+@pytest.mark.slow
 def test_readme_python_block_runs(tmp_path):
     """The Python example in README.md, verbatim except for the file name, in a fresh interpreter (so a missing
     lazy attribute such as ``ex.views`` fails here, not in a user's first session)."""

@@ -91,6 +91,7 @@ def test_compress_round_trip_and_report():
     assert compress(scene, CompressOptions(ratio=0.25, **FAST))[0] == data
 
 
+@pytest.mark.slow
 def test_codec_choice_walks_down_the_ladder_while_the_saving_is_worth_the_loss():
     import math
 
@@ -148,6 +149,7 @@ def test_compress_sanitizes_with_a_report_and_leaves_input_alone():
     assert decompress(data).n == round(0.5 * 1999)
 
 
+@pytest.mark.slow
 def test_target_bytes_is_met():
     scene = load(DONUT)
     full, _ = compress(scene, CompressOptions(ratio=1.0, **FAST))
@@ -252,6 +254,7 @@ def test_merge_beats_plain_pruning():
     assert res["merge"] > res["none"] + 0.5
 
 
+@pytest.mark.slow
 def test_axis_facts_survive_compression():
     spz = load(DATA / "playcanvas_biker_head4096.v4.spz")
     data, _ = compress(spz, CompressOptions(ratio=0.5, **FAST))
@@ -323,6 +326,7 @@ def test_auto_compensation_picks_the_better_variant_on_the_scoring_views():
     assert s["view_psnr"][s["chosen"]] == max(s["view_psnr"].values())
 
 
+@pytest.mark.slow
 def test_target_bytes_with_sh_keep_auto_fits_and_reports_the_choice():
     scene = load(SH3)
     target = 20_000

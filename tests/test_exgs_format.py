@@ -667,6 +667,7 @@ def test_fuzz_raw_mutations(which, muts):
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 1000), st.integers(0, 1000), st.lists(mutation, min_size=1, max_size=3),
        st.sampled_from(["payload", "json", "table"]))
+@pytest.mark.slow
 def test_fuzz_with_valid_checksums(which, target, muts, where):
     """Mutations behind valid CRCs reach zstd, the JSON schema and the semantic checks."""
     golden = GOLDEN_DATA[which % len(GOLDEN_DATA)]

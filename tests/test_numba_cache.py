@@ -92,6 +92,7 @@ def readonly_install(tmp_path):
     os.chmod(home, 0o755)
 
 
+@pytest.mark.slow
 def test_readonly_install_and_home_can_still_render(readonly_install):
     env, run, site, home, tmp = readonly_install
     p = run(f"""

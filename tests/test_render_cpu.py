@@ -357,6 +357,7 @@ def test_views_needing_more_memory_than_the_machine_are_a_render_error(monkeypat
         r_cpu(s, cam())
 
 
+@pytest.mark.slow
 def test_parallel_kernels_from_several_threads_under_the_workqueue_layer(tmp_path):
     """Blender compresses in a thread while its engine renders. Under numba's fallback threading layer
     (workqueue: pip numba without OpenMP/TBB, e.g. on macOS) concurrent parallel launches terminate the process;

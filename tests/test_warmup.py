@@ -110,6 +110,7 @@ def _run(code: str, cache: Path) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_warm_up_then_a_new_process_compiles_nothing(tmp_path):
     cache = tmp_path / "numba-cache"
     cache.mkdir()

@@ -169,6 +169,7 @@ def test_missing_weights_is_a_clear_error(tmp_path):
         w.stop()
 
 
+@pytest.mark.slow
 def test_crash_mid_request_is_reported_and_next_request_restarts(tiny_weights):
     w = WorkerClient(weights=tiny_weights, device="cpu", env={"EXGS_WORKER_TEST_DELAY": "3"})
     try:
@@ -197,6 +198,7 @@ def test_crash_mid_request_is_reported_and_next_request_restarts(tiny_weights):
         w.stop()
 
 
+@pytest.mark.slow
 def test_cancel_leaves_the_worker_in_sync(tiny_weights):
     w = WorkerClient(weights=tiny_weights, device="cpu", env={"EXGS_WORKER_TEST_DELAY": "1"})
     try:

@@ -118,6 +118,7 @@ def test_cancelled_render_does_not_overwrite_the_next_requests_input(slow_worker
     assert np.array_equal(f, g)
 
 
+@pytest.mark.slow
 def test_cancel_then_another_scene_renders_that_scene(slow_worker):
     w = slow_worker
     a, cam = _scene_and_camera()
