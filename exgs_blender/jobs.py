@@ -93,12 +93,14 @@ class CompressJob:
 
 
 # ------------------------------------------------------------------------------------------------ warm-up
-#: The warm-up child: exgs_core from the same folder as ours, progress lines on stdout.
+#: The warm-up child: exgs_core from the same folder as ours, progress lines on stdout. It decides whether there
+#: is anything to compile (is_warm imports numba and hashes the sources: ~0.2 s kept off Blender's start-up).
 _WARMUP_CODE = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from exgs_core.warmup import warm_up
-warm_up(lambda f, stage: print(f"EXGS_WARMUP {f:.3f} {stage}", flush=True))
+from exgs_core.warmup import is_warm, warm_up
+if not is_warm():
+    warm_up(lambda f, stage: print(f"EXGS_WARMUP {f:.3f} {stage}", flush=True))
 print("EXGS_WARMUP 1.000 done", flush=True)
 """
 
@@ -119,6 +121,7 @@ class WarmUp:
     log_path: str | None = None
     _proc: object = None
     _t0: float = 0.0
+    _fraction: float = 0.0
 
     @property
     def running(self) -> bool:
@@ -130,16 +133,15 @@ class WarmUp:
         self._update()
         return self._fraction
 
-    _fraction: float = 0.0
-
     def start(self) -> bool:
-        """Start the child unless the kernels are compiled already (or it runs); True if started."""
+        """Start the child unless it runs (it exits at once when the kernels are compiled already); True if
+        started. Cheap: no numba import or source hashing in Blender's process."""
         import os
         import subprocess
         import tempfile
         from pathlib import Path
 
-        if self.running or kernels_ready():
+        if self.running or _READY:
             return False
         import exgs_core
         from exgs_core.worker.client import own_python

@@ -8,6 +8,8 @@ import os
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
+from exgs_core.conventions import human_bytes
+
 IDENTITY16 = tuple(float(i % 5 == 0) for i in range(16))
 
 
@@ -127,16 +129,6 @@ def unregister():
 
 
 # --------------------------------------------------------------------------------------------- size reports
-def human_bytes(n: int) -> str:
-    """'812 B', '3.26 MB', '1.20 GB' (decimal units, as file browsers show them)."""
-    x = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if x < 1000 or unit == "TB":
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.2f} {unit}"
-        x /= 1000.0
-    raise AssertionError("unreachable")
-
-
 def size_lines(e) -> list[str]:
     """What an object's compression did to its size, for the panel and the report (``e`` = ``object.exgs``):
     the ratio against the user's own source file first, the SH3-PLY ratio labelled as such."""

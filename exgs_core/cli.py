@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .conventions import human_bytes
 from .errors import CameraError, ExgsError, OutputError
 from .io.atomic import check_output_path
 
@@ -164,14 +165,6 @@ def _progress(iterable, desc: str, total: int | None = None, quiet: bool = False
                 dynamic_ncols=True)
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000.0
-    return f"{n} B"
-
-
 def _views(scene, args, split: str):
     from .views import auto_views, load_cameras_json
 
@@ -234,9 +227,9 @@ def cmd_info(args) -> int:
         print(f"  bounds min        {' '.join(f'{v:.4g}' for v in lo)}")
         print(f"  bounds max        {' '.join(f'{v:.4g}' for v in hi)}")
         bpg = f"{info['bytes_per_gaussian']:.2f}" if scene.n else "n/a"
-        print(f"  size              {_human_bytes(size)} ({size:,} bytes, {bpg} bytes/Gaussian)")
+        print(f"  size              {human_bytes(size)} ({size:,} bytes, {bpg} bytes/Gaussian)")
         sh3 = info["sh3_ply_bytes"]
-        print(f"  as SH3 PLY        {_human_bytes(sh3)} "
+        print(f"  as SH3 PLY        {human_bytes(sh3)} "
               + (f"(ratio {sh3 / max(size, 1):.1f}x)" if sh3 else "(no Gaussians: no ratio)"))
         for x in info.get("exgs", {}).get("sections", []):
             bits = f", {8 * x['bytes'] / scene.n:.1f} bits/Gaussian" if scene.n else ""
@@ -271,7 +264,7 @@ def cmd_convert(args) -> int:
             print(f"warning: {args.input}: {rep} (use --sanitize to repair)", file=sys.stderr)
     write_ply(scene, out, ascii=args.ascii)
     print(f"{args.input} ({scene.meta.get('format')}) -> {out}: {scene.n:,} Gaussians, SH {scene.sh_degree}, "
-          f"{_human_bytes(path_bytes(out))} in {time.perf_counter() - t0:.2f} s")
+          f"{human_bytes(path_bytes(out))} in {time.perf_counter() - t0:.2f} s")
     return 0
 
 
@@ -392,8 +385,8 @@ def cmd_eval(args) -> int:
         return 0
     ratio = out["bytes_reference"] / max(out["bytes_candidate"], 1)
     psnr_txt = f"{out['psnr']:.2f} dB" + (" (identical renders: capped)" if res["identical"] else "")
-    print(f"reference  {args.reference}: {ref.n:,} Gaussians, {_human_bytes(out['bytes_reference'])}")
-    print(f"candidate  {args.candidate}: {cand.n:,} Gaussians, {_human_bytes(out['bytes_candidate'])} ({ratio:.2f}x smaller)")
+    print(f"reference  {args.reference}: {ref.n:,} Gaussians, {human_bytes(out['bytes_reference'])}")
+    print(f"candidate  {args.candidate}: {cand.n:,} Gaussians, {human_bytes(out['bytes_candidate'])} ({ratio:.2f}x smaller)")
     print(f"views      {len(cams)} at {args.size[0]}x{args.size[1]}, {out['split']}")
     print(f"PSNR       {psnr_txt}")
     print(f"SSIM       {out['ssim']:.4f}")
@@ -466,9 +459,9 @@ def cmd_compress(args) -> int:
     print(f"{args.input} -> {out}")
     print(f"  Gaussians  {rep.gaussians_in:,} -> {rep.gaussians_out:,} (retention {rep.ratio:.4f}), "
           f"{rep.sh_full:,} with full SH")
-    print(f"  bytes      {_human_bytes(len(data))} ({len(data):,} bytes, {8 * len(data) / max(rep.gaussians_out, 1):.1f} bits/Gaussian)")
-    print(f"  ratio      {in_bytes / len(data):.1f}x vs the input file ({_human_bytes(in_bytes)}), "
-          f"{rep.bytes_sh3_ply / len(data):.1f}x vs the scene as SH3 PLY ({_human_bytes(rep.bytes_sh3_ply)})")
+    print(f"  bytes      {human_bytes(len(data))} ({len(data):,} bytes, {8 * len(data) / max(rep.gaussians_out, 1):.1f} bits/Gaussian)")
+    print(f"  ratio      {in_bytes / len(data):.1f}x vs the input file ({human_bytes(in_bytes)}), "
+          f"{rep.bytes_sh3_ply / len(data):.1f}x vs the scene as SH3 PLY ({human_bytes(rep.bytes_sh3_ply)})")
     smp = rep.sampling
     if smp.get("method") == "auto":
         alts = ", ".join(f"{k} {v:.2f} dB" for k, v in smp.get("view_psnr", {}).items())
@@ -503,7 +496,7 @@ def cmd_decompress(args) -> int:
     t1 = time.perf_counter()
     write_ply(scene, out)
     print(f"{args.input} -> {out}: {scene.n:,} Gaussians, SH {scene.sh_degree}, decoded in {t1 - t0:.2f} s, "
-          f"{_human_bytes(path_bytes(out))} written")
+          f"{human_bytes(path_bytes(out))} written")
     return 0
 
 

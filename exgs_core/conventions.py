@@ -91,3 +91,12 @@ def rgb_to_sh_dc(rgb: np.ndarray) -> np.ndarray:
 def sh_dc_to_rgb(dc: np.ndarray) -> np.ndarray:
     """SH DC coefficient -> base colour (view-independent part), unclamped (any shape)."""
     return (np.asarray(dc, dtype=np.float32) * SH_C0 + 0.5).astype(np.float32)
+
+
+def human_bytes(n: float) -> str:
+    """A byte count as people read it, in decimal units: ``812 B``, ``3.26 MB``, ``1.20 GB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000.0
+    raise AssertionError("unreachable")

@@ -8,19 +8,7 @@
   :func:`error_bounds`, :func:`storage_order`, :func:`auto_position_bits`.
 - :mod:`exgs_core.codec.options`: :class:`CodecOptions`.
 
-The byte layout is specified in ``docs/FORMAT.md``.
-
->>> import numpy as np
->>> from exgs_core.scene import GaussianScene
->>> s = GaussianScene.empty(3, sh_degree=1)
->>> s.means[:] = [[0, 0, 0], [1, 2, 3], [0.5, 0.5, 0.5]]
->>> data = encode(s)
->>> data[:4], decode(data).n
-(b'EXGS', 3)
-
-Decoded scenes come back in the stored (Morton) order, not the input order. Every failure to decode raises
-:class:`~exgs_core.errors.FormatError` whose ``field`` names the section (``section:<name>``) or the header
-field at fault.
+The byte layout is specified in ``docs/FORMAT.md``; usage and the decoding rules are in :mod:`exgs_core.io.exgs`.
 """
 
 from __future__ import annotations

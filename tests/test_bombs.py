@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 import select
 import signal
 import struct
@@ -68,7 +67,7 @@ def guarded(fn, *, timeout: float = 30.0, mem: int = 3 << 30) -> dict:
                        "message": str(e), "field": getattr(e, "field", None), "limit": getattr(e, "limit", None)}
             out["time"] = time.perf_counter() - t
             out["rss_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
-            data = pickle.dumps(out)
+            data = json.dumps(out, default=str).encode()
             view = memoryview(data)
             while view:
                 view = view[os.write(w, view):]
@@ -98,7 +97,7 @@ def guarded(fn, *, timeout: float = 30.0, mem: int = 3 << 30) -> dict:
         return {"result": "timeout", "time": timeout, "rss_mb": 0}
     if not chunks:
         return {"result": "died", "time": 0, "rss_mb": 0}
-    return pickle.loads(b"".join(chunks))
+    return json.loads(b"".join(chunks))
 
 
 def load_n(path):
