@@ -36,8 +36,13 @@ PLATFORMS = {
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
     "windows-x64": ["win_amd64"],
     "macos-arm64": ["macosx_11_0_arm64", "macosx_12_0_arm64", "macosx_13_0_arm64", "macosx_14_0_arm64"],
-    "macos-x64": ["macosx_10_9_x86_64", "macosx_10_15_x86_64", "macosx_11_0_x86_64", "macosx_12_0_x86_64",
-                  "macosx_13_0_x86_64"],
+    "macos-x64": [
+        "macosx_10_9_x86_64",
+        "macosx_10_15_x86_64",
+        "macosx_11_0_x86_64",
+        "macosx_12_0_x86_64",
+        "macosx_13_0_x86_64",
+    ],
 }
 #: numba/llvmlite publish no macOS x86-64 wheels for these versions, so Intel Macs are not in the default set.
 DEFAULT_PLATFORMS = ("linux-x64", "windows-x64", "macos-arm64")
@@ -59,7 +64,9 @@ def find_blender_ext() -> Path | None:
                 return hits[-1]
             if base.name == "site-packages":
                 break
-    hits = sorted(ROOT.glob(".venv-bpy*/lib/python3.*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    hits = sorted(
+        ROOT.glob(".venv-bpy*/lib/python3.*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py")
+    )
     return hits[-1] if hits else None
 
 
@@ -88,11 +95,22 @@ def build_core_wheel(dest: Path) -> Path:
         if "__pycache__" in p.parts or not p.is_file() or p.suffix not in data_suffixes:
             continue
         files.append((p.relative_to(ROOT).as_posix(), p.read_bytes()))
-    files.append((f"{dist_info}/METADATA", (f"Metadata-Version: 2.1\nName: exgs\nVersion: {version}\n"
-                                            "Summary: exgs_core, bundled for the exgs Blender extension\n"
-                                            "License: GPL-3.0-or-later\n").encode()))
-    files.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: exgs build.py\nRoot-Is-Purelib: true\n"
-                                        b"Tag: py3-none-any\n"))
+    files.append(
+        (
+            f"{dist_info}/METADATA",
+            (
+                f"Metadata-Version: 2.1\nName: exgs\nVersion: {version}\n"
+                "Summary: exgs_core, bundled for the exgs Blender extension\n"
+                "License: GPL-3.0-or-later\n"
+            ).encode(),
+        )
+    )
+    files.append(
+        (
+            f"{dist_info}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: exgs build.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+    )
     record = []
     out = dest / name
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
@@ -121,9 +139,27 @@ def download_wheels(platform: str, python: str, cache: Path, pins: dict[str, str
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         abi = "cp" + python.replace(".", "")
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--dest",
-               str(folder), "--python-version", python, "--implementation", "cp", "--abi", abi, "--abi", "abi3",
-               "--abi", "none"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            str(folder),
+            "--python-version",
+            python,
+            "--implementation",
+            "cp",
+            "--abi",
+            abi,
+            "--abi",
+            "abi3",
+            "--abi",
+            "none",
+        ]
         for tag in PLATFORMS[platform]:
             cmd += ["--platform", tag]
         r = subprocess.run(cmd + reqs, capture_output=True, text=True)
@@ -137,8 +173,11 @@ def download_wheels(platform: str, python: str, cache: Path, pins: dict[str, str
 
 def manifest_text(wheels: list[str], platforms: list[str]) -> str:
     text = (ROOT / "blender_manifest.toml").read_text()
-    lines = [f"platforms = [{', '.join(repr(p).replace(chr(39), chr(34)) for p in platforms)}]",
-             "wheels = ["] + [f'  "./wheels/{w}",' for w in wheels] + ["]", ""]
+    lines = (
+        [f"platforms = [{', '.join(repr(p).replace(chr(39), chr(34)) for p in platforms)}]", "wheels = ["]
+        + [f'  "./wheels/{w}",' for w in wheels]
+        + ["]", ""]
+    )
     return text.replace("\n[permissions]", "\n" + "\n".join(lines) + "\n[permissions]", 1)
 
 
@@ -146,18 +185,30 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--blender-ext", type=Path, help="path to blender_ext.py (default: found in the bpy wheel)")
     ap.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder (default dist/)")
-    ap.add_argument("--platforms", nargs="+", choices=sorted(PLATFORMS), default=list(DEFAULT_PLATFORMS),
-                    help="Blender platforms to build for (default: %(default)s)")
-    ap.add_argument("--pythons", nargs="+", choices=PYTHONS, default=list(PYTHONS),
-                    help="Python versions to bundle wheels for (default: 3.11 and 3.13)")
+    ap.add_argument(
+        "--platforms",
+        nargs="+",
+        choices=sorted(PLATFORMS),
+        default=list(DEFAULT_PLATFORMS),
+        help="Blender platforms to build for (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--pythons",
+        nargs="+",
+        choices=PYTHONS,
+        default=list(PYTHONS),
+        help="Python versions to bundle wheels for (default: 3.11 and 3.13)",
+    )
     ap.add_argument("--wheel-cache", type=Path, default=ROOT / "build" / "wheels", help="downloaded wheels")
     ap.add_argument("--single-zip", action="store_true", help="one zip for all platforms (no --split-platforms)")
     args = ap.parse_args(argv)
     tool = args.blender_ext or find_blender_ext()
     if tool is None or not tool.is_file():
-        print("build.py: error: Blender's extension builder was not found; run `bash scripts/test_blender.sh "
-              "--setup-only` (creates .venv-bpy*), install bpy, or pass --blender-ext PATH/TO/blender_ext.py",
-              file=sys.stderr)
+        print(
+            "build.py: error: Blender's extension builder was not found; run `bash scripts/test_blender.sh "
+            "--setup-only` (creates .venv-bpy*), install bpy, or pass --blender-ext PATH/TO/blender_ext.py",
+            file=sys.stderr,
+        )
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     pins = pinned_versions()

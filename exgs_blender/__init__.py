@@ -33,9 +33,7 @@ def unregister():
     global _registered
     import bpy
 
-    from . import engine, operators, preferences, properties, ui
-
-    from . import jobs
+    from . import engine, jobs, operators, preferences, properties, ui
 
     jobs.WARMUP.cancel()  # the warm-up child process: Blender may remove our wheels next
     operators.cancel_all_jobs()
@@ -53,5 +51,10 @@ def warmup_state() -> dict:
 
     w = jobs.WARMUP
     progress = w.progress  # reads the child's log: stage and seconds are current after this
-    return {"stage": w.stage, "progress": progress, "seconds": round(w.seconds, 3), "error": w.error,
-            "running": w.running}
+    return {
+        "stage": w.stage,
+        "progress": progress,
+        "seconds": round(w.seconds, 3),
+        "error": w.error,
+        "running": w.running,
+    }

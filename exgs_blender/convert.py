@@ -23,11 +23,10 @@ Objects remember what the file implied in ``object.exgs`` (:mod:`.properties`): 
 
 from __future__ import annotations
 
+import bpy
 import numpy as np
 
-import bpy
-
-from exgs_core.conventions import logit, sigmoid, sh_degree_from_count
+from exgs_core.conventions import logit, sh_degree_from_count, sigmoid
 from exgs_core.scene import GaussianScene
 
 ATTR_POSITION = "position"
@@ -50,8 +49,13 @@ def _has_float4() -> bool:
 
 
 def _key(data_type: str) -> str:
-    return {"FLOAT_VECTOR": "vector", "QUATERNION": "value", "FLOAT4": "vector", "FLOAT_COLOR": "color",
-            "FLOAT": "value"}[data_type]
+    return {
+        "FLOAT_VECTOR": "vector",
+        "QUATERNION": "value",
+        "FLOAT4": "vector",
+        "FLOAT_COLOR": "color",
+        "FLOAT": "value",
+    }[data_type]
 
 
 def is_splat_data(data) -> bool:
@@ -66,7 +70,7 @@ def is_splat_object(ob) -> bool:
 # --------------------------------------------------------------------------- creating point clouds
 
 
-def _new_pointcloud_sized(name: str, n: int, context) -> "bpy.types.PointCloud":
+def _new_pointcloud_sized(name: str, n: int, context) -> bpy.types.PointCloud:
     """A new PointCloud datablock with ``n`` points (positions unset)."""
     pc = bpy.data.pointclouds.new(name)
     if hasattr(pc, "resize"):  # Blender 5.3+
@@ -80,15 +84,18 @@ def _new_pointcloud_sized(name: str, n: int, context) -> "bpy.types.PointCloud":
     scene = context.scene
     scene.collection.objects.link(tmp)
     try:
-        with context.temp_override(active_object=tmp, object=tmp, selected_objects=[tmp],
-                                   selected_editable_objects=[tmp]):
+        with context.temp_override(
+            active_object=tmp, object=tmp, selected_objects=[tmp], selected_editable_objects=[tmp]
+        ):
             bpy.ops.object.convert(target="POINTCLOUD")
         pc = tmp.data
         if not isinstance(pc, bpy.types.PointCloud):
             raise RuntimeError("could not create a point cloud (object.convert failed)")
         tmp.data = bpy.data.pointclouds.new(name + ".exgs_dummy")  # detach ours before deleting the object
     finally:
-        dummy = tmp.data if isinstance(tmp.data, bpy.types.PointCloud) and tmp.data.name.endswith(".exgs_dummy") else None
+        dummy = (
+            tmp.data if isinstance(tmp.data, bpy.types.PointCloud) and tmp.data.name.endswith(".exgs_dummy") else None
+        )
         bpy.data.objects.remove(tmp)
         if dummy is not None:
             bpy.data.pointclouds.remove(dummy)
@@ -109,7 +116,7 @@ def _set(pc, name: str, data_type: str, values: np.ndarray) -> None:
     attr.data.foreach_set(_key(attr.data_type), np.ascontiguousarray(values, dtype=np.float32).ravel())
 
 
-def scene_to_pointcloud(scene: GaussianScene, name: str, context) -> "bpy.types.PointCloud":
+def scene_to_pointcloud(scene: GaussianScene, name: str, context) -> bpy.types.PointCloud:
     """A new PointCloud datablock holding ``scene`` in Blender's splat schema (see module docstring)."""
     n = scene.n
     pc = _new_pointcloud_sized(name, n, context)
@@ -176,9 +183,15 @@ def pointcloud_to_scene(pc, *, antialiased: bool = False) -> GaussianScene:
     sh_degree_from_count(k)
     log_scales = np.log(np.maximum(scale, 1e-30)) if scale is not None else np.full((n, 3), np.log(0.01), np.float32)
     quats = rot if rot is not None else np.tile(np.float32([1, 0, 0, 0]), (n, 1))
-    meta = {"format": "blender", "antialiased": bool(antialiased)}
-    return GaussianScene(means.astype(np.float32), quats.astype(np.float32), log_scales.astype(np.float32),
-                         logit(base[:, 3]), sh, meta=meta)
+    meta = {"format": "blender"}
+    return GaussianScene(
+        means.astype(np.float32),
+        quats.astype(np.float32),
+        log_scales.astype(np.float32),
+        logit(base[:, 3]),
+        sh,
+        meta=meta,
+    )
 
 
 def object_scene(ob, *, world: bool = True, matrix=None) -> GaussianScene:
@@ -202,9 +215,16 @@ def merge_scenes(scenes: list[GaussianScene]) -> GaussianScene:
     k = max(s.sh.shape[1] for s in scenes)
     sh = np.concatenate([np.pad(s.sh, ((0, 0), (0, k - s.sh.shape[1]), (0, 0))) for s in scenes])
     cat = lambda f: np.concatenate([getattr(s, f) for s in scenes])  # noqa: E731
-    aa = any(s.meta.get("antialiased") for s in scenes)
-    return GaussianScene(cat("means"), cat("quats"), cat("log_scales"), cat("opacity_logits"), sh,
-                         meta={"format": "blender", "antialiased": aa})
+    aa = any(s.antialiased for s in scenes)
+    return GaussianScene(
+        cat("means"),
+        cat("quats"),
+        cat("log_scales"),
+        cat("opacity_logits"),
+        sh,
+        meta={"format": "blender"},
+        antialiased=aa,
+    )
 
 
 def up_to_z_matrix(up) -> np.ndarray:

@@ -73,8 +73,9 @@ class CompressJob:
         if self.first_use:
             self.stage = FIRST_USE
         try:
-            data, report = compress(self.scene, self.options, cameras=self.cameras, progress=self._on_progress,
-                                    cancel=self._cancel)
+            data, report = compress(
+                self.scene, self.options, cameras=self.cameras, progress=self._on_progress, cancel=self._cancel
+            )
             self.stage = "decoding"
             decoded = decompress(data, max_gaussians=0)  # our own bytes: no count limit
             self.result = CompressOutcome(data=data, report=report, scene=decoded)
@@ -155,9 +156,15 @@ class WarmUp:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
         try:
             with os.fdopen(fd, "wb") as log:
-                self._proc = subprocess.Popen([py, "-s", "-c", _WARMUP_CODE, site], stdout=log,
-                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                              cwd=tempfile.gettempdir(), close_fds=True)
+                self._proc = subprocess.Popen(
+                    [py, "-s", "-c", _WARMUP_CODE, site],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=tempfile.gettempdir(),
+                    close_fds=True,
+                )
         except OSError as e:
             self.stage, self.error = "failed", f"cannot start the warm-up process: {e}"
             return False

@@ -11,12 +11,11 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 import bpy
-from mathutils import Matrix
+import numpy as np
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
+from mathutils import Matrix
 
 from exgs_core.errors import ExgsError
 
@@ -64,7 +63,7 @@ def create_splat_object(context, scene, name: str, *, collection=None, orient: b
     m = convert.up_to_z_matrix(scene_up(scene)) if orient else np.eye(4)
     ob.matrix_world = Matrix(m.tolist())  # rows (a bare nested list would be read as columns)
     ob.exgs.orientation = _matrix16(m)
-    ob.exgs.antialiased = bool(scene.meta.get("antialiased", False))
+    ob.exgs.antialiased = scene.antialiased
     ob.exgs.source_path = source
     ob.exgs.source_format = str(scene.meta.get("format", ""))
     return ob
@@ -101,8 +100,11 @@ class EXGS_OT_import_scene(bpy.types.Operator, ImportHelper):
     directory: StringProperty(subtype="DIR_PATH", options={"SKIP_SAVE", "HIDDEN"})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"SKIP_SAVE", "HIDDEN"})
     filter_glob: StringProperty(default=IMPORT_GLOB, options={"HIDDEN"})
-    orient: BoolProperty(name="Scene up to +Z", default=True,
-                         description="Rotate the object so the format's up axis is Blender's +Z (data unchanged)")
+    orient: BoolProperty(
+        name="Scene up to +Z",
+        default=True,
+        description="Rotate the object so the format's up axis is Blender's +Z (data unchanged)",
+    )
 
     def invoke(self, context, event):
         if self.filepath or self.files:  # drag and drop (FileHandler) or scripted: no browser
@@ -158,8 +160,11 @@ class EXGS_OT_import_scene(bpy.types.Operator, ImportHelper):
             self.report({"WARNING"} if ok else {"ERROR"}, f"ExGS import: {msg}")
         if ok:
             n = sum(len(o.data.points) for o in created)
-            self.report({"INFO"}, f"ExGS: imported {ok} file(s), {n:,} Gaussians in {time.perf_counter() - t:.2f} s"
-                                  + (f"; {len(failed)} failed" if failed else ""))
+            self.report(
+                {"INFO"},
+                f"ExGS: imported {ok} file(s), {n:,} Gaussians in {time.perf_counter() - t:.2f} s"
+                + (f"; {len(failed)} failed" if failed else ""),
+            )
             return {"FINISHED"}
         return {"CANCELLED"}
 
@@ -208,12 +213,19 @@ class EXGS_OT_export_scene(bpy.types.Operator, ExportHelper):
     filename_ext = ".exgs"
     filepath: StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
     filter_glob: StringProperty(default="*.exgs;*.ply", options={"HIDDEN"})
-    file_format: EnumProperty(name="Format", items=[("EXGS", ".exgs", "exgs container (quantised, compressed)", 0),
-                                                    ("PLY", ".ply", "standard 3DGS PLY", 1)], default="EXGS")
-    use_selection: BoolProperty(name="Selected only", default=True,
-                                description="Export the selected splat objects (else every visible one)")
-    apply_transform: BoolProperty(name="Apply transform", default=True,
-                                  description="Bake object moves/rotations/scales (SH rotated) into the data")
+    file_format: EnumProperty(
+        name="Format",
+        items=[("EXGS", ".exgs", "exgs container (quantised, compressed)", 0), ("PLY", ".ply", "standard 3DGS PLY", 1)],
+        default="EXGS",
+    )
+    use_selection: BoolProperty(
+        name="Selected only", default=True, description="Export the selected splat objects (else every visible one)"
+    )
+    apply_transform: BoolProperty(
+        name="Apply transform",
+        default=True,
+        description="Bake object moves/rotations/scales (SH rotated) into the data",
+    )
 
     def check(self, context):
         want = ".ply" if self.file_format == "PLY" else ".exgs"
@@ -237,9 +249,12 @@ class EXGS_OT_export_scene(bpy.types.Operator, ExportHelper):
             self.filepath += "." + fmt
         elif ext != "." + fmt:
             known = {".ply": "PLY", ".exgs": "EXGS"}
-            hint = (f"the file name ends in {ext} but Format is {self.file_format}: give it a .{fmt} name or "
-                    f"choose Format {known[ext]}" if ext in known else
-                    f"cannot write {ext} files (formats: .exgs, .ply)")
+            hint = (
+                f"the file name ends in {ext} but Format is {self.file_format}: give it a .{fmt} name or "
+                f"choose Format {known[ext]}"
+                if ext in known
+                else f"cannot write {ext} files (formats: .exgs, .ply)"
+            )
             self.report({"ERROR"}, f"ExGS export: {self.filepath}: {hint}")
             return {"CANCELLED"}
         objects = _target_objects(context, self.use_selection)
@@ -266,7 +281,7 @@ class EXGS_OT_export_scene(bpy.types.Operator, ExportHelper):
 # =========================================================================== compress
 
 
-_JOBS: dict[str, "CompressJob"] = {}  # scene name -> running job (one per scene); cleared on unregister
+_JOBS: dict[str, CompressJob] = {}  # scene name -> running job (one per scene); cleared on unregister
 
 
 def compress_cameras(context, ob, props):
@@ -296,10 +311,20 @@ def compress_cameras(context, ob, props):
         from exgs_core.camera import Camera
 
         cd = cam_ob.data
-        c = Camera.from_blender(c2w, lens_mm=cd.lens, sensor_width_mm=cd.sensor_width,
-                                sensor_height_mm=cd.sensor_height, sensor_fit=cd.sensor_fit, shift_x=cd.shift_x,
-                                shift_y=cd.shift_y, width=w, height=h, clip_start=cd.clip_start,
-                                clip_end=cd.clip_end, name=cam_ob.name)
+        c = Camera.from_blender(
+            c2w,
+            lens_mm=cd.lens,
+            sensor_width_mm=cd.sensor_width,
+            sensor_height_mm=cd.sensor_height,
+            sensor_fit=cd.sensor_fit,
+            shift_x=cd.shift_x,
+            shift_y=cd.shift_y,
+            width=w,
+            height=h,
+            clip_start=cd.clip_start,
+            clip_end=cd.clip_end,
+            name=cam_ob.name,
+        )
         cams.append(c)
     if not cams:
         raise ExgsError("Views is 'Scene cameras' but the scene has no perspective camera")
@@ -328,7 +353,9 @@ class EXGS_OT_compress(bpy.types.Operator):
         props = context.scene.exgs
         try:
             opts = CompressOptions(
-                ratio=float(props.ratio), sh_keep=float(props.sh_keep), views=int(props.auto_views),
+                ratio=float(props.ratio),
+                sh_keep=float(props.sh_keep),
+                views=int(props.auto_views),
                 target_bytes=int(props.target_mb * 1e6) if props.size_mode == "TARGET" else None,
                 sh_keep_auto=props.size_mode == "TARGET" and bool(props.sh_keep_auto),
             )
@@ -414,8 +441,9 @@ class EXGS_OT_compress(bpy.types.Operator):
             return {"CANCELLED"}
         name = (src.name if src else "splats") + ".exgs"
         coll = src.users_collection[0] if src is not None and src.users_collection else None
-        ob = create_splat_object(context, out.scene, name, collection=coll, orient=False,
-                                 source=src.exgs.source_path if src else "")
+        ob = create_splat_object(
+            context, out.scene, name, collection=coll, orient=False, source=src.exgs.source_path if src else ""
+        )
         e = ob.exgs
         e.exgs_cache = str(cache)
         e.exgs_cache_hash = scene_hash(convert.pointcloud_to_scene(ob.data))
@@ -432,8 +460,11 @@ class EXGS_OT_compress(bpy.types.Operator):
             o.select_set(False)
         ob.select_set(True)
         context.view_layer.objects.active = ob
-        msg = (f"{rep.gaussians_in:,} -> {rep.gaussians_out:,} Gaussians, " + "; ".join(size_lines(e))
-               + f" (in {job.seconds:.1f} s{'; ' + FIRST_USE if job.first_use else ''})")
+        msg = (
+            f"{rep.gaussians_in:,} -> {rep.gaussians_out:,} Gaussians, "
+            + "; ".join(size_lines(e))
+            + f" (in {job.seconds:.1f} s{'; ' + FIRST_USE if job.first_use else ''})"
+        )
         props.job_message = size_lines(e)[0]
         self.report({"INFO"}, "ExGS compress: " + msg)
         return {"FINISHED"}
@@ -488,13 +519,16 @@ class EXGS_OT_setup_worker(bpy.types.Operator):
     def _begin(self):
         import tempfile
 
-        from exgs_core.worker.environment import default_dir, setup_commands, find_base_python
+        from exgs_core.worker.environment import default_dir, find_base_python, setup_commands
 
         if not getattr(bpy.app, "online_access", True):
             base = find_base_python() or "python3"
             cmds = "; ".join(" ".join(c) for c in setup_commands(base))
-            self.report({"ERROR"}, "ExGS: Blender's online access is off (Preferences > System > Network), so the "
-                                   f"add-on downloads nothing. Allow it, or run: {cmds}")
+            self.report(
+                {"ERROR"},
+                "ExGS: Blender's online access is off (Preferences > System > Network), so the "
+                f"add-on downloads nothing. Allow it, or run: {cmds}",
+            )
             return None
         th = SETUP.get("thread")
         if th is not None and th.is_alive():
@@ -548,13 +582,13 @@ class EXGS_OT_setup_worker(bpy.types.Operator):
             return 1.0 if SETUP["thread"].is_alive() else None
 
         bpy.app.timers.register(poll, first_interval=1.0)
-        self.report({"INFO"}, f"ExGS: setting up the worker environment in {SETUP['dir']} (minutes; log: "
-                              f"{SETUP['log']})")
+        self.report(
+            {"INFO"}, f"ExGS: setting up the worker environment in {SETUP['dir']} (minutes; log: {SETUP['log']})"
+        )
         return {"FINISHED"}
 
 
-classes = (EXGS_OT_import_scene, EXGS_OT_export_scene, EXGS_OT_compress, EXGS_OT_compress_cancel,
-           EXGS_OT_setup_worker)
+classes = (EXGS_OT_import_scene, EXGS_OT_export_scene, EXGS_OT_compress, EXGS_OT_compress_cancel, EXGS_OT_setup_worker)
 
 
 def cancel_all_jobs() -> None:

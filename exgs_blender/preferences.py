@@ -15,37 +15,60 @@ class EXGS_AddonPreferences(bpy.types.AddonPreferences):
 
     device: EnumProperty(
         name="Render device",
-        items=[("AUTO", "Auto", "gsplat on CUDA when torch + gsplat + a GPU are available, else the CPU renderer", 0),
-               ("CPU", "CPU", "exgs_core's numba CPU rasteriser", 1),
-               ("CUDA", "CUDA", "gsplat on CUDA (fails with a clear error when unavailable)", 2)],
+        items=[
+            ("AUTO", "Auto", "gsplat on CUDA when torch + gsplat + a GPU are available, else the CPU renderer", 0),
+            ("CPU", "CPU", "exgs_core's numba CPU rasteriser", 1),
+            ("CUDA", "CUDA", "gsplat on CUDA (fails with a clear error when unavailable)", 2),
+        ],
         default="AUTO",
     )
     restoration: BoolProperty(
-        name="Restoration", default=True,
+        name="Restoration",
+        default=True,
         description="Allow GaussPainter restoration (switched on per scene in Render Properties > ExGS); "
-                    "off = plain renders everywhere",
+        "off = plain renders everywhere",
     )
     worker_mode: EnumProperty(
         name="Run restoration",
-        items=[("WORKER", "Worker process", "In a separate Python process with torch (any Blender version; "
-                "started on demand, restarted after a crash)", 0),
-               ("IN_PROCESS", "In Blender", "Inside Blender's own Python (needs torch + diffusers importable "
-                "here; no process start, but torch shares Blender's process)", 1)],
+        items=[
+            (
+                "WORKER",
+                "Worker process",
+                "In a separate Python process with torch (any Blender version; "
+                "started on demand, restarted after a crash)",
+                0,
+            ),
+            (
+                "IN_PROCESS",
+                "In Blender",
+                "Inside Blender's own Python (needs torch + diffusers importable "
+                "here; no process start, but torch shares Blender's process)",
+                1,
+            ),
+        ],
         default="WORKER",
     )
     worker_python: StringProperty(
-        name="Worker Python", subtype="FILE_PATH", default="",
+        name="Worker Python",
+        subtype="FILE_PATH",
+        default="",
         description="Python executable for the worker (needs torch, diffusers, numpy, numba). Empty: found "
-                    "automatically: $EXGS_WORKER_PYTHON, Blender's own Python when torch imports there, else the "
-                    "worker environment that Set Up Worker creates (~/.local/share/exgs/worker on Linux)",
+        "automatically: $EXGS_WORKER_PYTHON, Blender's own Python when torch imports there, else the "
+        "worker environment that Set Up Worker creates (~/.local/share/exgs/worker on Linux)",
     )
     painter_weights: StringProperty(
-        name="GaussPainter weights", subtype="DIR_PATH", default="",
+        name="GaussPainter weights",
+        subtype="DIR_PATH",
+        default="",
         description="Folder of GaussPainter weights (config.json + vae/ + unet/ safetensors). Empty: "
-                    "$EXGS_PAINTER_WEIGHTS, else the checkpoint shipped with exgs",
+        "$EXGS_PAINTER_WEIGHTS, else the checkpoint shipped with exgs",
     )
     viewport_scale: FloatProperty(
-        name="Viewport resolution", min=0.05, max=1.0, default=0.5, subtype="FACTOR",
+        name="Viewport resolution",
+        min=0.05,
+        max=1.0,
+        default=0.5,
+        subtype="FACTOR",
         description="Final resolution of the progressive viewport render, as a fraction of the region",
     )
 
@@ -102,10 +125,13 @@ def restore_settings(context=None):
     env_weights = os.environ.get("EXGS_PAINTER_WEIGHTS") or None  # farms / bare register(): no preferences
     if p is None:
         return RestoreSettings(weights=env_weights)
-    return RestoreSettings(enabled=bool(p.restoration), mode=p.worker_mode,
-                           python=bpy.path.abspath(p.worker_python) if p.worker_python else None,
-                           weights=bpy.path.abspath(p.painter_weights) if p.painter_weights else env_weights,
-                           device={"AUTO": None, "CPU": "cpu", "CUDA": "cuda"}[p.device])
+    return RestoreSettings(
+        enabled=bool(p.restoration),
+        mode=p.worker_mode,
+        python=bpy.path.abspath(p.worker_python) if p.worker_python else None,
+        weights=bpy.path.abspath(p.painter_weights) if p.painter_weights else env_weights,
+        device={"AUTO": None, "CPU": "cpu", "CUDA": "cuda"}[p.device],
+    )
 
 
 classes = (EXGS_AddonPreferences,)

@@ -19,7 +19,9 @@ class EXGS_PG_object(bpy.types.PropertyGroup):
     source_path: StringProperty(name="Source", description="File the splats were imported from", subtype="FILE_PATH")
     source_format: StringProperty(name="Format")
     orientation: FloatVectorProperty(
-        name="Import orientation", size=16, default=IDENTITY16,
+        name="Import orientation",
+        size=16,
+        default=IDENTITY16,
         description="Row-major 4x4 rotation applied at import (file axes -> Blender); export undoes it",
     )
     antialiased: BoolProperty(name="Antialiased", description="Render with gsplat's antialiased (Mip-Splatting) mode")
@@ -27,25 +29,35 @@ class EXGS_PG_object(bpy.types.PropertyGroup):
     gaussians_after: IntProperty(name="Gaussians after", default=0)
     # Byte counts are decimal strings: Blender's IntProperty is 32-bit (a 9M-Gaussian SH3 PLY is > 2**31 bytes).
     # Read and write them as ints through source_bytes / sh3_ply_bytes / compressed_bytes below.
-    source_bytes_text: StringProperty(name="Source file bytes", default="",
-                                      description="Size of the file the splats were imported from")
-    sh3_ply_bytes_text: StringProperty(name="SH3 PLY bytes", default="",
-                                       description="Size of the uncompressed scene as a standard SH3 3DGS PLY")
-    compressed_bytes_text: StringProperty(name="Compressed bytes", default="",
-                                          description="Size of the compressed .exgs file")
-    exgs_cache: StringProperty(name="Compressed file", subtype="FILE_PATH",
-                               description="The .exgs bytes the compressor wrote for this object")
+    source_bytes_text: StringProperty(
+        name="Source file bytes", default="", description="Size of the file the splats were imported from"
+    )
+    sh3_ply_bytes_text: StringProperty(
+        name="SH3 PLY bytes", default="", description="Size of the uncompressed scene as a standard SH3 3DGS PLY"
+    )
+    compressed_bytes_text: StringProperty(
+        name="Compressed bytes", default="", description="Size of the compressed .exgs file"
+    )
+    exgs_cache: StringProperty(
+        name="Compressed file", subtype="FILE_PATH", description="The .exgs bytes the compressor wrote for this object"
+    )
     exgs_cache_hash: StringProperty(name="Hash of the data the compressed file decodes to")
 
-    source_bytes = property(lambda self: _count(self.source_bytes_text),
-                            lambda self, v: setattr(self, "source_bytes_text", _text(v)),
-                            doc="int: bytes of the source file (0: unknown, e.g. not imported from a file)")
-    sh3_ply_bytes = property(lambda self: _count(self.sh3_ply_bytes_text),
-                             lambda self, v: setattr(self, "sh3_ply_bytes_text", _text(v)),
-                             doc="int: bytes of the scene as an SH3 PLY before compression (0: not compressed)")
-    compressed_bytes = property(lambda self: _count(self.compressed_bytes_text),
-                                lambda self, v: setattr(self, "compressed_bytes_text", _text(v)),
-                                doc="int: bytes of the compressed .exgs (0: not compressed)")
+    source_bytes = property(
+        lambda self: _count(self.source_bytes_text),
+        lambda self, v: setattr(self, "source_bytes_text", _text(v)),
+        doc="int: bytes of the source file (0: unknown, e.g. not imported from a file)",
+    )
+    sh3_ply_bytes = property(
+        lambda self: _count(self.sh3_ply_bytes_text),
+        lambda self, v: setattr(self, "sh3_ply_bytes_text", _text(v)),
+        doc="int: bytes of the scene as an SH3 PLY before compression (0: not compressed)",
+    )
+    compressed_bytes = property(
+        lambda self: _count(self.compressed_bytes_text),
+        lambda self, v: setattr(self, "compressed_bytes_text", _text(v)),
+        doc="int: bytes of the compressed .exgs (0: not compressed)",
+    )
 
 
 def _count(text: str) -> int:
@@ -63,22 +75,43 @@ class EXGS_PG_scene(bpy.types.PropertyGroup):
     """Compression settings (3D view sidebar, tab "ExGS") and the running job's status."""
 
     size_mode: EnumProperty(
-        name="Size", items=[("RATIO", "Retention ratio", "Keep this fraction of the Gaussians", 0),
-                            ("TARGET", "Target size", "Choose the ratio so the file fits this many MB", 1)],
+        name="Size",
+        items=[
+            ("RATIO", "Retention ratio", "Keep this fraction of the Gaussians", 0),
+            ("TARGET", "Target size", "Choose the ratio so the file fits this many MB", 1),
+        ],
         default="RATIO",
     )
-    ratio: FloatProperty(name="Retention", min=0.001, max=1.0, default=0.1, subtype="FACTOR",
-                         description="Fraction of the Gaussians kept (rho)")
+    ratio: FloatProperty(
+        name="Retention",
+        min=0.001,
+        max=1.0,
+        default=0.1,
+        subtype="FACTOR",
+        description="Fraction of the Gaussians kept (rho)",
+    )
     target_mb: FloatProperty(name="Target MB", min=0.001, default=1.0, description="Largest allowed file size")
-    sh_keep: FloatProperty(name="SH keep", min=0.0, max=1.0, default=0.1, subtype="FACTOR",
-                           description="Fraction of the kept Gaussians that keep their higher SH")
-    sh_keep_auto: BoolProperty(name="Choose SH keep", default=True,
-                               description="Target size: try SH keep 0.1, 0.3 and 1.0 (and the value above) and "
-                                           "keep the best-looking file that fits (slower)")
+    sh_keep: FloatProperty(
+        name="SH keep",
+        min=0.0,
+        max=1.0,
+        default=0.1,
+        subtype="FACTOR",
+        description="Fraction of the kept Gaussians that keep their higher SH",
+    )
+    sh_keep_auto: BoolProperty(
+        name="Choose SH keep",
+        default=True,
+        description="Target size: try SH keep 0.1, 0.3 and 1.0 (and the value above) and "
+        "keep the best-looking file that fits (slower)",
+    )
     views: EnumProperty(
-        name="Views", items=[("AUTO", "Automatic", "Automatic orbit / inside-out views", 0),
-                             ("CAMERAS", "Scene cameras", "Every camera object in the scene", 1),
-                             ("JSON", "cameras.json", "Cameras from a 3DGS cameras.json", 2)],
+        name="Views",
+        items=[
+            ("AUTO", "Automatic", "Automatic orbit / inside-out views", 0),
+            ("CAMERAS", "Scene cameras", "Every camera object in the scene", 1),
+            ("JSON", "cameras.json", "Cameras from a 3DGS cameras.json", 2),
+        ],
         default="AUTO",
     )
     cameras_json: StringProperty(name="cameras.json", subtype="FILE_PATH")
@@ -91,23 +124,32 @@ class EXGS_PG_scene(bpy.types.PropertyGroup):
     # rendering
     color_input: EnumProperty(
         name="Splat colours",
-        items=[("SRGB", "sRGB", "Splat colours are display sRGB (every 3DGS capture): converted to scene linear, "
-                "so the Standard view transform shows the trained colours", 0),
-               ("LINEAR", "Linear", "Splat colours are already scene linear", 1)],
+        items=[
+            (
+                "SRGB",
+                "sRGB",
+                "Splat colours are display sRGB (every 3DGS capture): converted to scene linear, "
+                "so the Standard view transform shows the trained colours",
+                0,
+            ),
+            ("LINEAR", "Linear", "Splat colours are already scene linear", 1),
+        ],
         default="SRGB",
     )
     # the update re-declares the passes, so the compositor's Render Layers node shows Unrestored / Mask
     # (an update must return None: hence list.clear())
     restore: BoolProperty(
-        name="Restore", default=False,
+        name="Restore",
+        default=False,
         update=lambda self, context: [vl.update_render_passes() for vl in self.id_data.view_layers].clear(),
         description="Run GaussPainter on this scene's renders (F12, animation, viewport): Combined is the restored "
-                    "image, the Unrestored and Mask passes keep the raw render and its coverage mask",
+        "image, the Unrestored and Mask passes keep the raw render and its coverage mask",
     )
     temporal: BoolProperty(
-        name="Temporal stabilisation", default=True,
+        name="Temporal stabilisation",
+        default=True,
         description="Animations: blend each frame's restoration with the previous frame's, reprojected with "
-                    "depth, so restored frames do not flicker",
+        "depth, so restored frames do not flicker",
     )
 
 
@@ -137,8 +179,10 @@ def size_lines(e) -> list[str]:
     lines = []
     if out:
         if src:
-            lines.append(f"{human_bytes(src)} source file{f' ({name})' if name else ''} -> {human_bytes(out)}: "
-                         f"{src / out:.1f}x smaller")
+            lines.append(
+                f"{human_bytes(src)} source file{f' ({name})' if name else ''} -> {human_bytes(out)}: "
+                f"{src / out:.1f}x smaller"
+            )
         else:
             lines.append(f"Compressed: {human_bytes(out)} (no source file to compare with)")
         if ply:

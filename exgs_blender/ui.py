@@ -56,12 +56,14 @@ class EXGS_PT_compress(bpy.types.Panel):
         from .jobs import WARMUP
 
         if WARMUP.running:  # first use after installing: kernels compile in the background
-            layout.label(text=f"Preparing kernels (first use, once per machine): {WARMUP.progress * 100:.0f}%",
-                         icon="TIME")
+            layout.label(
+                text=f"Preparing kernels (first use, once per machine): {WARMUP.progress * 100:.0f}%", icon="TIME"
+            )
         if props.job_running:
             row = layout.row()
-            row.progress(factor=props.job_progress, text=f"{props.job_stage} {props.job_progress * 100:.0f}%") \
-                if hasattr(row, "progress") else row.label(text=f"{props.job_stage} {props.job_progress * 100:.0f}%")
+            row.progress(
+                factor=props.job_progress, text=f"{props.job_stage} {props.job_progress * 100:.0f}%"
+            ) if hasattr(row, "progress") else row.label(text=f"{props.job_stage} {props.job_progress * 100:.0f}%")
             layout.operator(operators.EXGS_OT_compress_cancel.bl_idname, icon="CANCEL")
         else:
             layout.operator(operators.EXGS_OT_compress.bl_idname, icon="MOD_DECIM")
@@ -114,8 +116,7 @@ class EXGS_PT_render(bpy.types.Panel):
                     col.operator(operators.EXGS_OT_setup_worker.bl_idname, icon="CONSOLE")
         vt = context.scene.view_settings.view_transform
         if vt != "Standard" and context.scene.exgs.color_input == "SRGB":
-            layout.label(text=f"View transform '{vt}' changes the trained colours; 'Standard' keeps them",
-                         icon="ERROR")
+            layout.label(text=f"View transform '{vt}' changes the trained colours; 'Standard' keeps them", icon="ERROR")
 
 
 classes = (EXGS_FH_import, EXGS_PT_compress, EXGS_PT_render)

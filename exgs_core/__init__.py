@@ -13,10 +13,19 @@ from ._numba_cache import ensure_numba_cache as _ensure_numba_cache
 _ensure_numba_cache()
 
 from .camera import Camera  # noqa: E402
-from .errors import (BackendUnavailable, CameraError, ExgsError, FormatError, LimitError, OutputError, RenderError,
-                     SceneError, UnsupportedFormatError)
-from .io import detect_format, load, save_ply
-from .scene import GaussianScene, SceneReport
+from .errors import (  # noqa: E402
+    BackendUnavailable,
+    CameraError,
+    ExgsError,
+    FormatError,
+    LimitError,
+    OutputError,
+    RenderError,
+    SceneError,
+    UnsupportedFormatError,
+)
+from .io import detect_format, load, save_ply  # noqa: E402
+from .scene import GaussianScene, SceneReport  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -103,8 +103,9 @@ def _parse_bytes(text: str) -> int:
     if not m:
         from .errors import ExgsError
 
-        raise ExgsError(f"environment variable {ENV_MEMORY_LIMIT}={text!r} is not a byte count (examples: "
-                        "8000000000, 8G, 512M)")
+        raise ExgsError(
+            f"environment variable {ENV_MEMORY_LIMIT}={text!r} is not a byte count (examples: 8000000000, 8G, 512M)"
+        )
     return int(float(m.group(1)) * (1 << (10 * " kmgt".index(m.group(2) or " "))))
 
 
@@ -196,8 +197,12 @@ def _cgroup_dirs() -> tuple[list[str], list[str]]:
         hid, ctrls, rel = parts
         rel = rel.strip("/")
         if hid == "0" and ctrls == "":
-            base, out = CGROUP_ROOT if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")) \
-                else os.path.join(CGROUP_ROOT, "unified"), v2
+            base, out = (
+                CGROUP_ROOT
+                if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+                else os.path.join(CGROUP_ROOT, "unified"),
+                v2,
+            )
         elif "memory" in ctrls.split(","):
             base, out = os.path.join(CGROUP_ROOT, "memory"), v1
         else:

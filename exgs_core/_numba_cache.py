@@ -90,8 +90,7 @@ def _private_dir() -> str:
             return tempfile.mkdtemp(prefix=_PREFIX)
         try:
             st = os.lstat(path)
-            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077 \
-                    and _writable(path):
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077 and _writable(path):
                 return path
         except OSError:
             pass
@@ -117,14 +116,22 @@ def ensure_numba_cache() -> str | None:
     try:
         path = _private_dir()
     except OSError as e:
-        warnings.warn(f"exgs: numba cannot cache compiled kernels: {_PACKAGE} and {user or 'its user cache'} are "
-                      f"read-only and no temporary folder is writable ({e}); set NUMBA_CACHE_DIR to a writable "
-                      "folder", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"exgs: numba cannot cache compiled kernels: {_PACKAGE} and {user or 'its user cache'} are "
+            f"read-only and no temporary folder is writable ({e}); set NUMBA_CACHE_DIR to a writable "
+            "folder",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
     os.environ["NUMBA_CACHE_DIR"] = path
     config = sys.modules.get("numba.core.config")
     if config is not None and hasattr(config, "reload_config"):  # numba already imported: make it see the change
         config.reload_config()
-    warnings.warn(f"exgs: {_PACKAGE} and numba's cache {user or '(unknown)'} are not writable; compiled kernels are "
-                  f"cached in {path} (NUMBA_CACHE_DIR)", UserWarning, stacklevel=3)
+    warnings.warn(
+        f"exgs: {_PACKAGE} and numba's cache {user or '(unknown)'} are not writable; compiled kernels are "
+        f"cached in {path} (NUMBA_CACHE_DIR)",
+        UserWarning,
+        stacklevel=3,
+    )
     return path

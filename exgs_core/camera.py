@@ -88,27 +88,37 @@ class Camera:
 
     # ----------------------------------------------------------------- constructors
     @classmethod
-    def from_fov(cls, c2w_opencv, fov_y_deg: float, width: int, height: int, **kw) -> "Camera":
+    def from_fov(cls, c2w_opencv, fov_y_deg: float, width: int, height: int, **kw) -> Camera:
         """Camera from an OpenCV camera-to-world matrix [4, 4] and a vertical field of view in degrees (square pixels)."""
         f = height / (2 * math.tan(math.radians(fov_y_deg) / 2))
         w2c = np.linalg.inv(np.asarray(c2w_opencv, dtype=np.float64))
         return cls(w2c, f, f, width / 2, height / 2, width, height, **kw)
 
     @classmethod
-    def look_at(cls, eye, target, up, fov_y_deg: float, width: int, height: int, **kw) -> "Camera":
+    def look_at(cls, eye, target, up, fov_y_deg: float, width: int, height: int, **kw) -> Camera:
         """Camera at ``eye`` [3] looking at ``target`` [3], with ``up`` [3] appearing upwards in the image."""
         c2w = look_at_c2w(eye, target, up)
         return cls.from_fov(c2w, fov_y_deg, width, height, **kw)
 
-    def resized(self, width: int, height: int) -> "Camera":
+    def resized(self, width: int, height: int) -> Camera:
         """The same view at another resolution (intrinsics scaled per axis)."""
         sx, sy = width / self.width, height / self.height
-        return Camera(self.world_to_camera, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,
-                      width, height, self.near, self.far, self.name)
+        return Camera(
+            self.world_to_camera,
+            self.fx * sx,
+            self.fy * sy,
+            self.cx * sx,
+            self.cy * sy,
+            width,
+            height,
+            self.near,
+            self.far,
+            self.name,
+        )
 
     # ----------------------------------------------------------------- OpenGL / Blender
     @classmethod
-    def from_opengl(cls, c2w_opengl, fx, fy, cx, cy, width, height, **kw) -> "Camera":
+    def from_opengl(cls, c2w_opengl, fx, fy, cx, cy, width, height, **kw) -> Camera:
         """From an OpenGL/Blender camera-to-world [4, 4] (-z forward, +y up); intrinsics in OpenCV pixels."""
         c2w = np.asarray(c2w_opengl, dtype=np.float64) @ FLIP_YZ
         return cls(np.linalg.inv(c2w), fx, fy, cx, cy, width, height, **kw)
@@ -135,7 +145,7 @@ class Camera:
         clip_start: float = 0.1,
         clip_end: float = 1000.0,
         name: str = "",
-    ) -> "Camera":
+    ) -> Camera:
         """From the values of a Blender perspective camera (``bpy.types.Camera`` + object ``matrix_world``).
 
         Follows Blender's rules: with ``sensor_fit="AUTO"`` the sensor width spans the larger image side;

@@ -55,11 +55,14 @@ def size_type(max_pixels: int, min_side: int = 1, what: str = "per view", min_re
     def parse(text: str) -> tuple[int, int]:
         w, h = parse_size(text)
         if min(w, h) < min_side:
-            raise argparse.ArgumentTypeError(f"{w}x{h} is too small: at least {min_side}x{min_side} {what}"
-                                             + (f" ({min_reason})" if min_reason else ""))
+            raise argparse.ArgumentTypeError(
+                f"{w}x{h} is too small: at least {min_side}x{min_side} {what}"
+                + (f" ({min_reason})" if min_reason else "")
+            )
         if w * h > max_pixels:
             raise argparse.ArgumentTypeError(
-                f"{w}x{h} is {w * h:,} pixels; at most {max_pixels:,} pixels ({_square(max_pixels)}) {what}")
+                f"{w}x{h} is {w * h:,} pixels; at most {max_pixels:,} pixels ({_square(max_pixels)}) {what}"
+            )
         return w, h
 
     parse.__name__ = "size"
@@ -161,8 +164,9 @@ def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
 def _progress(iterable, desc: str, total: int | None = None, quiet: bool = False):
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, unit="view", disable=quiet or None, file=sys.stderr,
-                dynamic_ncols=True)
+    return tqdm(
+        iterable, desc=desc, total=total, unit="view", disable=quiet or None, file=sys.stderr, dynamic_ncols=True
+    )
 
 
 def _views(scene, args, split: str):
@@ -179,7 +183,9 @@ def _views(scene, args, split: str):
                 raise CameraError(
                     f"camera {cam.name!r} at --size width {w} has the aspect of a {cam.width}x{cam.height} image "
                     f"({cam.width * cam.height:,} pixels); {args.command} allows {min_side}x{min_side} to "
-                    f"{max_px:,} pixels per view: choose another --size", args.cameras)
+                    f"{max_px:,} pixels per view: choose another --size",
+                    args.cameras,
+                )
         return cams
     return auto_views(scene, args.views, w, h, split=split, mode=args.mode)
 
@@ -205,7 +211,7 @@ def cmd_info(args) -> int:
             "bytes": size,
             "bytes_per_gaussian": size / scene.n if scene.n else None,
             "sh3_ply_bytes": scene.ply_size_bytes(3),
-            "antialiased": bool(scene.meta.get("antialiased", False)),
+            "antialiased": scene.antialiased,
             "problems": rep.problems(),
             "notes": list(scene.meta.get("notes", [])),
         }
@@ -214,9 +220,13 @@ def cmd_info(args) -> int:
             from .exgs_format import read_header
 
             c = read_header(path)["container"]
-            info["exgs"] = {"version": c["version"], "sections": [
-                {"name": x["name"], "bytes": x["stored_bytes"], "codec": CODEC_NAMES.get(x["codec"], x["codec"])}
-                for x in c["sections"]]}
+            info["exgs"] = {
+                "version": c["version"],
+                "sections": [
+                    {"name": x["name"], "bytes": x["stored_bytes"], "codec": CODEC_NAMES.get(x["codec"], x["codec"])}
+                    for x in c["sections"]
+                ],
+            }
         if args.json:
             print(json.dumps(info))
             continue
@@ -229,8 +239,10 @@ def cmd_info(args) -> int:
         bpg = f"{info['bytes_per_gaussian']:.2f}" if scene.n else "n/a"
         print(f"  size              {human_bytes(size)} ({size:,} bytes, {bpg} bytes/Gaussian)")
         sh3 = info["sh3_ply_bytes"]
-        print(f"  as SH3 PLY        {human_bytes(sh3)} "
-              + (f"(ratio {sh3 / max(size, 1):.1f}x)" if sh3 else "(no Gaussians: no ratio)"))
+        print(
+            f"  as SH3 PLY        {human_bytes(sh3)} "
+            + (f"(ratio {sh3 / max(size, 1):.1f}x)" if sh3 else "(no Gaussians: no ratio)")
+        )
         for x in info.get("exgs", {}).get("sections", []):
             bits = f", {8 * x['bytes'] / scene.n:.1f} bits/Gaussian" if scene.n else ""
             print(f"  section           {x['name']:<11} {x['bytes']:>10,} bytes ({x['codec']}{bits})")
@@ -263,8 +275,10 @@ def cmd_convert(args) -> int:
         if not rep.ok:
             print(f"warning: {args.input}: {rep} (use --sanitize to repair)", file=sys.stderr)
     write_ply(scene, out, ascii=args.ascii)
-    print(f"{args.input} ({scene.meta.get('format')}) -> {out}: {scene.n:,} Gaussians, SH {scene.sh_degree}, "
-          f"{human_bytes(path_bytes(out))} in {time.perf_counter() - t0:.2f} s")
+    print(
+        f"{args.input} ({scene.meta.get('format')}) -> {out}: {scene.n:,} Gaussians, SH {scene.sh_degree}, "
+        f"{human_bytes(path_bytes(out))} in {time.perf_counter() - t0:.2f} s"
+    )
     return 0
 
 
@@ -288,13 +302,17 @@ def cmd_render(args) -> int:
         res = render(scene, cam, backend=args.backend, background=bg)
         write_png(out / f"view_{i:03d}.png", res.rgb)
         if restorer is not None:
-            write_png(out / f"view_{i:03d}_restored.png", restorer.restore(res.rgb, res.alpha, res.depth, background=bg))
+            write_png(
+                out / f"view_{i:03d}_restored.png", restorer.restore(res.rgb, res.alpha, res.depth, background=bg)
+            )
         if args.alpha:
             write_png(out / f"view_{i:03d}_alpha.png", res.alpha)
     dt = time.perf_counter() - t0
     what = "view(s) + GaussPainter-restored copies (*_restored.png)" if restorer else "view(s)"
-    print(f"wrote {len(cams)} {what} of {args.file} ({scene.n:,} Gaussians) at {args.size[0]}x{args.size[1]} "
-          f"to {out}/ in {dt:.2f} s ({res.backend} backend)")
+    print(
+        f"wrote {len(cams)} {what} of {args.file} ({scene.n:,} Gaussians) at {args.size[0]}x{args.size[1]} "
+        f"to {out}/ in {dt:.2f} s ({res.backend} backend)"
+    )
     return 0
 
 
@@ -313,8 +331,13 @@ def evaluate(reference, candidate, cameras, *, backend="auto", progress=None, re
         rb = render(candidate, cam, backend=backend, prepared=prep_b)
         b = rb.rgb
         p = psnr(a, b)
-        v = {"view": cam.name, "psnr": min(p, PSNR_CAP_DB), "ssim": ssim(a, b), "identical": p == math.inf,
-             "empty": bool(ra.alpha.max(initial=0.0) < 1 / 255)}
+        v = {
+            "view": cam.name,
+            "psnr": min(p, PSNR_CAP_DB),
+            "ssim": ssim(a, b),
+            "identical": p == math.inf,
+            "empty": bool(ra.alpha.max(initial=0.0) < 1 / 255),
+        }
         if restorer is not None:
             r = restorer.restore(b, rb.alpha, rb.depth)
             v["psnr_restored"] = min(psnr(a, r), PSNR_CAP_DB)
@@ -352,15 +375,26 @@ def cmd_eval(args) -> int:
     cams = _views(ref, args, "eval")
     restorer = _restorer(args)
     t0 = time.perf_counter()
-    res = evaluate(ref, cand, cams, backend=args.backend, restorer=restorer,
-                   progress=lambda c: _progress(c, "eval", len(c), args.quiet or args.json))
+    res = evaluate(
+        ref,
+        cand,
+        cams,
+        backend=args.backend,
+        restorer=restorer,
+        progress=lambda c: _progress(c, "eval", len(c), args.quiet or args.json),
+    )
     if res["empty_views"] == len(cams):  # two black images compare as "identical": not a result
-        raise CameraError(f"none of the {len(cams)} view(s) sees the reference scene, so there is nothing to compare; "
-                          f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)",
-                          args.cameras or args.reference)
+        raise CameraError(
+            f"none of the {len(cams)} view(s) sees the reference scene, so there is nothing to compare; "
+            f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)",
+            args.cameras or args.reference,
+        )
     if res["empty_views"]:
-        print(f"warning: {res['empty_views']} of {len(cams)} view(s) show nothing of the reference scene; "
-              f"they count as perfect matches in the means", file=sys.stderr)
+        print(
+            f"warning: {res['empty_views']} of {len(cams)} view(s) show nothing of the reference scene; "
+            f"they count as perfect matches in the means",
+            file=sys.stderr,
+        )
     out = {
         "psnr": res["psnr"],
         "ssim": res["ssim"],
@@ -386,13 +420,17 @@ def cmd_eval(args) -> int:
     ratio = out["bytes_reference"] / max(out["bytes_candidate"], 1)
     psnr_txt = f"{out['psnr']:.2f} dB" + (" (identical renders: capped)" if res["identical"] else "")
     print(f"reference  {args.reference}: {ref.n:,} Gaussians, {human_bytes(out['bytes_reference'])}")
-    print(f"candidate  {args.candidate}: {cand.n:,} Gaussians, {human_bytes(out['bytes_candidate'])} ({ratio:.2f}x smaller)")
+    print(
+        f"candidate  {args.candidate}: {cand.n:,} Gaussians, {human_bytes(out['bytes_candidate'])} ({ratio:.2f}x smaller)"
+    )
     print(f"views      {len(cams)} at {args.size[0]}x{args.size[1]}, {out['split']}")
     print(f"PSNR       {psnr_txt}")
     print(f"SSIM       {out['ssim']:.4f}")
     if restorer is not None:
-        print(f"restored   PSNR {out['psnr_restored']:.2f} dB ({out['psnr_restored'] - out['psnr']:+.2f}), "
-              f"SSIM {out['ssim_restored']:.4f} ({out['ssim_restored'] - out['ssim']:+.4f}) with GaussPainter")
+        print(
+            f"restored   PSNR {out['psnr_restored']:.2f} dB ({out['psnr_restored'] - out['psnr']:+.2f}), "
+            f"SSIM {out['ssim_restored']:.4f} ({out['ssim_restored'] - out['ssim']:+.4f}) with GaussPainter"
+        )
     print(f"LPIPS      n/a ({lpips_available()[1]})")
     return 0
 
@@ -426,21 +464,32 @@ def cmd_compress(args) -> int:
     check_output_path(out)  # before minutes of work, not after
     try:
         opts = CompressOptions(
-            ratio=args.ratio, target_bytes=None if args.target_mb is None else max(1, int(args.target_mb * 1e6)),
+            ratio=args.ratio,
+            target_bytes=None if args.target_mb is None else max(1, int(args.target_mb * 1e6)),
             sh_keep=0.1 if args.sh_keep is None else args.sh_keep,
-            sh_keep_auto=args.target_mb is not None and args.sh_keep is None, score=args.score,
+            sh_keep_auto=args.target_mb is not None and args.sh_keep is None,
+            score=args.score,
             voxel_sampling=not args.no_voxel,
             compensation=args.compensation or ("pairwise" if args.fast else "auto"),
             codec=args.codec or ("compact" if args.fast else "auto"),
-            fold_sh=not args.no_fold_sh, views=args.views, view_size=args.view_size,
+            fold_sh=not args.no_fold_sh,
+            views=args.views,
+            view_size=args.view_size,
         )
     except ValueError as e:
         raise ExgsError(str(e)) from None
     t0 = time.perf_counter()
     scene = load(args.input)
     cams = load_cameras_json(args.cameras) if args.cameras else None
-    bar = tqdm(total=1000, desc="compress", unit="", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
-               file=sys.stderr, disable=args.quiet or None, dynamic_ncols=True)
+    bar = tqdm(
+        total=1000,
+        desc="compress",
+        unit="",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+        file=sys.stderr,
+        disable=args.quiet or None,
+        dynamic_ncols=True,
+    )
 
     def progress(f, stage):
         bar.n = int(1000 * min(max(f, 0.0), 1.0))
@@ -457,28 +506,43 @@ def cmd_compress(args) -> int:
     for a in rep.sanitize_actions:
         print(f"sanitize: {a}")
     print(f"{args.input} -> {out}")
-    print(f"  Gaussians  {rep.gaussians_in:,} -> {rep.gaussians_out:,} (retention {rep.ratio:.4f}), "
-          f"{rep.sh_full:,} with full SH")
-    print(f"  bytes      {human_bytes(len(data))} ({len(data):,} bytes, {8 * len(data) / max(rep.gaussians_out, 1):.1f} bits/Gaussian)")
-    print(f"  ratio      {in_bytes / len(data):.1f}x vs the input file ({human_bytes(in_bytes)}), "
-          f"{rep.bytes_sh3_ply / len(data):.1f}x vs the scene as SH3 PLY ({human_bytes(rep.bytes_sh3_ply)})")
+    print(
+        f"  Gaussians  {rep.gaussians_in:,} -> {rep.gaussians_out:,} (retention {rep.ratio:.4f}), "
+        f"{rep.sh_full:,} with full SH"
+    )
+    print(
+        f"  bytes      {human_bytes(len(data))} ({len(data):,} bytes, {8 * len(data) / max(rep.gaussians_out, 1):.1f} bits/Gaussian)"
+    )
+    print(
+        f"  ratio      {in_bytes / len(data):.1f}x vs the input file ({human_bytes(in_bytes)}), "
+        f"{rep.bytes_sh3_ply / len(data):.1f}x vs the scene as SH3 PLY ({human_bytes(rep.bytes_sh3_ply)})"
+    )
     smp = rep.sampling
     if smp.get("method") == "auto":
         alts = ", ".join(f"{k} {v:.2f} dB" for k, v in smp.get("view_psnr", {}).items())
         print(f"  merging    {smp.get('chosen')} (chosen on the check views: {alts})")
     if "sh_keep_search" in smp:
-        alts = ", ".join(f"{t['sh_keep']:g}: {t['gaussians']:,} G {t['view_psnr']:.2f} dB" for t in smp["sh_keep_search"])
+        alts = ", ".join(
+            f"{t['sh_keep']:g}: {t['gaussians']:,} G {t['view_psnr']:.2f} dB" for t in smp["sh_keep_search"]
+        )
         print(f"  SH keep    chosen among {alts}")
     cod = smp.get("codec")
     if cod and "tried" in cod:
         alts = ", ".join(f"{t['codec']} {t['bytes']:,} B {t['view_psnr']:.2f} dB" for t in cod["tried"])
         print(f"  codec      {cod['chosen']} (judged on the check views: {alts})")
     trials = len(smp.get("target_search", [])) or 1
-    print(f"  time       {dt:.2f} s (score {rep.seconds.get('score', 0):.2f} s on {rep.views} views, "
-          f"prune {rep.seconds.get('prune', 0):.2f} s, encode {rep.seconds.get('encode', 0):.2f} s"
-          + (f"; {trials} trial encodes in the last size search" if trials > 1 else "") + ")")
+    print(
+        f"  time       {dt:.2f} s (score {rep.seconds.get('score', 0):.2f} s on {rep.views} views, "
+        f"prune {rep.seconds.get('prune', 0):.2f} s, encode {rep.seconds.get('encode', 0):.2f} s"
+        + (f"; {trials} trial encodes in the last size search" if trials > 1 else "")
+        + ")"
+    )
     if args.json:
-        print(json.dumps({**rep.as_dict(), "output": os.fspath(out), "bytes_input": in_bytes, "seconds_wall": round(dt, 3)}))
+        print(
+            json.dumps(
+                {**rep.as_dict(), "output": os.fspath(out), "bytes_input": in_bytes, "seconds_wall": round(dt, 3)}
+            )
+        )
     return 0
 
 
@@ -495,8 +559,10 @@ def cmd_decompress(args) -> int:
     scene = read_exgs(args.input)
     t1 = time.perf_counter()
     write_ply(scene, out)
-    print(f"{args.input} -> {out}: {scene.n:,} Gaussians, SH {scene.sh_degree}, decoded in {t1 - t0:.2f} s, "
-          f"{human_bytes(path_bytes(out))} written")
+    print(
+        f"{args.input} -> {out}: {scene.n:,} Gaussians, SH {scene.sh_degree}, decoded in {t1 - t0:.2f} s, "
+        f"{human_bytes(path_bytes(out))} written"
+    )
     return 0
 
 
@@ -506,24 +572,40 @@ def build_parser() -> argparse.ArgumentParser:
         prog="exgs",
         description="Shrink 3D Gaussian Splatting scenes and render them back (ExGS: UGC + GaussPainter).",
         epilog="Formats read: 3DGS .ply (binary/ascii), .splat, .spz (v2-v4), .compressed.ply, .sog. "
-               "Conventions: docs/CONVENTIONS.md.",
+        "Conventions: docs/CONVENTIONS.md.",
     )
     p.add_argument("--version", action="version", version=f"exgs {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def view_args(sp, default_views, max_pixels, min_side=1, min_reason=""):
-        sp.add_argument("--views", type=int_range(1, MAX_VIEWS), default=default_views,
-                        help=f"number of views, 1..{MAX_VIEWS} (default {default_views})")
-        sp.add_argument("--size", type=size_type(max_pixels, min_side, min_reason=min_reason), default=(512, 512),
-                        metavar="WxH",
-                        help=f"image size, {min_side}x{min_side} to {max_pixels:,} pixels ({_square(max_pixels)}) "
-                             f"and {MAX_SIDE} per side (default 512x512)")
+        sp.add_argument(
+            "--views",
+            type=int_range(1, MAX_VIEWS),
+            default=default_views,
+            help=f"number of views, 1..{MAX_VIEWS} (default {default_views})",
+        )
+        sp.add_argument(
+            "--size",
+            type=size_type(max_pixels, min_side, min_reason=min_reason),
+            default=(512, 512),
+            metavar="WxH",
+            help=f"image size, {min_side}x{min_side} to {max_pixels:,} pixels ({_square(max_pixels)}) "
+            f"and {MAX_SIDE} per side (default 512x512)",
+        )
         sp.set_defaults(max_pixels=max_pixels, min_side=min_side)
-        sp.add_argument("--mode", choices=["auto", "orbit", "inside"], default="auto",
-                        help="automatic views: orbit around an object, inside-out for a room, or decide (default)")
+        sp.add_argument(
+            "--mode",
+            choices=["auto", "orbit", "inside"],
+            default="auto",
+            help="automatic views: orbit around an object, inside-out for a room, or decide (default)",
+        )
         sp.add_argument("--cameras", metavar="cameras.json", help="use a 3DGS cameras.json instead of automatic views")
-        sp.add_argument("--backend", choices=["auto", "cpu", "gsplat"], default="auto",
-                        help="renderer: gsplat on CUDA when available, else CPU (default auto)")
+        sp.add_argument(
+            "--backend",
+            choices=["auto", "cpu", "gsplat"],
+            default="auto",
+            help="renderer: gsplat on CUDA when available, else CPU (default auto)",
+        )
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sp = sub.add_parser("info", help="format, Gaussian count, SH degree, bounds and bytes per Gaussian")
@@ -542,11 +624,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("file", metavar="FILE")
     view_args(sp, 8, RENDER_MAX_PIXELS)
     sp.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    sp.add_argument("--split", choices=["train", "eval"], default="eval", help="which automatic view set (default eval)")
+    sp.add_argument(
+        "--split", choices=["train", "eval"], default="eval", help="which automatic view set (default eval)"
+    )
     sp.add_argument("--alpha", action="store_true", help="also write the coverage (alpha) image per view")
-    sp.add_argument("--background", type=float_range(0.0, 1.0), nargs=3, default=(0.0, 0.0, 0.0),
-                    metavar=("R", "G", "B"),
-                    help="background colour in [0, 1] (default black)")
+    sp.add_argument(
+        "--background",
+        type=float_range(0.0, 1.0),
+        nargs=3,
+        default=(0.0, 0.0, 0.0),
+        metavar=("R", "G", "B"),
+        help="background colour in [0, 1] (default black)",
+    )
     _painter_args(sp)
     sp.set_defaults(func=cmd_render)
 
@@ -562,40 +651,71 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("input", metavar="IN")
     sp.add_argument("-o", "--output", required=True, metavar="OUT.exgs")
     g = sp.add_mutually_exclusive_group()
-    g.add_argument("--ratio", type=float, default=0.1,
-                   help="retention ratio: fraction of Gaussians kept, in (0, 1] (default 0.1)")
-    g.add_argument("--target-mb", type=float, metavar="M",
-                   help="choose the retention so the file is at most M MB (10^6 bytes), M > 0")
-    sp.add_argument("--sh-keep", type=float, default=None, metavar="F",
-                    help="fraction of the kept Gaussians that keep their higher SH (default 0.1; with --target-mb "
-                         "and no --sh-keep the encoder tries 0.1, 0.3 and 1.0 and keeps the best at that size)")
+    g.add_argument(
+        "--ratio", type=float, default=0.1, help="retention ratio: fraction of Gaussians kept, in (0, 1] (default 0.1)"
+    )
+    g.add_argument(
+        "--target-mb",
+        type=float,
+        metavar="M",
+        help="choose the retention so the file is at most M MB (10^6 bytes), M > 0",
+    )
+    sp.add_argument(
+        "--sh-keep",
+        type=float,
+        default=None,
+        metavar="F",
+        help="fraction of the kept Gaussians that keep their higher SH (default 0.1; with --target-mb "
+        "and no --sh-keep the encoder tries 0.1, 0.3 and 1.0 and keeps the best at that size)",
+    )
     sp.add_argument("--cameras", metavar="cameras.json", help="decide on these views instead of automatic ones")
-    sp.add_argument("--views", type=int_range(1, MAX_VIEWS), default=24,
-                    help=f"automatic scoring views, 1..{MAX_VIEWS} (default 24)")
-    sp.add_argument("--view-size", type=int_range(1, MAX_VIEW_SIZE), default=256,
-                    help=f"scoring image size in pixels, 1..{MAX_VIEW_SIZE} (default 256; the check views are twice "
-                         "as large)")
-    sp.add_argument("--score", choices=["exgs", "lightgaussian", "opacity"], default="exgs",
-                    help="significance score (default exgs: transmittance-weighted opacity)")
+    sp.add_argument(
+        "--views",
+        type=int_range(1, MAX_VIEWS),
+        default=24,
+        help=f"automatic scoring views, 1..{MAX_VIEWS} (default 24)",
+    )
+    sp.add_argument(
+        "--view-size",
+        type=int_range(1, MAX_VIEW_SIZE),
+        default=256,
+        help=f"scoring image size in pixels, 1..{MAX_VIEW_SIZE} (default 256; the check views are twice as large)",
+    )
+    sp.add_argument(
+        "--score",
+        choices=["exgs", "lightgaussian", "opacity"],
+        default="exgs",
+        help="significance score (default exgs: transmittance-weighted opacity)",
+    )
     sp.add_argument("--no-voxel", action="store_true", help="global top-k instead of voxel-based sampling")
-    sp.add_argument("--compensation", choices=["auto", "pairwise", "pairwise-kl", "merge", "amplify", "none"],
-                    default=None,
-                    help="adaptive amplification: drop the invisible and merge neighbour pairs hierarchically by "
-                         "moment matching, opaque merges with a Ward cost (pairwise) or, dropping nothing, "
-                         "mass-conserving merges with a significance-weighted KL cost (pairwise-kl); auto (default) "
-                         "runs both, and pairwise-kl after the drop, and keeps the one closest to the full scene on "
-                         "8 check views (not the scoring views, twice their size); voxel-sample and merge every "
-                         "removed Gaussian into its nearest survivor (merge); voxel-sample and scale up "
-                         "opacity/size (amplify); or none")
-    sp.add_argument("--codec", choices=["auto", "default", "compact", "coarse"], default=None,
-                    help="quantisation: auto (default) walks from the default bit widths to compact (rotations 8, "
-                         "log-scales and colours 7 bits, positions 14 bits per axis) and coarse (7, 6, 6, opacity 7, "
-                         "positions 12) while each step costs less on the check views than its saving is worth; "
-                         "or one of them")
-    sp.add_argument("--fast", action="store_true",
-                    help="for very large scenes: --compensation pairwise --codec compact unless given (no candidate "
-                         "merges, no judging renders; 1M Gaussians in about 9 s on 2 cores, but up to several dB "
-                         "lower on fuzzy scenes: BENCHMARKS.md, ablation 'pairwise only')")
+    sp.add_argument(
+        "--compensation",
+        choices=["auto", "pairwise", "pairwise-kl", "merge", "amplify", "none"],
+        default=None,
+        help="adaptive amplification: drop the invisible and merge neighbour pairs hierarchically by "
+        "moment matching, opaque merges with a Ward cost (pairwise) or, dropping nothing, "
+        "mass-conserving merges with a significance-weighted KL cost (pairwise-kl); auto (default) "
+        "runs both, and pairwise-kl after the drop, and keeps the one closest to the full scene on "
+        "8 check views (not the scoring views, twice their size); voxel-sample and merge every "
+        "removed Gaussian into its nearest survivor (merge); voxel-sample and scale up "
+        "opacity/size (amplify); or none",
+    )
+    sp.add_argument(
+        "--codec",
+        choices=["auto", "default", "compact", "coarse"],
+        default=None,
+        help="quantisation: auto (default) walks from the default bit widths to compact (rotations 8, "
+        "log-scales and colours 7 bits, positions 14 bits per axis) and coarse (7, 6, 6, opacity 7, "
+        "positions 12) while each step costs less on the check views than its saving is worth; "
+        "or one of them",
+    )
+    sp.add_argument(
+        "--fast",
+        action="store_true",
+        help="for very large scenes: --compensation pairwise --codec compact unless given (no candidate "
+        "merges, no judging renders; 1M Gaussians in about 9 s on 2 cores, but up to several dB "
+        "lower on fuzzy scenes: BENCHMARKS.md, ablation 'pairwise only')",
+    )
     sp.add_argument("--no-fold-sh", action="store_true", help="do not fold cut SH bands into the DC colour")
     sp.add_argument("--json", action="store_true", help="also print the report as one JSON object")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -606,15 +726,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, metavar="OUT.ply")
     sp.set_defaults(func=cmd_decompress)
 
-    sp = sub.add_parser("train-painter", add_help=False,
-                        help="train GaussPainter on pairs from scripts/make_painter_data.py (see train-painter --help)")
+    sp = sub.add_parser(
+        "train-painter",
+        add_help=False,
+        help="train GaussPainter on pairs from scripts/make_painter_data.py (see train-painter --help)",
+    )
     sp.add_argument("rest", nargs=argparse.REMAINDER)  # handled in main() before parsing
     return p
 
 
 def _painter_args(sp) -> None:
-    sp.add_argument("--restore", action="store_true",
-                    help="also restore the renders with GaussPainter (the shipped weights unless --painter-weights)")
+    sp.add_argument(
+        "--restore",
+        action="store_true",
+        help="also restore the renders with GaussPainter (the shipped weights unless --painter-weights)",
+    )
     sp.add_argument("--painter-weights", metavar="DIR", help="a local GaussPainter weights folder (safetensors)")
 
 

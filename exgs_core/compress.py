@@ -23,11 +23,28 @@ import numpy as np
 
 from .camera import Camera
 from .errors import CameraError, ExgsError
-from .prune import (KL_MASS_CONSERVING, KL_MASS_CONSERVING_AFTER_DROP, SCORES, WARD_OPAQUE, Accumulation, Progress,
-                    accumulate, amplify, auto_voxel_size, check_cancel, coverage_mass, keep_count,
-                    merge_into_survivors, pairwise_merge, significance, split_sh, top_k, voxel_keys, voxel_sample)
+from .prune import (
+    KL_MASS_CONSERVING,
+    KL_MASS_CONSERVING_AFTER_DROP,
+    SCORES,
+    WARD_OPAQUE,
+    Accumulation,
+    Progress,
+    accumulate,
+    amplify,
+    auto_voxel_size,
+    check_cancel,
+    coverage_mass,
+    keep_count,
+    merge_into_survivors,
+    pairwise_merge,
+    significance,
+    split_sh,
+    top_k,
+    voxel_keys,
+    voxel_sample,
+)
 from .scene import GaussianScene
-
 
 COMPENSATIONS = ("auto", "pairwise", "pairwise-kl", "merge", "amplify", "none")
 SH_KEEP_CANDIDATES = (0.1, 0.3, 1.0)
@@ -151,9 +168,16 @@ class CompressReport:
         return asdict(self)
 
 
-def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(), *, codec=None,
-             cameras: list[Camera] | None = None, source_sha256: str | None = None, progress=None, cancel=None
-             ) -> tuple[bytes, CompressReport]:
+def compress(
+    scene: GaussianScene,
+    options: CompressOptions = CompressOptions(),
+    *,
+    codec=None,
+    cameras: list[Camera] | None = None,
+    source_sha256: str | None = None,
+    progress=None,
+    cancel=None,
+) -> tuple[bytes, CompressReport]:
     """Compress ``scene`` into the bytes of an .exgs file.
 
     Args:
@@ -174,11 +198,23 @@ def compress(scene: GaussianScene, options: CompressOptions = CompressOptions(),
     """
     t0 = time.perf_counter()
     clean, sanitize_actions = _sanitize(scene)
-    call = _Call(clean, cameras, codec, source_sha256 or scene_sha256(clean), CheckViews(clean, options, cameras),
-                 progress, cancel)
+    call = _Call(
+        clean,
+        cameras,
+        codec,
+        source_sha256 or scene_sha256(clean),
+        CheckViews(clean, options, cameras),
+        progress,
+        cancel,
+    )
     check_cancel(cancel)
-    scoring = _score(clean, options, cameras, cancel=cancel,
-                     progress=_sub(progress, 0.0, _SCORED * _first_trial_share(clean, options)))
+    scoring = _score(
+        clean,
+        options,
+        cameras,
+        cancel=cancel,
+        progress=_sub(progress, 0.0, _SCORED * _first_trial_share(clean, options)),
+    )
     if options.target_bytes is None:
         outcome = _single_trial(call, scoring, options)
     elif _searches_sh_keep(clean, options):
@@ -325,8 +361,15 @@ def _sanitize(scene: GaussianScene) -> tuple[GaussianScene, list[str]]:
     return clean, list(rep.actions)
 
 
-def _score(scene: GaussianScene, options: CompressOptions, cameras: list[Camera] | None, *,
-           acc: Accumulation | None = None, progress=None, cancel=None) -> Scoring:
+def _score(
+    scene: GaussianScene,
+    options: CompressOptions,
+    cameras: list[Camera] | None,
+    *,
+    acc: Accumulation | None = None,
+    progress=None,
+    cancel=None,
+) -> Scoring:
     """Render the scoring views (unless ``acc`` from an earlier call is given) and score every Gaussian."""
     t = time.perf_counter()
     cams = scoring_cameras(scene, options, cameras)
@@ -336,8 +379,10 @@ def _score(scene: GaussianScene, options: CompressOptions, cameras: list[Camera]
     if cameras and acc is not None and scene.n and not (acc.weight > 0).any():
         # every score is 0: the pruning would be arbitrary. With the user's own views this is nearly always a
         # file for another scene or another axis convention, so say so instead of writing a meaningless file.
-        raise CameraError(f"none of the {len(cams)} given camera(s) sees any of the scene's {scene.n:,} Gaussians; "
-                          f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)")
+        raise CameraError(
+            f"none of the {len(cams)} given camera(s) sees any of the scene's {scene.n:,} Gaussians; "
+            f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)"
+        )
     return Scoring(cams, acc, score, time.perf_counter() - t)
 
 
@@ -346,8 +391,9 @@ def _score(scene: GaussianScene, options: CompressOptions, cameras: list[Camera]
 _SCORED, _PRUNED, _ENCODE_FROM = 0.48, 0.56, 0.8
 
 
-def _trial(call: _Call, scoring: Scoring, options: CompressOptions, decided: CodecChoice | None,
-           span: tuple[float, float]) -> Trial:
+def _trial(
+    call: _Call, scoring: Scoring, options: CompressOptions, decided: CodecChoice | None, span: tuple[float, float]
+) -> Trial:
     """Prune at ``options.ratio`` / ``options.sh_keep`` and encode; ``span``: the trial's part of the progress bar."""
     lo, hi = span
     check_cancel(call.cancel)
@@ -389,8 +435,9 @@ def _cut_sh_by_mass(merged: GaussianScene, sh_keep: float, fold) -> tuple[Gaussi
     return split_sh(merged, coverage_mass(merged), sh_keep, fold_dirs=fold)
 
 
-def _choose_rule(scene: GaussianScene, score: np.ndarray, target: int, sh_keep: float, fold, check: CheckViews,
-                 cancel) -> RuleChoice:
+def _choose_rule(
+    scene: GaussianScene, score: np.ndarray, target: int, sh_keep: float, fold, check: CheckViews, cancel
+) -> RuleChoice:
     """Run every rule of :data:`AUTO_RULES` (each followed by the SH cut) and keep the one whose renders of the
     check views have the highest mean PSNR against the full scene's (an encoder-side choice: no optimisation, the
     decoder does not need to know; ties keep the first)."""
@@ -411,21 +458,32 @@ def _choose_rule(scene: GaussianScene, score: np.ndarray, target: int, sh_keep: 
     return RuleChoice(name, out, sh_full, stats, view_psnr)
 
 
-def _sample(scene: GaussianScene, score: np.ndarray, options: CompressOptions
-            ) -> tuple[np.ndarray, np.ndarray, dict]:
+def _sample(scene: GaussianScene, score: np.ndarray, options: CompressOptions) -> tuple[np.ndarray, np.ndarray, dict]:
     """(keep bool [N], voxel ids int64 [N] for :func:`~exgs_core.prune.amplify`, the sampling report)."""
     if options.voxel_sampling:
         sr = voxel_sample(scene.means, score, options.ratio)
-        return sr.keep, sr.voxel, {"voxel_size": sr.voxel_size, "kept_by_quota": sr.kept_by_quota,
-                                   "kept_min_one": sr.kept_min_one, "kept_by_budget": sr.kept_by_budget}
+        return (
+            sr.keep,
+            sr.voxel,
+            {
+                "voxel_size": sr.voxel_size,
+                "kept_by_quota": sr.kept_by_quota,
+                "kept_min_one": sr.kept_min_one,
+                "kept_by_budget": sr.kept_by_budget,
+            },
+        )
     keep = top_k(score, options.ratio)
-    voxel = voxel_keys(scene.means, auto_voxel_size(scene.means, max(8.0, 4.0 / options.ratio))) \
-        if options.compensation == "amplify" and scene.n else np.zeros(scene.n, np.int64)
+    voxel = (
+        voxel_keys(scene.means, auto_voxel_size(scene.means, max(8.0, 4.0 / options.ratio)))
+        if options.compensation == "amplify" and scene.n
+        else np.zeros(scene.n, np.int64)
+    )
     return keep, voxel, {}
 
 
-def _compensate(scene: GaussianScene, keep: np.ndarray, voxel: np.ndarray, options: CompressOptions
-                ) -> tuple[GaussianScene, dict]:
+def _compensate(
+    scene: GaussianScene, keep: np.ndarray, voxel: np.ndarray, options: CompressOptions
+) -> tuple[GaussianScene, dict]:
     """The kept Gaussians, compensated by ``options.compensation`` (``"merge"``, ``"amplify"`` or ``"none"``)."""
     if options.compensation == "amplify" and options.ratio < 1:
         return amplify(scene, keep, voxel, strength=options.amplify_strength)
@@ -434,8 +492,7 @@ def _compensate(scene: GaussianScene, keep: np.ndarray, voxel: np.ndarray, optio
     return scene.subset(keep), {}
 
 
-def _encode(call: _Call, options: CompressOptions, pruning: Pruning, decided: CodecChoice | None, progress
-            ) -> Encoding:
+def _encode(call: _Call, options: CompressOptions, pruning: Pruning, decided: CodecChoice | None, progress) -> Encoding:
     """Quantise and entropy-code ``pruning`` with the given codec, the ``options.codec`` step, the codec
     ``decided`` by an earlier trial, or (none of these) the step :func:`_choose_codec` picks."""
     t = time.perf_counter()
@@ -458,11 +515,27 @@ def _write(call: _Call, options: CompressOptions, pruning: Pruning, codec, progr
     """The .exgs bytes of ``pruning`` with codec options ``codec``; the header records ``options``."""
     from .exgs_format import encode
 
-    meta = call.scene.meta
-    header = {"ugc": asdict(options), "gaussians_source": call.scene.n,  # "ugc": the format's key for these options
-              "scene_meta": {k: meta[k] for k in ("up", "antialiased", "coordinate_system") if k in meta}}
-    return encode(pruning.scene, sh_full=pruning.sh_full, options=codec, source_sha256=call.source_sha256,
-                  extra_header=header, progress=progress)
+    scene = call.scene
+    scene_meta: dict = {}  # the source's axis facts, so automatic views of the decoded scene match the source's
+    if scene.up is not None:
+        scene_meta["up"] = list(scene.up)
+    if scene.antialiased:
+        scene_meta["antialiased"] = True
+    if "coordinate_system" in scene.meta:
+        scene_meta["coordinate_system"] = scene.meta["coordinate_system"]
+    header = {
+        "ugc": asdict(options),
+        "gaussians_source": scene.n,  # "ugc": the format's key for these options
+        "scene_meta": scene_meta,
+    }
+    return encode(
+        pruning.scene,
+        sh_full=pruning.sh_full,
+        options=codec,
+        source_sha256=call.source_sha256,
+        extra_header=header,
+        progress=progress,
+    )
 
 
 def _choose_codec(call: _Call, options: CompressOptions, pruning: Pruning, progress) -> tuple[bytes, dict]:
@@ -520,14 +593,18 @@ class SizeSearch:
             raise self.failure
         if self.best is None:
             smallest = min(t.size for t in self.trials)
-            raise ExgsError(f"cannot reach {self.target:,} bytes: the smallest file tried was {smallest:,} bytes "
-                            f"(retention {min(t.options.ratio for t in self.trials):.4f})")
-        return Outcome(kept=self.best, described=self.trials[-1], trials=self.trials,
-                       sampling={"target_search": self.tried()})
+            raise ExgsError(
+                f"cannot reach {self.target:,} bytes: the smallest file tried was {smallest:,} bytes "
+                f"(retention {min(t.options.ratio for t in self.trials):.4f})"
+            )
+        return Outcome(
+            kept=self.best, described=self.trials[-1], trials=self.trials, sampling={"target_search": self.tried()}
+        )
 
 
-def _search_ratio(call: _Call, scoring: Scoring, options: CompressOptions, decided: CodecChoice | None,
-                  span: tuple[float, float]) -> SizeSearch:
+def _search_ratio(
+    call: _Call, scoring: Scoring, options: CompressOptions, decided: CodecChoice | None, span: tuple[float, float]
+) -> SizeSearch:
     """Largest rho whose file fits ``options.target_bytes``: a secant search on real encodes (bytes grow about
     linearly with rho), at most :data:`SEARCH_TRIALS` of them, starting at rho = 1. ``decided``: the codec choice
     of an earlier search; ``span``: the part of the progress bar this search fills."""
@@ -537,8 +614,13 @@ def _search_ratio(call: _Call, scoring: Scoring, options: CompressOptions, decid
     rho = 1.0
     try:
         for it in range(SEARCH_TRIALS):
-            trial = _trial(call, scoring, replace(options, ratio=rho, target_bytes=None), decided,
-                           (lo + (hi - lo) * it / SEARCH_TRIALS, lo + (hi - lo) * (it + 1) / SEARCH_TRIALS))
+            trial = _trial(
+                call,
+                scoring,
+                replace(options, ratio=rho, target_bytes=None),
+                decided,
+                (lo + (hi - lo) * it / SEARCH_TRIALS, lo + (hi - lo) * (it + 1) / SEARCH_TRIALS),
+            )
             trials.append(trial)
             decided = trial.encoding.decided
             fits = [t for t in trials if t.size <= target]
@@ -583,15 +665,22 @@ def _search_sh_keep(call: _Call, scoring: Scoring, options: CompressOptions) -> 
     decided, best, tried, trials = None, None, [], []
     for i, shk in enumerate(cands):
         check_cancel(call.cancel)
-        search = _search_ratio(call, scoring, replace(options, sh_keep=shk), decided,
-                               span=(i / len(cands), (i + 1) / len(cands)))
+        search = _search_ratio(
+            call, scoring, replace(options, sh_keep=shk), decided, span=(i / len(cands), (i + 1) / len(cands))
+        )
         decided = search.decided
         trials += search.trials
         if search.best is None:  # this SH share cannot fit the budget at all; the others may
             continue
         p = call.check.psnr(decode(search.best.encoding.data, max_gaussians=0))
-        tried.append({"sh_keep": shk, "gaussians": search.best.pruning.scene.n, "bytes": search.best.size,
-                      "view_psnr": round(p, 3)})
+        tried.append(
+            {
+                "sh_keep": shk,
+                "gaussians": search.best.pruning.scene.n,
+                "bytes": search.best.size,
+                "view_psnr": round(p, 3),
+            }
+        )
         if best is None or p > best[0]:
             best = (p, search)
     if best is None:
@@ -609,21 +698,35 @@ def _first_trial_share(scene: GaussianScene, options: CompressOptions) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ report
-def _report(scene: GaussianScene, clean: GaussianScene, sanitize_actions: list[str], scoring: Scoring,
-            outcome: Outcome, seconds: float) -> CompressReport:
+def _report(
+    scene: GaussianScene,
+    clean: GaussianScene,
+    sanitize_actions: list[str],
+    scoring: Scoring,
+    outcome: Outcome,
+    seconds: float,
+) -> CompressReport:
     """The report of a compress call: ``scene`` as given, ``clean`` as sanitised, what was kept and tried."""
     kept, described = outcome.kept, outcome.described
     codec = {} if described.encoding.codec_info is None else {"codec": described.encoding.codec_info}
     return CompressReport(
-        gaussians_in=scene.n, gaussians_out=kept.pruning.scene.n, ratio=kept.pruning.scene.n / max(clean.n, 1),
-        sh_full=int(np.count_nonzero(kept.pruning.sh_full)), bytes_out=kept.size,
+        gaussians_in=scene.n,
+        gaussians_out=kept.pruning.scene.n,
+        ratio=kept.pruning.scene.n / max(clean.n, 1),
+        sh_full=int(np.count_nonzero(kept.pruning.sh_full)),
+        bytes_out=kept.size,
         bytes_sh3_ply=scene.ply_size_bytes(3),
-        seconds={"score": round(scoring.seconds, 3),
-                 "prune": round(sum(t.pruning.seconds for t in outcome.trials), 3),
-                 "encode": round(sum(t.encoding.seconds for t in outcome.trials), 3),
-                 "total": round(seconds, 3)},
-        sanitize_actions=list(sanitize_actions), sampling={**described.pruning.sampling, **codec, **outcome.sampling},
-        amplification=dict(described.pruning.amplification), views=len(scoring.cameras))
+        seconds={
+            "score": round(scoring.seconds, 3),
+            "prune": round(sum(t.pruning.seconds for t in outcome.trials), 3),
+            "encode": round(sum(t.encoding.seconds for t in outcome.trials), 3),
+            "total": round(seconds, 3),
+        },
+        sanitize_actions=list(sanitize_actions),
+        sampling={**described.pruning.sampling, **codec, **outcome.sampling},
+        amplification=dict(described.pruning.amplification),
+        views=len(scoring.cameras),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ progress
@@ -720,12 +823,21 @@ class CheckViews:
 
         cams, refs = self.references
         prep = prepare(candidate)
-        return float(np.mean([psnr(render(candidate, c, prepared=prep).rgb, r) for c, r in zip(cams, refs)]))
+        return float(
+            np.mean([psnr(render(candidate, c, prepared=prep).rgb, r) for c, r in zip(cams, refs, strict=False)])
+        )
 
 
-def prune(scene: GaussianScene, options: CompressOptions, *, cameras: list[Camera] | None = None,
-          acc: Accumulation | None = None, progress=None, cancel=None, report: CompressReport | None = None
-          ) -> tuple[GaussianScene, np.ndarray, Accumulation | None]:
+def prune(
+    scene: GaussianScene,
+    options: CompressOptions,
+    *,
+    cameras: list[Camera] | None = None,
+    acc: Accumulation | None = None,
+    progress=None,
+    cancel=None,
+    report: CompressReport | None = None,
+) -> tuple[GaussianScene, np.ndarray, Accumulation | None]:
     """UGC without coding: returns (pruned + amplified + SH-split scene, sh_full bool [M], accumulation).
 
     ``acc`` from an earlier call can be passed back to skip re-scoring (e.g. when searching rho). ``report``, when

@@ -79,8 +79,17 @@ class LimitError(FormatError):
         allowed: the most the limit allows.
     """
 
-    def __init__(self, detail: str, path=None, *, offset: int | None = None, field: str | None = None,
-                 limit: str | None = None, value: int | None = None, allowed: int | None = None):
+    def __init__(
+        self,
+        detail: str,
+        path=None,
+        *,
+        offset: int | None = None,
+        field: str | None = None,
+        limit: str | None = None,
+        value: int | None = None,
+        allowed: int | None = None,
+    ):
         self.limit = limit
         self.value = value
         self.allowed = allowed

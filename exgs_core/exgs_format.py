@@ -13,28 +13,38 @@ The byte layout is specified in ``docs/FORMAT.md``; usage and the decoding rules
 
 from __future__ import annotations
 
-from .codec.attributes import auto_position_bits, error_bounds, storage_order
+# Module-level names of this module before the split (not in __all__, as before): still importable from here.
+from .codec.attributes import (
+    Progress,  # noqa: F401
+    auto_position_bits,
+    error_bounds,
+    storage_order,
+)
 from .codec.options import CodecOptions
-from .io.exgs import (
+from .errors import FormatError, SceneError  # noqa: F401
+from .io.exgs import (  # noqa: F401  # noqa: F401
+    CODEC_REVISION,
     FEATURE_MIN_VERSION,
+    FLAG_ANTIALIASED,
     FORMAT_VERSION,
+    KNOWN_FLAGS,
     MAGIC,
+    MAX_GAUSSIANS,
+    MAX_JSON,
+    MAX_PALETTE,
+    MAX_SECTIONS,
+    PARALLEL_DECODE_BYTES,
     READER_VERSION,
     SECTION_NAMES,
+    SECTION_REQUIRED,
     decode,
+    decode_memory_estimate,  # noqa: F401
     describe,
     encode,
     read_exgs,
     read_header,
     write_exgs,
 )
-
-# Module-level names of this module before the split (not in __all__, as before): still importable from here.
-from .codec.attributes import Progress  # noqa: F401
-from .errors import FormatError, SceneError  # noqa: F401
-from .io.exgs import CODEC_REVISION, FLAG_ANTIALIASED, KNOWN_FLAGS, SECTION_REQUIRED  # noqa: F401
-from .io.exgs import MAX_GAUSSIANS, MAX_JSON, MAX_PALETTE, MAX_SECTIONS, PARALLEL_DECODE_BYTES  # noqa: F401
-from .io.exgs import decode_memory_estimate  # noqa: F401
 from .scene import GaussianScene  # noqa: F401
 
 __all__ = [

@@ -95,8 +95,9 @@ def _parse(name: str, text: str, units: dict, *, allow_float: bool = False):
         return None
     m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgt]?)", t)
     if not m or m.group(2) not in units:
-        raise ExgsError(f"environment variable {name}={text!r} is not a number (examples: 50000000, 50M, 5e7; "
-                        "0 or none = no limit)")
+        raise ExgsError(
+            f"environment variable {name}={text!r} is not a number (examples: 50000000, 50M, 5e7; 0 or none = no limit)"
+        )
     v = float(m.group(1)) * units[m.group(2)]
     if not math.isfinite(v) or v <= 0:
         return None
@@ -109,12 +110,13 @@ def _from_env() -> Limits:
     if ENV_MAX_GAUSSIANS in env:
         kw["max_gaussians"] = _parse(ENV_MAX_GAUSSIANS, env[ENV_MAX_GAUSSIANS], _UNITS)
     if ENV_GAUSSIANS_PER_BYTE in env:
-        kw["gaussians_per_byte"] = _parse(ENV_GAUSSIANS_PER_BYTE, env[ENV_GAUSSIANS_PER_BYTE], {"": 1},
-                                          allow_float=True)
+        kw["gaussians_per_byte"] = _parse(
+            ENV_GAUSSIANS_PER_BYTE, env[ENV_GAUSSIANS_PER_BYTE], {"": 1}, allow_float=True
+        )
     return Limits(**kw)
 
 
-_OVERRIDE: contextvars.ContextVar[dict] = contextvars.ContextVar("exgs_limits_override", default={})
+_OVERRIDE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("exgs_limits_override", default=None)
 _UNSET = object()
 
 
@@ -151,7 +153,7 @@ def override(*, max_gaussians=_UNSET, gaussians_per_byte=_UNSET, memory=_UNSET):
             scene = exgs_core.load("huge.spz")
 
     ``0`` or ``None`` lifts a limit (``memory=None`` goes back to :func:`memory_limit`)."""
-    ov = dict(_OVERRIDE.get())
+    ov = dict(_OVERRIDE.get() or {})
     if max_gaussians is not _UNSET:
         ov["max_gaussians"] = None if max_gaussians is None else _count_arg(max_gaussians)
     if gaussians_per_byte is not _UNSET:
@@ -180,9 +182,18 @@ def _gb(b: float) -> str:
     return f"{b / 1e9:.1f} GB" if b >= 1e8 else f"{b / 1e6:.1f} MB"
 
 
-def check_count(n: int, *, file_bytes: int, need_bytes: int | None = None, path=None, field: str | None = None,
-                offset: int | None = None, what: str = "Gaussians", max_gaussians=None,
-                limits: Limits | None = None) -> None:
+def check_count(
+    n: int,
+    *,
+    file_bytes: int,
+    need_bytes: int | None = None,
+    path=None,
+    field: str | None = None,
+    offset: int | None = None,
+    what: str = "Gaussians",
+    max_gaussians=None,
+    limits: Limits | None = None,
+) -> None:
     """Refuse a declared count ``n`` before anything of that size is allocated.
 
     Args:
@@ -201,8 +212,14 @@ def check_count(n: int, *, file_bytes: int, need_bytes: int | None = None, path=
     if lim.max_gaussians is not None and n > lim.max_gaussians:
         raise LimitError(
             f"declares {n:,} {what}, more than the limit of {lim.max_gaussians:,} (set {ENV_MAX_GAUSSIANS} or pass "
-            f"max_gaussians= to read a larger file)", path, field=field, offset=offset, limit="max_gaussians",
-            value=n, allowed=lim.max_gaussians)
+            f"max_gaussians= to read a larger file)",
+            path,
+            field=field,
+            offset=offset,
+            limit="max_gaussians",
+            value=n,
+            allowed=lim.max_gaussians,
+        )
     if lim.gaussians_per_byte is not None:
         cap = max(ALWAYS_ALLOWED, int(lim.gaussians_per_byte * max(file_bytes, 0)))
         if n > cap:
@@ -210,15 +227,27 @@ def check_count(n: int, *, file_bytes: int, need_bytes: int | None = None, path=
                 f"declares {n:,} {what} in {file_bytes:,} bytes ({n / max(file_bytes, 1):,.0f} per byte): more than "
                 f"max({ALWAYS_ALLOWED:,}, {lim.gaussians_per_byte:g} per byte) = {cap:,}. Real files hold 10 bytes or "
                 f"more per Gaussian, so this is a decompression bomb or a degenerate scene (set "
-                f"{ENV_GAUSSIANS_PER_BYTE}=0 to read it anyway)", path, field=field, offset=offset,
-                limit="gaussians_per_byte", value=n, allowed=cap)
+                f"{ENV_GAUSSIANS_PER_BYTE}=0 to read it anyway)",
+                path,
+                field=field,
+                offset=offset,
+                limit="gaussians_per_byte",
+                value=n,
+                allowed=cap,
+            )
     if need_bytes is not None:
         mem = lim.memory if lim.memory is not None else memory_limit()
         if need_bytes > mem:
             raise LimitError(
                 f"decoding {n:,} {what} needs about {_gb(need_bytes)}, more than the {_gb(mem)} this process may use "
-                f"({_machine_limit_source() if lim.memory is None else 'exgs_core.limits.override(memory=...)'})", path,
-                field=field, offset=offset, limit="memory", value=need_bytes, allowed=mem)
+                f"({_machine_limit_source() if lim.memory is None else 'exgs_core.limits.override(memory=...)'})",
+                path,
+                field=field,
+                offset=offset,
+                limit="memory",
+                value=need_bytes,
+                allowed=mem,
+            )
 
 
 def _machine_limit_source() -> str:

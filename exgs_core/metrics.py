@@ -49,8 +49,11 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     a, b = _check_pair(a, b)
     if min(a.shape[:2]) < 11:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {a.shape[1]}x{a.shape[0]}")
-    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0, gaussian_weights=True,
-                                       sigma=1.5, use_sample_covariance=False))
+    return float(
+        structural_similarity(
+            a, b, channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+    )
 
 
 def lpips_available() -> tuple[bool, str]:

@@ -73,7 +73,11 @@ class GaussianScene:
         opacity_logits: float32 [N], opacity before the sigmoid.
         sh: float32 [N, K, 3], SH coefficients per colour channel, K = (degree+1)^2, ``sh[:, 0]`` = DC.
         extras: name -> float32 [N], per-Gaussian properties a reader kept that the model does not use.
-        meta: free-form facts about the source (``format``, ``path``, ``antialiased``, ``notes`` list).
+        meta: free-form facts about the source (``format``, ``path``, ``notes`` list, reader-specific keys).
+        antialiased: True when the scene was trained with mip-splatting-style antialiasing: render with gsplat's
+            ``rasterize_mode="antialiased"`` (SPZ flag 0x1, SOG ``model: antialiased``, PLY ``SplatRenderMode: mip``).
+        up: the scene's up direction in its own axes as a unit (x, y, z) when the file says (SPZ, .exgs), else
+            None (automatic views then guess it, :func:`exgs_core.views.scene_up`).
     """
 
     means: np.ndarray
@@ -83,6 +87,8 @@ class GaussianScene:
     sh: np.ndarray
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    antialiased: bool = False
+    up: tuple[float, float, float] | None = None
 
     def __post_init__(self):
         self.means = _as_f32(self.means, "means", (3,))
@@ -102,10 +108,17 @@ class GaussianScene:
         self.extras = {k: np.asarray(v, dtype=np.float32) for k, v in self.extras.items()}
         self.meta = dict(self.meta)
         self.meta.setdefault("notes", [])
+        self.antialiased = bool(self.antialiased)
+        if self.up is not None:
+            up = np.asarray(self.up, np.float64).reshape(-1)
+            norm = float(np.linalg.norm(up)) if up.shape == (3,) and np.all(np.isfinite(up)) else 0.0
+            if norm < 1e-12:
+                raise SceneError(f"up: expected a finite non-zero 3-vector, got {self.up!r}")
+            self.up = tuple(float(v) for v in up / norm)
 
     # ------------------------------------------------------------------ basics
     @classmethod
-    def empty(cls, n: int, sh_degree: int = 0) -> "GaussianScene":
+    def empty(cls, n: int, sh_degree: int = 0) -> GaussianScene:
         """A scene of n unit-ish Gaussians at the origin (identity rotation, scale 1, opacity 0.5, grey)."""
         k = sh_coeff_count(sh_degree)
         q = np.zeros((n, 4), np.float32)
@@ -156,23 +169,35 @@ class GaussianScene:
             return np.zeros(3, np.float32), np.zeros(3, np.float32)
         return np.quantile(m, lo, axis=0).astype(np.float32), np.quantile(m, hi, axis=0).astype(np.float32)
 
-    def copy(self) -> "GaussianScene":
+    def copy(self) -> GaussianScene:
         """A deep copy (arrays, extras and meta)."""
         return GaussianScene(
-            self.means.copy(), self.quats.copy(), self.log_scales.copy(), self.opacity_logits.copy(),
-            self.sh.copy(), {k: v.copy() for k, v in self.extras.items()},
+            self.means.copy(),
+            self.quats.copy(),
+            self.log_scales.copy(),
+            self.opacity_logits.copy(),
+            self.sh.copy(),
+            {k: v.copy() for k, v in self.extras.items()},
             {**self.meta, "notes": list(self.meta.get("notes", []))},
+            self.antialiased,
+            self.up,
         )
 
-    def subset(self, index: np.ndarray) -> "GaussianScene":
+    def subset(self, index: np.ndarray) -> GaussianScene:
         """A new scene of the Gaussians selected by ``index`` (bool mask [N] or int indices [M])."""
         return GaussianScene(
-            self.means[index], self.quats[index], self.log_scales[index], self.opacity_logits[index],
-            self.sh[index], {k: v[index] for k, v in self.extras.items()},
+            self.means[index],
+            self.quats[index],
+            self.log_scales[index],
+            self.opacity_logits[index],
+            self.sh[index],
+            {k: v[index] for k, v in self.extras.items()},
             {**self.meta, "notes": list(self.meta.get("notes", []))},
+            self.antialiased,
+            self.up,
         )
 
-    def with_sh_degree(self, degree: int) -> "GaussianScene":
+    def with_sh_degree(self, degree: int) -> GaussianScene:
         """A new scene with SH cut to (or zero-padded up to) ``degree``."""
         k = sh_coeff_count(degree)
         sh = np.zeros((self.sh.shape[0], k, 3), np.float32)
@@ -212,7 +237,7 @@ class GaussianScene:
         drop_nonfinite: bool = True,
         zero_quat: str = "identity",
         normalize_quats: bool = True,
-    ) -> tuple["GaussianScene", SceneReport]:
+    ) -> tuple[GaussianScene, SceneReport]:
         """Repair or drop what :meth:`validate` reports, and say what was done. Never called implicitly.
 
         Args:
@@ -230,8 +255,15 @@ class GaussianScene:
         if rep.length_mismatch:
             n = min(rep.length_mismatch.values())
             s = GaussianScene(
-                s.means[:n], s.quats[:n], s.log_scales[:n], s.opacity_logits[:n], s.sh[:n],
-                {k: v[:n] for k, v in s.extras.items()}, s.meta,
+                s.means[:n],
+                s.quats[:n],
+                s.log_scales[:n],
+                s.opacity_logits[:n],
+                s.sh[:n],
+                {k: v[:n] for k, v in s.extras.items()},
+                s.meta,
+                s.antialiased,
+                s.up,
             )
             rep.actions.append(f"truncated every field to the shortest length {n}")
             rep.dropped += rep.n - n
@@ -272,7 +304,7 @@ class GaussianScene:
         s.meta["notes"] = list(s.meta.get("notes", [])) + [f"sanitize: {a}" for a in rep.actions]
         return s, rep
 
-    def equal(self, other: "GaussianScene", atol: float = 0.0) -> bool:
+    def equal(self, other: GaussianScene, atol: float = 0.0) -> bool:
         """True when all five arrays have equal shapes and agree within ``atol`` (NaN equal to NaN)."""
         for f in _FIELDS:
             a, b = getattr(self, f), getattr(other, f)

@@ -47,12 +47,23 @@ def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
     cols = [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
     if degree >= 2:
         xx, yy, zz = x * x, y * y, z * z
-        cols += [SH_C2[0] * x * y, SH_C2[1] * y * z, SH_C2[2] * (2 * zz - xx - yy), SH_C2[3] * x * z,
-                 SH_C2[4] * (xx - yy)]
+        cols += [
+            SH_C2[0] * x * y,
+            SH_C2[1] * y * z,
+            SH_C2[2] * (2 * zz - xx - yy),
+            SH_C2[3] * x * z,
+            SH_C2[4] * (xx - yy),
+        ]
     if degree >= 3:
-        cols += [SH_C3[0] * y * (3 * xx - yy), SH_C3[1] * x * y * z, SH_C3[2] * y * (4 * zz - xx - yy),
-                 SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy), SH_C3[4] * x * (4 * zz - xx - yy),
-                 SH_C3[5] * z * (xx - yy), SH_C3[6] * x * (xx - 3 * yy)]
+        cols += [
+            SH_C3[0] * y * (3 * xx - yy),
+            SH_C3[1] * x * y * z,
+            SH_C3[2] * y * (4 * zz - xx - yy),
+            SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
+            SH_C3[4] * x * (4 * zz - xx - yy),
+            SH_C3[5] * z * (xx - yy),
+            SH_C3[6] * x * (xx - 3 * yy),
+        ]
     return np.stack(cols, axis=1)
 
 
@@ -114,26 +125,53 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(q, axis=1, keepdims=True)
     q = np.divide(q, n, out=np.tile([1.0, 0, 0, 0], (len(q), 1)), where=n > 0)
     w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], axis=1)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=1,
+    )
 
 
 def matrix_to_quat(m: np.ndarray) -> np.ndarray:
     """float64 [N, 4] unit quaternions (w, x, y, z; w >= 0) from proper rotation matrices [N, 3, 3]."""
     m = np.asarray(m, np.float64)
     tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    cand = np.stack([
-        np.stack([1 + tr, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
-        np.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0],
-                  m[:, 0, 2] + m[:, 2, 0]], -1),
-        np.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
-                  m[:, 1, 2] + m[:, 2, 1]], -1),
-        np.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1],
-                  1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1),
-    ], axis=1)  # [N, 4 candidates, 4]; candidate i has its largest component at index i
+    cand = np.stack(
+        [
+            np.stack([1 + tr, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
+            np.stack(
+                [
+                    m[:, 2, 1] - m[:, 1, 2],
+                    1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
+                    m[:, 0, 1] + m[:, 1, 0],
+                    m[:, 0, 2] + m[:, 2, 0],
+                ],
+                -1,
+            ),
+            np.stack(
+                [
+                    m[:, 0, 2] - m[:, 2, 0],
+                    m[:, 0, 1] + m[:, 1, 0],
+                    1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
+                    m[:, 1, 2] + m[:, 2, 1],
+                ],
+                -1,
+            ),
+            np.stack(
+                [
+                    m[:, 1, 0] - m[:, 0, 1],
+                    m[:, 0, 2] + m[:, 2, 0],
+                    m[:, 1, 2] + m[:, 2, 1],
+                    1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2],
+                ],
+                -1,
+            ),
+        ],
+        axis=1,
+    )  # [N, 4 candidates, 4]; candidate i has its largest component at index i
     diag = np.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], -1)
     best = np.argmax(diag, axis=1)
     q = cand[np.arange(len(m)), best]
@@ -147,8 +185,15 @@ def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     aw, ax, ay, az = np.moveaxis(a, -1, 0)
     bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        -1,
+    )
 
 
 # --------------------------------------------------------------------------- whole-scene transform
@@ -199,5 +244,13 @@ def transform_scene(scene: GaussianScene, matrix: np.ndarray) -> GaussianScene:
     return out
 
 
-__all__ = ["matrix_to_quat", "polar_rotation", "quat_multiply", "quat_to_matrix", "rotate_sh", "sh_basis",
-           "sh_rotation_matrices", "transform_scene"]
+__all__ = [
+    "matrix_to_quat",
+    "polar_rotation",
+    "quat_multiply",
+    "quat_to_matrix",
+    "rotate_sh",
+    "sh_basis",
+    "sh_rotation_matrices",
+    "transform_scene",
+]

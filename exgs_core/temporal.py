@@ -47,7 +47,7 @@ def push_pull(values: np.ndarray, weight: np.ndarray, eps: float = 1e-4) -> np.n
         vs.append(_pool2(vs[-1]))
         ws.append(_pool2(ws[-1]))
     col = np.where(ws[-1] > eps, vs[-1] / np.maximum(ws[-1], eps), 0.0)
-    for lv, lw in zip(reversed(vs[:-1]), reversed(ws[:-1])):
+    for lv, lw in zip(reversed(vs[:-1]), reversed(ws[:-1]), strict=False):
         h, wd = lv.shape[:2]
         up = np.repeat(np.repeat(col, 2, 0), 2, 1)[:h, :wd]
         own = np.where(lw > eps, lv / np.maximum(lw, eps), 0.0)
@@ -98,8 +98,7 @@ class TemporalStabilizer:
     Call :meth:`reset` on a cut (non-consecutive frame, other camera, other scene); one instance per sequence.
     """
 
-    def __init__(self, strength: float = 0.7, sigma: float = 0.15, depth_tol: float = 0.05,
-                 min_alpha: float = 0.05):
+    def __init__(self, strength: float = 0.7, sigma: float = 0.15, depth_tol: float = 0.05, min_alpha: float = 0.05):
         self.strength, self.sigma, self.depth_tol, self.min_alpha = strength, sigma, depth_tol, min_alpha
         self.reset()
 
@@ -107,8 +106,9 @@ class TemporalStabilizer:
         self._prev = None  # (residual [H,W,3], filled depth [H,W], camera)
         self.last_valid_fraction = 0.0
 
-    def __call__(self, raw_rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray, restored: np.ndarray,
-                 camera) -> np.ndarray:
+    def __call__(
+        self, raw_rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray, restored: np.ndarray, camera
+    ) -> np.ndarray:
         raw = np.asarray(raw_rgb, np.float32)
         res = np.asarray(restored, np.float32) - raw
         a = np.asarray(alpha, np.float32)
@@ -127,7 +127,7 @@ class TemporalStabilizer:
             warped, wdepth = both[..., :3], both[..., 3]
             valid = inside & (np.abs(wdepth - pz) <= self.depth_tol * np.maximum(pz, 1e-6))
             diff = np.abs(res - warped).mean(-1)
-            b = self.strength * valid * np.exp(-(diff / self.sigma) ** 2)
+            b = self.strength * valid * np.exp(-((diff / self.sigma) ** 2))
             res = (1 - b[..., None]) * res + b[..., None] * warped
             self.last_valid_fraction = float(valid.mean())
         self._prev = (res.astype(np.float32), dfill.astype(np.float32), camera)
@@ -154,5 +154,4 @@ def excess_flicker(frames, reference, masks=None) -> float:
     reference renders of the uncompressed scene) does not explain. 0 for a perfectly stable result."""
     f = [np.asarray(x, np.float32) for x in frames]
     g = [np.asarray(x, np.float32) for x in reference]
-    return float(np.mean([_mean(np.abs((f[i] - f[i - 1]) - (g[i] - g[i - 1])), masks, i)
-                          for i in range(1, len(f))]))
+    return float(np.mean([_mean(np.abs((f[i] - f[i - 1]) - (g[i] - g[i - 1])), masks, i) for i in range(1, len(f))]))

@@ -4,7 +4,7 @@ Automatic views, the rule (tested in ``tests/test_views.py``):
 
 1. **Frame.** Centre ``c`` = per-axis median of the finite Gaussian centres. Radius ``r`` = the 90th percentile of
    the distances of the centres from ``c`` (floaters do not inflate it). Up = the caller's up vector, else the
-   reader's ``scene.meta["up"]`` when the format pins its axes (SPZ is right-up-back: +y), else ``-y``
+   reader's ``scene.up`` when the format pins its axes (SPZ is right-up-back: +y), else ``-y``
    (3DGS/COLMAP PLY, .splat and the PlayCanvas formats are y-down).
 2. **Object or room.** A scene is a *room* (views from inside, looking out) when it is hollow around its centre
    and encloses it: fewer than 5 % of the centres lie within ``0.3 r`` of ``c``, **and** in every one of 64
@@ -76,9 +76,9 @@ def _encloses(d: np.ndarray, cone_deg: float = 30.0, min_frac: float = 0.001) ->
 
 
 def scene_up(scene: GaussianScene) -> np.ndarray:
-    """float64 [3] the up direction the scene's format implies: ``meta["up"]`` when a reader (SPZ as stored is
+    """float64 [3] the up direction the scene's format implies: ``scene.up`` when a reader (SPZ as stored is
     right-up-back: +y) or the user set it, else -y."""
-    return np.asarray(scene.meta.get("up", DEFAULT_UP), np.float64)
+    return np.asarray(DEFAULT_UP if scene.up is None else scene.up, np.float64)
 
 
 def scene_frame(scene: GaussianScene, up=None, mode: str = "auto") -> SceneFrame:
@@ -164,17 +164,37 @@ def auto_views(
         dirs = _spiral(n, split, -15.0, 60.0) @ basis.T
         for i, d in enumerate(dirs):
             eye = fr.center + d * dist
-            cams.append(Camera.look_at(eye, fr.center, fr.up, fov_y, width, height,
-                                       near=max(1e-3, dist * 1e-3), far=max(1e10, dist * 1e4),
-                                       name=f"{split}_orbit_{i:03d}"))
+            cams.append(
+                Camera.look_at(
+                    eye,
+                    fr.center,
+                    fr.up,
+                    fov_y,
+                    width,
+                    height,
+                    near=max(1e-3, dist * 1e-3),
+                    far=max(1e10, dist * 1e4),
+                    name=f"{split}_orbit_{i:03d}",
+                )
+            )
     else:
         fov_y = fov_y_deg or 70.0
         dirs = _spiral(n, split, -30.0, 45.0) @ basis.T
         for i, d in enumerate(dirs):
             eye = fr.center - d * (0.1 * fr.radius)
-            cams.append(Camera.look_at(eye, eye + d, fr.up, fov_y, width, height,
-                                       near=max(1e-3, fr.radius * 1e-3), far=max(1e10, fr.radius * 1e4),
-                                       name=f"{split}_inside_{i:03d}"))
+            cams.append(
+                Camera.look_at(
+                    eye,
+                    eye + d,
+                    fr.up,
+                    fov_y,
+                    width,
+                    height,
+                    near=max(1e-3, fr.radius * 1e-3),
+                    far=max(1e10, fr.radius * 1e4),
+                    name=f"{split}_inside_{i:03d}",
+                )
+            )
     return cams
 
 
@@ -251,8 +271,18 @@ def save_cameras_json(cameras: list[Camera], path: str | os.PathLike) -> None:
     out = []
     for i, c in enumerate(cameras):
         c2w = c.camera_to_world
-        out.append({"id": i, "img_name": c.name or f"view_{i:04d}", "width": c.width, "height": c.height,
-                    "position": c2w[:3, 3].tolist(), "rotation": c2w[:3, :3].tolist(), "fx": c.fx, "fy": c.fy})
+        out.append(
+            {
+                "id": i,
+                "img_name": c.name or f"view_{i:04d}",
+                "width": c.width,
+                "height": c.height,
+                "position": c2w[:3, 3].tolist(),
+                "rotation": c2w[:3, :3].tolist(),
+                "fx": c.fx,
+                "fy": c.fy,
+            }
+        )
     with atomic_write(path, "w") as f:
         json.dump(out, f, indent=1)
 

@@ -49,7 +49,7 @@ import os
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["STEPS", "is_warm", "kernels", "stamp_path", "warm_up"]
 
@@ -57,8 +57,14 @@ __all__ = ["STEPS", "is_warm", "kernels", "stamp_path", "warm_up"]
 STEPS = (("render", 0.40), ("compress", 0.40), ("export", 0.08), ("palette", 0.10), ("decode", 0.02))
 
 #: Modules holding numba kernels (imported by :func:`kernels`).
-KERNEL_MODULES = ("exgs_core.render.cpu", "exgs_core.render.sh", "exgs_core.codec.rangecoder",
-                  "exgs_core.codec.palette", "exgs_core.knn", "exgs_core.prune.merge")
+KERNEL_MODULES = (
+    "exgs_core.render.cpu",
+    "exgs_core.render.sh",
+    "exgs_core.codec.rangecoder",
+    "exgs_core.codec.palette",
+    "exgs_core.knn",
+    "exgs_core.prune.merge",
+)
 
 _STAMP_VERSION = 1
 _LOCK = threading.Lock()  # one warm-up at a time in this process
@@ -297,8 +303,14 @@ def _step_render(state: dict, cancel) -> None:
     scene, cam = state["scene"], _camera()
     render(scene, cam, backend="cpu")
     prep = prepare(scene, "cpu")  # the viewport's path: prepared once, rendered per frame
-    render(scene, cam.resized(24, 16), backend="cpu", prepared=prep, rasterize_mode="antialiased",
-           background=(0.2, 0.2, 0.2))
+    render(
+        scene,
+        cam.resized(24, 16),
+        backend="cpu",
+        prepared=prep,
+        rasterize_mode="antialiased",
+        background=(0.2, 0.2, 0.2),
+    )
     render(scene, cam, backend="cpu", return_weights=True, return_counts=True)  # both reductions (f32, i32)
 
 
@@ -307,8 +319,7 @@ def _step_compress(state: dict, cancel) -> None:
     ladder with decoding), on tiny views."""
     from .compress import CompressOptions, compress
 
-    state["compressed"], _ = compress(state["scene"], CompressOptions(ratio=0.25, views=2, view_size=32),
-                                      cancel=cancel)
+    state["compressed"], _ = compress(state["scene"], CompressOptions(ratio=0.25, views=2, view_size=32), cancel=cancel)
 
 
 def _step_export(state: dict, cancel) -> None:
@@ -325,7 +336,7 @@ def _step_palette(state: dict, cancel) -> None:
 
     from .codec.palette import FLAT_MAX_SIZE, FLAT_MAX_WORK, kmeans_palette
 
-    p = max(FLAT_MAX_SIZE + 1, int(FLAT_MAX_WORK ** 0.5))
+    p = max(FLAT_MAX_SIZE + 1, int(FLAT_MAX_WORK**0.5))
     m = max(p + 1, FLAT_MAX_WORK // p + 1)
     x = np.random.default_rng(1).normal(size=(m, 3)).astype(np.float32)
     kmeans_palette(x, p, iterations=1)
@@ -340,8 +351,13 @@ def _step_decode(state: dict, cancel) -> None:
             decompress(state[k])
 
 
-_STEP_FUNCS = {"render": _step_render, "compress": _step_compress, "export": _step_export,
-               "palette": _step_palette, "decode": _step_decode}
+_STEP_FUNCS = {
+    "render": _step_render,
+    "compress": _step_compress,
+    "export": _step_export,
+    "palette": _step_palette,
+    "decode": _step_decode,
+}
 
 
 def _check(cancel) -> None:
@@ -397,8 +413,13 @@ def warm_up(progress: Callable[[float, str], None] | None = None, cancel=None) -
         out["compiled"] = misses1 - misses0
         out["loaded"] = hits1 - hits0
         used = sorted(n for n, d in ks.items() if d.signatures)
-        stamp = {"key": _key(), "kernels": used, "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "seconds": round(time.perf_counter() - t0, 3), "compiled": out["compiled"]}
+        stamp = {
+            "key": _key(),
+            "kernels": used,
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "compiled": out["compiled"],
+        }
         out["stamp"] = _write_stamp(stamp)
         _WARM = True
         out["total"] = round(time.perf_counter() - t0, 3)

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from exgs_core import load  # noqa: E402
 from exgs_core.compress import PAIRWISE, CompressOptions, scoring_cameras  # noqa: E402
-from exgs_core.prune import PairwiseRule, accumulate, pairwise_merge, significance  # noqa: E402
 from exgs_core.metrics import psnr  # noqa: E402
+from exgs_core.prune import PairwiseRule, accumulate, pairwise_merge, significance  # noqa: E402
 from exgs_core.render import render  # noqa: E402
 from exgs_core.views import auto_views  # noqa: E402
 
@@ -39,8 +39,11 @@ def main(argv=None) -> int:
     ap.add_argument("--scene-dir", type=Path, default=ROOT.parent / "shared" / "data" / "scenes")
     ap.add_argument("--scenes", nargs="+", required=True)
     ap.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.1, 0.05])
-    ap.add_argument("--variants", default=json.dumps({k: asdict(v) for k, v in PAIRWISE.items()}),
-                    help="JSON {name: PairwiseRule fields} (default: the two rules)")
+    ap.add_argument(
+        "--variants",
+        default=json.dumps({k: asdict(v) for k, v in PAIRWISE.items()}),
+        help="JSON {name: PairwiseRule fields} (default: the two rules)",
+    )
     args = ap.parse_args(argv)
     variants = {k: PairwiseRule(**kw) for k, kw in json.loads(args.variants).items()}
     exe = ROOT / ".tools" / "node_modules" / ".bin" / "splat-transform"
@@ -52,7 +55,7 @@ def main(argv=None) -> int:
         ref = [render(scene, c).rgb for c in cams]
 
         def ev(s):
-            return round(float(np.mean([psnr(render(s, c).rgb, r) for c, r in zip(cams, ref)])), 2)
+            return round(float(np.mean([psnr(render(s, c).rgb, r) for c, r in zip(cams, ref, strict=False)])), 2)
 
         score = significance(scene, accumulate(scene, scoring_cameras(scene, CompressOptions(), None)))
         for r in args.ratios:
@@ -60,8 +63,10 @@ def main(argv=None) -> int:
             if exe.exists():
                 st = cache / f"st_{Path(name).stem}_{r}.ply"
                 if not st.exists():
-                    subprocess.run([str(exe), "-q", "-w", "-g", "cpu", str(args.scene_dir / name), "-d", f"{r * 100:g}%",
-                                    str(st)], check=True)
+                    subprocess.run(
+                        [str(exe), "-q", "-w", "-g", "cpu", str(args.scene_dir / name), "-d", f"{r * 100:g}%", str(st)],
+                        check=True,
+                    )
                 row["splat-transform"] = ev(load(st))
             for vn, rule in variants.items():
                 t = time.perf_counter()

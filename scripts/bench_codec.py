@@ -73,8 +73,7 @@ def render_psnr(scene: GaussianScene, *, sh_full=None, options=None, views: int 
 
     dec = decode(encode(scene, sh_full=sh_full, options=options or CodecOptions()))
     cams = auto_views(scene, views, size, size, split="eval")
-    return float(np.mean([psnr(render(dec, c, backend="cpu").rgb, render(scene, c, backend="cpu").rgb)
-                          for c in cams]))
+    return float(np.mean([psnr(render(dec, c, backend="cpu").rgb, render(scene, c, backend="cpu").rgb) for c in cams]))
 
 
 def main(argv=None) -> int:
@@ -84,11 +83,20 @@ def main(argv=None) -> int:
     ap.add_argument("files", nargs="*")
     ap.add_argument("--n", type=int, default=1_000_000, help="synthetic scene size (no files)")
     ap.add_argument("--degree", type=int, default=3)
-    ap.add_argument("--sh-keep", type=float, default=1.0, help="fraction of Gaussians keeping higher SH "
-                    "(the first ones in file order)")
+    ap.add_argument(
+        "--sh-keep",
+        type=float,
+        default=1.0,
+        help="fraction of Gaussians keeping higher SH (the first ones in file order)",
+    )
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--psnr", type=int, default=0, metavar="V",
-                    help="also render V held-out automatic views (512x512, CPU) of input and decode; mean PSNR")
+    ap.add_argument(
+        "--psnr",
+        type=int,
+        default=0,
+        metavar="V",
+        help="also render V held-out automatic views (512x512, CPU) of input and decode; mean PSNR",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     scenes = []
@@ -111,10 +119,12 @@ def main(argv=None) -> int:
             print(json.dumps(r))
             continue
         print(f"{name}: N={r['n']} SH{r['sh_degree']} full-SH={r['n_sh_full']} palette={r['palette_size']}")
-        print(f"  total {r['bytes_per_gaussian']:.3f} B/G ({r['bytes']} B, header+table {r['header_bytes']} B); "
-              f"encode {r['encode_s']:.3f} s ({r['encode_s_per_1M']:.2f} s/1M), "
-              f"decode {r['decode_s']:.3f} s ({r['decode_s_per_1M']:.2f} s/1M); CPU time (all threads) encode "
-              f"{r['encode_cpu_s']:.3f} s, decode {r['decode_cpu_s']:.3f} s")
+        print(
+            f"  total {r['bytes_per_gaussian']:.3f} B/G ({r['bytes']} B, header+table {r['header_bytes']} B); "
+            f"encode {r['encode_s']:.3f} s ({r['encode_s_per_1M']:.2f} s/1M), "
+            f"decode {r['decode_s']:.3f} s ({r['decode_s_per_1M']:.2f} s/1M); CPU time (all threads) encode "
+            f"{r['encode_cpu_s']:.3f} s, decode {r['decode_cpu_s']:.3f} s"
+        )
         print("  " + ", ".join(f"{k} {v:.3f}" for k, v in r["sections_bytes_per_gaussian"].items()))
         if "psnr_db" in r:
             print(f"  PSNR decoded vs input: {r['psnr_db']:.2f} dB ({args.psnr} held-out views, 512x512)")

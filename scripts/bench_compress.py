@@ -42,8 +42,19 @@ def splat_transform() -> Path:
     exe = ROOT / ".tools" / "node_modules" / ".bin" / "splat-transform"
     if not exe.exists():
         print(f"installing @playcanvas/splat-transform@{ST_VERSION} into .tools/ ...", file=sys.stderr)
-        subprocess.run(["npm", "install", "--prefix", str(ROOT / ".tools"), "--no-audit", "--no-fund",
-                        f"@playcanvas/splat-transform@{ST_VERSION}"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(ROOT / ".tools"),
+                "--no-audit",
+                "--no-fund",
+                f"@playcanvas/splat-transform@{ST_VERSION}",
+            ],
+            check=True,
+            capture_output=True,
+        )
     return exe
 
 
@@ -53,8 +64,9 @@ PEER_TIMEOUT_S = 300.0
 def st_run(exe: Path, *args) -> float:
     t = time.perf_counter()
     try:
-        r = subprocess.run([str(exe), "-q", "-w", *map(str, args)], capture_output=True, text=True,
-                           timeout=PEER_TIMEOUT_S)
+        r = subprocess.run(
+            [str(exe), "-q", "-w", *map(str, args)], capture_output=True, text=True, timeout=PEER_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"timed out after {PEER_TIMEOUT_S:.0f} s") from None
     if r.returncode:
@@ -71,7 +83,7 @@ class Evaluator:
 
     def __call__(self, cand) -> tuple[float, float]:
         ps, ss = [], []
-        for c, a in zip(self.cams, self.ref_imgs):
+        for c, a in zip(self.cams, self.ref_imgs, strict=False):
             b = render(cand, c).rgb
             ps.append(min(psnr(a, b), 100.0))
             ss.append(ssim(a, b))
@@ -86,8 +98,15 @@ def ours(scene, ev, ratio, src_bytes, **opt):
     dec = decompress(data)
     t_dec = time.perf_counter() - t
     p, s = ev(dec)
-    return {"bytes": len(data), "kept": dec.n, "encode_s": round(t_enc, 3), "decode_s": round(t_dec, 4),
-            "psnr": round(p, 3), "ssim": round(s, 4), "compensation": rep.sampling.get("chosen", rep.sampling.get("method"))}
+    return {
+        "bytes": len(data),
+        "kept": dec.n,
+        "encode_s": round(t_enc, 3),
+        "decode_s": round(t_dec, 4),
+        "psnr": round(p, 3),
+        "ssim": round(s, 4),
+        "compensation": rep.sampling.get("chosen", rep.sampling.get("method")),
+    }
 
 
 def peer(exe, src, tmp: Path, ev, kind: str, ratio: float | None):
@@ -102,8 +121,14 @@ def peer(exe, src, tmp: Path, ev, kind: str, ratio: float | None):
     dec = load(out)
     t_dec = time.perf_counter() - t
     p, s = ev(dec)
-    return {"bytes": out.stat().st_size, "kept": dec.n, "encode_s": round(t_enc, 3), "decode_s": round(t_dec, 4),
-            "psnr": round(p, 3), "ssim": round(s, 4)}
+    return {
+        "bytes": out.stat().st_size,
+        "kept": dec.n,
+        "encode_s": round(t_enc, 3),
+        "decode_s": round(t_dec, 4),
+        "psnr": round(p, 3),
+        "ssim": round(s, 4),
+    }
 
 
 def main(argv=None) -> int:
@@ -113,24 +138,44 @@ def main(argv=None) -> int:
     ap.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.25, 0.1, 0.05])
     ap.add_argument("--views", type=int, default=6, help="held-out views per scene (default 6)")
     ap.add_argument("--size", type=int, default=384, help="eval image size (default 384)")
-    ap.add_argument("--ablation", nargs="*", default=["playcanvas_biker.spz", "pdal_fourth_st_sh3.spz",
-                                                       "playcanvas_flowers_lod2_sh2.sog", "splatset_plant.splat"],
-                    help="scenes for the ablation at ratio 0.1")
+    ap.add_argument(
+        "--ablation",
+        nargs="*",
+        default=[
+            "playcanvas_biker.spz",
+            "pdal_fourth_st_sh3.spz",
+            "playcanvas_flowers_lod2_sh2.sog",
+            "splatset_plant.splat",
+        ],
+        help="scenes for the ablation at ratio 0.1",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench_compress.json")
     ap.add_argument("--resume", action="store_true", help="keep the scenes already in --out and run the rest")
-    ap.add_argument("--reuse-peers", action="store_true",
-                    help="for scenes already in --out, keep the splat-transform results and re-run only ours")
-    ap.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
-                    help="seconds before a splat-transform run counts as timed out (default 300)")
+    ap.add_argument(
+        "--reuse-peers",
+        action="store_true",
+        help="for scenes already in --out, keep the splat-transform results and re-run only ours",
+    )
+    ap.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=PEER_TIMEOUT_S,
+        help="seconds before a splat-transform run counts as timed out (default 300)",
+    )
     args = ap.parse_args(argv)
     globals()["PEER_TIMEOUT_S"] = args.peer_timeout
     exe = splat_transform()
     files = sorted(p for p in args.scenes.iterdir() if p.is_file() and p.name != "SOURCES.md")
     if args.only:
         files = [p for p in files if p.name in args.only]
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
-               "date": time.strftime("%Y-%m-%d %H:%M"), "splat_transform": ST_VERSION,
-               "views": args.views, "size": args.size, "scenes": {}}
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "splat_transform": ST_VERSION,
+        "views": args.views,
+        "size": args.size,
+        "scenes": {},
+    }
     previous = json.loads(args.out.read_text())["scenes"] if args.out.exists() else {}
     if args.resume:
         results["scenes"] = dict(previous)
@@ -141,9 +186,16 @@ def main(argv=None) -> int:
         scene = load(f)
         print(f"== {f.name}: {scene.n:,} Gaussians, SH {scene.sh_degree}", flush=True)
         ev = Evaluator(scene, args.views, args.size)
-        row = {"gaussians": scene.n, "sh_degree": scene.sh_degree, "bytes_input": f.stat().st_size,
-               "bytes_sh3_ply": scene.ply_size_bytes(3), "ours": {}, "ours_equal_bytes": {}, "decimate_sog": {},
-               "ablation": {}}
+        row = {
+            "gaussians": scene.n,
+            "sh_degree": scene.sh_degree,
+            "bytes_input": f.stat().st_size,
+            "bytes_sh3_ply": scene.ply_size_bytes(3),
+            "ours": {},
+            "ours_equal_bytes": {},
+            "decimate_sog": {},
+            "ablation": {},
+        }
         old = previous.get(f.name) if args.reuse_peers else None
         with tempfile.TemporaryDirectory() as td:
             tmp = Path(td)
@@ -167,14 +219,18 @@ def main(argv=None) -> int:
                 d = row["decimate_sog"][str(r)]
                 if "bytes" in d:  # ours at the peer's size: rho chosen by --target-bytes (the criterion)
                     try:
-                        row["ours_equal_bytes"][str(r)] = ours(scene, ev, None, f.stat().st_size,
-                                                               target_bytes=d["bytes"], sh_keep_auto=True)
+                        row["ours_equal_bytes"][str(r)] = ours(
+                            scene, ev, None, f.stat().st_size, target_bytes=d["bytes"], sh_keep_auto=True
+                        )
                     except Exception as e:
                         row["ours_equal_bytes"][str(r)] = {"error": str(e)}
                 o = row["ours"][str(r)]
-                print(f"  rho {r:<5} ours {o['bytes']:>9,} B {o['psnr']:6.2f} dB {o['encode_s']:6.2f} s | "
-                      f"decimate+SOG {d.get('bytes', 0):>9,} B {d.get('psnr', float('nan')):6.2f} dB "
-                      f"{d.get('encode_s', float('nan')):6.2f} s", flush=True)
+                print(
+                    f"  rho {r:<5} ours {o['bytes']:>9,} B {o['psnr']:6.2f} dB {o['encode_s']:6.2f} s | "
+                    f"decimate+SOG {d.get('bytes', 0):>9,} B {d.get('psnr', float('nan')):6.2f} dB "
+                    f"{d.get('encode_s', float('nan')):6.2f} s",
+                    flush=True,
+                )
             if f.name in args.ablation:
                 for name, opt in {
                     "score=lightgaussian": dict(score="lightgaussian"),

@@ -39,8 +39,9 @@ def main(argv=None) -> int:
     big.means = (big.means + rng.normal(scale=0.002 * ext.max(), size=big.means.shape)).astype(np.float32)
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; N = {big.n:,}")
     t = time.perf_counter()
-    data, rep = compress(big, CompressOptions(ratio=args.ratio, views=args.views, compensation=args.compensation,
-                                                 codec=args.codec))
+    data, rep = compress(
+        big, CompressOptions(ratio=args.ratio, views=args.views, compensation=args.compensation, codec=args.codec)
+    )
     enc = time.perf_counter() - t
     t = time.perf_counter()
     dec = decompress(data)

@@ -26,17 +26,25 @@ def cell(r):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     d = json.loads(Path(argv[0]).read_text())
-    print(f"Machine: {d['machine']}; {d['date']}; splat-transform {d['splat_transform']} (`-g cpu`); "
-          f"PSNR/SSIM vs the uncompressed scene on {d['views']} held-out automatic views at {d['size']}×{d['size']}.\n")
+    print(
+        f"Machine: {d['machine']}; {d['date']}; splat-transform {d['splat_transform']} (`-g cpu`); "
+        f"PSNR/SSIM vs the uncompressed scene on {d['views']} held-out automatic views at {d['size']}×{d['size']}.\n"
+    )
     print("| scene | N | SH | SH3 PLY | SOG full | SPZ full |")
     print("|---|---:|---:|---:|---|---|")
     for name, r in d["scenes"].items():
-        print(f"| {name} | {r['gaussians']:,} | {r['sh_degree']} | {fmt_b(r['bytes_sh3_ply'])} | "
-              f"{cell(r.get('sog_full'))} | {cell(r.get('spz_full'))} |")
+        print(
+            f"| {name} | {r['gaussians']:,} | {r['sh_degree']} | {fmt_b(r['bytes_sh3_ply'])} | "
+            f"{cell(r.get('sog_full'))} | {cell(r.get('spz_full'))} |"
+        )
     ratios = sorted({k for r in d["scenes"].values() for k in r["ours"]}, key=float, reverse=True)
-    print("\nPer retention ratio: **ours** (UGC + .exgs) vs `--decimate` + SOG; cells: bytes, PSNR / SSIM, encode time. "
-          "Δ = our PSNR minus theirs; ratio = SH3 PLY size / our bytes; decode = our decode time.\n")
-    print("| scene | rho | ours | decimate + SOG | Δ dB | bytes ours/theirs | ratio vs SH3 PLY | encode speed-up | decode |")
+    print(
+        "\nPer retention ratio: **ours** (UGC + .exgs) vs `--decimate` + SOG; cells: bytes, PSNR / SSIM, encode time. "
+        "Δ = our PSNR minus theirs; ratio = SH3 PLY size / our bytes; decode = our decode time.\n"
+    )
+    print(
+        "| scene | rho | ours | decimate + SOG | Δ dB | bytes ours/theirs | ratio vs SH3 PLY | encode speed-up | decode |"
+    )
     print("|---|---:|---|---|---:|---:|---:|---:|---:|")
     wins = total = 0
     for name, r in d["scenes"].items():
@@ -51,11 +59,15 @@ def main(argv=None) -> int:
             if ok_t:
                 total += 1
                 wins += delta >= 1.0 and o["bytes"] <= t["bytes"]
-            print(f"| {name} | {k} | {cell(o)} | {cell(t)} | {delta:+.2f} | {br:.2f} | "
-                  f"{r['bytes_sh3_ply'] / o['bytes']:.0f}× | {sp:.1f}× | {o['decode_s'] * 1000:.0f} ms |")
+            print(
+                f"| {name} | {k} | {cell(o)} | {cell(t)} | {delta:+.2f} | {br:.2f} | "
+                f"{r['bytes_sh3_ply'] / o['bytes']:.0f}× | {sp:.1f}× | {o['decode_s'] * 1000:.0f} ms |"
+            )
     print(f"\nAt the same rho: PSNR ≥ decimate+SOG + 1 dB with ≤ bytes in {wins} of {total} comparisons.")
-    print("\nAt equal bytes: **ours** compressed with `target_bytes` = the decimate+SOG file's size (rho chosen by "
-          "the encoder), against the same decimate+SOG file. `comp` = the compensation `auto` chose.\n")
+    print(
+        "\nAt equal bytes: **ours** compressed with `target_bytes` = the decimate+SOG file's size (rho chosen by "
+        "the encoder), against the same decimate+SOG file. `comp` = the compensation `auto` chose.\n"
+    )
     print("| scene | peer rho | ours at ≤ peer bytes | kept | comp | decimate + SOG | Δ dB |")
     print("|---|---:|---|---:|---|---|---:|")
     wins = total = 0
@@ -72,15 +84,20 @@ def main(argv=None) -> int:
             total += 1
             wins += delta >= 1.0 and o["bytes"] <= t["bytes"]
             deltas.setdefault(k, []).append(delta)
-            print(f"| {name} | {k} | {cell(o)} | {o['kept']:,} | {o.get('compensation', '')} | {cell(t)} | "
-                  f"{delta:+.2f} |")
+            print(
+                f"| {name} | {k} | {cell(o)} | {o['kept']:,} | {o.get('compensation', '')} | {cell(t)} | {delta:+.2f} |"
+            )
     med = ", ".join(f"rho {k}: {sorted(v)[len(v) // 2]:+.2f} dB" for k, v in deltas.items())
-    print(f"\nTarget \"PSNR ≥ decimate+SOG + 1 dB at equal or fewer bytes\" met in {wins} of {total} comparisons "
-          f"(median Δ {med}).")
+    print(
+        f'\nTarget "PSNR ≥ decimate+SOG + 1 dB at equal or fewer bytes" met in {wins} of {total} comparisons '
+        f"(median Δ {med})."
+    )
     abl = {n: r["ablation"] for n, r in d["scenes"].items() if r.get("ablation")}
     if abl:
         names = list(next(iter(abl.values())).keys())
-        print("\nAblation at rho = 0.1 (PSNR dB, bytes); the first column is the default (exgs score, auto compensation):\n")
+        print(
+            "\nAblation at rho = 0.1 (PSNR dB, bytes); the first column is the default (exgs score, auto compensation):\n"
+        )
         print("| scene | default | " + " | ".join(names) + " |")
         print("|---|---|" + "---|" * len(names))
         for n, a in abl.items():
@@ -95,8 +112,10 @@ def main(argv=None) -> int:
 def summary(d: dict) -> None:
     """Per ratio, over the scenes where decimate+SOG finished: Δ PSNR (ours - theirs), bytes ratio, speed-up."""
     print("\nSummary (over the scenes where decimate+SOG finished; Δ = ours − theirs):\n")
-    print("| comparison | rho | scenes | mean / median Δ PSNR | scenes where ours ≥ theirs | our bytes / theirs "
-          "(median) | encode speed-up (median) |")
+    print(
+        "| comparison | rho | scenes | mean / median Δ PSNR | scenes where ours ≥ theirs | our bytes / theirs "
+        "(median) | encode speed-up (median) |"
+    )
     print("|---|---:|---:|---|---:|---:|---:|")
     for comp, key in (("same rho", "ours"), ("equal bytes", "ours_equal_bytes")):
         for r in ("0.5", "0.25", "0.1", "0.05"):
@@ -111,8 +130,10 @@ def summary(d: dict) -> None:
             if not ds:
                 continue
             ds_ = np.array(ds)
-            print(f"| {comp} | {r} | {len(ds)} | {ds_.mean():+.2f} / {np.median(ds_):+.2f} dB | {(ds_ >= 0).sum()} | "
-                  f"{np.median(br):.2f} | {np.median(sp):.1f}× |")
+            print(
+                f"| {comp} | {r} | {len(ds)} | {ds_.mean():+.2f} / {np.median(ds_):+.2f} dB | {(ds_ >= 0).sum()} | "
+                f"{np.median(br):.2f} | {np.median(sp):.1f}× |"
+            )
 
 
 if __name__ == "__main__":

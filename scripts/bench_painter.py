@@ -75,16 +75,25 @@ def main(argv=None) -> int:
                 ta = sc.target_alpha[v].astype(np.float32) / 255
                 vis = a >= 0.5
                 thin = (a < 0.5) & (ta >= 0.5)
-                outs = {"unrestored": x, "classical": classical.classical_restore(x, a), "gausspainter": r.restore(x, a)}
+                outs = {
+                    "unrestored": x,
+                    "classical": classical.classical_restore(x, a),
+                    "gausspainter": r.restore(x, a),
+                }
                 for meth, y in outs.items():
-                    d = rows.setdefault(key, {}).setdefault(meth, {"psnr": [], "ssim": [], "psnr_vis": [], "psnr_thin": []})
-                    d["psnr"].append(psnr(y, t)); d["ssim"].append(ssim(y, t))
+                    d = rows.setdefault(key, {}).setdefault(
+                        meth, {"psnr": [], "ssim": [], "psnr_vis": [], "psnr_thin": []}
+                    )
+                    d["psnr"].append(psnr(y, t))
+                    d["ssim"].append(ssim(y, t))
                     d["psnr_vis"].append(psnr(y, t, vis))
                     if thin.sum() >= 50:
                         d["psnr_thin"].append(psnr(y, t, thin))
                     per_scene.setdefault(f"{stem} {key}", {}).setdefault(meth, []).append(psnr(y, t))
-    summary = {k: {m: {q: round(float(np.nanmean(vals)), 3) if vals else None for q, vals in d.items()}
-                   for m, d in ms.items()} for k, ms in rows.items()}
+    summary = {
+        k: {m: {q: round(float(np.nanmean(vals)), 3) if vals else None for q, vals in d.items()} for m, d in ms.items()}
+        for k, ms in rows.items()
+    }
     scenes = {k: {m: round(float(np.mean(v)), 3) for m, v in ms.items()} for k, ms in per_scene.items()}
 
     # timing: a real validation frame at 512x512 and the biker scene rendered (pruned, 0.1) at 1920x1080
@@ -102,21 +111,34 @@ def main(argv=None) -> int:
         "classical_512_ms": _median_time(lambda: classical.classical_restore(x, a), args.reps),
         "gausspainter_512_ms": _median_time(lambda: r.restore(x, a), args.reps),
         "gausspainter_512_batch4_ms_per_frame": _median_time(
-            lambda: r.restore(np.stack([x] * 4), np.stack([a] * 4)), max(1, args.reps // 2)) / 4,
-        "classical_1080p_ms": _median_time(lambda: classical.classical_restore(hd.rgb, hd.alpha), max(1, args.reps // 2)),
+            lambda: r.restore(np.stack([x] * 4), np.stack([a] * 4)), max(1, args.reps // 2)
+        )
+        / 4,
+        "classical_1080p_ms": _median_time(
+            lambda: classical.classical_restore(hd.rgb, hd.alpha), max(1, args.reps // 2)
+        ),
         "gausspainter_1080p_ms": _median_time(lambda: r.restore(hd.rgb, hd.alpha), max(1, args.reps // 2)),
     }
     timing = {k: round(v, 1) for k, v in timing.items()}
-    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
-           "weights": args.weights or "shipped", "load_avg": os.getloadavg()}
+    env = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        "weights": args.weights or "shipped",
+        "load_avg": os.getloadavg(),
+    }
     out = {"summary": summary, "per_scene_psnr": scenes, "timing": timing, "env": env}
 
-    print("| retention | method | PSNR | SSIM | PSNR visible (alpha_in>=0.5) | PSNR thinned (alpha_in<0.5<=alpha_full) |")
+    print(
+        "| retention | method | PSNR | SSIM | PSNR visible (alpha_in>=0.5) | PSNR thinned (alpha_in<0.5<=alpha_full) |"
+    )
     print("|---|---|---|---|---|---|")
     for k in sorted(summary, key=float, reverse=True):
         for m, d in summary[k].items():
-            print(f"| {k} | {m} | {d['psnr']:.2f} | {d['ssim']:.4f} | {d['psnr_vis']:.2f} | "
-                  f"{d['psnr_thin'] if d['psnr_thin'] is None else round(d['psnr_thin'], 2)} |")
+            print(
+                f"| {k} | {m} | {d['psnr']:.2f} | {d['ssim']:.4f} | {d['psnr_vis']:.2f} | "
+                f"{d['psnr_thin'] if d['psnr_thin'] is None else round(d['psnr_thin'], 2)} |"
+            )
     print()
     print("| scene, retention | unrestored | classical | GaussPainter |")
     print("|---|---|---|---|")

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exgs_core import load  # noqa: E402
 from exgs_core import exgs_format as F  # noqa: E402
+from exgs_core import load  # noqa: E402
 from exgs_core.compress import CompressOptions, compress  # noqa: E402
 
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
@@ -46,11 +46,15 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     files = [Path(f) for f in args.files] or sorted(
-        p for p in (ROOT.parent / "shared" / "data" / "scenes").iterdir()
-        if p.suffix in (".ply", ".splat", ".spz", ".sog"))
+        p
+        for p in (ROOT.parent / "shared" / "data" / "scenes").iterdir()
+        if p.suffix in (".ply", ".splat", ".spz", ".sog")
+    )
     print(f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; rho {args.ratio}")
-    print("| scene | N kept | zstd (v1) | range coder (v2) | saved | colour / rotation / scale / position / opacity, "
-          "bits per Gaussian v1 -> v2 | encode v1 / v2 | decode v1 / v2 |")
+    print(
+        "| scene | N kept | zstd (v1) | range coder (v2) | saved | colour / rotation / scale / position / opacity, "
+        "bits per Gaussian v1 -> v2 | encode v1 / v2 | decode v1 / v2 |"
+    )
     print("|---|---:|---:|---:|---:|---|---|---|")
     rows = []
     for f in files:
@@ -70,13 +74,27 @@ def main(argv=None) -> int:
         for v, d in (("v1", v1), ("v2", v2)):
             for s in F.describe(d)["container"]["sections"]:
                 sec.setdefault(s["name"], {})[v] = 8 * s["stored_bytes"] / n
-        per = " / ".join(f"{sec[k]['v1']:.1f} -> {sec[k]['v2']:.1f}"
-                         for k in ("sh_dc", "rotations", "log_scales", "positions", "opacity"))
-        row = dict(scene=f.name, n=n, v1=len(v1), v2=len(v2), sections=sec, encode_v1=te1, encode_v2=te2,
-                   decode_v1=td1, decode_v2=td2)
+        per = " / ".join(
+            f"{sec[k]['v1']:.1f} -> {sec[k]['v2']:.1f}"
+            for k in ("sh_dc", "rotations", "log_scales", "positions", "opacity")
+        )
+        row = dict(
+            scene=f.name,
+            n=n,
+            v1=len(v1),
+            v2=len(v2),
+            sections=sec,
+            encode_v1=te1,
+            encode_v2=te2,
+            decode_v1=td1,
+            decode_v2=td2,
+        )
         rows.append(row)
-        print(f"| {f.name} | {n:,} | {len(v1):,} | {len(v2):,} | {100 * (1 - len(v2) / len(v1)):.1f} % | {per} | "
-              f"{1e3 * te1:.0f} / {1e3 * te2:.0f} ms | {1e3 * td1:.1f} / {1e3 * td2:.1f} ms |", flush=True)
+        print(
+            f"| {f.name} | {n:,} | {len(v1):,} | {len(v2):,} | {100 * (1 - len(v2) / len(v1)):.1f} % | {per} | "
+            f"{1e3 * te1:.0f} / {1e3 * te2:.0f} ms | {1e3 * td1:.1f} / {1e3 * td2:.1f} ms |",
+            flush=True,
+        )
     tot1, tot2 = sum(r["v1"] for r in rows), sum(r["v2"] for r in rows)
     print(f"all scenes: {tot1:,} -> {tot2:,} bytes ({100 * (1 - tot2 / tot1):.1f} % saved)")
     if args.json:

@@ -42,6 +42,7 @@ def read_scene(path: Path):
 
             v = PlyData.read(str(path))["vertex"].data
             if "f_dc_0" in v.dtype.names and "chunk" not in path.name:
+
                 def cols(*ns):
                     return np.stack([np.asarray(v[k], np.float32) for k in ns], 1)
 
@@ -51,9 +52,14 @@ def read_scene(path: Path):
                 sh[:, 0] = cols("f_dc_0", "f_dc_1", "f_dc_2")
                 if rest:
                     sh[:, 1:] = cols(*rest).reshape(len(v), 3, k - 1).transpose(0, 2, 1)
-                return GaussianScene(cols("x", "y", "z"), cols("rot_0", "rot_1", "rot_2", "rot_3"),
-                                     cols("scale_0", "scale_1", "scale_2"), np.asarray(v["opacity"], np.float32), sh,
-                                     meta={"path": str(path)})
+                return GaussianScene(
+                    cols("x", "y", "z"),
+                    cols("rot_0", "rot_1", "rot_2", "rot_3"),
+                    cols("scale_0", "scale_1", "scale_2"),
+                    np.asarray(v["opacity"], np.float32),
+                    sh,
+                    meta={"path": str(path)},
+                )
         except (ImportError, KeyError, ValueError):
             pass
     import exgs_core
@@ -88,7 +94,8 @@ def replicate(scene, n, rng, jitter_frac):
     idx = np.resize(np.arange(scene.n), n)
     big = scene.subset(idx)
     big.means = (big.means + rng.normal(0, jitter_frac * float(np.linalg.norm(hi - lo)), big.means.shape)).astype(
-        np.float32)
+        np.float32
+    )
     return big
 
 
@@ -109,10 +116,14 @@ def time_frames(scene, camera, frames):
 def report(first, ts, res, unit):
     k = 1000.0 if unit == "ms" else 1.0
     print(f"  first call in this process: {first * k:.3f} {unit}")
-    print(f"  frame time mean {ts.mean() * k:.3f} {unit}, median {np.median(ts) * k:.3f} {unit}, "
-          f"min {ts.min() * k:.3f} {unit}")
-    print(f"  rendered {res.n_rendered:,} Gaussians, {res.stats['n_intersections']:,} tile intersections; last frame: "
-          + ", ".join(f"{key[2:]} {v * 1000:.1f} ms" for key, v in res.stats.items() if key.startswith("t_")))
+    print(
+        f"  frame time mean {ts.mean() * k:.3f} {unit}, median {np.median(ts) * k:.3f} {unit}, "
+        f"min {ts.min() * k:.3f} {unit}"
+    )
+    print(
+        f"  rendered {res.n_rendered:,} Gaussians, {res.stats['n_intersections']:,} tile intersections; last frame: "
+        + ", ".join(f"{key[2:]} {v * 1000:.1f} ms" for key, v in res.stats.items() if key.startswith("t_"))
+    )
 
 
 def save(folder, res, name):
@@ -149,8 +160,13 @@ def jit_times():
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, NUMBA_CACHE_DIR=d)
         for _ in range(2):
-            r = subprocess.run([sys.executable, "-c", JIT_SNIPPET.format(repo=str(REPO))], env=env,
-                               capture_output=True, text=True, check=True)
+            r = subprocess.run(
+                [sys.executable, "-c", JIT_SNIPPET.format(repo=str(REPO))],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             first, second = map(float, r.stdout.split())
             out.append(first - second)
     return out[0], out[1]
@@ -183,15 +199,26 @@ def machine_info():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scene", type=Path, default=DEFAULT_SCENE, help="scene file (default: the biker reference PLY)")
-    ap.add_argument("--up", default="0,1,0",
-                    help="world up vector for the orbit camera (default 0,1,0: this biker PLY decode is y-up)")
+    ap.add_argument(
+        "--up",
+        default="0,1,0",
+        help="world up vector for the orbit camera (default 0,1,0: this biker PLY decode is y-up)",
+    )
     ap.add_argument("--frames", type=int, default=20, help="timed frames at 512x512 (default 20)")
     ap.add_argument("--big-n", type=int, default=1_000_000, help="Gaussians in the synthetic scene (default 1e6)")
     ap.add_argument("--big-frames", type=int, default=3, help="timed frames at 1920x1080 (default 3)")
-    ap.add_argument("--jitter", type=float, default=0.002,
-                    help="position jitter of the replicas, fraction of the robust extent (default 0.002)")
-    ap.add_argument("--closeup", type=float, default=0.4,
-                    help="distance factor of the second (close-up) view of each target (default 0.4)")
+    ap.add_argument(
+        "--jitter",
+        type=float,
+        default=0.002,
+        help="position jitter of the replicas, fraction of the robust extent (default 0.002)",
+    )
+    ap.add_argument(
+        "--closeup",
+        type=float,
+        default=0.4,
+        help="distance factor of the second (close-up) view of each target (default 0.4)",
+    )
     ap.add_argument("--no-jit", action="store_true", help="skip the JIT compile / cache-load measurement")
     ap.add_argument("--save", type=Path, default=None, help="write the 512x512 and 1080p renders as PNGs here")
     args = ap.parse_args(argv)
@@ -208,8 +235,10 @@ def main(argv=None):
     up = [float(x) for x in args.up.split(",")]
     t0 = time.perf_counter()
     scene = read_scene(args.scene)
-    print(f"== scene: {args.scene} ({scene.n:,} Gaussians, SH{scene.sh_degree}), loaded in "
-          f"{time.perf_counter() - t0:.2f} s")
+    print(
+        f"== scene: {args.scene} ({scene.n:,} Gaussians, SH{scene.sh_degree}), loaded in "
+        f"{time.perf_counter() - t0:.2f} s"
+    )
 
     results = {}
     views = [("framing view", 1.0), (f"close-up ({args.closeup}x the distance)", args.closeup)]
@@ -225,8 +254,10 @@ def main(argv=None):
 
     rng = np.random.default_rng(0)
     big = replicate(scene, args.big_n, rng, args.jitter)
-    print(f"== synthetic scene: {big.n:,} Gaussians = the scene replicated {big.n / scene.n:.2f}x (cycled), positions "
-          f"jittered by N(0, {args.jitter} x robust extent), seed 0")
+    print(
+        f"== synthetic scene: {big.n:,} Gaussians = the scene replicated {big.n / scene.n:.2f}x (cycled), positions "
+        f"jittered by N(0, {args.jitter} x robust extent), seed 0"
+    )
     for name, closeness in views:
         cam = orbit_camera(big, 1920, 1080, up=up, closeness=closeness)
         first, ts, res = time_frames(big, cam, args.big_frames)
@@ -236,8 +267,10 @@ def main(argv=None):
         results[f"target 2, {name} (<= 3 s, mean)"] = ts.mean() <= 3.0
         save(args.save, res, f"bench_1080p_{closeness}.png")
 
-    print(f"== load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          "(other processes on the machine inflate every timing above)")
+    print(
+        f"== load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+        "(other processes on the machine inflate every timing above)"
+    )
     print("== targets")
     for k, ok in results.items():
         print(f"  {k}: {'PASS' if ok else 'FAIL'}")

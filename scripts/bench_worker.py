@@ -48,8 +48,9 @@ def _times(fn, n: int):
 
 
 def runs_found():
-    return sorted(glob.glob(os.path.join(ROOT, "out", "painter_runs", "*", "best", "config.json")),
-                  key=os.path.getmtime)
+    return sorted(
+        glob.glob(os.path.join(ROOT, "out", "painter_runs", "*", "best", "config.json")), key=os.path.getmtime
+    )
 
 
 def pick_weights(arg):
@@ -72,8 +73,18 @@ def pick_weights(arg):
 
     torch.manual_seed(0)
     d = tempfile.mkdtemp(prefix="exgs-bench-tiny-")
-    save_painter(make_painter({"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16],
-                               "norm_num_groups": 4, "out_init_scale": 1.0}), d)
+    save_painter(
+        make_painter(
+            {
+                "vae_channels": 8,
+                "latent_channels": 4,
+                "unet_channels": [8, 16],
+                "norm_num_groups": 4,
+                "out_init_scale": 1.0,
+            }
+        ),
+        d,
+    )
     return d, "RANDOM tiny model (untrained)"
 
 
@@ -160,8 +171,9 @@ def bench_viewport_progressive(scene_path, out):
     process with torch): time to its first drawable frame and to the full 640x360 frame."""
     import subprocess
 
-    p = subprocess.run([sys.executable, "-c", PROGRESSIVE, scene_path], capture_output=True, text=True, cwd=ROOT,
-                       timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-c", PROGRESSIVE, scene_path], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("JSON ")]
     if not line:
         out["viewport_progressive"] = f"failed: {p.stderr[-500:]}"
@@ -222,8 +234,13 @@ def bench_flicker(scene, restorer, ratio, frames, size, out, png=None, zoom=0.45
     out["flicker_prune_s"] = round(time.perf_counter() - t, 1)
     w, h = size
     cams = orbit_path(scene, frames, w, h, zoom=zoom)
-    seqs = {"reference (uncompressed)": [], "unrestored": [], "classical fill": [], "GaussPainter": [],
-            "GaussPainter + temporal": []}
+    seqs = {
+        "reference (uncompressed)": [],
+        "unrestored": [],
+        "classical fill": [],
+        "GaussPainter": [],
+        "GaussPainter + temporal": [],
+    }
     st = temporal.TemporalStabilizer()
     tt, fg = [], []
     for cam in cams:
@@ -236,22 +253,29 @@ def bench_flicker(scene, restorer, ratio, frames, size, out, png=None, zoom=0.45
         t = time.perf_counter()
         stab = st(rgb, raw.alpha, raw.depth, gp, cam)
         tt.append(time.perf_counter() - t)
-        for k, v in zip(seqs, (gt, rgb, classical_restore(rgb, raw.alpha), gp, stab)):
+        for k, v in zip(seqs, (gt, rgb, classical_restore(rgb, raw.alpha), gp, stab), strict=False):
             seqs[k].append(v)
     ref = seqs["reference (uncompressed)"]
     rows = {}
     for k, s in seqs.items():
-        rows[k] = {"flicker": round(temporal.flicker(s) * 255, 3),
-                   "excess_flicker": round(temporal.excess_flicker(s, ref) * 255, 3),
-                   "flicker_fg": round(temporal.flicker(s, fg) * 255, 3),
-                   "change_vs_unrestored_fg": round(temporal.excess_flicker(s, seqs["unrestored"], fg) * 255, 3),
-                   "excess_flicker_fg": round(temporal.excess_flicker(s, ref, fg) * 255, 3),
-                   "psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(s, ref)])), 2) if k != list(seqs)[0]
-                   else None}
+        rows[k] = {
+            "flicker": round(temporal.flicker(s) * 255, 3),
+            "excess_flicker": round(temporal.excess_flicker(s, ref) * 255, 3),
+            "flicker_fg": round(temporal.flicker(s, fg) * 255, 3),
+            "change_vs_unrestored_fg": round(temporal.excess_flicker(s, seqs["unrestored"], fg) * 255, 3),
+            "excess_flicker_fg": round(temporal.excess_flicker(s, ref, fg) * 255, 3),
+            "psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(s, ref, strict=False)])), 2)
+            if k != list(seqs)[0]
+            else None,
+        }
     out["flicker"] = rows
-    out["flicker_units"] = "mean |difference| x 255; _fg: over the uncompressed scene's coverage only; change_vs_unrestored: frame-to-frame change the restoration adds (excess over the unrestored sequence)"
-    out["flicker_setup"] = (f"{frames} frames {w}x{h}, orbit 0.6 deg/frame at {zoom} x the automatic view's "
-                            f"distance, rho {ratio} (UGC prune+merge)")
+    out["flicker_units"] = (
+        "mean |difference| x 255; _fg: over the uncompressed scene's coverage only; change_vs_unrestored: frame-to-frame change the restoration adds (excess over the unrestored sequence)"
+    )
+    out["flicker_setup"] = (
+        f"{frames} frames {w}x{h}, orbit 0.6 deg/frame at {zoom} x the automatic view's "
+        f"distance, rho {ratio} (UGC prune+merge)"
+    )
     out["temporal_ms_per_frame"] = round(_med(tt), 1)
     out["temporal_valid_fraction_last"] = round(st.last_valid_fraction, 3)
     if png:
@@ -266,8 +290,11 @@ def bench_flicker(scene, restorer, ratio, frames, size, out, png=None, zoom=0.45
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scene", default=os.path.join(ROOT, "examples", "playcanvas_biker.spz"))
-    ap.add_argument("--weights", default=None, help="weights folder, or 'random' (an untrained tiny model: a "
-                    "stress case for temporal stabilisation)")
+    ap.add_argument(
+        "--weights",
+        default=None,
+        help="weights folder, or 'random' (an untrained tiny model: a stress case for temporal stabilisation)",
+    )
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", default="384x216")
     ap.add_argument("--ratio", type=float, default=0.1)

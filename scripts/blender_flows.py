@@ -27,9 +27,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "scenes"
-DEFAULT_SCENES = [REPO / "examples" / "playcanvas_biker.spz"] + [SHARED / n for n in (
-    "gshairlod_donut_fused_sh0.ply", "splatset_plant.splat", "pdal_fourth_st_sh3.spz",
-    "playcanvas_guitar.compressed.ply", "playcanvas_flowers_lod2_sh2.sog")]
+DEFAULT_SCENES = [REPO / "examples" / "playcanvas_biker.spz"] + [
+    SHARED / n
+    for n in (
+        "gshairlod_donut_fused_sh0.ply",
+        "splatset_plant.splat",
+        "pdal_fourth_st_sh3.spz",
+        "playcanvas_guitar.compressed.ply",
+        "playcanvas_flowers_lod2_sh2.sog",
+    )
+]
 PKG = "bl_ext.user_default.exgs"
 
 
@@ -148,9 +155,12 @@ def main(argv=None) -> int:
     ap.add_argument("--zip", type=Path, required=True, help="the extension zip (build.py / test_blender.sh)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--scenes", type=Path, nargs="+", default=None, help="default: biker + one shared scene per format")
-    ap.add_argument("--wait-warmup", action="store_true",
-                    help="let the kernel warm-up started at enable finish before the first flow (default: start "
-                         "at once, as a user who imports right after installing)")
+    ap.add_argument(
+        "--wait-warmup",
+        action="store_true",
+        help="let the kernel warm-up started at enable finish before the first flow (default: start "
+        "at once, as a user who imports right after installing)",
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="exgs-flows-"))
@@ -159,8 +169,9 @@ def main(argv=None) -> int:
     scenes = [p for p in (args.scenes or DEFAULT_SCENES) if p.exists()]
     summary = {"blender": bpy.app.version_string, "python": sys.version.split()[0], "runs": []}
     t = time.perf_counter()
-    assert bpy.ops.extensions.package_install_files(filepath=str(args.zip), repo="user_default",
-                                                    enable_on_install=True) == {"FINISHED"}
+    assert bpy.ops.extensions.package_install_files(
+        filepath=str(args.zip), repo="user_default", enable_on_install=True
+    ) == {"FINISHED"}
     summary["install_s"] = round(time.perf_counter() - t, 3)
     import importlib
 

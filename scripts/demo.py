@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from exgs_core import ExgsError, load  # noqa: E402
+from exgs_core.cli import parse_size, path_bytes, positive_int, write_png  # noqa: E402
 from exgs_core.compress import CompressOptions, compress, decompress  # noqa: E402
 from exgs_core.exgs_format import write_exgs  # noqa: E402
 from exgs_core.metrics import psnr, ssim  # noqa: E402
-from exgs_core.cli import parse_size, path_bytes, positive_int, write_png  # noqa: E402
 from exgs_core.render import render  # noqa: E402
 from exgs_core.views import auto_views, scene_frame  # noqa: E402
 
@@ -38,13 +38,15 @@ def contact_sheet(images: list[np.ndarray], cols: int = 4) -> np.ndarray:
     sheet = np.full((rows * h + (rows - 1) * g, cols * w + (cols - 1) * g, 3), 0.25, np.float32)
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
-        sheet[r * (h + g): r * (h + g) + h, c * (w + g): c * (w + g) + w] = np.clip(im, 0, 1)
+        sheet[r * (h + g) : r * (h + g) + h, c * (w + g) : c * (w + g) + w] = np.clip(im, 0, 1)
     return sheet
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scene", default=str(ROOT / "examples" / "playcanvas_biker.spz"), help="scene file (default: bundled biker)")
+    ap.add_argument(
+        "--scene", default=str(ROOT / "examples" / "playcanvas_biker.spz"), help="scene file (default: bundled biker)"
+    )
     ap.add_argument("--ratio", type=float, default=0.1, help="UGC retention ratio (default 0.1)")
     ap.add_argument("--views", type=positive_int, default=8, help="number of held-out views (default 8)")
     ap.add_argument("--size", type=parse_size, default=(512, 512), metavar="WxH", help="image size (default 512x512)")
@@ -64,10 +66,14 @@ def main(argv=None) -> int:
     size = path_bytes(args.scene)
     frame = scene_frame(scene)
     print(f"scene     {args.scene}")
-    print(f"          {scene.meta.get('format')}, {scene.n:,} Gaussians, SH degree {scene.sh_degree}, "
-          f"{size / 1e6:.2f} MB ({size / scene.n:.1f} B/Gaussian), loaded in {t_load:.2f} s")
-    print(f"          as a standard SH3 PLY: {scene.ply_size_bytes(3) / 1e6:.2f} MB; "
-          f"framed as '{frame.kind}', radius {frame.radius:.3g}")
+    print(
+        f"          {scene.meta.get('format')}, {scene.n:,} Gaussians, SH degree {scene.sh_degree}, "
+        f"{size / 1e6:.2f} MB ({size / scene.n:.1f} B/Gaussian), loaded in {t_load:.2f} s"
+    )
+    print(
+        f"          as a standard SH3 PLY: {scene.ply_size_bytes(3) / 1e6:.2f} MB; "
+        f"framed as '{frame.kind}', radius {frame.radius:.3g}"
+    )
 
     t2 = time.perf_counter()
     data, rep = compress(scene, CompressOptions(ratio=args.ratio))
@@ -76,9 +82,11 @@ def main(argv=None) -> int:
     t3 = time.perf_counter()
     small = decompress(data)
     t_dec = time.perf_counter() - t3
-    print(f"compress  UGC retention {args.ratio}: {rep.gaussians_out:,} Gaussians, {len(data) / 1e6:.3f} MB -> "
-          f"{size / len(data):.1f}x vs the input file, {rep.bytes_sh3_ply / len(data):.1f}x vs SH3 PLY; "
-          f"encode {t_comp:.2f} s, decode {t_dec * 1000:.0f} ms")
+    print(
+        f"compress  UGC retention {args.ratio}: {rep.gaussians_out:,} Gaussians, {len(data) / 1e6:.3f} MB -> "
+        f"{size / len(data):.1f}x vs the input file, {rep.bytes_sh3_ply / len(data):.1f}x vs SH3 PLY; "
+        f"encode {t_comp:.2f} s, decode {t_dec * 1000:.0f} ms"
+    )
 
     w, h = args.size
     cams = auto_views(scene, args.views, w, h, split="eval")
@@ -101,7 +109,9 @@ def main(argv=None) -> int:
         ps.append(min(psnr(res.rgb, comp), 100.0))
         ss.append(ssim(res.rgb, comp))
         tiles = [res.rgb, comp]
-        line = f"  view {i + 1}/{len(cams)}  render {times[-1] * 1000:7.1f} ms  compressed {ps[-1]:6.2f} dB / {ss[-1]:.4f}"
+        line = (
+            f"  view {i + 1}/{len(cams)}  render {times[-1] * 1000:7.1f} ms  compressed {ps[-1]:6.2f} dB / {ss[-1]:.4f}"
+        )
         if restorer is not None:
             t = time.perf_counter()
             rest = restorer.restore(comp, cres.alpha, cres.depth)
@@ -149,16 +159,24 @@ def main(argv=None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     lines = [f"{k}: {v}" for k, v in summary.items() if k != "images"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
-    print(f"rendered {len(cams)} views at {w}x{h} on {res.backend}: {summary['render_ms_mean']} ms/frame "
-          f"({summary['fps']} fps); first call {t_warm:.2f} s")
-    print(f"compressed {size / 1e6:.2f} MB -> {len(data) / 1e6:.3f} MB ({summary['compression_vs_input']}x; "
-          f"{summary['compression_vs_sh3_ply']}x vs SH3 PLY) at PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f} "
-          f"on {len(cams)} held-out views")
+    print(
+        f"rendered {len(cams)} views at {w}x{h} on {res.backend}: {summary['render_ms_mean']} ms/frame "
+        f"({summary['fps']} fps); first call {t_warm:.2f} s"
+    )
+    print(
+        f"compressed {size / 1e6:.2f} MB -> {len(data) / 1e6:.3f} MB ({summary['compression_vs_input']}x; "
+        f"{summary['compression_vs_sh3_ply']}x vs SH3 PLY) at PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f} "
+        f"on {len(cams)} held-out views"
+    )
     if pr:
-        print(f"restored with GaussPainter: PSNR {summary['psnr_restored']:.2f} dB, SSIM {summary['ssim_restored']:.4f} "
-              f"({summary['restore_ms_mean']} ms/frame)")
-    print(f"wrote {out}/comparison.png (original | compressed | restored), contact_sheet.png, view_*.png, scene.exgs, "
-          "summary.json")
+        print(
+            f"restored with GaussPainter: PSNR {summary['psnr_restored']:.2f} dB, SSIM {summary['ssim_restored']:.4f} "
+            f"({summary['restore_ms_mean']} ms/frame)"
+        )
+    print(
+        f"wrote {out}/comparison.png (original | compressed | restored), contact_sheet.png, view_*.png, scene.exgs, "
+        "summary.json"
+    )
     return 0
 
 

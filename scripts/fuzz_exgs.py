@@ -50,12 +50,12 @@ def _alarm(signum, frame):
 
 def split(data: bytes):
     _, version, r0, flags, n, jlen, nsec, r1, _, r2 = FIXED.unpack_from(data, 0)
-    hjson = data[32:32 + jlen]
+    hjson = data[32 : 32 + jlen]
     entries = []
     pos = 32 + jlen + 32 * nsec
     for i in range(nsec):
         f = list(ENTRY.unpack_from(data, 32 + jlen + 32 * i))
-        entries.append({"f": f, "payload": data[pos:pos + f[5]]})
+        entries.append({"f": f, "payload": data[pos : pos + f[5]]})
         pos += f[5]
     return [version, r0, flags, n, r1, r2], hjson, entries
 
@@ -89,11 +89,11 @@ def mutate_bytes(b: bytearray, rnd: random.Random, desc: list) -> None:
     elif kind == "insert":
         b[pos:pos] = bytes(rnd.randrange(256) for _ in range(rnd.choice((1, 1, 2, 7, 32))))
     elif kind == "delete":
-        del b[pos:pos + rnd.choice((1, 2, 8, 100))]
+        del b[pos : pos + rnd.choice((1, 2, 8, 100))]
     elif kind in ("u32", "u64"):
         size = 4 if kind == "u32" else 8
         val = rnd.choice((0, 1, 2**8 * size - 1, 2 ** (8 * size) - 1, 2**31, rnd.randrange(2 ** (8 * size))))
-        b[pos:pos + size] = val.to_bytes(size, "little")[: len(b) - pos]
+        b[pos : pos + size] = val.to_bytes(size, "little")[: len(b) - pos]
     elif kind == "dup":
         end = min(len(b), pos + rnd.randrange(1, 64))
         b[pos:pos] = b[pos:end]
@@ -108,9 +108,11 @@ def raw_case(data: bytes, rnd: random.Random, desc: list) -> bytes:
         choices = [(12, 4), (16, 4), (20, 2)] + [(32 + jlen + 32 * i + o, 8) for i in range(nsec) for o in (8, 16)]
         off, size = rnd.choice(choices)
         if off + size <= len(b):
-            old = int.from_bytes(b[off:off + size], "little")
-            new = rnd.choice((0, old + 1, max(old - 1, 0), old * 2, 2 ** (8 * size) - 1, rnd.randrange(2 ** (8 * size))))
-            b[off:off + size] = (new % 2 ** (8 * size)).to_bytes(size, "little")
+            old = int.from_bytes(b[off : off + size], "little")
+            new = rnd.choice(
+                (0, old + 1, max(old - 1, 0), old * 2, 2 ** (8 * size) - 1, rnd.randrange(2 ** (8 * size)))
+            )
+            b[off : off + size] = (new % 2 ** (8 * size)).to_bytes(size, "little")
             desc.append(f"len@{off}:{old}->{new}")
     for _ in range(rnd.randint(1, 4)):
         mutate_bytes(b, rnd, desc)
@@ -150,8 +152,36 @@ def checksum_case(data: bytes, rnd: random.Random, desc: list) -> bytes:
         cur = h
         for k in p[:-1]:
             cur = cur[k]
-        val = rnd.choice((None, True, -1, 0, 1, 2, 3, 4, 17, 21, 22, 65536, 65537, 2**31, 2**64, -1e39, 1e39,
-                          3.4e38, 1e-45, 0.5, "x", [], {}, [0, 0, 0], "smallest3", "morton"))
+        val = rnd.choice(
+            (
+                None,
+                True,
+                -1,
+                0,
+                1,
+                2,
+                3,
+                4,
+                17,
+                21,
+                22,
+                65536,
+                65537,
+                2**31,
+                2**64,
+                -1e39,
+                1e39,
+                3.4e38,
+                1e-45,
+                0.5,
+                "x",
+                [],
+                {},
+                [0, 0, 0],
+                "smallest3",
+                "morton",
+            )
+        )
         if rnd.random() < 0.2 and isinstance(cur, dict):
             del cur[p[-1]]
             desc.append(f"del {p}")
@@ -203,8 +233,9 @@ def run(count: int, seed: int, timeout: float, report_every: int) -> dict:
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             s = F.decode(case, path="fuzz.exgs")
-            finite = all(np.isfinite(getattr(s, f)).all()
-                         for f in ("means", "quats", "log_scales", "opacity_logits", "sh"))
+            finite = all(
+                np.isfinite(getattr(s, f)).all() for f in ("means", "quats", "log_scales", "opacity_logits", "sh")
+            )
             outcome = "decoded" if finite else "other"
             if not finite:
                 detail = "decoded scene has NaN/Inf"

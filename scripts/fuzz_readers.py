@@ -62,22 +62,22 @@ def mutate(raw: bytes, rng: random.Random) -> bytes:
             for _ in range(rng.randint(1, 4)):
                 b[rng.randrange(h)] = rng.randrange(256)
         elif k < 0.55:
-            del b[rng.randrange(len(b)):]
+            del b[rng.randrange(len(b)) :]
         elif k < 0.65:
             p = rng.randrange(len(b) + 1)
             b[p:p] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
         elif k < 0.75:
             p = rng.randrange(len(b))
-            del b[p:p + rng.randint(1, 64)]
+            del b[p : p + rng.randint(1, 64)]
         elif k < 0.9 and len(b) >= 64:
             p = rng.randrange(0, 61)
-            b[p:p + 4] = rng.choice(EXTREMES).to_bytes(4, "little")
+            b[p : p + 4] = rng.choice(EXTREMES).to_bytes(4, "little")
         elif b.startswith(b"ply"):
             end = b.find(b"end_header")
-            nums = [m for m in re.finditer(rb"\d+", bytes(b[:max(end, 0)]))]
+            nums = [m for m in re.finditer(rb"\d+", bytes(b[: max(end, 0)]))]
             if nums:
                 m = rng.choice(nums)
-                b[m.start():m.end()] = str(rng.choice((0, 1, 10 ** 9, 10 ** 15, 2 ** 63))).encode()
+                b[m.start() : m.end()] = str(rng.choice((0, 1, 10**9, 10**15, 2**63))).encode()
     return bytes(b)
 
 
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mem-gb", type=float, default=8.0, help="address-space cap for this process")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    cap = int(args.mem_gb * 2 ** 30)
+    cap = int(args.mem_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     signal.signal(signal.SIGALRM, _alarm)
     fixtures = sorted(p for p in DATA.iterdir() if p.suffix in (".ply", ".splat", ".spz", ".sog"))
@@ -117,16 +117,28 @@ def main(argv=None) -> int:
                 examples.append({"case": i, "fixture": name, "what": f"slower than {args.timeout} s"})
             except Exception as e:  # noqa: BLE001 - anything else is the finding
                 kind = "other"
-                examples.append({"case": i, "fixture": name, "what": f"{type(e).__name__}: {e}"[:300],
-                                 "trace": traceback.format_exc()[-800:]})
+                examples.append(
+                    {
+                        "case": i,
+                        "fixture": name,
+                        "what": f"{type(e).__name__}: {e}"[:300],
+                        "trace": traceback.format_exc()[-800:],
+                    }
+                )
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             times.append(time.perf_counter() - t)
             out[kind] += 1
             per_fixture.setdefault(name, Counter())[kind] += 1
-    res = {"cases": args.count, "seed": args.seed, **{k: out[k] for k in ("error", "loaded", "other")},
-           "max_ms": round(1000 * max(times), 1), "mean_ms": round(1000 * sum(times) / len(times), 2),
-           "per_fixture": {k: dict(v) for k, v in per_fixture.items()}, "examples": examples[:20]}
+    res = {
+        "cases": args.count,
+        "seed": args.seed,
+        **{k: out[k] for k in ("error", "loaded", "other")},
+        "max_ms": round(1000 * max(times), 1),
+        "mean_ms": round(1000 * sum(times) / len(times), 2),
+        "per_fixture": {k: dict(v) for k, v in per_fixture.items()},
+        "examples": examples[:20],
+    }
     print(json.dumps(res, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

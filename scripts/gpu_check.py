@@ -44,8 +44,10 @@ def section(name, out):
         except Exception as e:  # a failed section is recorded, the next one still runs
             RESULTS[name] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-3000:]}
         RESULTS[name + "_seconds"] = round(time.perf_counter() - t, 2)
-        print(f"== {name} ({RESULTS[name + '_seconds']} s)\n{json.dumps(RESULTS[name], indent=1, default=float)[:4000]}",
-              flush=True)
+        print(
+            f"== {name} ({RESULTS[name + '_seconds']} s)\n{json.dumps(RESULTS[name], indent=1, default=float)[:4000]}",
+            flush=True,
+        )
         _save(out)
         return fn
 
@@ -80,9 +82,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-threads", type=int, default=2)
     ap.add_argument("--skip-compress", action="store_true")
     ap.add_argument("--skip-painter", action="store_true")
-    ap.add_argument("--dry-run", action="store_true",
-                    help="check this script on a machine without CUDA: 'gsplat' renders and 'cuda' run on the CPU, "
-                         "small scenes, few repetitions (the numbers mean nothing)")
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check this script on a machine without CUDA: 'gsplat' renders and 'cuda' run on the CPU, "
+        "small scenes, few repetitions (the numbers mean nothing)",
+    )
     args = ap.parse_args(argv)
     gs = "cpu" if args.dry_run else "gsplat"
     cuda = "cpu" if args.dry_run else "cuda"
@@ -111,10 +116,16 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         ok = R.has_gsplat()
         return {
-            "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "cuda": torch.version.cuda, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "gsplat": gsplat and gsplat.__version__, "has_gsplat": ok, "gsplat_probe_s": round(time.perf_counter() - t, 1),
-            "cpu_cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "gsplat": gsplat and gsplat.__version__,
+            "has_gsplat": ok,
+            "gsplat_probe_s": round(time.perf_counter() - t, 1),
+            "cpu_cores": os.cpu_count(),
+            "numba_threads": numba.get_num_threads(),
             "bf16": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
         }
 
@@ -134,15 +145,21 @@ def main(argv=None) -> int:
                 wc, wg = c.weights, g.weights
                 k = max(1, int(0.1 * (wc > 0).sum()))
                 top = len(np.intersect1d(np.argsort(-wc)[:k], np.argsort(-wg)[:k])) / k
-                rows.append({
-                    "size": f"{w}x{h}", "view": cam.name, "max_abs_rgb": round(float(d.max()), 5),
-                    "mean_abs_rgb": float(d.mean()), "frac_within_1_255": float((d < 1 / 255).mean()),
-                    "max_abs_alpha": round(float(np.abs(c.alpha - g.alpha).max()), 5),
-                    "psnr_cpu_vs_gsplat": _psnr(c.rgb, g.rgb), "n_rendered_cpu": c.n_rendered,
-                    "n_rendered_gsplat": g.n_rendered,
-                    "weights_rel_l1": float(np.abs(wc - wg).sum() / max(wc.sum(), 1e-12)),
-                    "top10pct_overlap": round(top, 4),
-                })
+                rows.append(
+                    {
+                        "size": f"{w}x{h}",
+                        "view": cam.name,
+                        "max_abs_rgb": round(float(d.max()), 5),
+                        "mean_abs_rgb": float(d.mean()),
+                        "frac_within_1_255": float((d < 1 / 255).mean()),
+                        "max_abs_alpha": round(float(np.abs(c.alpha - g.alpha).max()), 5),
+                        "psnr_cpu_vs_gsplat": _psnr(c.rgb, g.rgb),
+                        "n_rendered_cpu": c.n_rendered,
+                        "n_rendered_gsplat": g.n_rendered,
+                        "weights_rel_l1": float(np.abs(wc - wg).sum() / max(wc.sum(), 1e-12)),
+                        "top10pct_overlap": round(top, 4),
+                    }
+                )
         return rows
 
     @section("render_speed", args.out)
@@ -151,21 +168,27 @@ def main(argv=None) -> int:
         lo, hi = biker.robust_bounds()
         big = biker.subset(np.resize(np.arange(biker.n), big_n))
         big.means = (big.means + rng.normal(0, 0.002 * float(np.linalg.norm(hi - lo)), big.means.shape)).astype(
-            np.float32)
+            np.float32
+        )
         out = []
-        for name, sc, sizes in [("biker 152,746", biker, [(640, 360), (512, 512), (1920, 1080)]),
-                                (f"biker x {big_n:,}", big, [(1920, 1080)])]:
+        for name, sc, sizes in [
+            ("biker 152,746", biker, [(640, 360), (512, 512), (1920, 1080)]),
+            (f"biker x {big_n:,}", big, [(1920, 1080)]),
+        ]:
             for w, h in sizes:
                 cam = _cameras(sc, 1, w, h)[0]
                 gp = R.prepare(sc, gs)  # uploaded once (what scoring, the worker and the viewport do)
-                row = {"scene": name, "size": f"{w}x{h}",
-                       "gsplat_ms": _median_ms(lambda: render(sc, cam, backend=gs), 20),
-                       "gsplat_prepared_ms": _median_ms(lambda: render(sc, cam, backend=gs, prepared=gp), 20),
-                       "gsplat_weights_ms": _median_ms(lambda: render(sc, cam, backend=gs,
-                                                                      return_weights=True), 10)}
+                row = {
+                    "scene": name,
+                    "size": f"{w}x{h}",
+                    "gsplat_ms": _median_ms(lambda: render(sc, cam, backend=gs), 20),
+                    "gsplat_prepared_ms": _median_ms(lambda: render(sc, cam, backend=gs, prepared=gp), 20),
+                    "gsplat_weights_ms": _median_ms(lambda: render(sc, cam, backend=gs, return_weights=True), 10),
+                }
                 prep = R.PreparedScene(sc)
                 row[f"cpu_{args.cpu_threads}threads_ms"] = _median_ms(
-                    lambda: R._render(sc, cam, prep, backend="cpu"), 3 if sc.n > 500_000 else 5)
+                    lambda: R._render(sc, cam, prep, backend="cpu"), 3 if sc.n > 500_000 else 5
+                )
                 out.append(row)
         return out
 
@@ -174,27 +197,42 @@ def main(argv=None) -> int:
 
         rng = np.random.default_rng(0)
         rows = []
-        variants = [("cuda bf16", dict(device=cuda)), ("cuda fp32", dict(device=cuda, half=False)),
-                    (f"cpu fp32 {args.cpu_threads} threads", dict(device="cpu"))]
+        variants = [
+            ("cuda bf16", dict(device=cuda)),
+            ("cuda fp32", dict(device=cuda, half=False)),
+            (f"cpu fp32 {args.cpu_threads} threads", dict(device="cpu")),
+        ]
         for label, kw in variants:
             r = Restorer.from_pretrained(**kw)
             for w, h in [(512, 512), (1920, 1080)]:
                 a = (rng.random((h, w)) < 0.8).astype(np.float32)
                 rgb = rng.random((h, w, 3)).astype(np.float32) * a[..., None]
                 reps = 3 if label.startswith("cpu") else 20
-                rows.append({"variant": label, "half": r.half, "size": f"{w}x{h}",
-                             "ms_per_frame": _median_ms(lambda: r.restore(rgb, a), reps)})
+                rows.append(
+                    {
+                        "variant": label,
+                        "half": r.half,
+                        "size": f"{w}x{h}",
+                        "ms_per_frame": _median_ms(lambda: r.restore(rgb, a), reps),
+                    }
+                )
             if label.startswith("cuda"):
                 rgb8 = rng.random((8, 512, 512, 3)).astype(np.float32)
                 a8 = (rng.random((8, 512, 512)) < 0.8).astype(np.float32)
-                rows.append({"variant": label, "size": "batch of 8 x 512x512",
-                             "ms_per_frame": round(_median_ms(lambda: r.restore(rgb8, a8), 5) / 8, 2)})
+                rows.append(
+                    {
+                        "variant": label,
+                        "size": "batch of 8 x 512x512",
+                        "ms_per_frame": round(_median_ms(lambda: r.restore(rgb8, a8), 5) / 8, 2),
+                    }
+                )
         return rows
 
     if not args.skip_painter:
         section("painter", args.out)(painter)
 
     if not args.skip_compress:
+
         @section("compress_biker", args.out)
         def _():
             from exgs_core.cli import evaluate
@@ -213,10 +251,19 @@ def main(argv=None) -> int:
                     finally:
                         R.has_gsplat = real
                     ev = evaluate(biker, decompress(data), eval_cams, backend=gs)
-                    rows.append({"scoring_backend": backend, "ratio": ratio, "encode_s": round(enc, 2),
-                                 "bytes": len(data), "gaussians": rep.gaussians_out,
-                                 "psnr_heldout": round(ev["psnr"], 3), "ssim_heldout": round(ev["ssim"], 4),
-                                 "stages_s": rep.seconds, "amplification": rep.amplification})
+                    rows.append(
+                        {
+                            "scoring_backend": backend,
+                            "ratio": ratio,
+                            "encode_s": round(enc, 2),
+                            "bytes": len(data),
+                            "gaussians": rep.gaussians_out,
+                            "psnr_heldout": round(ev["psnr"], 3),
+                            "ssim_heldout": round(ev["ssim"], 4),
+                            "stages_s": rep.seconds,
+                            "amplification": rep.amplification,
+                        }
+                    )
             return rows
 
         @section("compress_1m", args.out)
@@ -232,8 +279,14 @@ def main(argv=None) -> int:
             for comp in ("auto", "pairwise"):
                 t = time.perf_counter()
                 data, rep = compress(big, CompressOptions(ratio=0.1, compensation=comp))
-                rows.append({"compensation": comp, "encode_s_gsplat_scoring": round(time.perf_counter() - t, 2),
-                             "bytes": len(data), "stages_s": getattr(rep, "seconds", None)})
+                rows.append(
+                    {
+                        "compensation": comp,
+                        "encode_s_gsplat_scoring": round(time.perf_counter() - t, 2),
+                        "bytes": len(data),
+                        "stages_s": getattr(rep, "seconds", None),
+                    }
+                )
             return rows
 
     print(json.dumps({k: v for k, v in RESULTS.items() if k.endswith("_seconds")}))

@@ -48,8 +48,9 @@ def _stem(name: str) -> str:
 
 # -- 1. prepare (CPU) --------------------------------------------------------------------------------------------
 def prepare(out: str, n_ratios: int, seed: int, only=None) -> dict:
-    import exgs_core as ex
     import make_painter_data as mpd
+
+    import exgs_core as ex
     from exgs_core.compress import CompressOptions, compress
 
     os.makedirs(os.path.join(out, "scenes"), exist_ok=True)
@@ -71,13 +72,17 @@ def prepare(out: str, n_ratios: int, seed: int, only=None) -> dict:
         shutil.copy(src, os.path.join(out, "scenes", name))
         scene = ex.load(src)
         files = []
-        for i, (r, s) in enumerate(zip(ratios, shk)):
+        for i, (r, s) in enumerate(zip(ratios, shk, strict=False)):
             data, rep = compress(scene, CompressOptions(ratio=r, sh_keep=s))
             fn = f"{_stem(name)}_r{i}.exgs"
             with open(os.path.join(out, "exgs", fn), "wb") as f:
                 f.write(data)
             files.append({"file": fn, "ratio": r, "sh_keep": s, "bytes": len(data)})
-        man["scenes"][name] = {"split": "val" if val else "train", "files": files, "seconds": round(time.time() - t0, 1)}
+        man["scenes"][name] = {
+            "split": "val" if val else "train",
+            "files": files,
+            "seconds": round(time.time() - t0, 1),
+        }
         print(json.dumps({name: man["scenes"][name]}), flush=True)
         with open(man_path + ".tmp", "w") as f:
             json.dump(man, f, indent=1)
@@ -104,21 +109,28 @@ def _render_scene(job) -> dict:
     clean, _ = ex.load(os.path.join(carry, "scenes", name)).sanitize()
     decoded = [read_exgs(os.path.join(carry, "exgs", f["file"])) for f in info["files"]]
     if info["split"] == "val":
-        sets = {"val": auto_views(clean, 8, size, size, split="eval"),
-                "oracle": auto_views(clean, 16, size, size, split="train")}
+        sets = {
+            "val": auto_views(clean, 8, size, size, split="eval"),
+            "oracle": auto_views(clean, 16, size, size, split="train"),
+        }
     else:
         half = n_views // 2
-        sets = {"train": auto_views(clean, half, size, size, split="train")
-                + auto_views(clean, n_views - half, size, size, split="eval", fov_y_deg=32.0)}
+        sets = {
+            "train": auto_views(clean, half, size, size, split="train")
+            + auto_views(clean, n_views - half, size, size, split="eval", fov_y_deg=32.0)
+        }
     for split, cams in sets.items():
         full = render_many(clean, cams, backend="cpu")
         ins = [render_many(d, cams, backend="cpu") for d in decoded]
-        np.savez(os.path.join(data, f"{split}_{_stem(name)}.npz"),
-                 target=np.stack([_u8(r.rgb) for r in full]), target_alpha=np.stack([_u8(r.alpha) for r in full]),
-                 inputs=np.stack([np.stack([_u8(r.rgb) for r in rr]) for rr in ins]),
-                 alpha=np.stack([np.stack([_u8(r.alpha) for r in rr]) for rr in ins]),
-                 ratios=np.array([f["ratio"] for f in info["files"]]),
-                 sh_keep=np.array([f["sh_keep"] for f in info["files"]]))
+        np.savez(
+            os.path.join(data, f"{split}_{_stem(name)}.npz"),
+            target=np.stack([_u8(r.rgb) for r in full]),
+            target_alpha=np.stack([_u8(r.alpha) for r in full]),
+            inputs=np.stack([np.stack([_u8(r.rgb) for r in rr]) for rr in ins]),
+            alpha=np.stack([np.stack([_u8(r.alpha) for r in rr]) for rr in ins]),
+            ratios=np.array([f["ratio"] for f in info["files"]]),
+            sh_keep=np.array([f["sh_keep"] for f in info["files"]]),
+        )
     return {"scene": name, "seconds": round(time.time() - t0, 1)}
 
 
@@ -149,9 +161,9 @@ class GpuSampler:
         self.torch = torch
         self.crop = crop
         self.g = torch.Generator(device="cpu").manual_seed(seed)
-        self.x = [torch.from_numpy(s.inputs).to(device) for s in scenes]        # [R,V,H,W,3]
-        self.a = [torch.from_numpy(s.alpha).to(device) for s in scenes]         # [R,V,H,W]
-        self.t = [torch.from_numpy(s.target).to(device) for s in scenes]        # [V,H,W,3]
+        self.x = [torch.from_numpy(s.inputs).to(device) for s in scenes]  # [R,V,H,W,3]
+        self.a = [torch.from_numpy(s.alpha).to(device) for s in scenes]  # [R,V,H,W]
+        self.t = [torch.from_numpy(s.target).to(device) for s in scenes]  # [V,H,W,3]
         self.cov = [s._cov for s in scenes]
 
     def batch(self, b: int):
@@ -169,9 +181,9 @@ class GpuSampler:
             else:
                 cy, cx = int(torch.randint(H, (1,), generator=g)), int(torch.randint(W, (1,), generator=g))
             y0, x0 = int(np.clip(cy - c // 2, 0, H - c)), int(np.clip(cx - c // 2, 0, W - c))
-            xs.append(self.x[si][r, v, y0:y0 + c, x0:x0 + c])
-            as_.append(self.a[si][r, v, y0:y0 + c, x0:x0 + c])
-            ts.append(self.t[si][v, y0:y0 + c, x0:x0 + c])
+            xs.append(self.x[si][r, v, y0 : y0 + c, x0 : x0 + c])
+            as_.append(self.a[si][r, v, y0 : y0 + c, x0 : x0 + c])
+            ts.append(self.t[si][v, y0 : y0 + c, x0 : x0 + c])
         x = torch.stack(xs).permute(0, 3, 1, 2).float() / 255
         a = torch.stack(as_)[:, None].float() / 255
         t = torch.stack(ts).permute(0, 3, 1, 2).float() / 255
@@ -193,10 +205,17 @@ def _losses(model, x, a, t, w):
 
     out, aux = model(x, a, return_aux=True)
     out = out.float()
-    terms = {"charb": w["charb"] * L.charbonnier(out, t), "mse": w["mse"] * ((out - t) ** 2).mean(),
-             "msssim": w["msssim"] * (1 - L.ms_ssim(out.clamp(0, 1), t)), "grad": w["grad"] * L.gradient_l1(out, t)}
+    terms = {
+        "charb": w["charb"] * L.charbonnier(out, t),
+        "mse": w["mse"] * ((out - t) ** 2).mean(),
+        "msssim": w["msssim"] * (1 - L.ms_ssim(out.clamp(0, 1), t)),
+        "grad": w["grad"] * L.gradient_l1(out, t),
+    }
     z_star = model.encode(model.cond(t, t, torch.zeros_like(a)))
-    clamp = lambda z: torch.tanh(z / 3) * 3
+
+    def clamp(z):
+        return torch.tanh(z / 3) * 3
+
     terms["latent"] = w["latent"] * (clamp(aux["z_hat"]).float() - clamp(z_star).detach().float()).abs().mean()
     rec = model.decode(z_star).float() * 0.5 + 0.5
     terms["rec"] = w["rec"] * ((rec - t).abs().mean() + (aux["d_in"].float() * 0.5 + 0.5 - aux["prefill"]).abs().mean())
@@ -231,8 +250,15 @@ def _fit(model, sampler, minutes: float, steps_max: int, batch: int, lr: float, 
         for k, v in terms.items():
             agg[k] = agg.get(k, 0.0) + float(v.detach())
         if step % 200 == 0:
-            log({"fit": tag, "step": step, "lr": round(cur, 6), "s": round(time.time() - t0, 1),
-                 **{k: round(v / 200, 5) for k, v in agg.items()}})
+            log(
+                {
+                    "fit": tag,
+                    "step": step,
+                    "lr": round(cur, 6),
+                    "s": round(time.time() - t0, 1),
+                    **{k: round(v / 200, 5) for k, v in agg.items()},
+                }
+            )
             agg = {}
     model.eval()
     return {"steps": step, "seconds": round(time.time() - t0, 1)}
@@ -266,13 +292,28 @@ def _evaluate(models: dict, scenes, device) -> dict:
                             at = torch.nn.functional.pad(at, (0, pw, 0, ph))
                             y = m(xt, at).clamp(0, 1)[0, :, :H, :W].permute(1, 2, 0).float().cpu().numpy()
                         d = res.setdefault(key, {}).setdefault(name, {"psnr": [], "ssim": [], "psnr_vis": []})
-                        d["psnr"].append(psnr(y, t)); d["ssim"].append(ssim(y, t)); d["psnr_vis"].append(psnr(y, t, vis))
-    return {k: {n: {q: round(float(np.mean(vals)), 4) for q, vals in d.items()} for n, d in ms.items()}
-            for k, ms in sorted(res.items())}
+                        d["psnr"].append(psnr(y, t))
+                        d["ssim"].append(ssim(y, t))
+                        d["psnr_vis"].append(psnr(y, t, vis))
+    return {
+        k: {n: {q: round(float(np.mean(vals)), 4) for q, vals in d.items()} for n, d in ms.items()}
+        for k, ms in sorted(res.items())
+    }
 
 
-def train(data: str, out: str, minutes: float, oracle_minutes: float, batch: int, crop: int, lr: float,
-          seed: int, shipped: str | None, deadline: float | None = None, reserve_s: float = 170.0) -> dict:
+def train(
+    data: str,
+    out: str,
+    minutes: float,
+    oracle_minutes: float,
+    batch: int,
+    crop: int,
+    lr: float,
+    seed: int,
+    shipped: str | None,
+    deadline: float | None = None,
+    reserve_s: float = 170.0,
+) -> dict:
     import copy
 
     import torch
@@ -295,18 +336,38 @@ def train(data: str, out: str, minutes: float, oracle_minutes: float, batch: int
     train_sc = [pdata.SceneCache(f) for f in pdata.list_cache(data, "train")]
     val_sc = [pdata.SceneCache(f) for f in pdata.list_cache(data, "val")]
     model = make_painter(LARGE_CONFIG).to(device)
-    log({"stage": "start", "train": [s.name for s in train_sc], "val": [s.name for s in val_sc],
-         "params_vae": n_params(model.vae), "params_unet": n_params(model.unet), "config": LARGE_CONFIG,
-         "batch": batch, "crop": crop, "lr": lr, "minutes": minutes})
+    log(
+        {
+            "stage": "start",
+            "train": [s.name for s in train_sc],
+            "val": [s.name for s in val_sc],
+            "params_vae": n_params(model.vae),
+            "params_unet": n_params(model.unet),
+            "config": LARGE_CONFIG,
+            "batch": batch,
+            "crop": crop,
+            "lr": lr,
+            "minutes": minutes,
+        }
+    )
     sampler = GpuSampler(train_sc, crop, device, seed)
     if deadline:  # a wall-clock end for the whole command: keep reserve_s for evaluation and the oracle
         minutes = max(0.5, min(minutes, (deadline - time.time() - reserve_s) / 60))
         log({"stage": "budget", "minutes": round(minutes, 2)})
-    fit = _fit(model, sampler, minutes, 10 ** 9, batch, lr, log, "large")
+    fit = _fit(model, sampler, minutes, 10**9, batch, lr, log, "large")
     log({"stage": "trained", **fit})
-    save_painter(model, os.path.join(out, "large"), half=True,
-                 extra={"trained_steps": fit["steps"], "train_seconds": fit["seconds"], "device": results["device"],
-                        "batch": batch, "crop": crop})
+    save_painter(
+        model,
+        os.path.join(out, "large"),
+        half=True,
+        extra={
+            "trained_steps": fit["steps"],
+            "train_seconds": fit["seconds"],
+            "device": results["device"],
+            "batch": batch,
+            "crop": crop,
+        },
+    )
     holes = copy.deepcopy(model)
     holes.config.update({"residual_scale_hole": 1.0, "residual_scale_visible": 0.0})
     models = {"unrestored": None, "large": model, "large_holes_only": holes}
@@ -317,13 +378,13 @@ def train(data: str, out: str, minutes: float, oracle_minutes: float, batch: int
     # oracle: fine-tune a copy on each validation scene's own train-split views, test on its eval views
     orc = {}
     for vs in val_sc:
-        stem = vs.name[len("val_"):]
+        stem = vs.name[len("val_") :]
         path = os.path.join(data, f"oracle_{stem}.npz")
         if not os.path.isfile(path) or oracle_minutes <= 0:
             continue
         m = copy.deepcopy(model)
         smp = GpuSampler([pdata.SceneCache(path)], crop, device, seed + 1)
-        f = _fit(m, smp, oracle_minutes, 10 ** 9, batch, lr * 0.3, log, f"oracle {stem}", warmup=20)
+        f = _fit(m, smp, oracle_minutes, 10**9, batch, lr * 0.3, log, f"oracle {stem}", warmup=20)
         orc[stem] = {"fit": f, "eval": _evaluate({"unrestored": None, "large": model, "oracle": m}, [vs], device)}
         log({"stage": "oracle", "scene": stem, **orc[stem]})
     return results

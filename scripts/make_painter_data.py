@@ -73,8 +73,9 @@ def make_scene(name: str, out_dir: str, size: int, seed: int, n_train_views: int
         sh_keeps = [VAL_SH_KEEP] * len(ratios)
     else:
         half = n_train_views // 2
-        cams = auto_views(clean, half, size, size, split="train") + \
-            auto_views(clean, n_train_views - half, size, size, split="eval", fov_y_deg=32.0)
+        cams = auto_views(clean, half, size, size, split="train") + auto_views(
+            clean, n_train_views - half, size, size, split="eval", fov_y_deg=32.0
+        )
         ratios = sorted(float(np.exp(rng.uniform(np.log(0.03), np.log(0.5)))) for _ in range(n_ratios))
         sh_keeps = [float(rng.choice([0.0, 0.1, 0.3])) for _ in range(n_ratios)]
     full = render_many(clean, cams, backend="cpu")
@@ -82,7 +83,7 @@ def make_scene(name: str, out_dir: str, size: int, seed: int, n_train_views: int
     target_alpha = np.stack([_u8(r.alpha) for r in full])
     inputs, alphas, depths = [], [], []
     acc = None
-    for ratio, shk in zip(ratios, sh_keeps):
+    for ratio, shk in zip(ratios, sh_keeps, strict=False):
         pruned, _, acc = prune(clean, CompressOptions(ratio=ratio, sh_keep=shk), acc=acc)
         rr = render_many(pruned, cams, backend="cpu")
         inputs.append(np.stack([_u8(r.rgb) for r in rr]))
@@ -90,10 +91,26 @@ def make_scene(name: str, out_dir: str, size: int, seed: int, n_train_views: int
         depths.append(np.stack([np.nan_to_num(r.depth, nan=0, posinf=0, neginf=0).astype(np.float16) for r in rr]))
     stem = os.path.splitext(name)[0].replace(".compressed", "")
     path = os.path.join(out_dir, ("val_" if val else "train_") + stem + ".npz")
-    np.savez(path, target=target, target_alpha=target_alpha, inputs=np.stack(inputs), alpha=np.stack(alphas),
-             depth=np.stack(depths), ratios=np.array(ratios), sh_keep=np.array(sh_keeps))
-    info = {"scene": name, "split": "val" if val else "train", "views": len(cams), "ratios": ratios,
-            "sh_keep": sh_keeps, "gaussians": int(clean.n), "seconds": round(time.time() - t0, 1), "file": path}
+    np.savez(
+        path,
+        target=target,
+        target_alpha=target_alpha,
+        inputs=np.stack(inputs),
+        alpha=np.stack(alphas),
+        depth=np.stack(depths),
+        ratios=np.array(ratios),
+        sh_keep=np.array(sh_keeps),
+    )
+    info = {
+        "scene": name,
+        "split": "val" if val else "train",
+        "views": len(cams),
+        "ratios": ratios,
+        "sh_keep": sh_keeps,
+        "gaussians": int(clean.n),
+        "seconds": round(time.time() - t0, 1),
+        "file": path,
+    }
     print(json.dumps(info), flush=True)
     return info
 
@@ -112,7 +129,7 @@ def make_fixture(cache_dir: str, out_dir: str, h: int = 121, w: int = 163) -> di
     best, pos = -1.0, (0, 0)
     for y0 in range(0, x.shape[0] - h + 1, 8):
         for x0 in range(0, x.shape[1] - w + 1, 8):
-            e = float(err[y0:y0 + h, x0:x0 + w].mean())
+            e = float(err[y0 : y0 + h, x0 : x0 + w].mean())
             if e > best:
                 best, pos = e, (y0, x0)
     y0, x0 = pos
@@ -120,11 +137,16 @@ def make_fixture(cache_dir: str, out_dir: str, h: int = 121, w: int = 163) -> di
     os.makedirs(out_dir, exist_ok=True)
     Image.fromarray(np.concatenate([x[sl], a[sl][..., None]], -1), "RGBA").save(os.path.join(out_dir, "input.png"))
     Image.fromarray(t[sl], "RGB").save(os.path.join(out_dir, "target.png"))
-    info = {"scene": "playcanvas_biker.spz (MIT, (c) PlayCanvas)", "ratio": float(d["ratios"][r]),
-            "sh_keep": float(d["sh_keep"][r]), "view": "auto_views(split='eval', 8 views, 512x512)[0]",
-            "window_yx": [y0, x0], "size_hw": [h, w],
-            "note": "input.png = RGBA, RGB is the premultiplied render of the UGC-pruned scene on black, A its alpha; "
-                    "target.png = render of the full scene. Made by scripts/make_painter_data.py --fixture."}
+    info = {
+        "scene": "playcanvas_biker.spz (MIT, (c) PlayCanvas)",
+        "ratio": float(d["ratios"][r]),
+        "sh_keep": float(d["sh_keep"][r]),
+        "view": "auto_views(split='eval', 8 views, 512x512)[0]",
+        "window_yx": [y0, x0],
+        "size_hw": [h, w],
+        "note": "input.png = RGBA, RGB is the premultiplied render of the UGC-pruned scene on black, A its alpha; "
+        "target.png = render of the full scene. Made by scripts/make_painter_data.py --fixture.",
+    }
     with open(os.path.join(out_dir, "fixture.json"), "w") as f:
         json.dump(info, f, indent=1)
     return info
@@ -139,8 +161,13 @@ def main(argv=None) -> int:
     ap.add_argument("--ratios", type=int, default=5, help="random retention ratios per training scene")
     ap.add_argument("--only", nargs="*", help="scene file names (default: all train + val scenes)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--val-ratios", type=float, nargs="+", default=None,
-                    help=f"retention ratios of the validation scenes (default {VAL_RATIOS})")
+    ap.add_argument(
+        "--val-ratios",
+        type=float,
+        nargs="+",
+        default=None,
+        help=f"retention ratios of the validation scenes (default {VAL_RATIOS})",
+    )
     ap.add_argument("--fixture", action="store_true", help="only cut tests/data/painter/ from the cached biker pairs")
     args = ap.parse_args(argv)
     if args.val_ratios:
@@ -150,6 +177,7 @@ def main(argv=None) -> int:
         return 0
     try:
         import numba
+
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     except Exception:
         pass
@@ -157,8 +185,17 @@ def main(argv=None) -> int:
     names = args.only or (VAL_SCENES + TRAIN_SCENES)
     infos = [make_scene(n, args.out, args.size, args.seed, args.train_views, args.ratios) for n in names]
     with open(os.path.join(args.out, "manifest.json" if not args.only else "manifest_partial.json"), "w") as f:
-        json.dump({"size": args.size, "seed": args.seed, "val_scenes": VAL_SCENES, "train_scenes": TRAIN_SCENES,
-                   "scenes": infos}, f, indent=1)
+        json.dump(
+            {
+                "size": args.size,
+                "seed": args.seed,
+                "val_scenes": VAL_SCENES,
+                "train_scenes": TRAIN_SCENES,
+                "scenes": infos,
+            },
+            f,
+            indent=1,
+        )
     return 0
 
 

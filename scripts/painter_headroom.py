@@ -49,7 +49,9 @@ def main(argv=None) -> int:
     files = sorted(glob.glob(os.path.join(args.data, "val_*.npz")))
     if not files:
         raise SystemExit(f"no val_*.npz in {args.data}: run scripts/make_painter_data.py first")
-    print("| scene | rho | PSNR | error share >2 px / >8 px | thinned px / error share | bias x255 | linear filter (odd views) |")
+    print(
+        "| scene | rho | PSNR | error share >2 px / >8 px | thinned px / error share | bias x255 | linear filter (odd views) |"
+    )
     print("|---|---:|---:|---|---|---:|---|")
     for f in files:
         d = np.load(f)
@@ -60,11 +62,11 @@ def main(argv=None) -> int:
             x = d["inputs"][ri].astype(np.float64) / 255
             a = d["alpha"][ri].astype(np.float64) / 255
             diff = t - x
-            mse = (diff ** 2).mean()
+            mse = (diff**2).mean()
             low2 = np.stack([gaussian_filter(v, (2, 2, 0)) for v in diff])
             low8 = np.stack([gaussian_filter(v, (8, 8, 0)) for v in diff])
             thin = (ta - a) > 0.05
-            e2 = (diff ** 2).sum(-1)
+            e2 = (diff**2).sum(-1)
             fit, test = range(0, len(x), 2), range(1, len(x), 2)
             nf = 3 * (2 * args.radius + 1) ** 2 + 2
             gram = np.zeros((3, nf, nf))
@@ -85,10 +87,12 @@ def main(argv=None) -> int:
                     res[m] = feat[m] @ wk[k]
                 p0.append(_psnr(x[v], t[v]))
                 p1.append(_psnr(np.clip(x[v] + res.reshape(x[v].shape), 0, 1), t[v]))
-            print(f"| {name} | {rho:g} | {-10 * np.log10(mse):.2f} | {(low2 ** 2).mean() / mse:.2f} / "
-                  f"{(low8 ** 2).mean() / mse:.2f} | {thin.mean():.3f} / {(e2 * thin).sum() / e2.sum():.2f} | "
-                  f"{diff.mean() * 255:+.2f} | {np.mean(p0):.2f} -> {np.mean(p1):.2f} ({np.mean(p1) - np.mean(p0):+.2f}) |",
-                  flush=True)
+            print(
+                f"| {name} | {rho:g} | {-10 * np.log10(mse):.2f} | {(low2**2).mean() / mse:.2f} / "
+                f"{(low8**2).mean() / mse:.2f} | {thin.mean():.3f} / {(e2 * thin).sum() / e2.sum():.2f} | "
+                f"{diff.mean() * 255:+.2f} | {np.mean(p0):.2f} -> {np.mean(p1):.2f} ({np.mean(p1) - np.mean(p0):+.2f}) |",
+                flush=True,
+            )
     return 0
 
 

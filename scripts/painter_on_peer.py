@@ -63,21 +63,28 @@ def main(argv=None) -> int:
             out = work / f"{stem}_{ratio:g}.sog"
             if not out.exists():
                 mid = work / f"{stem}_{ratio:g}.ply"
-                for cmd in ([str(exe), "-g", "cpu", str(src), "-d", f"{ratio * 100:g}%", str(mid)],
-                            [str(exe), "-g", "cpu", str(mid), str(out)]):
+                for cmd in (
+                    [str(exe), "-g", "cpu", str(src), "-d", f"{ratio * 100:g}%", str(mid)],
+                    [str(exe), "-g", "cpu", str(mid), str(out)],
+                ):
                     subprocess.run(cmd, check=True, capture_output=True)
             clean, _ = ex.load(src).sanitize()
             dec, _ = ex.load(out).sanitize()
             cams = auto_views(clean, 8, 512, 512, split="eval")
-            for f, d in zip(render_many(clean, cams, backend="cpu"), render_many(dec, cams, backend="cpu")):
+            for f, d in zip(
+                render_many(clean, cams, backend="cpu"), render_many(dec, cams, backend="cpu"), strict=False
+            ):
                 t, x, a = (v.astype(np.float32) for v in (f.rgb, d.rgb, d.alpha))
                 outs = {"unrestored": x, "classical": classical.classical_restore(x, a)}
                 outs.update({k: r.restore(x, a) for k, r in restorers.items()})
                 for k, y in outs.items():
                     for key in (f"{ratio:g}", f"{ratio:g} {stem}"):
                         rows.setdefault(key, {}).setdefault(k, []).append(psnr(np.clip(y, 0, 1), t))
-            print(f"{ratio:g} {stem}", {k: round(float(np.mean(v)), 2) for k, v in rows[f"{ratio:g} {stem}"].items()},
-                  flush=True)
+            print(
+                f"{ratio:g} {stem}",
+                {k: round(float(np.mean(v)), 2) for k, v in rows[f"{ratio:g} {stem}"].items()},
+                flush=True,
+            )
     summary = {k: {m: round(float(np.mean(v)), 3) for m, v in d.items()} for k, d in rows.items()}
     print(json.dumps(summary, indent=1))
     if args.json:

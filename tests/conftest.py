@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from exgs_testpaths import DATA, REPO, SHARED, shared_file  # noqa: F401  (test modules import exgs_testpaths)
 
 

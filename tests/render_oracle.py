@@ -42,13 +42,25 @@ def sh_color_inria(sh: np.ndarray, dirs: np.ndarray, degree: int) -> np.ndarray:
         res = res - SH_C1 * y * sh[:, 1] + SH_C1 * z * sh[:, 2] - SH_C1 * x * sh[:, 3]
     if degree > 1:
         xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-        res = (res + SH_C2[0] * xy * sh[:, 4] + SH_C2[1] * yz * sh[:, 5] + SH_C2[2] * (2 * zz - xx - yy) * sh[:, 6]
-               + SH_C2[3] * xz * sh[:, 7] + SH_C2[4] * (xx - yy) * sh[:, 8])
+        res = (
+            res
+            + SH_C2[0] * xy * sh[:, 4]
+            + SH_C2[1] * yz * sh[:, 5]
+            + SH_C2[2] * (2 * zz - xx - yy) * sh[:, 6]
+            + SH_C2[3] * xz * sh[:, 7]
+            + SH_C2[4] * (xx - yy) * sh[:, 8]
+        )
     if degree > 2:
-        res = (res + SH_C3[0] * y * (3 * xx - yy) * sh[:, 9] + SH_C3[1] * xy * z * sh[:, 10]
-               + SH_C3[2] * y * (4 * zz - xx - yy) * sh[:, 11] + SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * sh[:, 12]
-               + SH_C3[4] * x * (4 * zz - xx - yy) * sh[:, 13] + SH_C3[5] * z * (xx - yy) * sh[:, 14]
-               + SH_C3[6] * x * (xx - 3 * yy) * sh[:, 15])
+        res = (
+            res
+            + SH_C3[0] * y * (3 * xx - yy) * sh[:, 9]
+            + SH_C3[1] * xy * z * sh[:, 10]
+            + SH_C3[2] * y * (4 * zz - xx - yy) * sh[:, 11]
+            + SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * sh[:, 12]
+            + SH_C3[4] * x * (4 * zz - xx - yy) * sh[:, 13]
+            + SH_C3[5] * z * (xx - yy) * sh[:, 14]
+            + SH_C3[6] * x * (xx - 3 * yy) * sh[:, 15]
+        )
     return np.maximum(res + 0.5, 0.0)
 
 
@@ -96,16 +108,18 @@ def project(scene, camera, *, sh_degree=None, antialiased=False, near=None, far=
         rad = np.ceil(ext[:, None] * np.sqrt(np.stack([cov2[:, 0, 0], cov2[:, 1, 1]], -1)))  # [N, 2]
         mean2d = np.stack([camera.fx * x / z + camera.cx, camera.fy * y / z + camera.cy], -1)
         dirs = means - camera.position
-        color = sh_color_inria(scene.sh.astype(np.float64), dirs, deg) if deg > 0 else \
-            np.maximum(SH_C0 * scene.sh[:, 0].astype(np.float64) + 0.5, 0.0)
+        color = (
+            sh_color_inria(scene.sh.astype(np.float64), dirs, deg)
+            if deg > 0
+            else np.maximum(SH_C0 * scene.sh[:, 0].astype(np.float64) + 0.5, 0.0)
+        )
         vis = (z >= near) & (z <= far) & (det > 0) & (op >= ALPHA_THRESHOLD)
         vis &= (rad > 0).any(-1)
         vis &= (mean2d[:, 0] + rad[:, 0] > 0) & (mean2d[:, 0] - rad[:, 0] < w_)
         vis &= (mean2d[:, 1] + rad[:, 1] > 0) & (mean2d[:, 1] - rad[:, 1] < h_)
         finite = np.isfinite(np.concatenate([mean2d, conic, op[:, None], color, rad, z[:, None]], 1)).all(1)
         vis &= finite
-    return {"visible": vis, "mean2d": mean2d, "conic": conic, "opacity": op, "depth": z, "color": color,
-            "radius": rad}
+    return {"visible": vis, "mean2d": mean2d, "conic": conic, "opacity": op, "depth": z, "color": color, "radius": rad}
 
 
 def render_oracle(scene, camera, *, background=None, sh_degree=None, antialiased=False, near=None, far=None) -> dict:

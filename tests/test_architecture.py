@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from exgs_testpaths import DATA, REPO
 
 CORE = REPO / "exgs_core"
@@ -60,27 +59,68 @@ def _core_files() -> list[Path]:
 
 
 def test_core_never_imports_blender():
-    bad = [f"{p.relative_to(REPO)}:{line} imports {m}" for p in _core_files() for m, line in _imports(p)
-           if m.split(".")[0] in BLENDER]
+    bad = [
+        f"{p.relative_to(REPO)}:{line} imports {m}"
+        for p in _core_files()
+        for m, line in _imports(p)
+        if m.split(".")[0] in BLENDER
+    ]
     assert not bad, "\n".join(bad)
 
 
 #: layer -> module prefixes it must not import (prefixes of absolute names; a layer is a package or module).
 FORBIDDEN = {
-    "exgs_core.io": ("exgs_core.compress", "exgs_core.prune", "exgs_core.ugc", "exgs_core.worker",
-                     "exgs_core.painter", "exgs_core.cli", "exgs_core.render", "exgs_core.views",
-                     "exgs_core.metrics", "exgs_core.warmup"),
-    "exgs_core.codec": ("exgs_core.compress", "exgs_core.prune", "exgs_core.ugc", "exgs_core.worker",
-                        "exgs_core.painter", "exgs_core.cli", "exgs_core.render", "exgs_core.io.ply",
-                        "exgs_core.io.spz", "exgs_core.io.sog", "exgs_core.io.splat", "exgs_core.io.compressed_ply",
-                        "exgs_core.warmup"),
-    "exgs_core.prune": ("exgs_core.compress", "exgs_core.worker", "exgs_core.painter", "exgs_core.cli",
-                        "exgs_core.warmup"),
-    "exgs_core.ugc": ("exgs_core.compress", "exgs_core.worker", "exgs_core.painter", "exgs_core.cli",
-                      "exgs_core.warmup"),
+    "exgs_core.io": (
+        "exgs_core.compress",
+        "exgs_core.prune",
+        "exgs_core.ugc",
+        "exgs_core.worker",
+        "exgs_core.painter",
+        "exgs_core.cli",
+        "exgs_core.render",
+        "exgs_core.views",
+        "exgs_core.metrics",
+        "exgs_core.warmup",
+    ),
+    "exgs_core.codec": (
+        "exgs_core.compress",
+        "exgs_core.prune",
+        "exgs_core.ugc",
+        "exgs_core.worker",
+        "exgs_core.painter",
+        "exgs_core.cli",
+        "exgs_core.render",
+        "exgs_core.io.ply",
+        "exgs_core.io.spz",
+        "exgs_core.io.sog",
+        "exgs_core.io.splat",
+        "exgs_core.io.compressed_ply",
+        "exgs_core.warmup",
+    ),
+    "exgs_core.prune": (
+        "exgs_core.compress",
+        "exgs_core.worker",
+        "exgs_core.painter",
+        "exgs_core.cli",
+        "exgs_core.warmup",
+    ),
+    "exgs_core.ugc": (
+        "exgs_core.compress",
+        "exgs_core.worker",
+        "exgs_core.painter",
+        "exgs_core.cli",
+        "exgs_core.warmup",
+    ),
     "exgs_core.compress": ("exgs_core.worker", "exgs_core.painter", "exgs_core.cli", "exgs_core.warmup"),
-    "exgs_core.render": ("exgs_core.compress", "exgs_core.prune", "exgs_core.ugc", "exgs_core.worker",
-                         "exgs_core.painter", "exgs_core.cli", "exgs_core.warmup"),
+    "exgs_core.render": (
+        "exgs_core.compress",
+        "exgs_core.prune",
+        "exgs_core.ugc",
+        "exgs_core.worker",
+        "exgs_core.painter",
+        "exgs_core.cli",
+        "exgs_core.warmup",
+    ),
 }
 
 
@@ -125,7 +165,12 @@ print("OK", back.n, len(data), sorted(m for m in sys.modules if m.split(".")[0] 
 @pytest.mark.slow
 def test_numpy_path_works_without_heavy_packages():
     code = BLOCKER.format(heavy=HEAVY)
-    r = subprocess.run([sys.executable, "-c", code, str(DATA / "donut_sh0_2000.ply")], capture_output=True, text=True,
-                       timeout=600, cwd=str(REPO))
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(DATA / "donut_sh0_2000.ply")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(REPO),
+    )
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
     assert r.stdout.strip().endswith("[]"), r.stdout  # none of them was imported

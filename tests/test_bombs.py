@@ -63,14 +63,20 @@ def guarded(fn, *, timeout: float = 30.0, mem: int = 3 << 30) -> dict:
             try:
                 out = {"result": "ok", "value": fn()}
             except BaseException as e:  # noqa: BLE001
-                out = {"result": "error", "type": type(e).__name__, "mro": [c.__name__ for c in type(e).__mro__],
-                       "message": str(e), "field": getattr(e, "field", None), "limit": getattr(e, "limit", None)}
+                out = {
+                    "result": "error",
+                    "type": type(e).__name__,
+                    "mro": [c.__name__ for c in type(e).__mro__],
+                    "message": str(e),
+                    "field": getattr(e, "field", None),
+                    "limit": getattr(e, "limit", None),
+                }
             out["time"] = time.perf_counter() - t
             out["rss_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
             data = json.dumps(out, default=str).encode()
             view = memoryview(data)
             while view:
-                view = view[os.write(w, view):]
+                view = view[os.write(w, view) :]
         finally:
             os._exit(0)
     os.close(w)
@@ -119,6 +125,7 @@ def assert_refused_fast(out: dict, *, limit: str | None = None, field: str | Non
 
 # ============================================================================================ crafting
 
+
 def zstd_rle(nbytes: int, byte: int = 0) -> bytes:
     """A zstd frame of ``nbytes`` copies of ``byte``: RLE blocks of 128 KiB in 4 bytes each (32768:1), content
     size declared, 128 KiB window."""
@@ -148,13 +155,21 @@ def sog_bundle(n: int, pad_to: int = 0, side: int | None = None) -> bytes:
     w = h = side or int((n - 1) ** 0.5) + 1
     while w * h < n:
         h += 1
-    meta = {"version": 2, "count": n,
-            "means": {"mins": [0, 0, 0], "maxs": [1, 1, 1], "files": ["means_l.webp", "means_u.webp"]},
-            "quats": {"files": ["quats.webp"]}, "scales": {"codebook": [0.0] * 256, "files": ["scales.webp"]},
-            "sh0": {"codebook": [0.0] * 256, "files": ["sh0.webp"]}}
-    files = {"means_l.webp": webp_const(w, h), "means_u.webp": webp_const(w, h),
-             "quats.webp": webp_const(w, h, (128, 128, 128, 252)), "scales.webp": webp_const(w, h),
-             "sh0.webp": webp_const(w, h)}
+    meta = {
+        "version": 2,
+        "count": n,
+        "means": {"mins": [0, 0, 0], "maxs": [1, 1, 1], "files": ["means_l.webp", "means_u.webp"]},
+        "quats": {"files": ["quats.webp"]},
+        "scales": {"codebook": [0.0] * 256, "files": ["scales.webp"]},
+        "sh0": {"codebook": [0.0] * 256, "files": ["sh0.webp"]},
+    }
+    files = {
+        "means_l.webp": webp_const(w, h),
+        "means_u.webp": webp_const(w, h),
+        "quats.webp": webp_const(w, h, (128, 128, 128, 252)),
+        "scales.webp": webp_const(w, h),
+        "sh0.webp": webp_const(w, h),
+    }
     b = io.BytesIO()
     with zipfile.ZipFile(b, "w", zipfile.ZIP_STORED) as z:
         z.writestr("meta.json", json.dumps(meta))
@@ -167,7 +182,11 @@ def spz_v4(n: int, sh: int = 0) -> bytes:
     per = [9, 1, 3, 3, 4] + ([3 * ((sh + 1) ** 2 - 1)] if sh else [])
     streams = [zstd_rle(n * p) for p in per]
     head = struct.pack("<IIIBBBBI12x", 0x5053474E, 4, n, sh, 12, 0, len(per), 32)
-    return head + b"".join(struct.pack("<QQ", len(s), n * p) for s, p in zip(streams, per)) + b"".join(streams)
+    return (
+        head
+        + b"".join(struct.pack("<QQ", len(s), n * p) for s, p in zip(streams, per, strict=False))
+        + b"".join(streams)
+    )
 
 
 def spz_gzip(version: int, n: int) -> bytes:
@@ -176,7 +195,7 @@ def spz_gzip(version: int, n: int) -> bytes:
     parts = [co.compress(struct.pack("<IIIBBBB", 0x5053474E, version, n, 0, 12, 0, 0))]
     left, z = n * (9 + 1 + 3 + 3 + (3 if version <= 2 else 4)), bytes(1 << 22)
     while left > 0:
-        parts.append(co.compress(z[:min(left, len(z))]))
+        parts.append(co.compress(z[: min(left, len(z))]))
         left -= len(z)
     return b"".join(parts) + co.flush()
 
@@ -185,15 +204,32 @@ def exgs_pack(n: int, sections: list, version: int = 1) -> bytes:
     """An .exgs file with valid CRCs for ``n`` Gaussians (SH degree 0, 8-bit attributes, 16-bit positions, 10-bit
     rotations); ``sections`` = [(tag, codec, filter, elem_size, stored bytes, raw_length)]."""
     uni = {"scheme": "uniform", "bits": 8, "min": [0, 0, 0], "step": [1, 1, 1]}
-    h = {"format": "exgs", "version": version, "n": n, "sh_degree": 0, "n_sh_full": 0, "order": "morton",
-         "bounds": {"min": [0, 0, 0], "max": [1, 1, 1]},
-         "quant": {"positions": {"bits": 16, "min": [0, 0, 0], "step": [1, 1, 1]},
-                   "rotations": {"scheme": "smallest3", "bits": 10}, "log_scales": uni, "sh_dc": uni,
-                   "opacity": {"scheme": "sigmoid_uniform", "bits": 8}},
-         "encoder": {}, "options": {}, "errors": {}, "source_sha256": None, "extra": {}}
+    h = {
+        "format": "exgs",
+        "version": version,
+        "n": n,
+        "sh_degree": 0,
+        "n_sh_full": 0,
+        "order": "morton",
+        "bounds": {"min": [0, 0, 0], "max": [1, 1, 1]},
+        "quant": {
+            "positions": {"bits": 16, "min": [0, 0, 0], "step": [1, 1, 1]},
+            "rotations": {"scheme": "smallest3", "bits": 10},
+            "log_scales": uni,
+            "sh_dc": uni,
+            "opacity": {"scheme": "sigmoid_uniform", "bits": 8},
+        },
+        "encoder": {},
+        "options": {},
+        "errors": {},
+        "source_sha256": None,
+        "extra": {},
+    }
     hj = json.dumps(h, separators=(",", ":")).encode()
-    table = b"".join(struct.pack("<4sBBBBQQII", tag, c, f, e, 1, len(st), raw, zlib.crc32(st), 0)
-                     for tag, c, f, e, st, raw in sections)
+    table = b"".join(
+        struct.pack("<4sBBBBQQII", tag, c, f, e, 1, len(st), raw, zlib.crc32(st), 0)
+        for tag, c, f, e, st, raw in sections
+    )
     head24 = struct.pack("<4sHHIIIH", b"EXGS", version, 0, 0, n, len(hj), len(sections)) + bytes(2)
     crc = zlib.crc32(table, zlib.crc32(hj, zlib.crc32(head24)))
     return head24 + struct.pack("<II", crc, 0) + hj + table + b"".join(s[4] for s in sections)
@@ -203,8 +239,10 @@ _RAW = ((b"POSN", 8), (b"ROTN", 4), (b"SCAL", 3), (b"OPAC", 1), (b"COLR", 3))
 
 
 def exgs_zstd_bomb(n: int) -> bytes:
-    return exgs_pack(n, [(tag, 1, 0, min(per, 8) if tag in (b"POSN", b"ROTN") else 1, zstd_rle(per * n), per * n)
-                         for tag, per in _RAW])
+    return exgs_pack(
+        n,
+        [(tag, 1, 0, min(per, 8) if tag in (b"POSN", b"ROTN") else 1, zstd_rle(per * n), per * n) for tag, per in _RAW],
+    )
 
 
 # ============================================================================================ item 1: bombs
@@ -246,15 +284,25 @@ def test_exgs_zstd_count_bomb_is_refused_before_decompressing(tmp_path):
 def test_exgs_range_coded_bomb_is_refused_from_the_section_table(tmp_path):
     """1.7 KB of .exgs declaring 40 M Gaussians in range-coded sections cut short: it used to take 28 s and 2.9 GB
     to say "truncated"; now its section table alone shows that 300 bytes cannot hold 40 M values."""
+
     def rc(model, bits):
         return R.encode(model, np.zeros(2000 * R.MODELS[model], np.int64), bits)[:300]
 
     n = 40_000_000
     p = tmp_path / "cut.exgs"
-    p.write_bytes(exgs_pack(n, [(b"POSN", 2, 0, 8, rc("morton", 16), 8 * n),
-                                (b"ROTN", 2, 0, 4, rc("rotation", 10), 4 * n),
-                                (b"SCAL", 2, 0, 1, rc("triple", 8), 3 * n), (b"OPAC", 2, 0, 1, rc("scalar", 8), n),
-                                (b"COLR", 2, 0, 1, rc("triple", 8), 3 * n)], version=2))
+    p.write_bytes(
+        exgs_pack(
+            n,
+            [
+                (b"POSN", 2, 0, 8, rc("morton", 16), 8 * n),
+                (b"ROTN", 2, 0, 4, rc("rotation", 10), 4 * n),
+                (b"SCAL", 2, 0, 1, rc("triple", 8), 3 * n),
+                (b"OPAC", 2, 0, 1, rc("scalar", 8), n),
+                (b"COLR", 2, 0, 1, rc("triple", 8), 3 * n),
+            ],
+            version=2,
+        )
+    )
     assert len(p.read_bytes()) < 2000
     assert_refused_fast(guarded(load_n(p)), field="section:positions", match="cannot hold")
 
@@ -298,8 +346,11 @@ def test_floor_accepts_small_degenerate_files(tmp_path):
 
 # ============================================================================================ item 1: limits
 
-SMALL = {"spz": DATA / "playcanvas_biker_head4096.v4.spz", "sog": DATA / "playcanvas_flowers_lod2_sh2_head13rows.sog",
-         "exgs": DATA / "golden" / "golden_v2_biker_sh0_1024_coarse.exgs"}
+SMALL = {
+    "spz": DATA / "playcanvas_biker_head4096.v4.spz",
+    "sog": DATA / "playcanvas_flowers_lod2_sh2_head13rows.sog",
+    "exgs": DATA / "golden" / "golden_v2_biker_sh0_1024_coarse.exgs",
+}
 READERS = {"spz": SPZ.read_spz, "sog": SOG.read_sog, "exgs": F.read_exgs}
 FIELDS = {"spz": "numPoints", "sog": "count", "exgs": "fixed-header:n_gaussians"}
 
@@ -391,8 +442,9 @@ def _fake_cgroup(tmp_path, monkeypatch, v2: bool, limit: int, usage: int, inacti
         (d / "memory.limit_in_bytes").write_text(f"{limit}\n")
         (d / "memory.usage_in_bytes").write_text(f"{usage}\n")
         hier = parent_limit if parent_limit is not None else 9223372036854771712
-        (d / "memory.stat").write_text(f"cache 5\ninactive_file {inactive}\nhierarchical_memory_limit {hier}\n"
-                                       f"total_inactive_file {inactive}\n")
+        (d / "memory.stat").write_text(
+            f"cache 5\ninactive_file {inactive}\nhierarchical_memory_limit {hier}\ntotal_inactive_file {inactive}\n"
+        )
         proc = "12:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n0::/docker/abc\n"
     pc = tmp_path / "proc_cgroup"
     pc.write_text(proc)

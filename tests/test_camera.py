@@ -47,9 +47,18 @@ def test_blender_round_trip(w, h, shift):
     side = max(w, h)
     cam = Camera(cam0.world_to_camera, cam0.fx, cam0.fy, w / 2 - shift[0] * side, h / 2 + shift[1] * side, w, h)
     b = cam.to_blender()
-    back = Camera.from_blender(b["matrix_world"], lens_mm=b["lens_mm"], sensor_width_mm=b["sensor_width_mm"],
-                               sensor_fit="AUTO", shift_x=b["shift_x"], shift_y=b["shift_y"], width=w, height=h,
-                               clip_start=cam.near, clip_end=cam.far)
+    back = Camera.from_blender(
+        b["matrix_world"],
+        lens_mm=b["lens_mm"],
+        sensor_width_mm=b["sensor_width_mm"],
+        sensor_fit="AUTO",
+        shift_x=b["shift_x"],
+        shift_y=b["shift_y"],
+        width=w,
+        height=h,
+        clip_start=cam.near,
+        clip_end=cam.far,
+    )
     np.testing.assert_allclose(back.world_to_camera, cam.world_to_camera, atol=1e-9)
     for a in ("fx", "fy", "cx", "cy"):
         assert getattr(back, a) == pytest.approx(getattr(cam, a))
@@ -73,7 +82,11 @@ def test_blender_default_camera_known_values():
     # scale in matrix_world is ignored
     s = mw.copy()
     s[:3, :3] *= 3
-    np.testing.assert_allclose(Camera.from_blender(s, lens_mm=50, width=64, height=64).world_to_camera[:3, :3], np.eye(3) @ FLIP_YZ[:3, :3], atol=1e-12)
+    np.testing.assert_allclose(
+        Camera.from_blender(s, lens_mm=50, width=64, height=64).world_to_camera[:3, :3],
+        np.eye(3) @ FLIP_YZ[:3, :3],
+        atol=1e-12,
+    )
 
 
 def test_bad_cameras_raise():

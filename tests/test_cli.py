@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from exgs_testpaths import DATA, REPO
 from PIL import Image
 
-from exgs_testpaths import DATA, REPO
 from exgs_core import load
 from exgs_core.cli import main
 
@@ -42,7 +42,9 @@ def test_info_text_and_json(capsys):
 
 def test_info_bad_file_is_a_clear_error(capsys, tmp_path):
     bad = tmp_path / "broken.ply"
-    bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 99\nproperty float x\nend_header\n" + b"\0" * 8)
+    bad.write_bytes(
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 99\nproperty float x\nend_header\n" + b"\0" * 8
+    )
     code, _, err = run(capsys, "info", bad)
     assert code == 2 and "exgs: error:" in err and "broken.ply" in err
     code, _, err = run(capsys, "info", tmp_path / "missing.spz")
@@ -61,11 +63,19 @@ def test_convert_round_trip(capsys, tmp_path):
 
 
 def test_render_writes_pngs(capsys, tmp_path):
-    code, out, _ = run(capsys, "render", DONUT, "--views", 3, "--size", "64x48", "--out", tmp_path / "r", "-q", "--alpha")
+    code, out, _ = run(
+        capsys, "render", DONUT, "--views", 3, "--size", "64x48", "--out", tmp_path / "r", "-q", "--alpha"
+    )
     assert code == 0
     files = sorted(p.name for p in (tmp_path / "r").iterdir())
-    assert files == ["view_000.png", "view_000_alpha.png", "view_001.png", "view_001_alpha.png",
-                     "view_002.png", "view_002_alpha.png"]
+    assert files == [
+        "view_000.png",
+        "view_000_alpha.png",
+        "view_001.png",
+        "view_001_alpha.png",
+        "view_002.png",
+        "view_002_alpha.png",
+    ]
     img = np.asarray(Image.open(tmp_path / "r" / "view_000.png"))
     assert img.shape == (48, 64, 3)
     assert img.max() > 30  # something was drawn
@@ -103,8 +113,13 @@ def test_eval_detects_a_difference(capsys, tmp_path):
 
 
 def test_console_script_runs_as_a_process():
-    r = subprocess.run([sys.executable, "-m", "exgs_core.cli", "info", str(DONUT)], capture_output=True, text=True,
-                       cwd=REPO, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "exgs_core.cli", "info", str(DONUT)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "format            ply" in r.stdout
 
@@ -134,16 +149,42 @@ def tiny_painter(tmp_path_factory):
 
 
 def test_render_and_eval_with_restore(capsys, tmp_path, tiny_painter):
-    code, out, _ = run(capsys, "render", DONUT, "--views", 1, "--size", "48x40", "--out", tmp_path / "r", "-q",
-                       "--restore", "--painter-weights", tiny_painter)
+    code, out, _ = run(
+        capsys,
+        "render",
+        DONUT,
+        "--views",
+        1,
+        "--size",
+        "48x40",
+        "--out",
+        tmp_path / "r",
+        "-q",
+        "--restore",
+        "--painter-weights",
+        tiny_painter,
+    )
     assert code == 0 and "restored" in out
     img = np.asarray(Image.open(tmp_path / "r" / "view_000_restored.png"))
     assert img.shape == (40, 48, 3)
-    code, out, _ = run(capsys, "eval", DONUT, DATA / "donut_sh0_300_ascii.ply", "--views", 1, "--size", "48x48",
-                       "--json", "--painter-weights", tiny_painter)
+    code, out, _ = run(
+        capsys,
+        "eval",
+        DONUT,
+        DATA / "donut_sh0_300_ascii.ply",
+        "--views",
+        1,
+        "--size",
+        "48x48",
+        "--json",
+        "--painter-weights",
+        tiny_painter,
+    )
     r = json.loads(out)
     assert code == 0 and "psnr_restored" in r and "ssim_restored" in r
-    code, _, err = run(capsys, "eval", DONUT, DONUT, "--views", 1, "--size", "48x48", "--painter-weights", tmp_path / "nope")
+    code, _, err = run(
+        capsys, "eval", DONUT, DONUT, "--views", 1, "--size", "48x48", "--painter-weights", tmp_path / "nope"
+    )
     assert code == 2 and "nope" in err
 
 

@@ -80,8 +80,10 @@ def test_opacity_bound(rng, bits):
 
 
 @settings(max_examples=200, deadline=None)
-@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 40), st.just(3)),
-                  elements=st.floats(-1e6, 1e6, width=32)), st.integers(1, 16))
+@given(
+    hnp.arrays(np.float32, st.tuples(st.integers(1, 40), st.just(3)), elements=st.floats(-1e6, 1e6, width=32)),
+    st.integers(1, 16),
+)
 def test_uniform_property(x, bits):
     lo, step = Q.uniform_params(x, bits)
     dec = Q.uniform_decode(Q.uniform_encode(x, lo, step, bits), lo, step)
@@ -90,9 +92,12 @@ def test_uniform_property(x, bits):
 
 
 @settings(max_examples=200, deadline=None)
-@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 20), st.just(4)),
-                  elements=st.floats(-1, 1, width=32)).filter(lambda q: (np.linalg.norm(q, axis=1) > 1e-3).all()),
-       st.integers(4, 20))
+@given(
+    hnp.arrays(np.float32, st.tuples(st.integers(1, 20), st.just(4)), elements=st.floats(-1, 1, width=32)).filter(
+        lambda q: (np.linalg.norm(q, axis=1) > 1e-3).all()
+    ),
+    st.integers(4, 20),
+)
 def test_smallest3_property(q, bits):
     dec = Q.smallest3_decode(Q.smallest3_encode(q, bits), bits)
     assert Q.rotation_angle(q, dec).max() <= Q.smallest3_max_angle(bits) + 8 * 2.0**-24

@@ -31,9 +31,22 @@ def _values(rng, model, n, bits):
     return rng.integers(0, 1 << bits, size=n)
 
 
-@pytest.mark.parametrize("model,bits", [("scalar", 1), ("scalar", 7), ("scalar", 16), ("triple", 6), ("triple", 12),
-                                        ("rotation", 7), ("rotation", 10), ("rotation", 20), ("morton", 1),
-                                        ("morton", 16), ("morton", 21)])
+@pytest.mark.parametrize(
+    "model,bits",
+    [
+        ("scalar", 1),
+        ("scalar", 7),
+        ("scalar", 16),
+        ("triple", 6),
+        ("triple", 12),
+        ("rotation", 7),
+        ("rotation", 10),
+        ("rotation", 20),
+        ("morton", 1),
+        ("morton", 16),
+        ("morton", 21),
+    ],
+)
 @pytest.mark.parametrize("n", [0, 1, 5000])
 def test_round_trip_uniform(rng, model, bits, n):
     v = _values(rng, model, n, bits)
@@ -65,7 +78,9 @@ def test_extreme_streams(model):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(["scalar", "triple", "rotation"]), st.integers(1, 12), st.lists(st.integers(0, 2**40), max_size=300))
+@given(
+    st.sampled_from(["scalar", "triple", "rotation"]), st.integers(1, 12), st.lists(st.integers(0, 2**40), max_size=300)
+)
 def test_round_trip_property(model, bits, raw):
     n = len(raw) // R.MODELS[model]
     v = np.array(raw[: n * R.MODELS[model]], np.int64) & ((1 << (bits if model != "rotation" else 3 * bits + 2)) - 1)
@@ -107,8 +122,11 @@ def _sections(data):
     return {s["name"]: s for s in F.describe(data)["container"]["sections"]}
 
 
-@pytest.mark.parametrize("opts", [F.CodecOptions(), F.CodecOptions(rotation_bits=7, scale_bits=6, color_bits=6,
-                                                                      opacity_bits=7)], ids=["default", "coarse"])
+@pytest.mark.parametrize(
+    "opts",
+    [F.CodecOptions(), F.CodecOptions(rotation_bits=7, scale_bits=6, color_bits=6, opacity_bits=7)],
+    ids=["default", "coarse"],
+)
 def test_v2_smaller_and_decodes_like_v1(biker, opts):
     import dataclasses
 
@@ -142,8 +160,11 @@ def test_codec2_errors_name_the_section(biker):
     assert col["codec"] == E.CODEC_RANGE
     # a range-coded section in a version-1 file
     first = next(e for e in entries if e["codec"] == E.CODEC_RANGE)
-    T.expect_error(T.pack(dict(fixed, version=1), hjson.replace(b'"version":2', b'"version":1'), entries),
-                   f"section:{F.SECTION_NAMES[first['tag']]}", "needs format version 2")
+    T.expect_error(
+        T.pack(dict(fixed, version=1), hjson.replace(b'"version":2', b'"version":1'), entries),
+        f"section:{F.SECTION_NAMES[first['tag']]}",
+        "needs format version 2",
+    )
     # codec 2 with a filter
     bad = [dict(e, filter=2) if e is col else e for e in entries]
     T.expect_error(T.pack(fixed, hjson, bad), "section:sh_dc", "takes no filter")
@@ -151,9 +172,15 @@ def test_codec2_errors_name_the_section(biker):
     sh = F.encode(ex.load(DATA / "supersplat_label_sh3_1000.ply").sanitize()[0])
     f2, h2, e2 = T.split(sh)
     ix = T.entry(e2, b"SHIX")
-    T.expect_error(T.pack(dict(f2, version=2), h2.replace(b'"version":1', b'"version":2'),
-                          [dict(e, codec=2, filter=0) if e is ix else e for e in e2]),
-                   "section:sh_indices", "not defined for this section")
+    T.expect_error(
+        T.pack(
+            dict(f2, version=2),
+            h2.replace(b'"version":1', b'"version":2'),
+            [dict(e, codec=2, filter=0) if e is ix else e for e in e2],
+        ),
+        "section:sh_indices",
+        "not defined for this section",
+    )
     # truncated and padded payloads (CRCs fixed up): the model does not consume them exactly
     for payload, match in ((col["payload"][:-4], "truncated"), (col["payload"] + b"\0", "after the range-coded")):
         bad = [dict(e, payload=payload) if e is col else e for e in entries]

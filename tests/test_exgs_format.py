@@ -44,13 +44,25 @@ ENTRY = struct.Struct("<4sBBBBQQII")
 def split(data: bytes) -> tuple[dict, bytes, list[dict]]:
     magic, version, r0, flags, n, jlen, nsec, r1, crc, r2 = FIXED.unpack_from(data, 0)
     fixed = dict(magic=magic, version=version, r0=r0, flags=flags, n=n, r1=r1, r2=r2)
-    hjson = data[32:32 + jlen]
+    hjson = data[32 : 32 + jlen]
     entries = []
     pos = 32 + jlen + 32 * nsec
     for i in range(nsec):
         tag, codec, filt, esz, sflags, slen, rlen, scrc, rr = ENTRY.unpack_from(data, 32 + jlen + 32 * i)
-        entries.append(dict(tag=tag, codec=codec, filter=filt, elem=esz, flags=sflags, raw=rlen, crc=scrc, rr=rr,
-                            payload=data[pos:pos + slen], slen=slen))
+        entries.append(
+            dict(
+                tag=tag,
+                codec=codec,
+                filter=filt,
+                elem=esz,
+                flags=sflags,
+                raw=rlen,
+                crc=scrc,
+                rr=rr,
+                payload=data[pos : pos + slen],
+                slen=slen,
+            )
+        )
         pos += slen
     return fixed, hjson, entries
 
@@ -62,10 +74,21 @@ def pack(fixed: dict, hjson, entries: list[dict], *, fix_crc: bool = True) -> by
     for e in entries:
         crc = zlib.crc32(e["payload"]) if fix_crc else e["crc"]
         slen = len(e["payload"]) if fix_crc else e["slen"]
-        table += ENTRY.pack(e["tag"], e["codec"], e["filter"], e["elem"], e["flags"], slen, e["raw"], crc,
-                            e.get("rr", 0))
-    head24 = FIXED.pack(fixed["magic"], fixed["version"], fixed["r0"], fixed["flags"], fixed["n"], len(hjson),
-                        len(entries), fixed["r1"], 0, 0)[:24]
+        table += ENTRY.pack(
+            e["tag"], e["codec"], e["filter"], e["elem"], e["flags"], slen, e["raw"], crc, e.get("rr", 0)
+        )
+    head24 = FIXED.pack(
+        fixed["magic"],
+        fixed["version"],
+        fixed["r0"],
+        fixed["flags"],
+        fixed["n"],
+        len(hjson),
+        len(entries),
+        fixed["r1"],
+        0,
+        0,
+    )[:24]
     crc = zlib.crc32(head24 + hjson + table)
     return head24 + struct.pack("<II", crc, fixed["r2"]) + hjson + table + b"".join(e["payload"] for e in entries)
 
@@ -120,7 +143,8 @@ def golden_bytes(request) -> bytes:
 # ----------------------------------------------------------------------------------------- round trips
 
 
-def check_bounds(scene: GaussianScene, data: bytes, sh_full=None, options=F.CodecOptions()):
+def check_bounds(scene: GaussianScene, data: bytes, sh_full=None, options=None):
+    options = F.CodecOptions() if options is None else options
     dec = F.decode(data)
     h = dec.meta["exgs_header"]
     b = F.error_bounds(h)
@@ -184,8 +208,15 @@ def test_empty_scene(degree):
 def test_wide_options_and_real_scene():
     s = ex.load(Path(__file__).parent / "data" / "supersplat_label_sh3_1000.ply")
     s, _ = s.sanitize()
-    opts = F.CodecOptions(position_bits=21, rotation_bits=16, scale_bits=12, opacity_bits=12, color_bits=12,
-                          sh_palette_size=128, zstd_level=3)
+    opts = F.CodecOptions(
+        position_bits=21,
+        rotation_bits=16,
+        scale_bits=12,
+        opacity_bits=12,
+        color_bits=12,
+        sh_palette_size=128,
+        zstd_level=3,
+    )
     data = F.encode(s, options=opts)
     check_bounds(s, data, options=opts)
     # more bits -> smaller errors than the defaults
@@ -246,8 +277,16 @@ def test_header_contents():
     assert h["source_sha256"] == sha and h["extra"] == {"ratio": 0.25, "tool": "test"}
     assert h["encoder"]["name"] == "exgs" and h["options"]["position_bits"] == 16
     assert h["container"]["file_bytes"] == len(data)
-    assert [x["tag"] for x in h["container"]["sections"]] == ["POSN", "ROTN", "SCAL", "OPAC", "COLR", "SHMK",
-                                                               "SHPL", "SHIX"]
+    assert [x["tag"] for x in h["container"]["sections"]] == [
+        "POSN",
+        "ROTN",
+        "SCAL",
+        "OPAC",
+        "COLR",
+        "SHMK",
+        "SHPL",
+        "SHIX",
+    ]
     with pytest.raises(ValueError, match="source_sha256"):
         F.encode(s, source_sha256="xyz")
     with pytest.raises(ValueError, match="JSON"):
@@ -269,19 +308,27 @@ def test_unclean_scene_refused():
 
 
 def test_options_validated():
-    for kw in ({"position_bits": 11}, {"position_bits": 22}, {"rotation_bits": 21}, {"scale_bits": 3},
-               {"sh_palette_size": 0}, {"sh_palette_size": 65537}, {"zstd_level": 0}, {"sh_probes": 3},
-               {"color_bits": 8.0}):
+    for kw in (
+        {"position_bits": 11},
+        {"position_bits": 22},
+        {"rotation_bits": 21},
+        {"scale_bits": 3},
+        {"sh_palette_size": 0},
+        {"sh_palette_size": 65537},
+        {"zstd_level": 0},
+        {"sh_probes": 3},
+        {"color_bits": 8.0},
+    ):
         with pytest.raises(ValueError):
             F.CodecOptions(**kw)
 
 
 def test_antialiased_flag():
     s = synthetic_scene(20, 0)
-    assert "antialiased" not in F.decode(F.encode(s)).meta
-    s.meta["antialiased"] = True
+    assert not F.decode(F.encode(s)).antialiased
+    s.antialiased = True
     data = F.encode(s)
-    assert F.decode(data).meta["antialiased"] is True
+    assert F.decode(data).antialiased is True
     assert FIXED.unpack_from(data)[3] == 1
 
 
@@ -336,11 +383,23 @@ def test_files(tmp_path):
 def test_section_table_is_the_format():
     """The attribute table reproduces docs/FORMAT.md section 4: tags, names, order, and the codec-2 models."""
     assert [(s.tag, s.name) for s in A.SECTIONS] == [
-        (b"POSN", "positions"), (b"ROTN", "rotations"), (b"SCAL", "log_scales"), (b"OPAC", "opacity"),
-        (b"COLR", "sh_dc"), (b"SHMK", "sh_mask"), (b"SHPL", "sh_palette"), (b"SHIX", "sh_indices")]
+        (b"POSN", "positions"),
+        (b"ROTN", "rotations"),
+        (b"SCAL", "log_scales"),
+        (b"OPAC", "opacity"),
+        (b"COLR", "sh_dc"),
+        (b"SHMK", "sh_mask"),
+        (b"SHPL", "sh_palette"),
+        (b"SHIX", "sh_indices"),
+    ]
     assert F.SECTION_NAMES == {s.tag: s.name for s in A.SECTIONS}
     assert {s.tag: s.model for s in A.SECTIONS if s.model} == {
-        b"POSN": "morton", b"ROTN": "rotation", b"SCAL": "triple", b"OPAC": "scalar", b"COLR": "triple"}
+        b"POSN": "morton",
+        b"ROTN": "rotation",
+        b"SCAL": "triple",
+        b"OPAC": "scalar",
+        b"COLR": "triple",
+    }
     options = {f.name for f in dataclasses.fields(F.CodecOptions)}
     for a in A.ATTRIBUTES:  # the writer never produces a width a reader refuses
         assert a.read_bits[0] <= a.write_bits[0] and a.write_bits[1] <= a.read_bits[1], a.name
@@ -409,12 +468,16 @@ def test_golden_decodes_bit_exactly(path):
         got, want = getattr(dec, f), ref[f"out_{f}"]
         assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes(), f
     assert (dec.meta["exgs_sh_full"] == ref["out_sh_full"]).all()
-    assert bool(dec.meta.get("antialiased", False)) == bool(ref["in_antialiased"])
+    assert dec.antialiased == bool(ref["in_antialiased"])
     # the current encoder still meets the documented bounds on the golden inputs
     src = GaussianScene(*(ref[f"in_{f}"] for f in FIELDS))
     opts = F.CodecOptions(**{k: v for k, v in dec.meta["exgs_header"]["options"].items()})
-    check_bounds(src, F.encode(src, sh_full=ref["in_sh_full"] if src.sh_degree else None, options=opts),
-                 sh_full=ref["in_sh_full"], options=opts)
+    check_bounds(
+        src,
+        F.encode(src, sh_full=ref["in_sh_full"] if src.sh_degree else None, options=opts),
+        sh_full=ref["in_sh_full"],
+        options=opts,
+    )
 
 
 # ----------------------------------------------------------------------------------------- corruption table
@@ -457,16 +520,22 @@ def _header_cases(golden: bytes):
         "magic": (b"EXGZ" + golden[4:], "fixed-header:magic", "not an .exgs file"),
         "ply": (b"ply\nformat ascii 1.0\n", "fixed-header:magic", None),
         "empty": (b"", "fixed-header:magic", None),
-        "version_newer": (pack(dict(fixed, version=F.READER_VERSION + 1), hjson, entries), "fixed-header:version",
-                       "newer exgs"),
+        "version_newer": (
+            pack(dict(fixed, version=F.READER_VERSION + 1), hjson, entries),
+            "fixed-header:version",
+            "newer exgs",
+        ),
         "version0": (pack(dict(fixed, version=0), hjson, entries), "fixed-header:version", None),
         "reserved": (pack(dict(fixed, r1=1), hjson, entries), "fixed-header:reserved", None),
         "reserved2": (pack(dict(fixed, r2=5), hjson, entries), "fixed-header:reserved", None),
         "flags": (pack(dict(fixed, flags=0x10), hjson, entries), "fixed-header:flags", None),
         "n_too_big": (pack(dict(fixed, n=(1 << 27) + 1), hjson, entries), "fixed-header:n_gaussians", None),
         "n_mismatch": (pack(dict(fixed, n=fixed["n"] + 1), hjson, entries), "header:n", None),
-        "header_crc": (golden[:40] + bytes([golden[40] ^ 1]) + golden[41:], "fixed-header:header_crc32",
-                       "header is corrupt (checksum)"),
+        "header_crc": (
+            golden[:40] + bytes([golden[40] ^ 1]) + golden[41:],
+            "fixed-header:header_crc32",
+            "header is corrupt (checksum)",
+        ),
         "json_garbage": (pack(fixed, b"{not json" + b" " * 10, entries), "header", "not valid JSON"),
         "json_utf8": (pack(fixed, b'{"a":"\xff"}', entries), "header", "UTF-8"),
         "json_list": (pack(fixed, b"[1,2,3]", entries), "header", "expected an object"),
@@ -476,23 +545,46 @@ def _header_cases(golden: bytes):
         "sections_65": (golden[:20] + struct.pack("<H", 65) + golden[22:], "fixed-header:section_count", None),
         "trailing": (golden + b"\0", "trailing-bytes", None),
         "duplicate": (pack(fixed, hjson, entries + [entries[0]]), "section:positions", "twice"),
-        "unknown_required": (pack(fixed, hjson, entries + [dict(entries[0], tag=b"ZZZ9", flags=1)]),
-                             "section:ZZZ9", "newer exgs"),
+        "unknown_required": (
+            pack(fixed, hjson, entries + [dict(entries[0], tag=b"ZZZ9", flags=1)]),
+            "section:ZZZ9",
+            "newer exgs",
+        ),
         "bad_tag": (pack(fixed, hjson, [dict(entries[0], tag=b"po s")] + entries[1:]), "section-table[0]", None),
         "bad_codec": (pack(fixed, hjson, [dict(entries[0], codec=9)] + entries[1:]), "section:positions", "codec"),
-        "bad_filter": (pack(fixed, hjson, [dict(entries[0], filter=9)] + entries[1:]), "section:positions",
-                       "filter"),
+        "bad_filter": (pack(fixed, hjson, [dict(entries[0], filter=9)] + entries[1:]), "section:positions", "filter"),
         "bad_elem": (pack(fixed, hjson, [dict(entries[0], elem=3)] + entries[1:]), "section:positions", None),
         "table_reserved": (pack(fixed, hjson, [dict(entries[0], rr=1)] + entries[1:]), "section:positions", None),
-        "stored_len_past_end": (pack(fixed, hjson, [dict(entries[0], slen=size)] + entries[1:], fix_crc=False),
-                                "section:positions", "truncated"),
+        "stored_len_past_end": (
+            pack(fixed, hjson, [dict(entries[0], slen=size)] + entries[1:], fix_crc=False),
+            "section:positions",
+            "truncated",
+        ),
     }
     for cut in (1, 3, 31, 32, 33, 32 + len(hjson) - 1, 32 + len(hjson) + 5, size // 2, size - 1):
         cases[f"truncated_{cut}"] = (golden[:cut], None, None)
-    for key in ("format", "version", "n", "sh_degree", "n_sh_full", "order", "bounds", "quant", "encoder",
-                "options", "errors", "extra", "quant.positions.bits", "quant.positions.step",
-                "quant.rotations.bits", "quant.log_scales.min", "quant.opacity.bits", "quant.sh_dc.step",
-                "quant.sh_rest.size", "quant.sh_rest.min"):
+    for key in (
+        "format",
+        "version",
+        "n",
+        "sh_degree",
+        "n_sh_full",
+        "order",
+        "bounds",
+        "quant",
+        "encoder",
+        "options",
+        "errors",
+        "extra",
+        "quant.positions.bits",
+        "quant.positions.step",
+        "quant.rotations.bits",
+        "quant.log_scales.min",
+        "quant.opacity.bits",
+        "quant.sh_dc.step",
+        "quant.sh_rest.size",
+        "quant.sh_rest.min",
+    ):
         h2 = json.loads(hjson)
         cur = h2
         parts = key.split(".")
@@ -501,9 +593,13 @@ def _header_cases(golden: bytes):
         del cur[parts[-1]]
         cases[f"missing_{key}"] = (pack(fixed, h2, entries), f"header:{key}", "misses")
     for key, value, field in (
-        ("format", "ply", "header:format"), ("version", F.READER_VERSION + 1, "header:version"), ("n", -1, "header:n"),
-        ("sh_degree", 4, "header:sh_degree"), ("n_sh_full", 10**9, "header:n_sh_full"),
-        ("order", "hilbert", "header:order"), ("quant.positions.bits", 22, "header:quant.positions.bits"),
+        ("format", "ply", "header:format"),
+        ("version", F.READER_VERSION + 1, "header:version"),
+        ("n", -1, "header:n"),
+        ("sh_degree", 4, "header:sh_degree"),
+        ("n_sh_full", 10**9, "header:n_sh_full"),
+        ("order", "hilbert", "header:order"),
+        ("quant.positions.bits", 22, "header:quant.positions.bits"),
         ("quant.positions.bits", True, "header:quant.positions.bits"),
         ("quant.positions.step", [1, 2], "header:quant.positions.step"),
         ("quant.positions.step", [1, -2, 3], "header:quant.positions.step"),
@@ -561,8 +657,12 @@ def _header_cases(golden: bytes):
     return cases
 
 
-CASES = {f"v{i + 1}_{k}": v for i, g in enumerate(FULL_GOLDENS) if g.exists()
-         for k, v in _header_cases(g.read_bytes()).items()}
+CASES = {
+    f"v{i + 1}_{k}": v
+    for i, g in enumerate(FULL_GOLDENS)
+    if g.exists()
+    for k, v in _header_cases(g.read_bytes()).items()
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -654,7 +754,7 @@ def mutate(data: bytes, muts) -> bytes:
         elif kind == "insert":
             b[pos:pos] = bytes([val])
         elif kind == "u32":
-            b[pos:pos + 4] = struct.pack("<I", val)[: len(b) - pos]
+            b[pos : pos + 4] = struct.pack("<I", val)[: len(b) - pos]
     return bytes(b)
 
 
@@ -665,8 +765,12 @@ def test_fuzz_raw_mutations(which, muts):
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 1000), st.integers(0, 1000), st.lists(mutation, min_size=1, max_size=3),
-       st.sampled_from(["payload", "json", "table"]))
+@given(
+    st.integers(0, 1000),
+    st.integers(0, 1000),
+    st.lists(mutation, min_size=1, max_size=3),
+    st.sampled_from(["payload", "json", "table"]),
+)
 @pytest.mark.slow
 def test_fuzz_with_valid_checksums(which, target, muts, where):
     """Mutations behind valid CRCs reach zstd, the JSON schema and the semantic checks."""

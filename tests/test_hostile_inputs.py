@@ -11,8 +11,8 @@ import threading
 import time
 
 import pytest
-
 from exgs_testpaths import DATA
+
 from exgs_core.cli import main
 from exgs_core.errors import FormatError
 from exgs_core.io import FORMATS, detect_format, load
@@ -58,8 +58,11 @@ def test_long_ply_header_is_parsed_in_linear_time(tmp_path):
 
 def test_many_elements_are_parsed_in_linear_time(tmp_path):
     p = tmp_path / "elements.ply"
-    lines = [f"element e{i} 0" for i in range(N_LONG)] + ["element vertex 0"] + [
-        f"property float {n}" for n in REQUIRED_PROPERTIES]
+    lines = (
+        [f"element e{i} 0" for i in range(N_LONG)]
+        + ["element vertex 0"]
+        + [f"property float {n}" for n in REQUIRED_PROPERTIES]
+    )
     p.write_bytes(_ply_header(lines))
     t0 = time.perf_counter()
     s = read_ply(p)
@@ -72,8 +75,11 @@ def test_many_elements_are_parsed_in_linear_time(tmp_path):
 
 def test_long_compressed_ply_header_is_parsed_in_linear_time(tmp_path):
     p = tmp_path / "chunkprops.compressed.ply"
-    lines = _many_props(N_LONG, "chunk") + ["element vertex 0"] + [
-        f"property uint packed_{k}" for k in ("position", "rotation", "scale", "color")]
+    lines = (
+        _many_props(N_LONG, "chunk")
+        + ["element vertex 0"]
+        + [f"property uint packed_{k}" for k in ("position", "rotation", "scale", "color")]
+    )
     p.write_bytes(_ply_header(lines))
     assert detect_format(p) == "compressed_ply"
     err, dt = _timed(read_compressed_ply, p)
@@ -154,12 +160,18 @@ def test_fifo_is_refused_without_blocking(fifo):
         _assert_refused(_call_or_unblock(lambda: reader(fifo), [fifo]), fifo)
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/zero") or not stat.S_ISCHR(os.stat("/dev/zero").st_mode),
-                    reason="needs /dev/zero")
+@pytest.mark.skipif(
+    not os.path.exists("/dev/zero") or not stat.S_ISCHR(os.stat("/dev/zero").st_mode), reason="needs /dev/zero"
+)
 def test_character_device_is_refused():
-    for call in (lambda: detect_format("/dev/zero"), lambda: load("/dev/zero"),
-                 lambda: read_ply("/dev/zero"), lambda: read_compressed_ply("/dev/zero"),
-                 lambda: read_splat("/dev/zero"), *[lambda f=f: load("/dev/zero", format=f) for f in FORMATS]):
+    for call in (
+        lambda: detect_format("/dev/zero"),
+        lambda: load("/dev/zero"),
+        lambda: read_ply("/dev/zero"),
+        lambda: read_compressed_ply("/dev/zero"),
+        lambda: read_splat("/dev/zero"),
+        *[lambda f=f: load("/dev/zero", format=f) for f in FORMATS],
+    ):
         with pytest.raises(FormatError, match="not a regular file"):
             call()
 
@@ -175,18 +187,22 @@ def _cli(capsys, *argv):
     return code, capsys.readouterr().err, dt
 
 
-@pytest.mark.parametrize("argv", [
-    ("info", "{fifo}"),
-    ("info", "--json", "{fifo}"),
-    ("convert", "{fifo}", "{tmp}/out.ply"),
-    ("decompress", "{fifo}", "-o", "{tmp}/out.ply"),
-    ("compress", "{fifo}", "-o", "{tmp}/out.exgs", "-q"),
-    ("render", "{fifo}", "--out", "{tmp}/r", "-q"),
-    ("render", DONUT, "--cameras", "{fifo}", "--out", "{tmp}/r", "-q"),
-    ("eval", DONUT, "{fifo}", "-q"),
-    ("eval", DONUT, DONUT, "--cameras", "{fifo}", "-q"),
-    ("compress", DONUT, "--cameras", "{fifo}", "-o", "{tmp}/out.exgs", "-q"),
-], ids=lambda a: " ".join(map(str, a[:2])))
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("info", "{fifo}"),
+        ("info", "--json", "{fifo}"),
+        ("convert", "{fifo}", "{tmp}/out.ply"),
+        ("decompress", "{fifo}", "-o", "{tmp}/out.ply"),
+        ("compress", "{fifo}", "-o", "{tmp}/out.exgs", "-q"),
+        ("render", "{fifo}", "--out", "{tmp}/r", "-q"),
+        ("render", DONUT, "--cameras", "{fifo}", "--out", "{tmp}/r", "-q"),
+        ("eval", DONUT, "{fifo}", "-q"),
+        ("eval", DONUT, DONUT, "--cameras", "{fifo}", "-q"),
+        ("compress", DONUT, "--cameras", "{fifo}", "-o", "{tmp}/out.exgs", "-q"),
+    ],
+    ids=lambda a: " ".join(map(str, a[:2])),
+)
 def test_cli_refuses_a_fifo_before_any_work(capsys, tmp_path, fifo, argv):
     argv = [str(a).format(fifo=fifo, tmp=tmp_path) for a in argv]
     box = _call_or_unblock(lambda: _cli(capsys, *argv), [fifo])
@@ -266,32 +282,72 @@ def _assert_option_error(capsys, tmp_path, option, *argv, fragment=None):
 
 @pytest.mark.parametrize("value", ["inf", "1e400", "-inf", "nan", "0", "-1", "1e-9"])
 def test_compress_target_mb_must_be_a_positive_finite_size(capsys, tmp_path, value):
-    _assert_option_error(capsys, tmp_path, "--target-mb", "compress", DONUT, "-o", tmp_path / "o.exgs",
-                         f"--target-mb={value}", "-q")
+    _assert_option_error(
+        capsys, tmp_path, "--target-mb", "compress", DONUT, "-o", tmp_path / "o.exgs", f"--target-mb={value}", "-q"
+    )
 
 
-@pytest.mark.parametrize("option,value", [("--ratio", "nan"), ("--ratio", "inf"), ("--ratio", "0"),
-                                          ("--ratio", "1.5"), ("--sh-keep", "nan"), ("--sh-keep", "-0.1"),
-                                          ("--views", "100000"), ("--view-size", "100000")])
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("--ratio", "nan"),
+        ("--ratio", "inf"),
+        ("--ratio", "0"),
+        ("--ratio", "1.5"),
+        ("--sh-keep", "nan"),
+        ("--sh-keep", "-0.1"),
+        ("--views", "100000"),
+        ("--view-size", "100000"),
+    ],
+)
 def test_compress_numeric_options_are_checked_up_front(capsys, tmp_path, option, value):
-    _assert_option_error(capsys, tmp_path, option, "compress", DONUT, "-o", tmp_path / "o.exgs",
-                         f"{option}={value}", "-q")
+    _assert_option_error(
+        capsys, tmp_path, option, "compress", DONUT, "-o", tmp_path / "o.exgs", f"{option}={value}", "-q"
+    )
 
 
 @pytest.mark.parametrize("value", [("nan", "0", "0"), ("0", "inf", "0"), ("0", "0", "2"), ("-1", "0", "0")])
 def test_render_background_must_be_a_colour(capsys, tmp_path, value):
-    _assert_option_error(capsys, tmp_path, "--background", "render", DONUT, "--out", tmp_path / "r", "-q",
-                         "--size", "16x16", "--views", "1", "--background", *value)
+    _assert_option_error(
+        capsys,
+        tmp_path,
+        "--background",
+        "render",
+        DONUT,
+        "--out",
+        tmp_path / "r",
+        "-q",
+        "--size",
+        "16x16",
+        "--views",
+        "1",
+        "--background",
+        *value,
+    )
 
 
 @pytest.mark.parametrize("size", ["16384x16384", "16384x8192", "9000x9000"])
 def test_render_size_is_bounded_by_a_pixel_budget(capsys, tmp_path, size):
-    _assert_option_error(capsys, tmp_path, "--size", "render", DONUT, "--out", tmp_path / "r", "-q",
-                         "--size", size, "--views", "1", fragment="pixels")
+    _assert_option_error(
+        capsys,
+        tmp_path,
+        "--size",
+        "render",
+        DONUT,
+        "--out",
+        tmp_path / "r",
+        "-q",
+        "--size",
+        size,
+        "--views",
+        "1",
+        fragment="pixels",
+    )
 
 
-@pytest.mark.parametrize("argv", [("render", DONUT, "--out", "{tmp}/r"), ("eval", DONUT, DONUT)],
-                         ids=["render", "eval"])
+@pytest.mark.parametrize(
+    "argv", [("render", DONUT, "--out", "{tmp}/r"), ("eval", DONUT, DONUT)], ids=["render", "eval"]
+)
 def test_views_upper_bound(capsys, tmp_path, argv):
     argv = [str(a).format(tmp=tmp_path) for a in argv]
     _assert_option_error(capsys, tmp_path, "--views", *argv, "--views", "5000", "-q")
@@ -310,12 +366,21 @@ def test_eval_smallest_size_works(capsys):
 def test_render_size_derived_from_cameras_json_is_bounded(capsys, tmp_path):
     import json
 
-    cams = [{"id": 0, "img_name": "tall", "width": 10, "height": 1_000_000, "position": [0, 0, -3],
-             "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "fx": 10.0, "fy": 10.0}]
+    cams = [
+        {
+            "id": 0,
+            "img_name": "tall",
+            "width": 10,
+            "height": 1_000_000,
+            "position": [0, 0, -3],
+            "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+            "fx": 10.0,
+            "fy": 10.0,
+        }
+    ]
     cj = tmp_path / "cameras.json"
     cj.write_text(json.dumps(cams))
-    code, err, dt = _cli(capsys, "render", DONUT, "--cameras", cj, "--size", "512x512", "--out", tmp_path / "r",
-                         "-q")
+    code, err, dt = _cli(capsys, "render", DONUT, "--cameras", cj, "--size", "512x512", "--out", tmp_path / "r", "-q")
     assert code == 2 and "cameras.json" in err and "pixels" in err, err
     assert dt < 5.0 and not (tmp_path / "r").exists()
 
@@ -327,9 +392,12 @@ def test_format_readers_called_directly_refuse_a_fifo(tmp_path, reader):
 
     from exgs_core.errors import FormatError
 
-    fn = {"spz": ("exgs_core.io.spz", "read_spz"), "sog": ("exgs_core.io.sog", "read_sog"),
-          "exgs": ("exgs_core.exgs_format", "read_exgs"),
-          "compressed_ply": ("exgs_core.io.compressed_ply", "read_compressed_ply")}[reader]
+    fn = {
+        "spz": ("exgs_core.io.spz", "read_spz"),
+        "sog": ("exgs_core.io.sog", "read_sog"),
+        "exgs": ("exgs_core.exgs_format", "read_exgs"),
+        "compressed_ply": ("exgs_core.io.compressed_ply", "read_compressed_ply"),
+    }[reader]
     fifo = tmp_path / f"pipe.{reader}"
     os.mkfifo(fifo)
     read = getattr(importlib.import_module(fn[0]), fn[1])

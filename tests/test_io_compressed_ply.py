@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import plyfile
 import pytest
+from exgs_testpaths import DATA, shared_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exgs_testpaths import DATA, shared_file
 from exgs_core.conventions import SH_C0, sigmoid
 from exgs_core.errors import FormatError
 from exgs_core.io import detect_format, load
@@ -23,9 +23,13 @@ def reference(path):
     """A splat-transform PLY decode as float64 arrays in our layout (quats w, x, y, z; sh [N, K, 3])."""
     v = plyfile.PlyData.read(str(path))["vertex"].data
     g = lambda *k: np.stack([v[x] for x in k], 1).astype(np.float64)  # noqa: E731
-    return dict(means=g("x", "y", "z"), quats=g("rot_0", "rot_1", "rot_2", "rot_3"),
-                log_scales=g("scale_0", "scale_1", "scale_2"), opacity=v["opacity"].astype(np.float64),
-                dc=g("f_dc_0", "f_dc_1", "f_dc_2"))
+    return dict(
+        means=g("x", "y", "z"),
+        quats=g("rot_0", "rot_1", "rot_2", "rot_3"),
+        log_scales=g("scale_0", "scale_1", "scale_2"),
+        opacity=v["opacity"].astype(np.float64),
+        dc=g("f_dc_0", "f_dc_1", "f_dc_2"),
+    )
 
 
 def chunk_table(path) -> np.ndarray:
@@ -132,8 +136,19 @@ def _norm(x, lo, hi):
     return np.where(hi - lo < 1e-5, 0.0, np.clip((x - lo) / np.where(hi - lo == 0, 1, hi - lo), 0, 1))
 
 
-def encode_compressed_ply(means, quats, log_scales, opacity, dc, rest=None, *, chunk_colour=True,
-                          chunk_count=None, fmt="binary_little_endian", body_cut=0) -> bytes:
+def encode_compressed_ply(
+    means,
+    quats,
+    log_scales,
+    opacity,
+    dc,
+    rest=None,
+    *,
+    chunk_colour=True,
+    chunk_count=None,
+    fmt="binary_little_endian",
+    body_cut=0,
+) -> bytes:
     """Test-side compressed-PLY writer (as SuperSplat): 256-Gaussian chunks, 11/10/11 + 2/10/10/10 + 8888."""
     n = len(means)
     nc = -(-n // 256)
@@ -141,8 +156,14 @@ def encode_compressed_ply(means, quats, log_scales, opacity, dc, rest=None, *, c
     chunk_cols = list(CHUNK_REQUIRED) + (list(CHUNK_COLOR) if chunk_colour else [])
     ch = np.zeros(nc, [(c, "<f4") for c in chunk_cols])
     rgb = dc * SH_C0 + 0.5
-    fields = {"x": means[:, 0], "y": means[:, 1], "z": means[:, 2],
-              "scale_x": log_scales[:, 0], "scale_y": log_scales[:, 1], "scale_z": log_scales[:, 2]}
+    fields = {
+        "x": means[:, 0],
+        "y": means[:, 1],
+        "z": means[:, 2],
+        "scale_x": log_scales[:, 0],
+        "scale_y": log_scales[:, 1],
+        "scale_z": log_scales[:, 2],
+    }
     if chunk_colour:
         fields.update(r=rgb[:, 0], g=rgb[:, 1], b=rgb[:, 2])
     starts = np.arange(0, n, 256)
@@ -162,8 +183,12 @@ def encode_compressed_ply(means, quats, log_scales, opacity, dc, rest=None, *, c
         cn = np.stack([g("r"), g("g"), g("b")], 1)
     else:
         cn = np.clip(rgb, 0, 1)
-    col = (_pack_unorm(cn[:, 0], 8) << 24) | (_pack_unorm(cn[:, 1], 8) << 16) | (_pack_unorm(cn[:, 2], 8) << 8) \
+    col = (
+        (_pack_unorm(cn[:, 0], 8) << 24)
+        | (_pack_unorm(cn[:, 1], 8) << 16)
+        | (_pack_unorm(cn[:, 2], 8) << 8)
         | _pack_unorm(1 / (1 + np.exp(-opacity)), 8)
+    )
     q = unit(quats)
     largest = np.argmax(np.abs(q), 1)
     q = q * np.where(q[np.arange(n), largest] < 0, -1, 1)[:, None]
@@ -171,8 +196,9 @@ def encode_compressed_ply(means, quats, log_scales, opacity, dc, rest=None, *, c
     others = np.array([[j for j in range(4) if j != L] for L in range(4)])[largest]  # [N, 3]
     for j in range(3):
         rot = (rot << 10) | _pack_unorm(q[np.arange(n), others[:, j]] * (np.sqrt(2) * 0.5) + 0.5, 10)
-    v = np.zeros(n, [("packed_position", "<u4"), ("packed_rotation", "<u4"), ("packed_scale", "<u4"),
-                     ("packed_color", "<u4")])
+    v = np.zeros(
+        n, [("packed_position", "<u4"), ("packed_rotation", "<u4"), ("packed_scale", "<u4"), ("packed_color", "<u4")]
+    )
     v["packed_position"], v["packed_rotation"], v["packed_scale"], v["packed_color"] = pos, rot, sca, col
     nc_head = nc if chunk_count is None else chunk_count
     head = ["ply", f"format {fmt} 1.0", "comment test encoder", f"element chunk {nc_head}"]
@@ -217,8 +243,11 @@ def test_synthetic_roundtrip_both_layouts(tmp_path, rng, chunk_colour):
     sc_step = np.stack([ch[f"max_scale_{x}"] - ch[f"min_scale_{x}"] for x in "xyz"], 1)[ci] / bits
     assert (np.abs(s.log_scales - log_scales) <= 0.5 * sc_step + 1e-5).all()
     rgb = np.clip(dc * SH_C0 + 0.5, 0, 1) if not chunk_colour else dc * SH_C0 + 0.5
-    col_step = (np.stack([ch[f"max_{x}"] - ch[f"min_{x}"] for x in "rgb"], 1)[ci] / 255) if chunk_colour \
+    col_step = (
+        (np.stack([ch[f"max_{x}"] - ch[f"min_{x}"] for x in "rgb"], 1)[ci] / 255)
+        if chunk_colour
         else np.full((s.n, 3), 1 / 255)
+    )
     assert (np.abs(s.sh[:, 0] * SH_C0 + 0.5 - rgb) <= 0.5 * col_step + 1e-6).all()
     assert np.abs(s.opacities - 1 / (1 + np.exp(-opacity))).max() <= 0.5 / 255 + 1e-6
     # smallest three: each stored component within half a 10-bit step of sqrt(2), the largest recomputed
@@ -271,24 +300,46 @@ def _bad_cases():
         "truncated body": (enc(body_cut=5), "vertex"),
         "truncated header": (enc()[:100], "header"),
         "missing min_x": (_fixture_text_patch(b"property float min_x\n", b"property float mon_x\n"), "chunk.min_x"),
-        "packed_position float": (_fixture_text_patch(b"property uint packed_position",
-                                                      b"property float packed_position"), "vertex.packed_position"),
-        "partial colour range": (_fixture_text_patch(b"property float max_b\n", b"property float max_q\n"),
-                                 "chunk.max_b"),
+        "packed_position float": (
+            _fixture_text_patch(b"property uint packed_position", b"property float packed_position"),
+            "vertex.packed_position",
+        ),
+        "partial colour range": (
+            _fixture_text_patch(b"property float max_b\n", b"property float max_q\n"),
+            "chunk.max_b",
+        ),
         "no vertex": (_fixture_text_patch(b"element vertex", b"element vurtex"), "vertex"),
         "no chunk": (_fixture_text_patch(b"element chunk", b"element chonk"), "chunk"),
-        "list property": (_fixture_text_patch(b"property uint packed_color", b"property list uchar uint packed_color"),
-                          "vertex.packed_color"),
+        "list property": (
+            _fixture_text_patch(b"property uint packed_color", b"property list uchar uint packed_color"),
+            "vertex.packed_color",
+        ),
         "bad count": (_fixture_text_patch(b"element vertex 4096", b"element vertex 40x6"), "element"),
         "huge count": (_fixture_text_patch(b"element vertex 4096", b"element vertex 4000000000"), "chunk"),
-        "huge count, chunks match": (_fixture_text_patch(b"element chunk 16\n", b"element chunk 15625000\n")
-                                     .replace(b"element vertex 4096", b"element vertex 4000000000"), "chunk"),
-        "sh wrong count": (encode_compressed_ply(means, quats, log_scales, opacity, dc, rest).replace(
-            b"property uchar f_rest_8\n", b""), "sh"),
-        "sh rows": (encode_compressed_ply(means, quats, log_scales, opacity, dc, rest).replace(
-            b"element sh 300", b"element sh 299"), "sh"),
-        "sh type": (encode_compressed_ply(means, quats, log_scales, opacity, dc, rest).replace(
-            b"property uchar f_rest_3\n", b"property float f_rest_3\n"), "sh.f_rest_3"),
+        "huge count, chunks match": (
+            _fixture_text_patch(b"element chunk 16\n", b"element chunk 15625000\n").replace(
+                b"element vertex 4096", b"element vertex 4000000000"
+            ),
+            "chunk",
+        ),
+        "sh wrong count": (
+            encode_compressed_ply(means, quats, log_scales, opacity, dc, rest).replace(
+                b"property uchar f_rest_8\n", b""
+            ),
+            "sh",
+        ),
+        "sh rows": (
+            encode_compressed_ply(means, quats, log_scales, opacity, dc, rest).replace(
+                b"element sh 300", b"element sh 299"
+            ),
+            "sh",
+        ),
+        "sh type": (
+            encode_compressed_ply(means, quats, log_scales, opacity, dc, rest).replace(
+                b"property uchar f_rest_3\n", b"property float f_rest_3\n"
+            ),
+            "sh.f_rest_3",
+        ),
         "non-ascii header": (b"ply\nformat binary_little_endian 1.0\ncomment \xff\nend_header\n", "header"),
     }
 

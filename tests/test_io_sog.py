@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import plyfile
 import pytest
+from exgs_testpaths import DATA, shared_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from exgs_testpaths import DATA, shared_file
 from exgs_core.conventions import sigmoid
 from exgs_core.errors import FormatError
 from exgs_core.io import detect_format, load
@@ -33,9 +33,14 @@ def reference(path):
     nr = sum(1 for x in v.dtype.names if x.startswith("f_rest_"))
     rest = g(*[f"f_rest_{i}" for i in range(nr)]) if nr else np.zeros((len(v), 0))
     rest = rest.reshape(len(v), 3, nr // 3).transpose(0, 2, 1)
-    return dict(means=g("x", "y", "z"), quats=g("rot_0", "rot_1", "rot_2", "rot_3"),
-                log_scales=g("scale_0", "scale_1", "scale_2"), opacity=v["opacity"].astype(np.float64),
-                dc=g("f_dc_0", "f_dc_1", "f_dc_2"), rest=rest)
+    return dict(
+        means=g("x", "y", "z"),
+        quats=g("rot_0", "rot_1", "rot_2", "rot_3"),
+        log_scales=g("scale_0", "scale_1", "scale_2"),
+        opacity=v["opacity"].astype(np.float64),
+        dc=g("f_dc_0", "f_dc_1", "f_dc_2"),
+        rest=rest,
+    )
 
 
 def unit(q):
@@ -80,10 +85,13 @@ def codebook_gap(cb) -> float:
 
 # ------------------------------------------------------------------------------------------------ parity
 @pytest.mark.shared
-@pytest.mark.parametrize("scene_name, degree", [
-    ("playcanvas_flowers_lod2_sh2", 2),
-    ("playcanvas_wc_statue_angel", 0),  # internal-only scene: read from ../shared, never copied
-])
+@pytest.mark.parametrize(
+    "scene_name, degree",
+    [
+        ("playcanvas_flowers_lod2_sh2", 2),
+        ("playcanvas_wc_statue_angel", 0),  # internal-only scene: read from ../shared, never copied
+    ],
+)
 def test_parity_with_splat_transform(scene_name, degree):
     src = shared_file(f"scenes/{scene_name}.sog")
     ref = reference(shared_file(f"reference-ply/{scene_name}.from-sog.ply"))
@@ -130,7 +138,7 @@ def test_fixture_flowers():
     assert s.validate().ok
     assert np.allclose(np.linalg.norm(s.quats, axis=1), 1, atol=1e-2)
     assert np.abs(s.sh[:, 1:]).max() > 0  # the palette is used
-    assert not s.meta.get("antialiased")
+    assert not s.antialiased
     assert detect_format(FIXTURE) == "sog"
     assert load(FIXTURE).meta["format"] == "sog"
 
@@ -154,7 +162,7 @@ def test_antialiased_model(tmp_path):
     meta["model"] = "antialiased"
     p = tmp_path / "aa.sog"
     p.write_bytes(with_meta(meta))
-    assert read_sog(p).meta["antialiased"] is True
+    assert read_sog(p).antialiased is True
 
 
 # ------------------------------------------------------------------------------------------------ synthetic bundles
@@ -196,9 +204,13 @@ def test_synthetic_v1(tmp_path, rng):
         "shN": {"mins": -0.7, "maxs": 0.9, "files": ["cen.webp", "lab.webp"]},
     }
     members = {
-        "meta.json": json.dumps(meta).encode(), "ml.webp": webp(means_l), "mu.webp": webp(means_u),
-        "q.webp": webp(_pad(_quat_texels(q), w, h)), "s.webp": webp(_pad(np.c_[sb, np.full(n, 255)], w, h)),
-        "c.webp": webp(_pad(cb, w, h)), "cen.webp": webp(cen),
+        "meta.json": json.dumps(meta).encode(),
+        "ml.webp": webp(means_l),
+        "mu.webp": webp(means_u),
+        "q.webp": webp(_pad(_quat_texels(q), w, h)),
+        "s.webp": webp(_pad(np.c_[sb, np.full(n, 255)], w, h)),
+        "c.webp": webp(_pad(cb, w, h)),
+        "cen.webp": webp(cen),
         "lab.webp": webp(_pad(np.c_[labels & 255, labels >> 8, np.zeros(n), np.full(n, 255)], w, h)),
     }
     p = tmp_path / "v1.sog"
@@ -207,8 +219,9 @@ def test_synthetic_v1(tmp_path, rng):
     assert s.meta["sog_version"] == 1 and s.n == n and s.sh_degree == 1
     v = mins + (maxs - mins) * u / 65535
     np.testing.assert_allclose(s.means, np.sign(v) * np.expm1(np.abs(v)), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(s.log_scales, np.array(s_min) + (np.array(s_max) - np.array(s_min)) * sb / 255,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        s.log_scales, np.array(s_min) + (np.array(s_max) - np.array(s_min)) * sb / 255, rtol=1e-6
+    )
     col = np.array(c_min) + (np.array(c_max) - np.array(c_min)) * cb / 255
     np.testing.assert_allclose(s.sh[:, 0], col[:, :3], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(s.opacity_logits, col[:, 3], rtol=1e-6, atol=1e-6)  # v1 stores the logit
@@ -234,7 +247,8 @@ def test_synthetic_v2_layout(tmp_path, rng):
     cen = rng.integers(0, 256, size=(2, 64 * ncoef, 4)).astype(np.uint8)
     cb = np.sort(rng.normal(size=256)).round(6)
     meta = {
-        "version": 2, "count": n,
+        "version": 2,
+        "count": n,
         "means": {"mins": [0.0, 0.0, 0.0], "maxs": [1.0, 1.0, 1.0], "files": ["a.webp", "b.webp"]},
         "scales": {"codebook": (cb - 5).tolist(), "files": ["s.webp"]},
         "quats": {"files": ["q.webp"]},
@@ -313,8 +327,10 @@ def _bad_cases() -> dict:
         "shN bands 1 vs width": (with_meta(_meta_with(shN__bands=1)), "shN_centroids"),
         "shN palette bigger than texture": (with_meta(_meta_with(shN__count=65536)), "shN_centroids"),
         "png instead of webp": (with_meta(fixture_meta(), **{"quats.webp": big_png.getvalue()}), "quats"),
-        "garbage image": (with_meta(fixture_meta(), **{"scales.webp": b"RIFF\x00\x00\x00\x00WEBPVP8L" + bytes(50)}),
-                          "scales"),
+        "garbage image": (
+            with_meta(fixture_meta(), **{"scales.webp": b"RIFF\x00\x00\x00\x00WEBPVP8L" + bytes(50)}),
+            "scales",
+        ),
         "image too large for count": (with_meta(fixture_meta(), **{"means_u.webp": huge_webp}), "means_u"),
         "zip bomb member": (zip_bytes({**fixture_members(), "means_l.webp": zeros}, zipfile.ZIP_DEFLATED), "means_l"),
     }
@@ -356,8 +372,14 @@ def test_folder_member_size_bound(tmp_path):
 _MEMBERS = fixture_members()
 _NAMES = sorted(_MEMBERS)
 _ZIP = FIXTURE.read_bytes()
-_json_values = st.one_of(st.none(), st.booleans(), st.integers(-2, 10**10), st.floats(allow_nan=True),
-                         st.text(max_size=5), st.lists(st.integers(-5, 300), max_size=4))
+_json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 10**10),
+    st.floats(allow_nan=True),
+    st.text(max_size=5),
+    st.lists(st.integers(-5, 300), max_size=4),
+)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

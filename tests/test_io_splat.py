@@ -22,8 +22,8 @@ import os
 
 import numpy as np
 import pytest
-
 from exgs_testpaths import DATA, shared_file
+
 from exgs_core.conventions import SH_C0, sigmoid
 from exgs_core.errors import FormatError, SceneError
 from exgs_core.io.ply import read_ply
@@ -93,8 +93,9 @@ def test_plant_matches_splat_transform_reference():
 def test_round_trip_within_quantisation(tmp_path, rng):
     n = 500
     q = rng.normal(size=(n, 4))
-    s = GaussianScene(rng.normal(size=(n, 3)), q, rng.normal(-4, 1, (n, 3)), rng.normal(0, 2, n),
-                      rng.uniform(-1.5, 1.5, (n, 1, 3)))
+    s = GaussianScene(
+        rng.normal(size=(n, 3)), q, rng.normal(-4, 1, (n, 3)), rng.normal(0, 2, n), rng.uniform(-1.5, 1.5, (n, 1, 3))
+    )
     p = tmp_path / "s.splat"
     write_splat(s, p, sort=False)
     assert os.path.getsize(p) == 32 * n
@@ -110,8 +111,13 @@ def test_round_trip_within_quantisation(tmp_path, rng):
 
 def test_write_sorts_like_antimatter15(tmp_path, rng):
     n = 100
-    s = GaussianScene(rng.normal(size=(n, 3)), rng.normal(size=(n, 4)), rng.normal(-4, 1, (n, 3)),
-                      rng.normal(size=n), np.zeros((n, 1, 3)))
+    s = GaussianScene(
+        rng.normal(size=(n, 3)),
+        rng.normal(size=(n, 4)),
+        rng.normal(-4, 1, (n, 3)),
+        rng.normal(size=n),
+        np.zeros((n, 1, 3)),
+    )
     write_splat(s, tmp_path / "s.splat")
     r = read_splat(tmp_path / "s.splat")
     order = splat_order(s)
@@ -145,8 +151,9 @@ def test_zero_and_negative_scale_kept_not_repaired(tmp_path):
     rep = s.validate()
     assert rep.nonfinite["log_scales"] == 2 and rep.zero_quats == 1
     np.testing.assert_array_equal(s.quats[1], [0, 0, 0, 0])
-    np.testing.assert_allclose(s.opacity_logits[[0, 1]], [np.log(1e-6 / (1 - 1e-6)), np.log((1 - 1e-6) / 1e-6)],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        s.opacity_logits[[0, 1]], [np.log(1e-6 / (1 - 1e-6)), np.log((1 - 1e-6) / 1e-6)], rtol=1e-5
+    )
 
 
 def test_zero_quaternion_round_trips_as_zero(tmp_path):

@@ -11,10 +11,10 @@ import tracemalloc
 import numpy as np
 import plyfile
 import pytest
+from exgs_testpaths import DATA, shared_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exgs_testpaths import DATA, shared_file
 from exgs_core.conventions import SH_C1, SH_C2, SH_C3, sigmoid
 from exgs_core.errors import FormatError
 from exgs_core.io import detect_format, load
@@ -32,9 +32,14 @@ def reference(path):
     nr = sum(1 for x in v.dtype.names if x.startswith("f_rest_"))
     rest = g(*[f"f_rest_{i}" for i in range(nr)]) if nr else np.zeros((len(v), 0))
     rest = rest.reshape(len(v), 3, nr // 3).transpose(0, 2, 1)  # channel-major f_rest -> [N, K-1, 3]
-    return dict(means=g("x", "y", "z"), quats=g("rot_0", "rot_1", "rot_2", "rot_3"),
-                log_scales=g("scale_0", "scale_1", "scale_2"), opacity=v["opacity"].astype(np.float64),
-                dc=g("f_dc_0", "f_dc_1", "f_dc_2"), rest=rest)
+    return dict(
+        means=g("x", "y", "z"),
+        quats=g("rot_0", "rot_1", "rot_2", "rot_3"),
+        log_scales=g("scale_0", "scale_1", "scale_2"),
+        opacity=v["opacity"].astype(np.float64),
+        dc=g("f_dc_0", "f_dc_1", "f_dc_2"),
+        rest=rest,
+    )
 
 
 def errors_vs(scene, ref) -> dict:
@@ -61,7 +66,7 @@ def spz_tolerances(version: int, fractional_bits: int) -> dict:
     q = 0.25
     rot_step = 1 / 127.5 if version <= 2 else np.sqrt(0.5) / 511  # v2: xyz u8; v3+: 9-bit magnitudes
     return {
-        "means": q * 2.0 ** -fractional_bits,  # 24-bit fixed point, 2^-12 = 0.24 mm at fractionalBits 12
+        "means": q * 2.0**-fractional_bits,  # 24-bit fixed point, 2^-12 = 0.24 mm at fractionalBits 12
         "log_scales": q / 16,  # u8 (log + 10) * 16
         "opacity": q / 255,  # u8 sigmoid * 255 (compared after the sigmoid)
         "dc": q / (255 * 0.15),  # u8 dc * 0.15 * 255 + 127.5
@@ -79,22 +84,37 @@ def sh_colour(sh: np.ndarray, d: np.ndarray) -> np.ndarray:
         basis += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
     if k > 4:
         xx, yy, zz = x * x, y * y, z * z
-        basis += [SH_C2[0] * x * y, SH_C2[1] * y * z, SH_C2[2] * (2 * zz - xx - yy), SH_C2[3] * x * z,
-                  SH_C2[4] * (xx - yy)]
+        basis += [
+            SH_C2[0] * x * y,
+            SH_C2[1] * y * z,
+            SH_C2[2] * (2 * zz - xx - yy),
+            SH_C2[3] * x * z,
+            SH_C2[4] * (xx - yy),
+        ]
     if k > 9:
-        basis += [SH_C3[0] * y * (3 * xx - yy), SH_C3[1] * x * y * z, SH_C3[2] * y * (4 * zz - xx - yy),
-                  SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy), SH_C3[4] * x * (4 * zz - xx - yy),
-                  SH_C3[5] * z * (xx - yy), SH_C3[6] * x * (xx - 3 * yy)]
+        basis += [
+            SH_C3[0] * y * (3 * xx - yy),
+            SH_C3[1] * x * y * z,
+            SH_C3[2] * y * (4 * zz - xx - yy),
+            SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
+            SH_C3[4] * x * (4 * zz - xx - yy),
+            SH_C3[5] * z * (xx - yy),
+            SH_C3[6] * x * (xx - 3 * yy),
+        ]
     return np.einsum("kn,nkc->nc", np.stack(basis), sh)
 
 
 def covariances(scene) -> np.ndarray:
     q = scene.quats / np.linalg.norm(scene.quats, axis=1, keepdims=True)
     w, x, y, z = q.T.astype(np.float64)
-    r = np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], 1)
+    r = np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        1,
+    )
     s2 = np.exp(2 * scene.log_scales.astype(np.float64))
     return np.einsum("nij,nj,nkj->nik", r, s2, r)
 
@@ -132,10 +152,13 @@ def legacy_payload(version=2, n=3, sh_degree=0, frac=12, flags=0, body=None) -> 
 
 # ------------------------------------------------------------------------------------------------ reference parity
 @pytest.mark.shared
-@pytest.mark.parametrize("scene_name, version, degree", [
-    ("playcanvas_biker", 4, 0),
-    ("pdal_fourth_st_sh3", 2, 3),
-])
+@pytest.mark.parametrize(
+    "scene_name, version, degree",
+    [
+        ("playcanvas_biker", 4, 0),
+        ("pdal_fourth_st_sh3", 2, 3),
+    ],
+)
 def test_parity_with_splat_transform(scene_name, version, degree):
     src = shared_file(f"scenes/{scene_name}.spz")
     ref = reference(shared_file(f"reference-ply/{scene_name}.from-spz.ply"))
@@ -173,10 +196,13 @@ def test_axes_rdf_matches_compressed_ply_of_same_scene():
 
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.mark.shared
-@pytest.mark.parametrize("fixture, source", [
-    (V4_FIXTURE, "playcanvas_biker.spz"),
-    (V2_FIXTURE, "pdal_fourth_st_sh3.spz"),
-])
+@pytest.mark.parametrize(
+    "fixture, source",
+    [
+        (V4_FIXTURE, "playcanvas_biker.spz"),
+        (V2_FIXTURE, "pdal_fourth_st_sh3.spz"),
+    ],
+)
 def test_fixture_is_prefix_of_full_file(fixture, source):
     small = read_spz(fixture)
     full = read_spz(shared_file(f"scenes/{source}"))
@@ -187,7 +213,7 @@ def test_fixture_is_prefix_of_full_file(fixture, source):
 def test_fixture_v4_biker():
     s = read_spz(V4_FIXTURE)
     assert (s.n, s.sh_degree, s.meta["spz_version"]) == (4096, 0, 4)
-    assert not s.meta.get("antialiased")
+    assert not s.antialiased
     assert s.validate().ok
     assert np.allclose(np.linalg.norm(s.quats, axis=1), 1, atol=2e-3)
     lo, hi = s.bounds()
@@ -197,7 +223,7 @@ def test_fixture_v4_biker():
 def test_fixture_v2_pdal_sh3_antialiased():
     s = read_spz(V2_FIXTURE)
     assert (s.n, s.sh_degree, s.meta["spz_version"]) == (4096, 3, 2)
-    assert s.meta["antialiased"] is True
+    assert s.antialiased is True
     assert any("antialiased" in n for n in s.meta["notes"])
     assert s.validate().ok
     assert np.abs(s.sh[:, 1:]).max() <= 1.0  # (b - 128) / 128
@@ -245,8 +271,19 @@ def test_smallest_three_decode_known_quaternions():
     q[:4] = np.eye(4)  # each component the largest once
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     n = len(q)
-    raw = SpzRaw(3, n, 0, 12, 0, np.zeros((n, 9), np.uint8), np.full(n, 128, np.uint8), np.zeros((n, 3), np.uint8),
-                 np.zeros((n, 3), np.uint8), encode_smallest_three(q), np.zeros((n, 0), np.uint8))
+    raw = SpzRaw(
+        3,
+        n,
+        0,
+        12,
+        0,
+        np.zeros((n, 9), np.uint8),
+        np.full(n, 128, np.uint8),
+        np.zeros((n, 3), np.uint8),
+        np.zeros((n, 3), np.uint8),
+        encode_smallest_three(q),
+        np.zeros((n, 0), np.uint8),
+    )
     s = decode_spz(raw)
     want = q[:, [3, 0, 1, 2]]  # -> w, x, y, z
     got = s.quats.astype(np.float64)
@@ -281,8 +318,19 @@ def test_attribute_layout_and_formulas():
 def test_version1_float16_positions():
     n = 3
     p = np.array([[0.5, -2.0, 3.25], [0, 0, 0], [100, -0.125, 1]], np.float16)
-    raw = SpzRaw(1, n, 0, 0, 0, p.view(np.uint8).reshape(n, 6), np.zeros(n, np.uint8), np.zeros((n, 3), np.uint8),
-                 np.zeros((n, 3), np.uint8), np.full((n, 3), 128, np.uint8), np.zeros((n, 0), np.uint8))
+    raw = SpzRaw(
+        1,
+        n,
+        0,
+        0,
+        0,
+        p.view(np.uint8).reshape(n, 6),
+        np.zeros(n, np.uint8),
+        np.zeros((n, 3), np.uint8),
+        np.zeros((n, 3), np.uint8),
+        np.full((n, 3), 128, np.uint8),
+        np.zeros((n, 0), np.uint8),
+    )
     s = decode_spz(unpack_spz(pack_spz(raw)))
     np.testing.assert_array_equal(s.means, p.astype(np.float32))
 
@@ -359,7 +407,7 @@ def test_malformed_raises_format_error_naming_file_and_field(tmp_path, name):
 def test_corrupt_zstd_stream(tmp_path):
     b = v4_bytes()
     start = 32 + 5 * 16
-    b[start + 4: start + 40] = bytes(36)  # inside the positions frame, after its header
+    b[start + 4 : start + 40] = bytes(36)  # inside the positions frame, after its header
     with pytest.raises(FormatError) as ei:
         read_spz(write(tmp_path, bytes(b)))
     assert ei.value.field == "positions"

@@ -54,8 +54,13 @@ def test_knn_random_matches_brute_force(n):
 
 def test_clustered_and_float32_points():
     rng = np.random.default_rng(1)
-    pts = np.concatenate([rng.normal(size=(1500, 3)) * 1e-3, rng.normal(size=(300, 3)) * 1e3 + 50.0,
-                          rng.uniform(-1e4, 1e4, size=(200, 3))]).astype(np.float32)
+    pts = np.concatenate(
+        [
+            rng.normal(size=(1500, 3)) * 1e-3,
+            rng.normal(size=(300, 3)) * 1e3 + 50.0,
+            rng.uniform(-1e4, 1e4, size=(200, 3)),
+        ]
+    ).astype(np.float32)
     rng.shuffle(pts)
     check_knn(pts, 9)
     check_query(pts[:700], pts[700:], 4)
@@ -123,8 +128,9 @@ def test_extreme_scales(scale):
 
 def test_mixed_scales_and_overflow():
     rng = np.random.default_rng(7)
-    pts = np.concatenate([rng.normal(size=(400, 3)) * 1e-6, rng.normal(size=(100, 3)) * 1e15,
-                          [[1e200, 0, 0], [-1e200, 0, 0]]])
+    pts = np.concatenate(
+        [rng.normal(size=(400, 3)) * 1e-6, rng.normal(size=(100, 3)) * 1e15, [[1e200, 0, 0], [-1e200, 0, 0]]]
+    )
     check_knn(pts, 9)  # the two at 1e200: every squared distance to them overflows, so they count as missing
     d, i = knn(pts, 3)
     assert (i[-2:, 1:] == len(pts)).all()
@@ -149,9 +155,13 @@ def test_merges_skip_non_finite_centres():
     n = 400
     q = rng.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    scene = GaussianScene(rng.normal(size=(n, 3)).astype(np.float32), q.astype(np.float32),
-                          np.full((n, 3), -3.0, np.float32), np.zeros(n, np.float32),
-                          rng.random((n, 1, 3)).astype(np.float32))
+    scene = GaussianScene(
+        rng.normal(size=(n, 3)).astype(np.float32),
+        q.astype(np.float32),
+        np.full((n, 3), -3.0, np.float32),
+        np.zeros(n, np.float32),
+        rng.random((n, 1, 3)).astype(np.float32),
+    )
     scene.means[[5, 77]] = np.nan
     keep = np.arange(n) % 4 == 0
     keep[[5, 77]] = False

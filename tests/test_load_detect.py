@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from exgs_testpaths import DATA, shared_file
+
 from exgs_core.errors import FormatError, UnsupportedFormatError
 from exgs_core.io import detect_format, load, save_ply
 from exgs_core.io.ply import read_ply
@@ -83,15 +83,18 @@ def test_save_ply_then_load(tmp_path):
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("name,fmt", [
-    ("scenes/gshairlod_donut_fused_sh0.ply", "ply"),
-    ("scenes/kacytran_try_iter7000_sh3.ply", "ply"),
-    ("scenes/supersplat_mixed_drops_label_crop_sh3.ply", "ply"),
-    ("scenes/splatset_plant.splat", "splat"),
-    ("scenes/marcelpadilla_academic_tarot_cards.splat", "splat"),
-    ("scenes/playcanvas_biker.compressed.ply", "compressed_ply"),
-    ("reference-ply/splatset_plant.from-splat.ply", "ply"),
-])
+@pytest.mark.parametrize(
+    "name,fmt",
+    [
+        ("scenes/gshairlod_donut_fused_sh0.ply", "ply"),
+        ("scenes/kacytran_try_iter7000_sh3.ply", "ply"),
+        ("scenes/supersplat_mixed_drops_label_crop_sh3.ply", "ply"),
+        ("scenes/splatset_plant.splat", "splat"),
+        ("scenes/marcelpadilla_academic_tarot_cards.splat", "splat"),
+        ("scenes/playcanvas_biker.compressed.ply", "compressed_ply"),
+        ("reference-ply/splatset_plant.from-splat.ply", "ply"),
+    ],
+)
 def test_shared_detection(tmp_path, name, fmt):
     src = shared_file(name)
     assert detect_format(src) == fmt

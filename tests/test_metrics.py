@@ -25,21 +25,22 @@ def test_ssim_matches_3dgs_style_reference(rng):
     s = ssim(a, noisy)
     assert 0 < s < 0.95
     # an independent implementation of the 11x11, sigma 1.5 Gaussian-window SSIM ("valid" region)
-    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5 ** 2))
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
     g /= g.sum()
     w = np.outer(g, g)
 
     def filt(x):
         from numpy.lib.stride_tricks import sliding_window_view
+
         return np.einsum("ijkl,kl->ij", sliding_window_view(x, (11, 11)), w)
 
     vals = []
     for ch in range(3):
         x, y = a[..., ch], noisy[..., ch]
         mx, my = filt(x), filt(y)
-        sxx, syy, sxy = filt(x * x) - mx ** 2, filt(y * y) - my ** 2, filt(x * y) - mx * my
-        c1, c2 = 0.01 ** 2, 0.03 ** 2
-        vals.append((((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))).mean())
+        sxx, syy, sxy = filt(x * x) - mx**2, filt(y * y) - my**2, filt(x * y) - mx * my
+        c1, c2 = 0.01**2, 0.03**2
+        vals.append((((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))).mean())
     assert s == pytest.approx(np.mean(vals), abs=2e-3)
 
 

@@ -26,7 +26,6 @@ import textwrap
 import warnings
 
 import pytest
-
 from exgs_testpaths import REPO
 
 pytest.importorskip("numba")
@@ -46,7 +45,7 @@ def _prefix() -> list[str] | None:
 
 
 def _chmod_tree(root, mode_dirs):
-    for dirpath, dirnames, _ in os.walk(root):
+    for dirpath, _dirnames, _ in os.walk(root):
         os.chmod(dirpath, mode_dirs)
 
 
@@ -57,32 +56,45 @@ def readonly_install(tmp_path):
     if prefix is None:
         pytest.skip("cannot run a subprocess that obeys file permissions here (root without setpriv, or not POSIX)")
     site = tmp_path / "site"
-    shutil.copytree(REPO / "exgs_core", site / "exgs_core",
-                    ignore=shutil.ignore_patterns("__pycache__", "weights", "*.pyc"))
+    shutil.copytree(
+        REPO / "exgs_core", site / "exgs_core", ignore=shutil.ignore_patterns("__pycache__", "weights", "*.pyc")
+    )
     home = tmp_path / "home"
     home.mkdir()
     tmp = tmp_path / "tmp"
     tmp.mkdir(mode=0o700)
     _chmod_tree(site, 0o555)
     os.chmod(home, 0o555)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH", "NUMBA_DISABLE_JIT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH", "NUMBA_DISABLE_JIT")
+    }
     env.update(HOME=str(home), TMPDIR=str(tmp), PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE="1")
 
     def run(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(prefix + [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=str(tmp),
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            prefix + [sys.executable, "-c", textwrap.dedent(code)],
+            env=env,
+            cwd=str(tmp),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     # the subprocess must really be unable to write the package's __pycache__ and HOME
-    probe = run(f"""
+    probe = run(
+        f"""
         import os
-        for d in ({str(site / 'exgs_core')!r}, {str(home)!r}):
+        for d in ({str(site / "exgs_core")!r}, {str(home)!r}):
             try:
                 open(os.path.join(d, "probe"), "w").close()
                 print("WRITABLE", d)
             except OSError:
                 pass
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     if probe.returncode != 0 or "WRITABLE" in probe.stdout:
         _chmod_tree(site, 0o755)
         os.chmod(home, 0o755)
@@ -144,10 +156,21 @@ def test_writable_install_is_unchanged(tmp_path):
     """A normal (writable) install: no NUMBA_CACHE_DIR, no note; numba caches in the package's __pycache__."""
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "PYTHONPATH")}
     env["PYTHONPATH"] = str(REPO)
-    p = subprocess.run([sys.executable, "-W", "error", "-c",
-                        "import os, exgs_core, exgs_core.knn; print(os.environ.get('NUMBA_CACHE_DIR'));"
-                        "print(exgs_core.knn._build.kernel.stats.cache_path)"],
-                       env=env, capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            "import os, exgs_core, exgs_core.knn; print(os.environ.get('NUMBA_CACHE_DIR'));"
+            "print(exgs_core.knn._build.kernel.stats.cache_path)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(tmp_path),
+    )
     assert p.returncode == 0, p.stderr
     lines = p.stdout.split()
     assert lines[0] == "None"

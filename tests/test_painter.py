@@ -18,13 +18,18 @@ from exgs_core.errors import ExgsError  # noqa: E402
 from exgs_core.metrics import psnr  # noqa: E402
 from exgs_core.painter import classical  # noqa: E402
 from exgs_core.painter.model import (  # noqa: E402
-    WEIGHTS_NAME, PainterWeightsError, load_painter, make_painter, pad_multiple, save_painter)
+    WEIGHTS_NAME,
+    PainterWeightsError,
+    load_painter,
+    make_painter,
+    pad_multiple,
+    save_painter,
+)
 from exgs_core.painter.restore import DEFAULT_WEIGHTS, Restorer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "data", "painter")
-TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4,
-        "out_init_scale": 1.0}
+TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4, "out_init_scale": 1.0}
 
 
 @pytest.fixture(autouse=True)
@@ -200,7 +205,7 @@ def test_shipped_weights_load_and_size():
         for f in files:
             assert not f.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl")), f
             total += os.path.getsize(os.path.join(root, f))
-    assert total <= 20 * 2 ** 20
+    assert total <= 20 * 2**20
     assert os.path.isfile(os.path.join(DEFAULT_WEIGHTS, "MODEL_CARD.md"))
     r = Restorer.from_pretrained(device="cpu")
     assert r.config["timestep"] == 200

@@ -25,11 +25,15 @@ from exgs_core.errors import ExgsError  # noqa: E402
 from exgs_core.painter import classical  # noqa: E402
 from exgs_core.painter import model as pm  # noqa: E402
 from exgs_core.painter.model import (  # noqa: E402
-    WEIGHTS_NAME, PainterWeightsError, load_painter, make_painter, save_painter)
+    WEIGHTS_NAME,
+    PainterWeightsError,
+    load_painter,
+    make_painter,
+    save_painter,
+)
 from exgs_core.painter.restore import DEFAULT_WEIGHTS, Restorer  # noqa: E402
 
-TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4,
-        "out_init_scale": 1.0}
+TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4, "out_init_scale": 1.0}
 
 
 @pytest.fixture(autouse=True)
@@ -72,13 +76,13 @@ def _expect(folder, *needles, within: float = 5.0):
 
 # -- values ------------------------------------------------------------------------------------------------------
 BAD_VALUES = [
-    ("layers_per_block", 100000),      # minutes and ~4 GB just to build, before this check
+    ("layers_per_block", 100000),  # minutes and ~4 GB just to build, before this check
     ("layers_per_block", 0),
-    ("layers_per_block", True),        # a bool is not a count
+    ("layers_per_block", True),  # a bool is not a count
     ("layers_per_block", "1"),
     ("layers_per_block", 1.5),
-    ("close_radius", 1500),            # 29 s per 64x64 frame
-    ("close_radius", 100000),          # an untyped RuntimeError asking for 160 GB
+    ("close_radius", 1500),  # 29 s per 64x64 frame
+    ("close_radius", 100000),  # an untyped RuntimeError asking for 160 GB
     ("close_radius", -1),
     ("unet_channels", [8] * 40),
     ("unet_channels", [8, 0]),
@@ -87,24 +91,24 @@ BAD_VALUES = [
     ("unet_channels", []),
     ("num_encoder_blocks", [0, 100000, 1]),
     ("num_encoder_blocks", [0] * 30),
-    ("num_decoder_blocks", [1, 1]),    # not as many levels as the encoder: fails only at the first restore
+    ("num_decoder_blocks", [1, 1]),  # not as many levels as the encoder: fails only at the first restore
     ("latent_channels", 0),
-    ("latent_channels", 10 ** 9),
-    ("vae_channels", 10 ** 9),
-    ("norm_num_groups", 3),            # does not divide the UNet's channels
+    ("latent_channels", 10**9),
+    ("vae_channels", 10**9),
+    ("norm_num_groups", 3),  # does not divide the UNet's channels
     ("norm_num_groups", 0),
-    ("norm_num_groups", 8),            # one channel per group: GroupNorm fails on the 1x1 maps of small frames
-    ("unet_channels", [8, 4]),         # the middle block's attention would have 4 // 8 = 0 heads
+    ("norm_num_groups", 8),  # one channel per group: GroupNorm fails on the 1x1 maps of small frames
+    ("unet_channels", [8, 4]),  # the middle block's attention would have 4 // 8 = 0 heads
     ("timestep", -5),
-    ("timestep", 10 ** 12),
-    ("in_channels", 8),                # the conditioning is always P (3) + I (3) + M (1)
+    ("timestep", 10**12),
+    ("in_channels", 8),  # the conditioning is always P (3) + I (3) + M (1)
     ("use_depth", "yes"),
     ("skip_base", "nothing"),
     ("out_init_scale", -1.0),
     ("residual_scale", 1e6),
     ("residual_scale_hole", "1"),
     ("residual_scale_visible", None),
-    ("version", True),                 # True == 1 in Python
+    ("version", True),  # True == 1 in Python
 ]
 
 
@@ -152,14 +156,17 @@ def test_largest_valid_config_builds_quickly():
     """The bounds keep the worst structure a config may ask for cheap to build (on the meta device, as
     load_painter does before comparing with the files): measured ~0.3 s on 2 cores."""
     b = pm.CONFIG_BOUNDS
-    worst = dict(pm.DEFAULT_CONFIG,
-                 layers_per_block=b["layers_per_block"][1],
-                 unet_channels=[b["unet_channels"][1]] * b["unet_levels"][1],
-                 norm_num_groups=32,
-                 num_encoder_blocks=[b["vae_blocks"][1]] * b["vae_levels"][1],
-                 num_decoder_blocks=[b["vae_blocks"][1]] * b["vae_levels"][1],
-                 vae_channels=b["vae_channels"][1], latent_channels=b["latent_channels"][1],
-                 close_radius=b["close_radius"][1])
+    worst = dict(
+        pm.DEFAULT_CONFIG,
+        layers_per_block=b["layers_per_block"][1],
+        unet_channels=[b["unet_channels"][1]] * b["unet_levels"][1],
+        norm_num_groups=32,
+        num_encoder_blocks=[b["vae_blocks"][1]] * b["vae_levels"][1],
+        num_decoder_blocks=[b["vae_blocks"][1]] * b["vae_levels"][1],
+        vae_channels=b["vae_channels"][1],
+        latent_channels=b["latent_channels"][1],
+        close_radius=b["close_radius"][1],
+    )
     pm.validate_config(worst)
     t = time.perf_counter()
     with torch.device("meta"):

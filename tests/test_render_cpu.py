@@ -197,7 +197,7 @@ def test_antialiased_compensation_and_auto_mode():
     comp = math.sqrt(s0 * s0 / ((s0 + EPS2D) ** 2))  # sqrt(det_orig / det_dilated), isotropic
     aa = r_cpu(s, cam(), rasterize_mode="antialiased")
     assert aa.alpha[24, 32] == pytest.approx(op * comp, abs=1e-6)
-    s.meta["antialiased"] = True
+    s.antialiased = True
     auto = r_cpu(s, cam())
     assert auto.alpha[24, 32] == pytest.approx(op * comp, abs=1e-6)
     assert auto.stats["rasterize_mode"] == "antialiased"
@@ -234,8 +234,12 @@ def test_nonfinite_gaussians_are_culled(field):
     """NaN/Inf never crashes: such Gaussians are culled and the rest renders as if they were absent."""
     rng = np.random.default_rng(7)
     n = 40
-    s = scene_of(rng.normal(0, 0.5, (n, 3)) + [0, 0, 5], rng.uniform(0.2, 0.9, n), rng.uniform(0, 1, (n, 3)),
-                 scales=rng.uniform(0.02, 0.2, n))
+    s = scene_of(
+        rng.normal(0, 0.5, (n, 3)) + [0, 0, 5],
+        rng.uniform(0.2, 0.9, n),
+        rng.uniform(0, 1, (n, 3)),
+        scales=rng.uniform(0.02, 0.2, n),
+    )
     bad = s.copy()
     arr = getattr(bad, field)
     arr[3] = np.nan
@@ -270,8 +274,12 @@ def test_unnormalised_quaternion_same_as_normalised():
 def test_weights_sum_equals_alpha_sum_and_odd_image_size():
     rng = np.random.default_rng(11)
     n = 200
-    s = scene_of(rng.normal(0, 0.6, (n, 3)) + [0, 0, 5], rng.uniform(0.05, 1.0, n), rng.uniform(0, 1, (n, 3)),
-                 scales=rng.uniform(0.01, 0.3, n))
+    s = scene_of(
+        rng.normal(0, 0.6, (n, 3)) + [0, 0, 5],
+        rng.uniform(0.05, 1.0, n),
+        rng.uniform(0, 1, (n, 3)),
+        scales=rng.uniform(0.01, 0.3, n),
+    )
     res = r_cpu(s, cam(w=37, h=29, cx=17.2, cy=15.9), return_weights=True)
     assert res.weights.dtype == np.float32 and res.weights.shape == (n,)
     assert (res.weights >= 0).all()
@@ -289,8 +297,11 @@ def test_counts_single_gaussian():
     assert res.counts.dtype == np.int32 and res.counts[0] == int((res.alpha > 0).sum()) > 50
     # two nearly opaque wide Gaussians stop every central pixel (T: 1 -> ~1e-3 -> stop at the second), so a small
     # Gaussian behind them is blended nowhere
-    three = r_cpu(scene_of([[0, 0, 3], [0, 0, 3.5], [0, 0, 4]], [1.0, 1.0, 1.0], [[1, 1, 1]] * 3,
-                           scales=[3.0, 3.0, 0.05]), cam(), return_counts=True)
+    three = r_cpu(
+        scene_of([[0, 0, 3], [0, 0, 3.5], [0, 0, 4]], [1.0, 1.0, 1.0], [[1, 1, 1]] * 3, scales=[3.0, 3.0, 0.05]),
+        cam(),
+        return_counts=True,
+    )
     assert three.counts[0] == W * H and three.counts[2] == 0
 
 
@@ -326,7 +337,7 @@ def test_render_many_matches_render():
     seen = []
     many = render_many(s, cams, backend="cpu", progress=lambda i, n: seen.append((i, n)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
-    for c, r in zip(cams, many):
+    for c, r in zip(cams, many, strict=False):
         np.testing.assert_array_equal(r.rgb, r_cpu(s, c).rgb)
 
 
@@ -338,8 +349,9 @@ def test_sh_to_color_numpy_matches_inria_form():
     sh = rng.normal(0, 1, (50, 16, 3)).astype(np.float32)
     dirs = rng.normal(0, 1, (50, 3))
     for deg in range(4):
-        np.testing.assert_allclose(sh_to_color(sh, dirs, deg), sh_color_inria(sh.astype(np.float64), dirs, deg),
-                                   atol=2e-5)
+        np.testing.assert_allclose(
+            sh_to_color(sh, dirs, deg), sh_color_inria(sh.astype(np.float64), dirs, deg), atol=2e-5
+        )
 
 
 def test_views_needing_more_memory_than_the_machine_are_a_render_error(monkeypatch):

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from render_oracle import render_oracle
 
 from exgs_core import Camera, GaussianScene
 from exgs_core.camera import look_at_c2w
 from exgs_core.render import has_gsplat, render
-from render_oracle import render_oracle
 
 TOL = 1.0 / 255.0
 
@@ -97,8 +97,13 @@ def test_cpu_matches_oracle_odd_size_near_far():
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 120), degree=st.integers(0, 3), kind=st.integers(0, 2),
-       aa=st.booleans())
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 120),
+    degree=st.integers(0, 3),
+    kind=st.integers(0, 2),
+    aa=st.booleans(),
+)
 def test_cpu_matches_oracle_property(seed, n, degree, kind, aa):
     rng = np.random.default_rng(seed)
     got, ref = compare(random_scene(rng, n, degree), random_camera(rng, kind, 40, 32), antialiased=aa)
@@ -120,8 +125,13 @@ def _read_ply(path) -> GaussianScene:
     sh[:, 0] = cols("f_dc_0", "f_dc_1", "f_dc_2")
     if rest:
         sh[:, 1:] = cols(*rest).reshape(len(v), 3, k - 1).transpose(0, 2, 1)  # channel-major in the file
-    return GaussianScene(cols("x", "y", "z"), cols("rot_0", "rot_1", "rot_2", "rot_3"),
-                         cols("scale_0", "scale_1", "scale_2"), np.asarray(v["opacity"], np.float32), sh)
+    return GaussianScene(
+        cols("x", "y", "z"),
+        cols("rot_0", "rot_1", "rot_2", "rot_3"),
+        cols("scale_0", "scale_1", "scale_2"),
+        np.asarray(v["opacity"], np.float32),
+        sh,
+    )
 
 
 def orbit_camera(scene: GaussianScene, w: int, h: int, azimuth_deg: float = 30.0, up=(0, -1, 0)) -> Camera:
@@ -168,8 +178,9 @@ def test_cpu_matches_gsplat(seed):
 
 
 def _biker() -> GaussianScene:
-    from exgs_core import load
     from exgs_testpaths import REPO
+
+    from exgs_core import load
 
     return load(REPO / "examples" / "playcanvas_biker.spz")
 

@@ -8,8 +8,13 @@ from exgs_core.conventions import sh_coeff_count
 def make(n=10, deg=0, rng=None):
     rng = rng or np.random.default_rng(0)
     k = sh_coeff_count(deg)
-    return GaussianScene(rng.normal(size=(n, 3)), rng.normal(size=(n, 4)), rng.normal(size=(n, 3)) - 3,
-                         rng.normal(size=n), rng.normal(size=(n, k, 3)))
+    return GaussianScene(
+        rng.normal(size=(n, 3)),
+        rng.normal(size=(n, 4)),
+        rng.normal(size=(n, 3)) - 3,
+        rng.normal(size=n),
+        rng.normal(size=(n, k, 3)),
+    )
 
 
 def test_shapes_and_degree():

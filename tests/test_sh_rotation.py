@@ -38,8 +38,12 @@ def test_rotated_sh_shows_rotated_colour(rng, degree):
 @pytest.mark.parametrize("degree", [1, 2, 3])
 def test_band_matrices_orthogonal_and_compose(rng, degree):
     R1, R2 = random_rotation(rng), random_rotation(rng)
-    for m1, m2, m12 in zip(sh_rotation_matrices(R1, degree), sh_rotation_matrices(R2, degree),
-                           sh_rotation_matrices(R2 @ R1, degree)):
+    for m1, m2, m12 in zip(
+        sh_rotation_matrices(R1, degree),
+        sh_rotation_matrices(R2, degree),
+        sh_rotation_matrices(R2 @ R1, degree),
+        strict=False,
+    ):
         np.testing.assert_allclose(m1 @ m1.T, np.eye(len(m1)), atol=1e-9)
         np.testing.assert_allclose(m2 @ m1, m12, atol=1e-9)
 
@@ -58,8 +62,9 @@ def test_reflection_and_bad_input(rng):
     sh = rng.normal(size=(20, 9, 3)).astype(np.float32)
     M = np.diag([-1.0, 1, 1])
     d = rng.normal(size=(20, 3))
-    np.testing.assert_allclose(sh_to_color(rotate_sh(sh, M), d @ M.T, offset=False),
-                               sh_to_color(sh, d, offset=False), atol=1e-4)
+    np.testing.assert_allclose(
+        sh_to_color(rotate_sh(sh, M), d @ M.T, offset=False), sh_to_color(sh, d, offset=False), atol=1e-4
+    )
     with pytest.raises(ValueError):
         rotate_sh(sh, np.eye(3) * 2)
     with pytest.raises(ValueError):

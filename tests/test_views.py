@@ -64,7 +64,7 @@ def test_eval_views_differ_from_train_views(blob, room):
             assert dmin > 1e-3
         # deterministic
         again = auto_views(s, 16, 64, 64, split="eval")
-        assert all(np.array_equal(a.world_to_camera, b.world_to_camera) for a, b in zip(ev, again))
+        assert all(np.array_equal(a.world_to_camera, b.world_to_camera) for a, b in zip(ev, again, strict=False))
 
 
 def test_cameras_json_round_trip_and_errors(tmp_path, blob):
@@ -72,7 +72,7 @@ def test_cameras_json_round_trip_and_errors(tmp_path, blob):
     p = tmp_path / "cameras.json"
     save_cameras_json(cams, p)
     back = load_cameras_json(p)
-    for a, b in zip(cams, back):
+    for a, b in zip(cams, back, strict=False):
         np.testing.assert_allclose(a.world_to_camera, b.world_to_camera, atol=1e-9)
         assert (a.fx, a.width, a.height) == (b.fx, b.width, b.height)
     half = load_cameras_json(p, width=100)
@@ -104,8 +104,16 @@ def test_cameras_json_round_trip_and_errors(tmp_path, blob):
 
 def test_3dgs_cameras_json_convention(tmp_path):
     # graphdeco writes position = camera centre and rotation = camera-to-world rotation (OpenCV axes)
-    entry = {"id": 0, "img_name": "a", "width": 100, "height": 80, "position": [0, 0, -4],
-             "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "fx": 90.0, "fy": 90.0}
+    entry = {
+        "id": 0,
+        "img_name": "a",
+        "width": 100,
+        "height": 80,
+        "position": [0, 0, -4],
+        "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        "fx": 90.0,
+        "fy": 90.0,
+    }
     p = tmp_path / "cameras.json"
     p.write_text(json.dumps([entry]))
     cam = load_cameras_json(p)[0]
@@ -144,10 +152,11 @@ def test_ring_and_bowl_are_objects_box_room_is_a_room(rng):
 
 def test_up_comes_from_the_reader(blob):
     from exgs_testpaths import DATA
+
     from exgs_core import load
 
     spz = load(DATA / "playcanvas_biker_head4096.v4.spz")
-    assert spz.meta["up"] == [0.0, 1.0, 0.0]  # SPZ stores right-up-back axes
+    assert spz.up == (0.0, 1.0, 0.0)  # SPZ stores right-up-back axes
     cam = auto_views(spz, 1, 64, 64)[0]
     # world +y points up in the image: camera y (down) has a negative +y component
     assert cam.camera_to_world[:3, 1] @ np.array([0, 1.0, 0]) < 0

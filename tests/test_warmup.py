@@ -50,7 +50,9 @@ def real_work(path):
 out = {"cache_dir": warmup._cache_dir(), "warm_at_start": warmup.is_warm()}
 """
 
-_FIRST = _COMMON + """
+_FIRST = (
+    _COMMON
+    + """
 events = []
 done = threading.Event()
 result = {}
@@ -67,8 +69,11 @@ th.join()
 out.update(result, progress=events, warm_after=warmup.is_warm(), stamp=warmup.stamp_path())
 print(json.dumps(out))
 """
+)
 
-_SECOND = _COMMON + """
+_SECOND = (
+    _COMMON
+    + """
 h0, m0 = counts()
 t = time.perf_counter()
 out["work"] = real_work(sys.argv[1])
@@ -80,8 +85,11 @@ out["again"] = warmup.warm_up()  # already cached: loads only
 out["warm"] = warmup.is_warm()
 print(json.dumps(out))
 """
+)
 
-_THIRD = _COMMON + """
+_THIRD = (
+    _COMMON
+    + """
 # a process that has not warmed up itself reads the stamp only: tamper with it, then with the cache
 stamp = warmup.stamp_path()
 out["stamp"] = stamp
@@ -99,13 +107,20 @@ os.rename(index + ".away", index)
 out["warm_index_back"] = warmup.is_warm()
 print(json.dumps(out))
 """
+)
 
 
 def _run(code: str, cache: Path) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
     env.pop("NUMBA_DISABLE_JIT", None)
-    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(DONUT)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(DONUT)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-4000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -229,8 +244,9 @@ def test_every_module_with_kernels_is_listed():
     pkg = ROOT / "exgs_core"
     found = set()
     for p in pkg.rglob("*.py"):
-        if p.name != "warmup.py" and re.search(r"(njit|jit|vectorize|cfunc)\s*\(|@(njit|jit)\b",
-                                                p.read_text(encoding="utf-8")):
+        if p.name != "warmup.py" and re.search(
+            r"(njit|jit|vectorize|cfunc)\s*\(|@(njit|jit)\b", p.read_text(encoding="utf-8")
+        ):
             found.add(".".join(p.relative_to(ROOT).with_suffix("").parts))
     assert found >= {"exgs_core.render.cpu", "exgs_core.codec.palette", "exgs_core.prune.merge", "exgs_core.knn"}
     assert found <= set(warmup.KERNEL_MODULES), found - set(warmup.KERNEL_MODULES)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,8 +20,7 @@ from exgs_core import temporal
 from exgs_core.worker import LocalBackend, WorkerClient, WorkerCrashed, WorkerError, protocol, resolve_python
 
 DATA = Path(__file__).resolve().parent / "data"
-TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4,
-        "out_init_scale": 1.0}
+TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4, "out_init_scale": 1.0}
 
 
 def _scene_and_camera(w=64, h=48):
@@ -115,7 +114,6 @@ def test_worker_environment_is_found_once_created(tmp_path, monkeypatch):
         py = environment.create(packages=(), log=f)
     assert py == str(environment.python_in(home)) and "-m venv" in log.read_text()
     assert resolve_python() == py
-
 
 
 # ------------------------------------------------------------------------------------------------- worker
@@ -237,8 +235,9 @@ def test_push_pull_fills_holes():
     v[:, :6], w[:, :6] = 2.0, 1.0
     v[:, 7:], w[:, 7:] = 4.0, 1.0
     out = temporal.push_pull(v, w)
-    assert np.allclose(out[:, :6], 2) and np.allclose(out[:, 7:], 4) and (2 <= out[:, 6]).all() and \
-        (out[:, 6] <= 4).all()
+    assert (
+        np.allclose(out[:, :6], 2) and np.allclose(out[:, 7:], 4) and (2 <= out[:, 6]).all() and (out[:, 6] <= 4).all()
+    )
 
 
 def test_reproject_identity_and_shift():

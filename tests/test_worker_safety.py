@@ -57,7 +57,8 @@ def _evil_package(folder: Path, marker: Path, real: Path) -> None:
     (folder / "exgs_core" / "__init__.py").write_text(
         f"open({str(marker)!r}, 'a').write(__file__ + '\\n')\n"
         f"__path__[:] = [{str(real)!r}]\n"
-        f"exec(compile(open({str(init)!r}).read(), {str(init)!r}, 'exec'))\n")
+        f"exec(compile(open({str(init)!r}).read(), {str(init)!r}, 'exec'))\n"
+    )
 
 
 @pytest.mark.parametrize("where", ["old PYTHONPATH folder", "temp folder"])
@@ -97,11 +98,18 @@ def test_worker_never_imports_code_from_shared_temp_folders(tmp_path, monkeypatc
 
 
 def test_private_worker_folder_is_ours_and_removed_at_exit(tmp_path):
-    code = ("import os, stat; from exgs_core.worker import client; d = client._private_dir(); st = os.lstat(d); "
-            "assert st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700, oct(st.st_mode); "
-            "assert client._private_dir() == d; print(d)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ, TMPDIR=str(tmp_path)))
+    code = (
+        "import os, stat; from exgs_core.worker import client; d = client._private_dir(); st = os.lstat(d); "
+        "assert st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700, oct(st.st_mode); "
+        "assert client._private_dir() == d; print(d)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, TMPDIR=str(tmp_path)),
+    )
     assert out.returncode == 0, out.stderr
     d = out.stdout.strip()
     assert d.startswith(str(tmp_path)) and not os.path.exists(d)
@@ -169,37 +177,42 @@ def test_set_scene_with_a_wrong_digest_is_not_kept():
 
 
 # ------------------------------------------------------------------------------ 3. malformed messages
-@pytest.mark.parametrize("dtype", ["O", "|O", "V8", "<c8", ">f4", ">i4", "<f16", "<M8[s]", "U4", "S4",
-                                   [["a", "<f4"]], "(2,)<f4", None, 4])
+@pytest.mark.parametrize(
+    "dtype", ["O", "|O", "V8", "<c8", ">f4", ">i4", "<f16", "<M8[s]", "U4", "S4", [["a", "<f4"]], "(2,)<f4", None, 4]
+)
 def test_view_accepts_only_plain_numeric_dtypes(dtype):
     buf = bytearray(256)
     with pytest.raises(protocol.ProtocolError, match="dtype"):
         protocol.view(buf, {"shm": "x", "offset": 0, "shape": [4], "dtype": dtype})
 
 
-@pytest.mark.parametrize("dtype", ["<f4", "<f8", "<f2", "|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8",
-                                   "<i8", "=f4"])
+@pytest.mark.parametrize(
+    "dtype", ["<f4", "<f8", "<f2", "|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "=f4"]
+)
 def test_view_plain_dtypes(dtype):
     buf = bytearray(256)
     a = protocol.view(buf, {"shm": "x", "offset": 64, "shape": [2, 3], "dtype": dtype})
     assert a.shape == (2, 3) and a.dtype == np.dtype(dtype)
 
 
-@pytest.mark.parametrize("desc", [
-    {"offset": 0, "shape": [-1], "dtype": "<f4"},
-    {"offset": 0, "shape": [1 << 62, 1 << 62], "dtype": "<f4"},  # overflows int64: must not wrap to 0
-    {"offset": 0, "shape": [2.5], "dtype": "<f4"},
-    {"offset": 0, "shape": [True], "dtype": "<f4"},
-    {"offset": 0, "shape": "4", "dtype": "<f4"},
-    {"offset": 0, "shape": [1] * 40, "dtype": "<f4"},
-    {"offset": -4, "shape": [4], "dtype": "<f4"},
-    {"offset": 1.5, "shape": [4], "dtype": "<f4"},
-    {"offset": 250, "shape": [4], "dtype": "<f4"},
-    {"offset": 1 << 70, "shape": [0], "dtype": "<f4"},
-    {"shape": [4], "dtype": "<f4"},
-    {"offset": 0, "dtype": "<f4"},
-    "not a descriptor",
-])
+@pytest.mark.parametrize(
+    "desc",
+    [
+        {"offset": 0, "shape": [-1], "dtype": "<f4"},
+        {"offset": 0, "shape": [1 << 62, 1 << 62], "dtype": "<f4"},  # overflows int64: must not wrap to 0
+        {"offset": 0, "shape": [2.5], "dtype": "<f4"},
+        {"offset": 0, "shape": [True], "dtype": "<f4"},
+        {"offset": 0, "shape": "4", "dtype": "<f4"},
+        {"offset": 0, "shape": [1] * 40, "dtype": "<f4"},
+        {"offset": -4, "shape": [4], "dtype": "<f4"},
+        {"offset": 1.5, "shape": [4], "dtype": "<f4"},
+        {"offset": 250, "shape": [4], "dtype": "<f4"},
+        {"offset": 1 << 70, "shape": [0], "dtype": "<f4"},
+        {"shape": [4], "dtype": "<f4"},
+        {"offset": 0, "dtype": "<f4"},
+        "not a descriptor",
+    ],
+)
 def test_view_checks_shape_and_offset(desc):
     if isinstance(desc, dict):
         desc = {"shm": "x", **desc}

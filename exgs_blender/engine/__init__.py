@@ -67,8 +67,14 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
             self.view_update(context, depsgraph)
         region, rv3d = context.region, context.region_data
         vp = self._viewport
-        vp.request(rv3d.view_matrix, rv3d.window_matrix, region.width, region.height, rv3d.is_perspective,
-                   preferences.viewport_scale(context))
+        vp.request(
+            rv3d.view_matrix,
+            rv3d.window_matrix,
+            region.width,
+            region.height,
+            rv3d.is_perspective,
+            preferences.viewport_scale(context),
+        )
         got = vp.latest()
         if vp.error:
             self.update_stats("", f"ExGS viewport: {vp.error}")
@@ -97,23 +103,49 @@ def _splats_changed(depsgraph) -> bool:
         idb = u.id
         if isinstance(idb, (bpy.types.PointCloud, bpy.types.Collection)):
             return True
-        if isinstance(idb, bpy.types.Object) and idb.type == "POINTCLOUD" and (u.is_updated_transform
-                                                                               or u.is_updated_geometry):
+        if (
+            isinstance(idb, bpy.types.Object)
+            and idb.type == "POINTCLOUD"
+            and (u.is_updated_transform or u.is_updated_geometry)
+        ):
             return True
     return False
 
 
 # Panels of other engines that also make sense for ours.
-_PANELS = ("RENDER_PT_format", "RENDER_PT_frame_range", "RENDER_PT_output", "RENDER_PT_color_management",
-           "RENDER_PT_color_management_display_settings", "RENDER_PT_film", "DATA_PT_camera", "DATA_PT_lens",
-           "DATA_PT_camera_display", "VIEWLAYER_PT_layer", "RENDER_PT_post_processing", "RENDER_PT_stamp",
-           "RENDER_PT_encoding", "RENDER_PT_output_views", "WORLD_PT_context_world", "DATA_PT_context_camera",
-           "OBJECT_PT_context_object", "RENDER_PT_format_presets", "RENDER_PT_time_stretching",
-           "RENDER_PT_color_management_curves", "RENDER_PT_color_management_white_balance",
-           "RENDER_PT_color_management_white_balance_presets", "RENDER_PT_color_management_advanced",
-           "RENDER_PT_color_management_working_space", "RENDER_PT_output_color_management",
-           "RENDER_PT_output_pixel_density", "RENDER_PT_encoding_video", "RENDER_PT_encoding_audio",
-           "RENDER_PT_ffmpeg_presets", "RENDER_PT_stamp_burn", "RENDER_PT_stamp_note")
+_PANELS = (
+    "RENDER_PT_format",
+    "RENDER_PT_frame_range",
+    "RENDER_PT_output",
+    "RENDER_PT_color_management",
+    "RENDER_PT_color_management_display_settings",
+    "RENDER_PT_film",
+    "DATA_PT_camera",
+    "DATA_PT_lens",
+    "DATA_PT_camera_display",
+    "VIEWLAYER_PT_layer",
+    "RENDER_PT_post_processing",
+    "RENDER_PT_stamp",
+    "RENDER_PT_encoding",
+    "RENDER_PT_output_views",
+    "WORLD_PT_context_world",
+    "DATA_PT_context_camera",
+    "OBJECT_PT_context_object",
+    "RENDER_PT_format_presets",
+    "RENDER_PT_time_stretching",
+    "RENDER_PT_color_management_curves",
+    "RENDER_PT_color_management_white_balance",
+    "RENDER_PT_color_management_white_balance_presets",
+    "RENDER_PT_color_management_advanced",
+    "RENDER_PT_color_management_working_space",
+    "RENDER_PT_output_color_management",
+    "RENDER_PT_output_pixel_density",
+    "RENDER_PT_encoding_video",
+    "RENDER_PT_encoding_audio",
+    "RENDER_PT_ffmpeg_presets",
+    "RENDER_PT_stamp_burn",
+    "RENDER_PT_stamp_note",
+)
 
 
 def _compat_panels():

@@ -29,9 +29,17 @@ def camera_from_object(cam_ob, render, width: int | None = None, height: int | N
         width, height = render_size(render)
     aspect = render.pixel_aspect_x / render.pixel_aspect_y
     mw = np.array(cam_ob.matrix_world, dtype=np.float64)
-    common = dict(sensor_width_mm=cam.sensor_width, sensor_height_mm=cam.sensor_height, sensor_fit=cam.sensor_fit,
-                  shift_x=cam.shift_x, shift_y=cam.shift_y, width=width, height=height, pixel_aspect=aspect,
-                  name=cam_ob.name)
+    common = dict(
+        sensor_width_mm=cam.sensor_width,
+        sensor_height_mm=cam.sensor_height,
+        sensor_fit=cam.sensor_fit,
+        shift_x=cam.shift_x,
+        shift_y=cam.shift_y,
+        width=width,
+        height=height,
+        pixel_aspect=aspect,
+        name=cam_ob.name,
+    )
     if cam.type == "PERSP":
         return Camera.from_blender(mw, lens_mm=cam.lens, clip_start=cam.clip_start, clip_end=cam.clip_end, **common)
     if cam.type == "ORTHO":
@@ -42,13 +50,19 @@ def camera_from_object(cam_ob, render, width: int | None = None, height: int | N
         m = mw.copy()
         m[:3, :3] /= np.linalg.norm(m[:3, :3], axis=0)
         m[:3, 3] += m[:3, 2] * d  # back along the view axis (Blender cameras look down -Z)
-        return Camera.from_blender(m, lens_mm=lens, clip_start=d + cam.clip_start, clip_end=d + cam.clip_end,
-                                   **common)
+        return Camera.from_blender(m, lens_mm=lens, clip_start=d + cam.clip_start, clip_end=d + cam.clip_end, **common)
     raise CameraError(f"camera {cam_ob.name!r} is {cam.type}; the EXGS engine renders perspective and orthographic")
 
 
-def camera_from_view(view_matrix, window_matrix, width: int, height: int, is_perspective: bool = True,
-                     near: float = 0.01, far: float = 1e10) -> Camera:
+def camera_from_view(
+    view_matrix,
+    window_matrix,
+    width: int,
+    height: int,
+    is_perspective: bool = True,
+    near: float = 0.01,
+    far: float = 1e10,
+) -> Camera:
     """exgs Camera for a 3D viewport region: ``view_matrix`` (world -> OpenGL view) and ``window_matrix`` (P).
 
     fx = W P00 / 2, fy = H P11 / 2, cx = W (1 - P02) / 2, cy = H (1 + P12) / 2 (v from the top); OpenCV

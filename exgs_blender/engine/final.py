@@ -173,8 +173,9 @@ def render(engine, depsgraph) -> None:
 
     cam_ob = engine.camera_override or scene.camera
     try:
-        cam = camera_from_object(cam_ob.evaluated_get(depsgraph) if cam_ob is not None else None, scene.render,
-                                 width, height)
+        cam = camera_from_object(
+            cam_ob.evaluated_get(depsgraph) if cam_ob is not None else None, scene.render, width, height
+        )
     except ExgsError as e:
         _fail(engine, f"ExGS: {e}")
         return
@@ -213,8 +214,11 @@ def render(engine, depsgraph) -> None:
         backend = preferences.render_backend()
         settings = preferences.restore_settings()
         remote = render_in_worker(backend, settings)
-        engine.update_stats("", f"ExGS | rendering {splats.n:,} Gaussians ({len(names)} object(s)) "
-                                f"at {width}x{height}{' in the worker' if remote else ''}{first_use}")
+        engine.update_stats(
+            "",
+            f"ExGS | rendering {splats.n:,} Gaussians ({len(names)} object(s)) "
+            f"at {width}x{height}{' in the worker' if remote else ''}{first_use}",
+        )
         try:
             if remote:  # gsplat lives in the worker's Python (e.g. Blender 5.3 / Python 3.13 has no torch)
                 from . import restoring
@@ -244,8 +248,9 @@ def render(engine, depsgraph) -> None:
 
         engine.update_progress(0.5)
         settings = preferences.restore_settings()
-        engine.update_stats("", "ExGS | restoring (GaussPainter, "
-                                f"{'worker process' if settings.mode == 'WORKER' else 'in Blender'})")
+        engine.update_stats(
+            "", f"ExGS | restoring (GaussPainter, {'worker process' if settings.mode == 'WORKER' else 'in Blender'})"
+        )
         try:
             restored = restoring.backend(settings).restore(res.rgb, res.alpha, res.depth, cancel=engine.test_break)
         except _E as e:  # WorkerError / WorkerCrashed (the next render restarts the worker), weights errors
@@ -262,12 +267,15 @@ def render(engine, depsgraph) -> None:
     if restored is not None:
         # Combined, Alpha and Depth describe the restored image (closed coverage, filled depth); Unrestored and
         # Mask the raw render the restorer saw (Mask = 1 - its alpha)
-        combined, depth, alpha = frame_pixels(restored_result(res, restored, transparent), transparent=transparent,
-                                              background_srgb=bg, color_input=color_input)
+        combined, depth, alpha = frame_pixels(
+            restored_result(res, restored, transparent),
+            transparent=transparent,
+            background_srgb=bg,
+            color_input=color_input,
+        )
         raw, _, raw_alpha = frame_pixels(res, transparent=transparent, background_srgb=bg, color_input=color_input)
     else:
-        combined, depth, alpha = frame_pixels(res, transparent=transparent, background_srgb=bg,
-                                              color_input=color_input)
+        combined, depth, alpha = frame_pixels(res, transparent=transparent, background_srgb=bg, color_input=color_input)
         raw, raw_alpha = combined, alpha
     mask = (1.0 - raw_alpha).astype(np.float32)
 
@@ -290,9 +298,12 @@ def render(engine, depsgraph) -> None:
             p.rect.foreach_set(mask.ravel())
     engine.end_result(result)
     engine.update_progress(1.0)
-    engine.update_stats("", f"ExGS | {0 if splats is None else splats.n:,} Gaussians, {res.backend}"
-                            f"{', restored' if restored is not None else ''}"
-                            f"{', NOT restored (see the report)' if why_not else ''}, {time.perf_counter() - t0:.2f} s")
+    engine.update_stats(
+        "",
+        f"ExGS | {0 if splats is None else splats.n:,} Gaussians, {res.backend}"
+        f"{', restored' if restored is not None else ''}"
+        f"{', NOT restored (see the report)' if why_not else ''}, {time.perf_counter() - t0:.2f} s",
+    )
 
 
 def _fail(engine, msg: str) -> None:

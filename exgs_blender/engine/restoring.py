@@ -47,8 +47,10 @@ def unavailable_reason(settings) -> str | None:
 
     if settings.mode == "IN_PROCESS":
         if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:
-            return ("torch and diffusers are not importable in Blender's own Python: choose Run restoration: "
-                    "Worker process in Preferences > Add-ons > ExGS")
+            return (
+                "torch and diffusers are not importable in Blender's own Python: choose Run restoration: "
+                "Worker process in Preferences > Add-ons > ExGS"
+            )
         return None
     from exgs_core.worker import WorkerError, resolve_python
 
@@ -79,8 +81,10 @@ def status_line() -> str:
     if getattr(b, "kind", "") == "worker":
         if b.alive:
             i = b.info or {}
-            return (f"Worker pid {b.pid}: Python {i.get('python_version', '?')}, torch {i.get('torch') or 'missing'}"
-                    f"{', CUDA' if i.get('cuda') else ''}")
+            return (
+                f"Worker pid {b.pid}: Python {i.get('python_version', '?')}, torch {i.get('torch') or 'missing'}"
+                f"{', CUDA' if i.get('cuda') else ''}"
+            )
         if b.last_crash:
             return "Worker crashed; it restarts with the next render"
         return "Worker not running (starts with the first restored render)"
@@ -95,10 +99,9 @@ def _box_filter(a: np.ndarray, radius: int, fn) -> np.ndarray:
     for axis in (0, 1):
         p = np.pad(out, [(radius, radius) if i == axis else (0, 0) for i in range(2)], mode="edge")
         n = out.shape[axis]
-        sl = (lambda k: p[k:k + n]) if axis == 0 else (lambda k: p[:, k:k + n])
-        acc = sl(0).copy()
+        acc = np.take(p, np.arange(n), axis=axis)
         for k in range(1, 2 * radius + 1):
-            fn(acc, sl(k), out=acc)
+            fn(acc, np.take(p, np.arange(k, k + n), axis=axis), out=acc)
         out = acc
     return out
 
@@ -112,8 +115,9 @@ def close_alpha(alpha: np.ndarray, radius: int = CLOSE_RADIUS) -> np.ndarray:
     return np.maximum(_box_filter(_box_filter(a, radius, np.maximum), radius, np.minimum), a)
 
 
-def fill_depth(depth: np.ndarray, alpha: np.ndarray, closed: np.ndarray, radius: int = CLOSE_RADIUS,
-               threshold: float = COVERED) -> np.ndarray:
+def fill_depth(
+    depth: np.ndarray, alpha: np.ndarray, closed: np.ndarray, radius: int = CLOSE_RADIUS, threshold: float = COVERED
+) -> np.ndarray:
     """float32 [H, W] depth (camera z, world units) for a restored frame: the render's own depth where it covers
     (``alpha > threshold``), and on pixels only the closing covers (``closed > threshold``, filled by the
     restorer) the nearest surface among the covered pixels within ``radius`` (min filter); elsewhere unchanged.

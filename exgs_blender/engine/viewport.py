@@ -61,9 +61,16 @@ class ViewportRenderer:
 
     def request(self, view_matrix, window_matrix, width, height, is_perspective, scale) -> None:
         rs = self.restore_settings
-        key = (self.scene_version, rs,
-               tuple(np.round(np.array(view_matrix).ravel(), 6)),
-               tuple(np.round(np.array(window_matrix).ravel(), 6)), width, height, is_perspective, scale)
+        key = (
+            self.scene_version,
+            rs,
+            tuple(np.round(np.array(view_matrix).ravel(), 6)),
+            tuple(np.round(np.array(window_matrix).ravel(), 6)),
+            width,
+            height,
+            is_perspective,
+            scale,
+        )
         with self._lock:
             if self._want is not None and self._want[0] == key:
                 return
@@ -109,7 +116,8 @@ class ViewportRenderer:
                         from . import restoring
 
                         res = restoring.backend(self.worker_settings or key[1] or RestoreSettings()).render(
-                            scene, cam, backend=self.backend, key=f"viewport-{id(self)}-{key[0]}")
+                            scene, cam, backend=self.backend, key=f"viewport-{id(self)}-{key[0]}"
+                        )
                     else:  # the scene converted (CPU) or uploaded (gsplat) once per version, not per frame
                         pk = (key[0], self.backend)
                         if self._prepared[0] != pk:
@@ -139,8 +147,7 @@ class ViewportRenderer:
 
         t = time.perf_counter()
         try:
-            out = restoring.backend(key[1]).restore(res.rgb, res.alpha, res.depth,
-                                                          cancel=lambda: self._superseded(key))
+            out = restoring.backend(key[1]).restore(res.rgb, res.alpha, res.depth, cancel=lambda: self._superseded(key))
         except Exception as e:  # noqa: BLE001 - WorkerCrashed etc.: header message, raw frame stays
             self.error = f"restoration: {e}".splitlines()[0][:300]
             with self._lock:

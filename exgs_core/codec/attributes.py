@@ -24,8 +24,8 @@ arrays and the JSON-ready ``quant`` dict.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class Codes:
     section: np.ndarray
     params: tuple[np.ndarray, np.ndarray] | None = None
 
-    def take(self, perm: np.ndarray) -> "Codes":
+    def take(self, perm: np.ndarray) -> Codes:
         """The same codes with the Gaussians permuted by ``perm`` (int64 [N]); for sections of one element per
         Gaussian (positions: the encoder quantises them before it knows the order they define)."""
         return Codes(self.planar[..., perm], self.section[perm], self.params)
@@ -223,7 +223,7 @@ def _uniform_bound(q: dict) -> list[float]:
     st = np.asarray(q["step"], np.float64)
     top = lo + st * ((1 << q["bits"]) - 1)
     mag = np.maximum(np.abs(lo), np.abs(top))
-    return [float(v) for v in st / 2 + mag * 2.0 ** -22 + 1e-30]
+    return [float(v) for v in st / 2 + mag * 2.0**-22 + 1e-30]
 
 
 def _uniform_size(bits: int) -> int:
@@ -275,9 +275,21 @@ _S, _D, _N = FILTER_SHUFFLE, FILTER_DELTA, FILTER_NONE
 
 #: Positions: Morton codes of the uniformly quantised centres; they also fix the stored order.
 POSITIONS = Attribute(
-    name="positions", label="positions", tag=b"POSN", field="means", option="position_bits",
-    write_bits=(12, morton.MAX_BITS), read_bits=(1, morton.MAX_BITS), scheme=None, dim=3, per_gaussian=1, width=3,
-    model="morton", filters=(_D,), error_key="positions_max_abs", bound_key="positions_abs",
+    name="positions",
+    label="positions",
+    tag=b"POSN",
+    field="means",
+    option="position_bits",
+    write_bits=(12, morton.MAX_BITS),
+    read_bits=(1, morton.MAX_BITS),
+    scheme=None,
+    dim=3,
+    per_gaussian=1,
+    width=3,
+    model="morton",
+    filters=(_D,),
+    error_key="positions_max_abs",
+    bound_key="positions_abs",
     elem_size=lambda bits: 8,
     quantise=_positions_quantise,
     unpack=_positions_unpack,
@@ -290,20 +302,44 @@ POSITIONS = Attribute(
 ATTRIBUTES: tuple[Attribute, ...] = (
     POSITIONS,
     Attribute(
-        name="rotations", label="rotation", tag=b"ROTN", field="quats", option="rotation_bits",
-        write_bits=(4, 20), read_bits=(1, 20), scheme="smallest3", dim=0, per_gaussian=1, width=4,
-        model="rotation", filters=(_S,), error_key="rotations_max_deg", bound_key="rotations_rad",
+        name="rotations",
+        label="rotation",
+        tag=b"ROTN",
+        field="quats",
+        option="rotation_bits",
+        write_bits=(4, 20),
+        read_bits=(1, 20),
+        scheme="smallest3",
+        dim=0,
+        per_gaussian=1,
+        width=4,
+        model="rotation",
+        filters=(_S,),
+        error_key="rotations_max_deg",
+        bound_key="rotations_rad",
         elem_size=lambda bits: quantize.rotation_word_dtype(bits).itemsize,
         quantise=_rotations_quantise,
         unpack=_rotations_unpack,
         dequantise=lambda words, q: quantize.smallest3_decode(words, q["bits"]),
         measure=_rotations_measure,
-        bound=lambda q: quantize.smallest3_max_angle(q["bits"]) + 8.0 * 2.0 ** -24,
+        bound=lambda q: quantize.smallest3_max_angle(q["bits"]) + 8.0 * 2.0**-24,
     ),
     Attribute(
-        name="log_scales", label="log_scales", tag=b"SCAL", field="log_scales", option="scale_bits",
-        write_bits=(4, 16), read_bits=(1, 16), scheme="uniform", dim=3, per_gaussian=3, width=3,
-        model="triple", filters=(_D, _S), error_key="log_scales_max_abs", bound_key="log_scales_abs",
+        name="log_scales",
+        label="log_scales",
+        tag=b"SCAL",
+        field="log_scales",
+        option="scale_bits",
+        write_bits=(4, 16),
+        read_bits=(1, 16),
+        scheme="uniform",
+        dim=3,
+        per_gaussian=3,
+        width=3,
+        model="triple",
+        filters=(_D, _S),
+        error_key="log_scales_max_abs",
+        bound_key="log_scales_abs",
         elem_size=_uniform_size,
         quantise=_uniform_quantise,
         unpack=_uniform_unpack(3),
@@ -312,20 +348,44 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         bound=_uniform_bound,
     ),
     Attribute(
-        name="opacity", label="opacity", tag=b"OPAC", field="opacity_logits", option="opacity_bits",
-        write_bits=(4, 16), read_bits=(1, 16), scheme="sigmoid_uniform", dim=0, per_gaussian=1, width=1,
-        model="scalar", filters=(_S, _D), error_key="opacity_max_abs", bound_key="opacity_abs",
+        name="opacity",
+        label="opacity",
+        tag=b"OPAC",
+        field="opacity_logits",
+        option="opacity_bits",
+        write_bits=(4, 16),
+        read_bits=(1, 16),
+        scheme="sigmoid_uniform",
+        dim=0,
+        per_gaussian=1,
+        width=1,
+        model="scalar",
+        filters=(_S, _D),
+        error_key="opacity_max_abs",
+        bound_key="opacity_abs",
         elem_size=_uniform_size,
         quantise=_opacity_quantise,
         unpack=lambda codes, n, bits: _uniform_unpack(1)(codes, n, bits)[0],
         dequantise=lambda codes, q: quantize.opacity_decode(codes, q["bits"]),
         measure=_opacity_measure,
-        bound=lambda q: 2.0 ** -(q["bits"] + 1) + 2.0 ** -23,
+        bound=lambda q: 2.0 ** -(q["bits"] + 1) + 2.0**-23,
     ),
     Attribute(
-        name="sh_dc", label="sh_dc", tag=b"COLR", field="sh_dc", option="color_bits",
-        write_bits=(4, 16), read_bits=(1, 16), scheme="uniform", dim=3, per_gaussian=3, width=3,
-        model="triple", filters=(_D, _S), error_key="sh_dc_max_abs", bound_key="sh_dc_abs",
+        name="sh_dc",
+        label="sh_dc",
+        tag=b"COLR",
+        field="sh_dc",
+        option="color_bits",
+        write_bits=(4, 16),
+        read_bits=(1, 16),
+        scheme="uniform",
+        dim=3,
+        per_gaussian=3,
+        width=3,
+        model="triple",
+        filters=(_D, _S),
+        error_key="sh_dc_max_abs",
+        bound_key="sh_dc_abs",
         elem_size=_uniform_size,
         quantise=_uniform_quantise,
         unpack=_uniform_unpack(3),
@@ -362,8 +422,13 @@ class ShPalette:
     def header_fields(self, degree: int) -> list[tuple[str, object, float | None, float | None]]:
         """The ``quant.sh_rest`` keys a reader checks after the scheme (see :meth:`Attribute.header_fields`)."""
         d = self.dim(degree)
-        return [("size", int, 1, MAX_PALETTE), ("dim", int, d, d), ("bits", int, self.bits, self.bits),
-                ("min", f"f32list:{d}", None, None), ("step", f"f32list:{d}", 0.0, None)]
+        return [
+            ("size", int, 1, MAX_PALETTE),
+            ("dim", int, d, d),
+            ("bits", int, self.bits, self.bits),
+            ("min", f"f32list:{d}", None, None),
+            ("step", f"f32list:{d}", 0.0, None),
+        ]
 
     def expected(self, n: int, degree: int, m: int, quant: dict) -> dict[bytes, tuple[int, int]]:
         """(raw length, element size) of its sections present for N, SH degree and M full-SH Gaussians."""
@@ -504,8 +569,9 @@ def quantise(scene: GaussianScene, full: np.ndarray, options, progress: Progress
             quant[SH_REST.name] = rest["quant"]
             streams.append((SH_REST.palette.tag, rest["codes"].ravel(), SH_REST.palette.filters))
             indices = SH_REST.indices
-            streams.append((indices.tag, rest["labels"].astype(np.uint16),
-                            indices.filters if choose else indices.filters[:1]))
+            streams.append(
+                (indices.tag, rest["labels"].astype(np.uint16), indices.filters if choose else indices.filters[:1])
+            )
 
     # ---- measured errors (decode the codes, compare with the sorted input) and decoded bounds
     _report(progress, 0.7, "errors")
@@ -531,14 +597,24 @@ def _palette_encode(sh_rest: np.ndarray, options) -> dict:
     sh_rest_in = np.ascontiguousarray(sh_rest).reshape(m, d)  # [M, D]
     size = options.sh_palette_size or default_palette_size(m)
     pal, labels = kmeans_palette(
-        sh_rest_in, size, iterations=options.sh_iterations,
-        sample_per_centroid=options.sh_sample_per_centroid, probes=options.sh_probes, seed=options.seed,
+        sh_rest_in,
+        size,
+        iterations=options.sh_iterations,
+        sample_per_centroid=options.sh_sample_per_centroid,
+        probes=options.sh_probes,
+        seed=options.seed,
     )
     q_lo, q_step = quantize.uniform_params(pal, SH_REST.bits)
     pal_codes = quantize.uniform_encode(pal, q_lo, q_step, SH_REST.bits).T.copy()  # [P, D] u8
     pal_dec = quantize.uniform_decode(pal_codes.T, q_lo, q_step)  # [P, D] f32
-    quant = {"scheme": SH_REST.scheme, "size": int(pal.shape[0]), "dim": d, "bits": SH_REST.bits,
-             "min": _f32list(q_lo), "step": _f32list(q_step)}
+    quant = {
+        "scheme": SH_REST.scheme,
+        "size": int(pal.shape[0]),
+        "dim": d,
+        "bits": SH_REST.bits,
+        "min": _f32list(q_lo),
+        "step": _f32list(q_step),
+    }
     return {"quant": quant, "codes": pal_codes, "labels": labels, "decoded": pal_dec, "input": sh_rest_in}
 
 
@@ -546,13 +622,16 @@ def _palette_errors(rest: dict) -> dict:
     src_all, pal_dec, labels = rest["input"], rest["decoded"], rest["labels"]
     sq = ref = mx = 0.0
     for a in range(0, src_all.shape[0], 1 << 16):  # in chunks: M x D float64 temporaries would be large
-        src = src_all[a:a + (1 << 16)].astype(np.float64)
-        diff = pal_dec[labels[a:a + (1 << 16)]].astype(np.float64) - src
+        src = src_all[a : a + (1 << 16)].astype(np.float64)
+        diff = pal_dec[labels[a : a + (1 << 16)]].astype(np.float64) - src
         sq += float((diff * diff).sum())
         ref += float((src * src).sum())
         mx = max(mx, float(np.abs(diff).max()))
-    return {"sh_rest_rmse": math.sqrt(sq / src_all.size), "sh_rest_max_abs": mx,
-            "sh_rest_rel_mse": sq / ref if ref > 0 else 0.0}
+    return {
+        "sh_rest_rmse": math.sqrt(sq / src_all.size),
+        "sh_rest_max_abs": mx,
+        "sh_rest_rel_mse": sq / ref if ref > 0 else 0.0,
+    }
 
 
 # ============================================================================================ decode side
@@ -611,11 +690,11 @@ def _palette_decode(pal_codes: np.ndarray, idx: np.ndarray, q: dict, full: np.nd
     flat = sh.reshape(n, 3 * k)
     rows = None if m == n else np.flatnonzero(full)
     for a in range(0, m, 4096):
-        block = pal[idx[a:a + 4096]]
+        block = pal[idx[a : a + 4096]]
         if rows is None:
-            flat[a:a + 4096, 3:] = block
+            flat[a : a + 4096, 3:] = block
         else:
-            flat[rows[a:a + 4096], 3:] = block
+            flat[rows[a : a + 4096], 3:] = block
 
 
 # ============================================================================================ bounds
@@ -636,7 +715,10 @@ def error_bounds(header: dict) -> dict:
     e = header.get("errors", {})
     out["sh_rest"] = None
     if SH_REST.name in q:
-        out["sh_rest"] = {"rmse": e.get("sh_rest_rmse"), "max_abs": e.get("sh_rest_max_abs"),
-                          "rel_mse": e.get("sh_rest_rel_mse")}
+        out["sh_rest"] = {
+            "rmse": e.get("sh_rest_rmse"),
+            "max_abs": e.get("sh_rest_max_abs"),
+            "rel_mse": e.get("sh_rest_rel_mse"),
+        }
     out["measured"] = e
     return out

@@ -199,8 +199,9 @@ def decode_stream(
         if count % rangecoder.MODELS[model[0]]:
             raise StreamError(f"raw length {raw_length} does not hold whole {model[0]} records")
         try:
-            return rangecoder.decode(model[0], stored, model[1], count // rangecoder.MODELS[model[0]],
-                                     ELEM_DTYPES[elem_size])
+            return rangecoder.decode(
+                model[0], stored, model[1], count // rangecoder.MODELS[model[0]], ELEM_DTYPES[elem_size]
+            )
         except rangecoder.RangeError as e:
             raise StreamError(str(e)) from None
     if codec == CODEC_STORED:
@@ -279,6 +280,6 @@ def decode_streams(jobs: list[tuple], *, threads: int = 1) -> list[np.ndarray | 
     if threads > 1 and len(jobs) > 1:
         largest_first = sorted(range(len(jobs)), key=lambda i: -jobs[i][4])
         with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as ex:
-            done = dict(zip(largest_first, ex.map(work, (jobs[i] for i in largest_first))))
+            done = dict(zip(largest_first, ex.map(work, (jobs[i] for i in largest_first)), strict=False))
         return [done[i] for i in range(len(jobs))]
     return [work(j) for j in jobs]

@@ -366,9 +366,11 @@ def decode(model: str, data: bytes, bits: int, n: int, dtype) -> np.ndarray:
     if len(data) < 5 or data[0] != 0:
         raise RangeError("range-coded payload does not start with its zero byte")
     if n > max_values(model, bits, len(data)):
-        raise RangeError(f"range-coded payload is truncated or a bomb: {len(data)} bytes cannot hold {n} "
-                         f"{'triples' if model == 'triple' else 'values'} (at most {max_values(model, bits, len(data))}"
-                         f" at {MAX_DECISIONS_PER_BYTE} binary decisions per byte)")
+        raise RangeError(
+            f"range-coded payload is truncated or a bomb: {len(data)} bytes cannot hold {n} "
+            f"{'triples' if model == 'triple' else 'values'} (at most {max_values(model, bits, len(data))}"
+            f" at {MAX_DECISIONS_PER_BYTE} binary decisions per byte)"
+        )
     buf = np.frombuffer(data, np.uint8).copy()  # writable: numba compiles one signature for both ways
     vals = np.zeros((3, n) if model == "triple" else n, np.int64)
     code = int.from_bytes(bytes(buf[1:5]), "big")

@@ -30,8 +30,9 @@ def synthetic_scene(n: int, sh_degree: int = 3, seed: int = 0) -> GaussianScene:
     sphere = parts < 3
     means[sphere] = centres[parts[sphere]] + u[sphere] * radii[parts[sphere], None]
     plane = ~sphere
-    means[plane] = np.stack([rng.uniform(-6, 6, plane.sum()), np.full(plane.sum(), 1.2),
-                             rng.uniform(-6, 6, plane.sum())], axis=1)
+    means[plane] = np.stack(
+        [rng.uniform(-6, 6, plane.sum()), np.full(plane.sum(), 1.2), rng.uniform(-6, 6, plane.sum())], axis=1
+    )
     means += rng.normal(scale=0.01, size=(n, 3))
     floaters = rng.random(n) < 0.02
     means[floaters] = rng.uniform(-15, 15, (int(floaters.sum()), 3))

@@ -48,8 +48,12 @@ _READERS = {
 SPZ_MAGIC = b"NGSP"
 EXGS_MAGIC = b"EXGS"
 
-_SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def check_input_path(path: str | os.PathLike) -> None:
@@ -70,8 +74,11 @@ def check_input_path(path: str | os.PathLike) -> None:
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return
     kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "a special file")
-    raise FormatError(f"not a regular file: it is {kind}; splat files are read only from regular files "
-                      f"(copy the data to a file first)", path)
+    raise FormatError(
+        f"not a regular file: it is {kind}; splat files are read only from regular files "
+        f"(copy the data to a file first)",
+        path,
+    )
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -131,8 +138,11 @@ def detect_format(path: str | os.PathLike) -> str:
     if p.suffix.lower() == ".splat" or (size > 32 * 4 and _looks_like_splat(head)):
         # .splat has no header: a size that is not a whole number of 32-byte records is a cut-off file. (A cut
         # on a record boundary leaves a valid, smaller file that no reader can tell from a complete one.)
-        raise FormatError(f"truncated .splat: {size:,} bytes is {size // 32:,} whole 32-byte records and "
-                          f"{size % 32} stray bytes (the file was cut off)", p)
+        raise FormatError(
+            f"truncated .splat: {size:,} bytes is {size // 32:,} whole 32-byte records and "
+            f"{size % 32} stray bytes (the file was cut off)",
+            p,
+        )
     raise UnsupportedFormatError(
         f"unrecognised content (starts {head[:8]!r}); expected PLY, SPZ, SOG, .splat or .exgs", p
     )
@@ -184,8 +194,17 @@ def load(path: str | os.PathLike, *, format: str | None = None, max_gaussians: i
             scene = reader(path)
     except ExgsError:
         raise
-    except (ValueError, IndexError, KeyError, TypeError, EOFError, OSError, MemoryError, zlib.error,
-            NotImplementedError) as e:
+    except (
+        ValueError,
+        IndexError,
+        KeyError,
+        TypeError,
+        EOFError,
+        OSError,
+        MemoryError,
+        zlib.error,
+        NotImplementedError,
+    ) as e:
         # A reader bug or an unforeseen corruption: still a typed error naming the file.
         raise FormatError(f"cannot decode as {fmt}: {type(e).__name__}: {e}", path) from e
     scene.meta.setdefault("format", fmt)

@@ -41,26 +41,49 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..conventions import SH_C0, logit, sh_degree_from_count
-from .atomic import read_bytes
-from .ply import MAX_HEADER_BYTES
 from ..errors import FormatError
 from ..scene import GaussianScene
+from .atomic import read_bytes
+from .ply import MAX_HEADER_BYTES
 
-__all__ = ["read_compressed_ply", "decode_compressed_ply", "parse_ply_header", "PlyElement", "PlyHeader",
-           "CHUNK_SIZE"]
+__all__ = ["read_compressed_ply", "decode_compressed_ply", "parse_ply_header", "PlyElement", "PlyHeader", "CHUNK_SIZE"]
 
 CHUNK_SIZE = 256
 _MAX_HEADER = MAX_HEADER_BYTES  # 1 MiB, shared with the standard PLY reader (see its docstring for the choice)
 
 _PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "<i2", "int16": "<i2", "ushort": "<u2", "uint16": "<u2",
-    "int": "<i4", "int32": "<i4", "uint": "<u4", "uint32": "<u4",
-    "float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8",
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "<i2",
+    "int16": "<i2",
+    "ushort": "<u2",
+    "uint16": "<u2",
+    "int": "<i4",
+    "int32": "<i4",
+    "uint": "<u4",
+    "uint32": "<u4",
+    "float": "<f4",
+    "float32": "<f4",
+    "double": "<f8",
+    "float64": "<f8",
 }
 
-CHUNK_REQUIRED = ("min_x", "min_y", "min_z", "max_x", "max_y", "max_z",
-                  "min_scale_x", "min_scale_y", "min_scale_z", "max_scale_x", "max_scale_y", "max_scale_z")
+CHUNK_REQUIRED = (
+    "min_x",
+    "min_y",
+    "min_z",
+    "max_x",
+    "max_y",
+    "max_z",
+    "min_scale_x",
+    "min_scale_y",
+    "min_scale_z",
+    "max_scale_x",
+    "max_scale_y",
+    "max_scale_z",
+)
 CHUNK_COLOR = ("min_r", "min_g", "min_b", "max_r", "max_g", "max_b")
 VERTEX_REQUIRED = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
 
@@ -125,11 +148,16 @@ def parse_ply_header(data: bytes, path=None) -> PlyHeader:
     m = re.search(re.escape(nl) + rb"[ \t]*end_header[ \t]*" + end_nl, data[:_MAX_HEADER])
     if not m:
         if len(data) > _MAX_HEADER:
-            raise FormatError(f"no 'end_header' line within the first {_MAX_HEADER:,} bytes (the PLY header size "
-                              f"limit; real 3DGS headers are a few KB)", path, field="header", offset=_MAX_HEADER)
+            raise FormatError(
+                f"no 'end_header' line within the first {_MAX_HEADER:,} bytes (the PLY header size "
+                f"limit; real 3DGS headers are a few KB)",
+                path,
+                field="header",
+                offset=_MAX_HEADER,
+            )
         raise FormatError("no 'end_header' line (truncated or not a PLY header)", path, field="header")
     try:
-        text = data[:m.start()].decode("ascii")
+        text = data[: m.start()].decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("PLY header is not ASCII", path, field="header") from None
     lines = [ln.strip() for ln in text.split(nl.decode("ascii"))]
@@ -144,12 +172,15 @@ def parse_ply_header(data: bytes, path=None) -> PlyHeader:
         parts = ln.split()
         key = parts[0]
         if key in ("comment", "obj_info"):
-            comments.append(ln[len(key):].strip())
+            comments.append(ln[len(key) :].strip())
         elif key == "format":
             fmt = parts[1] if len(parts) > 1 else ""
             if fmt != "binary_little_endian":
-                raise FormatError(f"PLY format {fmt!r} is not supported for compressed PLY "
-                                  "(expected binary_little_endian)", path, field="format")
+                raise FormatError(
+                    f"PLY format {fmt!r} is not supported for compressed PLY (expected binary_little_endian)",
+                    path,
+                    field="format",
+                )
         elif key == "element":
             if len(parts) != 3 or not parts[2].isdigit() or len(parts[2]) > 20:
                 raise FormatError(f"bad element line {ln[:80]!r}", path, field="element")
@@ -162,8 +193,11 @@ def parse_ply_header(data: bytes, path=None) -> PlyHeader:
             if not elements:
                 raise FormatError(f"property before any element: {ln[:80]!r}", path, field="property")
             if len(parts) >= 2 and parts[1] == "list":
-                raise FormatError(f"list property in element {elements[-1].name!r} is not supported here",
-                                  path, field=f"{elements[-1].name}.{parts[-1]}")
+                raise FormatError(
+                    f"list property in element {elements[-1].name!r} is not supported here",
+                    path,
+                    field=f"{elements[-1].name}.{parts[-1]}",
+                )
             if len(parts) != 3 or parts[1] not in _PLY_TYPES:
                 raise FormatError(f"bad property line {ln[:80]!r}", path, field=f"{elements[-1].name}.property")
             if parts[2] in prop_names:
@@ -214,8 +248,12 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
     if has_color:
         for name in CHUNK_COLOR:
             if cprops.get(name) != "<f4":
-                raise FormatError(f"chunk colour property {name!r} missing or not float (a chunk colour range "
-                                  "needs all six of min_r..max_b)", path, field=f"chunk.{name}")
+                raise FormatError(
+                    f"chunk colour property {name!r} missing or not float (a chunk colour range "
+                    "needs all six of min_r..max_b)",
+                    path,
+                    field=f"chunk.{name}",
+                )
     extra = [n for n in cprops if n not in CHUNK_REQUIRED + CHUNK_COLOR]
     if extra:
         notes.append(f"compressed_ply: ignored chunk properties {_few(extra)}")
@@ -228,8 +266,11 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
         notes.append(f"compressed_ply: ignored vertex properties {_few(extra)}")
     n = vertex.count
     if chunk.count != -(-n // CHUNK_SIZE):
-        raise FormatError(f"{chunk.count} chunks for {n} vertices; expected ceil({n} / {CHUNK_SIZE}) = "
-                          f"{-(-n // CHUNK_SIZE)}", path, field="chunk")
+        raise FormatError(
+            f"{chunk.count} chunks for {n} vertices; expected ceil({n} / {CHUNK_SIZE}) = {-(-n // CHUNK_SIZE)}",
+            path,
+            field="chunk",
+        )
     n_rest = 0
     if sh_el is not None:
         names = sh_el.prop_names()
@@ -238,8 +279,9 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
             raise FormatError(f"element sh has {n_rest} properties; expected 9, 24 or 45", path, field="sh")
         for i, (name, typ) in enumerate(sh_el.properties):
             if name != f"f_rest_{i}" or typ != "u1":
-                raise FormatError(f"sh property {i} is {name!r} ({typ}); expected uchar f_rest_{i}", path,
-                                  field=f"sh.{name}")
+                raise FormatError(
+                    f"sh property {i} is {name!r} ({typ}); expected uchar f_rest_{i}", path, field=f"sh.{name}"
+                )
         if sh_el.count != n:
             raise FormatError(f"element sh has {sh_el.count} rows for {n} vertices", path, field="sh")
     # --- body size check, then views of each element
@@ -249,8 +291,12 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
         offsets[e.name] = off
         off += e.nbytes
         if off > len(data):
-            raise FormatError(f"truncated: element {e.name!r} ({e.count} rows) ends at byte {off}, the file has "
-                              f"{len(data)} bytes", path, field=e.name, offset=len(data))
+            raise FormatError(
+                f"truncated: element {e.name!r} ({e.count} rows) ends at byte {off}, the file has {len(data)} bytes",
+                path,
+                field=e.name,
+                offset=len(data),
+            )
         if e.name not in ("chunk", "vertex", "sh"):
             skipped.append(f"{e.name!r} ({e.count} rows)")
     if len(skipped) <= 20:
@@ -271,17 +317,23 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
         return c[name].astype(np.float64)[ci]
 
     pp = v["packed_position"].astype(np.uint32)
-    means = np.stack([
-        _lerp(col("min_x"), col("max_x"), _unorm(pp, 21, 11)),
-        _lerp(col("min_y"), col("max_y"), _unorm(pp, 11, 10)),
-        _lerp(col("min_z"), col("max_z"), _unorm(pp, 0, 11)),
-    ], axis=1).astype(np.float32)
+    means = np.stack(
+        [
+            _lerp(col("min_x"), col("max_x"), _unorm(pp, 21, 11)),
+            _lerp(col("min_y"), col("max_y"), _unorm(pp, 11, 10)),
+            _lerp(col("min_z"), col("max_z"), _unorm(pp, 0, 11)),
+        ],
+        axis=1,
+    ).astype(np.float32)
     ps = v["packed_scale"].astype(np.uint32)
-    log_scales = np.stack([
-        _lerp(col("min_scale_x"), col("max_scale_x"), _unorm(ps, 21, 11)),
-        _lerp(col("min_scale_y"), col("max_scale_y"), _unorm(ps, 11, 10)),
-        _lerp(col("min_scale_z"), col("max_scale_z"), _unorm(ps, 0, 11)),
-    ], axis=1).astype(np.float32)
+    log_scales = np.stack(
+        [
+            _lerp(col("min_scale_x"), col("max_scale_x"), _unorm(ps, 21, 11)),
+            _lerp(col("min_scale_y"), col("max_scale_y"), _unorm(ps, 11, 10)),
+            _lerp(col("min_scale_z"), col("max_scale_z"), _unorm(ps, 0, 11)),
+        ],
+        axis=1,
+    ).astype(np.float32)
     pr = v["packed_rotation"].astype(np.uint32)
     norm = 1.0 / (np.sqrt(2.0) * 0.5)
     abc = np.stack([(_unorm(pr, s, 10) - 0.5) * norm for s in (20, 10, 0)], axis=1)
@@ -313,7 +365,8 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
     sh_degree_from_count(k)
     meta = {
         "format": "compressed_ply",
-        "compressed_ply_layout": "18-property chunks (with colour range)" if has_color
+        "compressed_ply_layout": "18-property chunks (with colour range)"
+        if has_color
         else "12-property chunks (old layout, no colour range)",
         "comments": hdr.comments,
         "notes": notes,

@@ -112,14 +112,18 @@ def _check_scene(scene: GaussianScene) -> None:
         raise TypeError(f"encode() needs a GaussianScene, got {type(scene).__name__}")
     lengths = {f: int(getattr(scene, f).shape[0]) for f in _FIELDS}
     if len(set(lengths.values())) > 1:
-        raise SceneError("the scene is not clean (field lengths disagree: "
-                         + ", ".join(f"{k}={v}" for k, v in lengths.items()) + "): sanitize it first")
+        raise SceneError(
+            "the scene is not clean (field lengths disagree: "
+            + ", ".join(f"{k}={v}" for k, v in lengths.items())
+            + "): sanitize it first"
+        )
     if scene.n == 0:
         return  # nothing else to check (and GaussianScene.validate cannot reshape empty SH arrays)
     # fast path: whole-array checks; scene.validate() (slower, per Gaussian) only to word the error
     q = scene.quats.astype(np.float64)
     clean = all(bool(np.isfinite(getattr(scene, f)).all()) for f in _FIELDS) and bool(
-        ((q * q).sum(axis=1) >= 1e-24).all())
+        ((q * q).sum(axis=1) >= 1e-24).all()
+    )
     rep = None if clean else scene.validate()
     if rep is not None and not rep.ok:
         raise SceneError(
@@ -133,15 +137,20 @@ def _check_scene(scene: GaussianScene) -> None:
             lo, hi = float(arr.min()), float(arr.max())  # global: stricter than per column, and fast
             top = abs(lo) + (hi - lo)
             if not top < 3.0e38:
-                raise SceneError(f"{name}: values up to {top:.3g} from the minimum, beyond what float32 steps can "
-                                 "cover; sanitize first")
+                raise SceneError(
+                    f"{name}: values up to {top:.3g} from the minimum, beyond what float32 steps can "
+                    "cover; sanitize first"
+                )
 
 
 def _check_source_sha256(source_sha256: str | None) -> str | None:
     if source_sha256 is None:
         return None
-    if not (isinstance(source_sha256, str) and len(source_sha256) == 64
-            and all(c in "0123456789abcdef" for c in source_sha256.lower())):
+    if not (
+        isinstance(source_sha256, str)
+        and len(source_sha256) == 64
+        and all(c in "0123456789abcdef" for c in source_sha256.lower())
+    ):
         raise ValueError("source_sha256 must be a 64-character hex string")
     return source_sha256.lower()
 
@@ -231,7 +240,7 @@ def encode(
         "source_sha256": source_sha256,
         "extra": extra,
     }
-    flags = FLAG_ANTIALIASED if scene.meta.get("antialiased") else 0
+    flags = FLAG_ANTIALIASED if scene.antialiased else 0
     out = _assemble(header, flags, scene.n, encoded, version)
     _report(progress, 1.0, "done")
     return out
@@ -242,8 +251,9 @@ def _assemble(header: dict, flags: int, n: int, encoded: list[tuple[bytes, entro
     if len(hjson) > MAX_JSON:
         raise ValueError(f"JSON header of {len(hjson)} bytes exceeds the limit of {MAX_JSON} (extra_header too big?)")
     table = b"".join(
-        _ENTRY.pack(tag, s.codec, s.filter, s.elem_size, SECTION_REQUIRED, len(s.stored), s.raw_length,
-                    zlib.crc32(s.stored), 0)
+        _ENTRY.pack(
+            tag, s.codec, s.filter, s.elem_size, SECTION_REQUIRED, len(s.stored), s.raw_length, zlib.crc32(s.stored), 0
+        )
         for tag, s in encoded
     )
     head24 = _FIXED.pack(MAGIC, version, 0, flags, n, len(hjson), len(encoded), 0, 0, 0)[:24]
@@ -322,8 +332,11 @@ def _get(h: dict, key: str, err: _Err, kind, lo=None, hi=None, *, optional=False
             raise err(f"{key!r} must be an object, got {type(cur).__name__}", field)
     elif isinstance(kind, str) and kind.startswith("f32list:"):
         want = int(kind.split(":")[1])
-        if (not isinstance(cur, list) or len(cur) != want
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cur)):
+        if (
+            not isinstance(cur, list)
+            or len(cur) != want
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cur)
+        ):
             raise err(f"{key!r} must be a list of {want} numbers", field)
         try:
             with np.errstate(over="ignore"):
@@ -422,7 +435,10 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
     if version > READER_VERSION:
         raise err(
             f"written by a newer exgs (format version {version}; this reader understands up to "
-            f"{READER_VERSION}): upgrade exgs", "fixed-header:version", 4)
+            f"{READER_VERSION}): upgrade exgs",
+            "fixed-header:version",
+            4,
+        )
     if r0 or r1 or r2:
         raise err("reserved fixed-header bytes are not zero", "fixed-header:reserved")
     if flags & ~KNOWN_FLAGS:
@@ -435,13 +451,16 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
         raise err(f"{nsec} sections exceed the limit of {MAX_SECTIONS}", "fixed-header:section_count", 20)
     data_start = 32 + jlen + 32 * nsec
     if data_start > size or data_start > len(data):
-        raise err(f"truncated: the header and section table need {data_start} bytes, the file has {size}",
-                  "section-table", size)
+        raise err(
+            f"truncated: the header and section table need {data_start} bytes, the file has {size}",
+            "section-table",
+            size,
+        )
     mv = memoryview(data)
     got_crc = zlib.crc32(mv[32:data_start], zlib.crc32(mv[:24]))
     if got_crc != crc:
         raise err("the header is corrupt (checksum)", "fixed-header:header_crc32", 24)
-    h = _parse_json(bytes(mv[32:32 + jlen]), err)
+    h = _parse_json(bytes(mv[32 : 32 + jlen]), err)
     plan = _validate_header(h, n, err)
     if h["version"] != version:
         raise err(f"JSON version {h['version']} differs from the fixed header's {version}", "header:version")
@@ -468,36 +487,53 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
             raise err(f"section '{name}': unknown filter {filt}", field, off + 5)
         if codec == entropy.CODEC_RANGE:
             if version < FEATURE_MIN_VERSION["range_coder"]:
-                raise err(f"section '{name}': codec 2 (range coder) needs format version 2, the file says {version}",
-                          field, off + 4)
+                raise err(
+                    f"section '{name}': codec 2 (range coder) needs format version 2, the file says {version}",
+                    field,
+                    off + 4,
+                )
             if tag in SECTION_NAMES and tag not in plan.models:  # unknown tags: required -> refused, else skipped
                 raise err(f"section '{name}': codec 2 (range coder) is not defined for this section", field, off + 4)
             if filt != entropy.FILTER_NONE:
-                raise err(f"section '{name}': codec 2 (range coder) takes no filter, got filter {filt}", field,
-                          off + 5)
+                raise err(f"section '{name}': codec 2 (range coder) takes no filter, got filter {filt}", field, off + 5)
         if esz not in entropy.ELEM_DTYPES:
             raise err(f"section '{name}': element size {esz} is not 1, 2, 4 or 8", field, off + 6)
         if slen > size - pos:
-            raise err(f"truncated: section '{name}' needs {slen} bytes at offset {pos}, the file has {size - pos}",
-                      field, pos)
+            raise err(
+                f"truncated: section '{name}' needs {slen} bytes at offset {pos}, the file has {size - pos}", field, pos
+            )
         if codec == entropy.CODEC_STORED and slen != rlen:
             raise err(f"section '{name}': stored length {slen} differs from raw length {rlen}", field, off + 8)
         if tag in SECTION_NAMES:
             if tag not in plan.expected:
-                raise err(f"section '{name}' is not expected for this header (SH degree {plan.degree}, "
-                          f"{plan.m} full-SH Gaussians)", field, off)
+                raise err(
+                    f"section '{name}' is not expected for this header (SH degree {plan.degree}, "
+                    f"{plan.m} full-SH Gaussians)",
+                    field,
+                    off,
+                )
             want, want_e = plan.expected[tag]
             if rlen != want or esz != want_e:
-                raise err(f"section '{name}': raw length {rlen} / element size {esz}, expected {want} / {want_e} "
-                          f"for N = {plan.n}", field, off + 16)
+                raise err(
+                    f"section '{name}': raw length {rlen} / element size {esz}, expected {want} / {want_e} "
+                    f"for N = {plan.n}",
+                    field,
+                    off + 16,
+                )
             most = entropy.max_raw_length(codec, slen, esz, plan.models.get(tag))
             if rlen > most:
-                raise err(f"section '{name}': {slen} stored bytes cannot hold the {rlen} raw bytes N = {plan.n} needs "
-                          f"({entropy.CODEC_NAMES[codec]} gives at most {most}): a decompression bomb or a cut file",
-                          field, off + 8)
+                raise err(
+                    f"section '{name}': {slen} stored bytes cannot hold the {rlen} raw bytes N = {plan.n} needs "
+                    f"({entropy.CODEC_NAMES[codec]} gives at most {most}): a decompression bomb or a cut file",
+                    field,
+                    off + 8,
+                )
         elif sflags & SECTION_REQUIRED:
-            raise err(f"required section '{name}' is unknown to this reader: written by a newer exgs? upgrade exgs",
-                      field, off)
+            raise err(
+                f"required section '{name}' is unknown to this reader: written by a newer exgs? upgrade exgs",
+                field,
+                off,
+            )
         sections.append(_Section(tag, name, codec, filt, esz, sflags, slen, rlen, scrc, pos))
         pos += slen
     if pos != size:
@@ -523,7 +559,7 @@ def decode(data: bytes, *, path: str | os.PathLike | None = None, max_gaussians:
     Returns:
         The scene: ``meta["format"] == "exgs"``, ``meta["exgs_header"]`` the JSON header,
         ``meta["exgs_sh_full"]`` bool [N] (which Gaussians have higher SH; the rest have zeros),
-        ``meta["antialiased"]`` when flagged, ``meta["notes"]`` lists skipped unknown sections.
+        ``antialiased`` when flagged, ``meta["notes"]`` lists skipped unknown sections.
 
     Raises:
         LimitError: (a FormatError, field ``fixed-header:n_gaussians``) N above the limits of
@@ -538,8 +574,15 @@ def decode(data: bytes, *, path: str | os.PathLike | None = None, max_gaussians:
     _, flags, h, sections, plan = _parse_container(data, err)
     need = decode_memory_estimate(plan.n, plan.degree, sum(v[0] for v in plan.expected.values()))
     lim = dataclasses.replace(limits.current(max_gaussians), memory=_memory_limit())
-    limits.check_count(plan.n, file_bytes=len(data), need_bytes=need, path=err.path,
-                       field="fixed-header:n_gaussians", offset=12, limits=lim)
+    limits.check_count(
+        plan.n,
+        file_bytes=len(data),
+        need_bytes=need,
+        path=err.path,
+        field="fixed-header:n_gaussians",
+        offset=12,
+        limits=lim,
+    )
     try:
         return _decode_sections(data, err, flags, h, sections, plan, path)
     except MemoryError:
@@ -567,18 +610,28 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
         if s.tag not in SECTION_NAMES:
             notes.append(f"skipped unknown optional section '{s.name}' ({s.stored_length} bytes)")
             continue
-        if zlib.crc32(mv[s.offset:s.offset + s.stored_length]) != s.crc32:
+        if zlib.crc32(mv[s.offset : s.offset + s.stored_length]) != s.crc32:
             raise err(f"section '{s.name}' is corrupt (checksum)", f"section:{s.name}", s.offset)
         known.append(s)
 
     # zstd and the range coder release the GIL: sections decode in parallel; errors are reported in table order
     parallel = len(known) > 1 and sum(s.raw_length for s in known) > PARALLEL_DECODE_BYTES
     results = entropy.decode_streams(
-        [(mv[s.offset:s.offset + s.stored_length], s.codec, s.filter, s.elem_size, s.raw_length,
-          plan.models.get(s.tag)) for s in known],
-        threads=min(4, os.cpu_count() or 1) if parallel else 1)
+        [
+            (
+                mv[s.offset : s.offset + s.stored_length],
+                s.codec,
+                s.filter,
+                s.elem_size,
+                s.raw_length,
+                plan.models.get(s.tag),
+            )
+            for s in known
+        ],
+        threads=min(4, os.cpu_count() or 1) if parallel else 1,
+    )
     arrays: dict[bytes, np.ndarray] = {}
-    for s, r in zip(known, results):
+    for s, r in zip(known, results, strict=False):
         if isinstance(r, entropy.StreamError):
             raise err(f"section '{s.name}': {r}", f"section:{s.name}", s.offset)
         arrays[s.tag] = r
@@ -591,22 +644,34 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
     full = fields.pop("sh_full")
 
     meta = {"format": "exgs", "exgs_header": h, "exgs_sh_full": full, "notes": notes}
+    scene_up = None
     # the compressor records the source's axis facts (``extra.scene_meta``: up vector, coordinate system) so
     # automatic views of the decoded scene match the source's; only known keys of the right type are taken
     sm = h.get("extra", {}).get("scene_meta", {}) if isinstance(h.get("extra"), dict) else {}
     if isinstance(sm, dict):
         up = sm.get("up")
-        if (isinstance(up, list) and len(up) == 3 and all(isinstance(v, (int, float)) for v in up)
-                and all(math.isfinite(v) for v in up) and any(v != 0 for v in up)):
-            meta["up"] = [float(v) for v in up]
+        if (
+            isinstance(up, list)
+            and len(up) == 3
+            and all(isinstance(v, (int, float)) for v in up)
+            and all(math.isfinite(v) for v in up)
+            and any(v != 0 for v in up)
+        ):
+            scene_up = tuple(float(v) for v in up)
         if isinstance(sm.get("coordinate_system"), str):
             meta["coordinate_system"] = sm["coordinate_system"][:200]
     if path is not None:
         meta["path"] = os.fspath(path)
-    if flags & FLAG_ANTIALIASED:
-        meta["antialiased"] = True
-    return GaussianScene(fields["means"], fields["quats"], fields["log_scales"], fields["opacity_logits"],
-                         fields["sh"], meta=meta)
+    return GaussianScene(
+        fields["means"],
+        fields["quats"],
+        fields["log_scales"],
+        fields["opacity_logits"],
+        fields["sh"],
+        meta=meta,
+        antialiased=bool(flags & FLAG_ANTIALIASED),
+        up=scene_up,
+    )
 
 
 # ============================================================================================ files
@@ -642,8 +707,15 @@ def _describe(h: dict, version: int, flags: int, sections: list[_Section], size:
         "flags": flags,
         "file_bytes": size,
         "sections": [
-            {"tag": s.tag.decode("ascii"), "name": s.name, "codec": s.codec, "filter": s.filter,
-             "elem_size": s.elem_size, "stored_bytes": s.stored_length, "raw_bytes": s.raw_length}
+            {
+                "tag": s.tag.decode("ascii"),
+                "name": s.name,
+                "codec": s.codec,
+                "filter": s.filter,
+                "elem_size": s.elem_size,
+                "stored_bytes": s.stored_length,
+                "raw_bytes": s.raw_length,
+            }
             for s in sections
         ],
     }

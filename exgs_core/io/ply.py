@@ -26,7 +26,7 @@ and both agree on the layout). Every failure, including plyfile's own exceptions
 a named pipe or a device is refused before it is opened.
 
 Header comments ``SplatRenderMode: default|mip|2dgs`` (Brush, splat-transform) and ``antialiased 0|1`` (Postshot)
-set ``scene.meta["antialiased"]`` (and ``meta["splat_model"]``); :func:`write_ply` writes
+set ``scene.antialiased`` (and ``meta["splat_model"]``); :func:`write_ply` writes
 ``SplatRenderMode: mip`` back for antialiased scenes so the flag travels with the file.
 """
 
@@ -44,8 +44,15 @@ from ..errors import FormatError, SceneError
 from ..scene import GaussianScene
 from .atomic import atomic_write
 
-__all__ = ["read_ply", "write_ply", "read_ply_header", "ply_property_names", "PlyHeader", "REQUIRED_PROPERTIES",
-           "MAX_HEADER_BYTES"]
+__all__ = [
+    "read_ply",
+    "write_ply",
+    "read_ply_header",
+    "ply_property_names",
+    "PlyHeader",
+    "REQUIRED_PROPERTIES",
+    "MAX_HEADER_BYTES",
+]
 
 #: The header must end (``end_header``) within this many bytes (1 MiB), in this reader and the compressed PLY one.
 #: Real 3DGS headers are 1-4 KB (62 properties at SH degree 3, plus a few comments); 1 MiB is 250x that, enough for
@@ -55,8 +62,20 @@ MAX_HEADER_BYTES = 1 << 20
 
 #: Vertex properties a 3DGS PLY must have (f_rest_* are optional, normals too).
 REQUIRED_PROPERTIES = (
-    "x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
-    "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
+    "x",
+    "y",
+    "z",
+    "f_dc_0",
+    "f_dc_1",
+    "f_dc_2",
+    "opacity",
+    "scale_0",
+    "scale_1",
+    "scale_2",
+    "rot_0",
+    "rot_1",
+    "rot_2",
+    "rot_3",
 )
 _NORMALS = ("nx", "ny", "nz")
 _F_REST = re.compile(r"f_rest_(0|[1-9][0-9]*)$")
@@ -64,10 +83,22 @@ _F_REST_COUNTS = (0, 9, 24, 45)
 
 #: PLY scalar type name -> NumPy type code (the names plyfile accepts).
 _PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
 }
 _BYTE_ORDER = {"binary_little_endian": "<", "binary_big_endian": ">", "ascii": "="}
 
@@ -181,11 +212,16 @@ def read_ply_header(path: str | os.PathLike, head: bytes | None = None) -> PlyHe
         end = head.find(nl, pos)
         if end < 0:
             if len(head) >= MAX_HEADER_BYTES:
-                raise FormatError(f"no 'end_header' line within the first {MAX_HEADER_BYTES:,} bytes (the PLY header "
-                                  f"size limit; real 3DGS headers are a few KB)", path, field="header",
-                                  offset=MAX_HEADER_BYTES)
-            raise FormatError("header ends early (no 'end_header' line): file truncated or not a PLY", path,
-                              offset=len(head))
+                raise FormatError(
+                    f"no 'end_header' line within the first {MAX_HEADER_BYTES:,} bytes (the PLY header "
+                    f"size limit; real 3DGS headers are a few KB)",
+                    path,
+                    field="header",
+                    offset=MAX_HEADER_BYTES,
+                )
+            raise FormatError(
+                "header ends early (no 'end_header' line): file truncated or not a PLY", path, offset=len(head)
+            )
         raw = head[pos:end]
         pos = end + len(nl)
         line_no += 1
@@ -273,7 +309,7 @@ def read_ply(path: str | os.PathLike) -> GaussianScene:
         ``log_scales`` float32 [N, 3], ``opacity_logits`` float32 [N], ``sh`` float32 [N, K, 3] (``sh[:, 0]`` =
         f_dc, ``sh[:, 1:, c]`` = the channel-major block c of f_rest), extra vertex properties in ``extras``
         (float32 [N] each). ``meta``: ``format="ply"``, ``path``, ``ply_format``, ``comments``, ``notes``
-        (ignored normals, kept extras, ignored elements), ``antialiased``/``splat_model`` when the header says so.
+        (ignored normals, kept extras, ignored elements), ``splat_model`` when the header says so (and ``scene.antialiased``).
         Values are kept as stored (NaN/Inf included): use :meth:`GaussianScene.validate`.
 
     Raises:
@@ -293,29 +329,41 @@ def read_ply(path: str | os.PathLike) -> GaussianScene:
         raise FormatError(f"cannot read: {e.strerror or e}", path) from None
     hdr = read_ply_header(path, head)
     if hdr.element("chunk") is not None:
-        raise FormatError("compressed PLY (it has 'element chunk'): not a standard 3DGS PLY; "
-                          "read it with the compressed_ply reader", path, field="chunk")
+        raise FormatError(
+            "compressed PLY (it has 'element chunk'): not a standard 3DGS PLY; read it with the compressed_ply reader",
+            path,
+            field="chunk",
+        )
     vertex = hdr.element("vertex")
     if vertex is None:
         raise FormatError("unknown PLY layout: no 'vertex' element", path, field="vertex")
     names = vertex.prop_names
     missing = [p for p in REQUIRED_PROPERTIES if p not in names]
     if missing:
-        raise FormatError("unknown PLY layout: missing " + ", ".join(repr(m) for m in missing), path,
-                          field=missing[0])
+        raise FormatError("unknown PLY layout: missing " + ", ".join(repr(m) for m in missing), path, field=missing[0])
     rest_idx = sorted(int(m.group(1)) for n in names if (m := _F_REST.match(n)))
     n_rest = len(rest_idx)
     if n_rest not in _F_REST_COUNTS:
-        raise FormatError(f"unknown PLY layout: {n_rest} f_rest_* properties (expected 0, 9, 24 or 45 for SH "
-                          f"degree 0..3)", path, field="f_rest")
+        raise FormatError(
+            f"unknown PLY layout: {n_rest} f_rest_* properties (expected 0, 9, 24 or 45 for SH degree 0..3)",
+            path,
+            field="f_rest",
+        )
     if rest_idx != list(range(n_rest)):
         gap = next(i for i in range(n_rest) if f"f_rest_{i}" not in names)
-        raise FormatError(f"unknown PLY layout: f_rest_* are not numbered 0..{n_rest - 1}: missing 'f_rest_{gap}'",
-                          path, field=f"f_rest_{gap}")
+        raise FormatError(
+            f"unknown PLY layout: f_rest_* are not numbered 0..{n_rest - 1}: missing 'f_rest_{gap}'",
+            path,
+            field=f"f_rest_{gap}",
+        )
     list_props = [n for n, t in vertex.properties if isinstance(t, tuple)]
     if list_props and not hdr.ascii:
-        raise FormatError(f"unsupported list propert{'y' if len(list_props) == 1 else 'ies'} "
-                          f"{', '.join(map(repr, list_props))} in element 'vertex'", path, field=list_props[0])
+        raise FormatError(
+            f"unsupported list propert{'y' if len(list_props) == 1 else 'ies'} "
+            f"{', '.join(map(repr, list_props))} in element 'vertex'",
+            path,
+            field=list_props[0],
+        )
 
     # Size check before anything is allocated: the body must hold what the header declares.
     body = size - hdr.size
@@ -332,14 +380,20 @@ def read_ply(path: str | os.PathLike) -> GaussianScene:
             raise FormatError(
                 f"file truncated or element count too large: element {el.name!r} declares {el.count} rows of "
                 f"{row} B; the header {what} {need} B of data but the file holds {body} B after the header",
-                path, field=el.name, offset=hdr.size + body)
+                path,
+                field=el.name,
+                offset=hdr.size + body,
+            )
     if not hdr.ascii:
         for el in hdr.elements:
             if el is vertex:
                 break
             if el.has_lists:
-                raise FormatError(f"element {el.name!r} before 'vertex' has list properties (unsupported in binary "
-                                  f"3DGS PLY)", path, field=el.name)
+                raise FormatError(
+                    f"element {el.name!r} before 'vertex' has list properties (unsupported in binary 3DGS PLY)",
+                    path,
+                    field=el.name,
+                )
 
     if hdr.ascii:
         data = _read_ascii_vertex(path, vertex, hdr)
@@ -352,13 +406,24 @@ def read_ply(path: str | os.PathLike) -> GaussianScene:
         except (OSError, ValueError, MemoryError) as e:
             raise FormatError(f"cannot read the vertex data: {e}", path, field="vertex") from None
         if data.shape[0] != vertex.count:
-            raise FormatError(f"file truncated: element 'vertex' declares {vertex.count} rows, got {data.shape[0]}",
-                              path, field="vertex")
+            raise FormatError(
+                f"file truncated: element 'vertex' declares {vertex.count} rows, got {data.shape[0]}",
+                path,
+                field="vertex",
+            )
     return _scene_from_rows(data, vertex, hdr, path, n_rest, size - hdr.size - need)
 
 
-_PLY_TYPE_NAMES = {"i1": "int8", "u1": "uint8", "i2": "int16", "u2": "uint16", "i4": "int32", "u4": "uint32",
-                   "f4": "float32", "f8": "float64"}
+_PLY_TYPE_NAMES = {
+    "i1": "int8",
+    "u1": "uint8",
+    "i2": "int16",
+    "u2": "uint16",
+    "i4": "int32",
+    "u4": "uint32",
+    "f4": "float32",
+    "f8": "float64",
+}
 
 
 def _canonical_header(hdr: PlyHeader) -> bytes:
@@ -414,15 +479,27 @@ def _read_ascii_vertex(path: str, vertex: PlyElementInfo, hdr: PlyHeader) -> np.
         raise FormatError(f"ASCII body: element {elname!r}: {where}: {e.message}", path, field=elname) from None
     except plyfile.PlyHeaderParseError as e:
         # plyfile parses a canonical copy of the header this module already accepted: should not happen
-        raise FormatError(f"plyfile rejects the header: {e.message} (line {e.line} of its canonical form)", path,
-                          field="header") from None
+        raise FormatError(
+            f"plyfile rejects the header: {e.message} (line {e.line} of its canonical form)", path, field="header"
+        ) from None
     except UnicodeDecodeError as e:
-        raise FormatError(f"ASCII body: non-ASCII byte {e.object[e.start:e.start + 1]!r} (binary data in an ASCII "
-                          f"PLY?)", path) from None
+        raise FormatError(
+            f"ASCII body: non-ASCII byte {e.object[e.start : e.start + 1]!r} (binary data in an ASCII PLY?)", path
+        ) from None
     except OSError as e:
         raise FormatError(f"cannot read: {e.strerror or e}", path) from None
-    except (plyfile.PlyParseError, ValueError, TypeError, IndexError, KeyError, OverflowError, EOFError,
-            MemoryError, StopIteration, RuntimeError) as e:
+    except (
+        plyfile.PlyParseError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        EOFError,
+        MemoryError,
+        StopIteration,
+        RuntimeError,
+    ) as e:
         raise FormatError(f"ASCII body: cannot parse: {type(e).__name__}: {e}", path) from None
     if [p.name for p in el.properties] != vertex.prop_names or len(data) != vertex.count:
         raise FormatError("plyfile read a different vertex layout than the header declares", path, field="vertex")
@@ -433,8 +510,9 @@ def _f32(data: np.ndarray, name: str) -> np.ndarray:
     return np.asarray(data[name], dtype=np.float32)
 
 
-def _scene_from_rows(data: np.ndarray, vertex: PlyElementInfo, hdr: PlyHeader, path: str, n_rest: int,
-                     trailing: int) -> GaussianScene:
+def _scene_from_rows(
+    data: np.ndarray, vertex: PlyElementInfo, hdr: PlyHeader, path: str, n_rest: int, trailing: int
+) -> GaussianScene:
     n = vertex.count
     k = n_rest // 3 + 1
     means = np.stack([_f32(data, c) for c in ("x", "y", "z")], axis=1)
@@ -472,9 +550,8 @@ def _scene_from_rows(data: np.ndarray, vertex: PlyElementInfo, hdr: PlyHeader, p
     model = _splat_model_from_comments(hdr.comments)
     if model is not None:
         meta["splat_model"] = model
-        meta["antialiased"] = model == "antialiased"
         notes.append(f"header comment says splat model {model!r}")
-    return GaussianScene(means, quats, log_scales, opacity, sh, extras, meta)
+    return GaussianScene(means, quats, log_scales, opacity, sh, extras, meta, antialiased=model == "antialiased")
 
 
 def _splat_model_from_comments(comments: list[str]) -> str | None:
@@ -495,9 +572,12 @@ def _splat_model_from_comments(comments: list[str]) -> str | None:
 def ply_property_names(sh_degree: int, extras: tuple[str, ...] = ()) -> list[str]:
     """Property names of the official 3DGS layout for ``sh_degree`` (62 at SH3), then ``extras``."""
     k = sh_coeff_count(sh_degree)
-    return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
-            + [f"f_rest_{i}" for i in range(3 * (k - 1))]
-            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"] + list(extras))
+    return (
+        ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+        + [f"f_rest_{i}" for i in range(3 * (k - 1))]
+        + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+        + list(extras)
+    )
 
 
 def write_ply(scene: GaussianScene, path: str | os.PathLike, *, ascii: bool = False) -> None:
@@ -507,7 +587,7 @@ def write_ply(scene: GaussianScene, path: str | os.PathLike, *, ascii: bool = Fa
     rot_0..3``, all float32, then each ``scene.extras`` entry as another float property, in one ``vertex``
     element; binary little endian unless ``ascii`` (ASCII values are written with 9 significant digits, which
     round-trips float32 exactly). Header comment ``generated by exgs`` (plus ``SplatRenderMode: mip`` when
-    ``scene.meta["antialiased"]``). Non-finite values are written as they are.
+    ``scene.antialiased``). Non-finite values are written as they are.
 
     Raises:
         SceneError: an extras name that clashes with a standard property, is not a valid PLY name, or whose
@@ -531,20 +611,19 @@ def write_ply(scene: GaussianScene, path: str | os.PathLike, *, ascii: bool = Fa
     cols[:, 6:9] = scene.sh[:, 0, :]
     o = 9
     for c in range(3):
-        cols[:, o:o + k - 1] = scene.sh[:, 1:, c]
+        cols[:, o : o + k - 1] = scene.sh[:, 1:, c]
         o += k - 1
     cols[:, o] = scene.opacity_logits
-    cols[:, o + 1:o + 4] = scene.log_scales
-    cols[:, o + 4:o + 8] = scene.quats
+    cols[:, o + 1 : o + 4] = scene.log_scales
+    cols[:, o + 4 : o + 8] = scene.quats
     for j, v in enumerate(scene.extras.values()):
         cols[:, o + 8 + j] = v
 
     comments = ["generated by exgs"]
-    if scene.meta.get("antialiased"):
+    if scene.antialiased:
         comments.append("SplatRenderMode: mip")
     rows = cols.view(np.dtype([(nm, "<f4") for nm in names])).reshape(n)  # [N] structured view, no copy
-    ply = plyfile.PlyData([plyfile.PlyElement.describe(rows, "vertex")], text=ascii, byte_order="<",
-                          comments=comments)
+    ply = plyfile.PlyData([plyfile.PlyElement.describe(rows, "vertex")], text=ascii, byte_order="<", comments=comments)
     with atomic_write(path) as f:
         if ascii:
             # plyfile's text writer formats row by row; one savetxt call is much faster and %.9g round-trips float32.

@@ -27,7 +27,7 @@ quantisation instead of codebooks: scales = mins + (maxs - mins) * b / 255 per a
 mins + (maxs - mins) * b / 255 for DC r, g, b and the opacity **logit**; shN centroids the same with scalar
 mins / maxs; the degree comes from the centroid texture width (192, 512, 960).
 
-``meta.json`` ``"model": "antialiased"`` sets ``scene.meta["antialiased"] = True``. Axes are as stored (PLY
+``meta.json`` ``"model": "antialiased"`` sets ``scene.antialiased = True``. Axes are as stored (PLY
 frame), no conversion. Decoding follows PlayCanvas splat-transform ``read-sog.ts`` / ``read-sog-v1.ts``, the
 oracle that made ``../shared/data/reference-ply/*.from-sog.ply`` (float64 arithmetic, then float32); opacity
 bytes 0 and 255 give logit(1e-6) and logit(1 - 1e-6) as there.
@@ -95,13 +95,15 @@ class SogSource:
                 raise FormatError("no such file", p) from None
             except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as e:
                 raise FormatError(f"not a readable zip archive: {e}", p, field="zip") from None
-            metas = sorted((n for n in names if n == "meta.json" or n.endswith("/meta.json")),
-                           key=lambda n: (n.count("/"), n))
+            metas = sorted(
+                (n for n in names if n == "meta.json" or n.endswith("/meta.json")), key=lambda n: (n.count("/"), n)
+            )
             if not metas:
                 raise FormatError("the archive has no meta.json", p, field="meta.json")
             if len(metas) > 1 and metas[0].count("/") == metas[1].count("/"):
-                raise FormatError(f"the archive holds several meta.json at the same level: {metas[:3]}", p,
-                                  field="meta.json")
+                raise FormatError(
+                    f"the archive holds several meta.json at the same level: {metas[:3]}", p, field="meta.json"
+                )
             self.meta_name = metas[0].rsplit("/", 1)[-1]
             self._prefix = metas[0][: -len("meta.json")]
 
@@ -137,20 +139,27 @@ class SogSource:
             except KeyError:
                 raise FormatError(f"missing member {name!r}", self.path, field=field) from None
             if info.file_size > limit:
-                raise FormatError(f"member {name!r} declares {info.file_size} bytes, more than the {limit} its "
-                                  "content can need", self.path, field=field)
+                raise FormatError(
+                    f"member {name!r} declares {info.file_size} bytes, more than the {limit} its content can need",
+                    self.path,
+                    field=field,
+                )
             try:
                 with self._zip.open(info) as f:
                     data = f.read(limit + 1)
             except Exception as e:  # zipfile raises many types (BadZipFile, zlib.error, NotImplementedError, ...)
-                raise FormatError(f"cannot read member {name!r}: {type(e).__name__}: {e}", self.path,
-                                  field=field) from None
+                raise FormatError(
+                    f"cannot read member {name!r}: {type(e).__name__}: {e}", self.path, field=field
+                ) from None
         else:
             p = self._dir / name
             try:
                 if p.stat().st_size > limit:
-                    raise FormatError(f"{name!r} has {p.stat().st_size} bytes, more than the {limit} its content "
-                                      "can need", self.path, field=field)
+                    raise FormatError(
+                        f"{name!r} has {p.stat().st_size} bytes, more than the {limit} its content can need",
+                        self.path,
+                        field=field,
+                    )
                 with open(p, "rb") as f:
                     data = f.read(limit + 1)
             except FileNotFoundError:
@@ -162,8 +171,9 @@ class SogSource:
         return data
 
 
-def decode_webp_rgba(data: bytes, *, min_texels: int, max_texels: int, path=None, field: str | None = None,
-                     width: int | None = None) -> np.ndarray:
+def decode_webp_rgba(
+    data: bytes, *, min_texels: int, max_texels: int, path=None, field: str | None = None, width: int | None = None
+) -> np.ndarray:
     """Decode a WebP image to uint8 [H, W, 4] RGBA after checking its dimensions from the header:
     ``min_texels <= W * H <= max_texels``, sides <= 16383 and, when given, ``W == width``."""
     from PIL import Image
@@ -181,8 +191,9 @@ def decode_webp_rgba(data: bytes, *, min_texels: int, max_texels: int, path=None
     if width is not None and w != width:
         raise FormatError(f"image width {w}, expected {width}", path, field=field)
     if not min_texels <= w * h <= max_texels:
-        raise FormatError(f"image size {w}x{h} = {w * h} texels, expected {min_texels}..{max_texels}", path,
-                          field=field)
+        raise FormatError(
+            f"image size {w}x{h} = {w * h} texels, expected {min_texels}..{max_texels}", path, field=field
+        )
     try:
         rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
     except Exception as e:
@@ -200,8 +211,13 @@ def _get(obj, key, path, field):
 
 
 def _int(v, path, field, lo, hi) -> int:
-    if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v)
-            or not lo <= v <= hi):
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or not math.isfinite(v)
+        or v != int(v)
+        or not lo <= v <= hi
+    ):
         raise FormatError(f"{field} = {v!r} is not an integer in {lo}..{hi}", path, field=field)
     return int(v)
 
@@ -233,8 +249,7 @@ def _files(section, path, field, n) -> list[str]:
 
 def _lookup(codebook: np.ndarray, labels: np.ndarray, path, field) -> np.ndarray:
     if labels.size and int(labels.max()) >= len(codebook):
-        raise FormatError(f"label {int(labels.max())} outside the {len(codebook)}-entry codebook", path,
-                          field=field)
+        raise FormatError(f"label {int(labels.max())} outside the {len(codebook)}-entry codebook", path, field=field)
     return codebook[labels]
 
 
@@ -292,17 +307,18 @@ def _decode(src: SogSource, path, max_gaussians=None) -> GaussianScene:
     if version is None or (version == 1 and not isinstance(version, bool)):
         version = 1
     elif isinstance(version, bool) or version != 2:
-        raise FormatError(f"unsupported SOG version {version!r} (known: 1 = no version field, 2)", path,
-                          field="version")
+        raise FormatError(
+            f"unsupported SOG version {version!r} (known: 1 = no version field, 2)", path, field="version"
+        )
     notes: list[str] = []
     means_sec = _get(meta, "means", path, "means")
     if version == 2:
-        n = _int(_get(meta, "count", path, "count"), path, "count", 0, MAX_TEXTURE_SIDE ** 2)
+        n = _int(_get(meta, "count", path, "count"), path, "count", 0, MAX_TEXTURE_SIDE**2)
     else:
         shape = _get(means_sec, "shape", path, "means.shape")
         if not isinstance(shape, list) or not shape:
             raise FormatError("means.shape must be a list [count, ...]", path, field="means.shape")
-        n = _int(shape[0], path, "means.shape", 0, MAX_TEXTURE_SIDE ** 2)
+        n = _int(shape[0], path, "means.shape", 0, MAX_TEXTURE_SIDE**2)
     mins = _floats(_get(means_sec, "mins", path, "means.mins"), path, "means.mins", 3)
     maxs = _floats(_get(means_sec, "maxs", path, "means.maxs"), path, "means.maxs", 3)
     f_means = _files(means_sec, path, "means", 2)
@@ -313,8 +329,9 @@ def _decode(src: SogSource, path, max_gaussians=None) -> GaussianScene:
     sh0_sec = _get(meta, "sh0", path, "sh0")
     f_sh0 = _files(sh0_sec, path, "sh0", 1)
     if version == 2:
-        scales_cb = _floats(_get(scales_sec, "codebook", path, "scales.codebook"), path, "scales.codebook",
-                            lo_n=1, hi_n=256)
+        scales_cb = _floats(
+            _get(scales_sec, "codebook", path, "scales.codebook"), path, "scales.codebook", lo_n=1, hi_n=256
+        )
         sh0_cb = _floats(_get(sh0_sec, "codebook", path, "sh0.codebook"), path, "sh0.codebook", lo_n=1, hi_n=256)
     else:
         s_min = _floats(_get(scales_sec, "mins", path, "scales.mins"), path, "scales.mins", 3)
@@ -344,8 +361,14 @@ def _decode(src: SogSource, path, max_gaussians=None) -> GaussianScene:
     # decoding anything: a lossless WebP of a constant image takes 34 bytes at any size.
     members = f_means + f_quats + f_scales + f_sh0 + (f_shn[1:] if shn is not None else [])
     stored = sum(src.compressed_size(m) for m in members)
-    limits.check_count(n, file_bytes=stored, need_bytes=decode_memory_estimate(n, 3 if bands < 0 else bands),
-                       path=path, field="count" if version == 2 else "means.shape", max_gaussians=max_gaussians)
+    limits.check_count(
+        n,
+        file_bytes=stored,
+        need_bytes=decode_memory_estimate(n, 3 if bands < 0 else bands),
+        path=path,
+        field="count" if version == 2 else "means.shape",
+        max_gaussians=max_gaussians,
+    )
 
     lo_t, hi_t = _texture_bounds(n)
     tex_limit = 8 * hi_t + (1 << 20)  # a lossless WebP never needs much more than 4 bytes per texel
@@ -357,8 +380,17 @@ def _decode(src: SogSource, path, max_gaussians=None) -> GaussianScene:
 
     if n == 0:
         k = sh_coeff_count(max(bands, 0))
-        return _scene(np.zeros((0, 3)), np.zeros((0, 4)), np.zeros((0, 3)), np.zeros(0), np.zeros((0, k, 3)),
-                      version, antialiased, notes, path)
+        return _scene(
+            np.zeros((0, 3)),
+            np.zeros((0, 4)),
+            np.zeros((0, 3)),
+            np.zeros(0),
+            np.zeros((0, k, 3)),
+            version,
+            antialiased,
+            notes,
+            path,
+        )
     lo = texture(f_means[0], "means_l")
     hi = texture(f_means[1], "means_u")
     means = _decode_means(lo, hi, mins, maxs)
@@ -386,15 +418,22 @@ def _decode(src: SogSource, path, max_gaussians=None) -> GaussianScene:
             ncoef = sh_coeff_count(bands) - 1
             rows_needed = -(-palette // 64)
             cdata = src.read(f_shn[0], 8 * 64 * ncoef * rows_needed + (1 << 20), field="shN_centroids")
-            cen = decode_webp_rgba(cdata, min_texels=64 * ncoef * rows_needed, max_texels=64 * ncoef * 1024,
-                                   width=64 * ncoef, path=path, field="shN_centroids")
+            cen = decode_webp_rgba(
+                cdata,
+                min_texels=64 * ncoef * rows_needed,
+                max_texels=64 * ncoef * 1024,
+                width=64 * ncoef,
+                path=path,
+                field="shN_centroids",
+            )
         else:
             cdata = src.read(f_shn[0], 8 * 960 * 1024 + (1 << 20), field="shN_centroids")
             cen = decode_webp_rgba(cdata, min_texels=1, max_texels=960 * 1024, path=path, field="shN_centroids")
             w = cen.shape[1]
             if w not in _V1_BANDS_BY_WIDTH:
-                raise FormatError(f"shN centroid texture width {w}, expected 192, 512 or 960", path,
-                                  field="shN_centroids")
+                raise FormatError(
+                    f"shN centroid texture width {w}, expected 192, 512 or 960", path, field="shN_centroids"
+                )
             bands = _V1_BANDS_BY_WIDTH[w]
             ncoef = sh_coeff_count(bands) - 1
             palette = 64 * cen.shape[0]
@@ -412,8 +451,9 @@ def _decode(src: SogSource, path, max_gaussians=None) -> GaussianScene:
             used = np.bincount(lab_ok, minlength=ent.shape[0]) > 0
             top = ent.reshape(ent.shape[0], -1).max(axis=1)[used]
             if top.size and int(top.max()) >= len(shn_cb):
-                raise FormatError(f"label {int(top.max())} outside the {len(shn_cb)}-entry codebook", path,
-                                  field="shN.codebook")
+                raise FormatError(
+                    f"label {int(top.max())} outside the {len(shn_cb)}-entry codebook", path, field="shN.codebook"
+                )
             pal = shn_cb.astype(np.float32)[np.minimum(ent, len(shn_cb) - 1)]
         else:
             pal = (shn_min + (shn_max - shn_min) * (ent.astype(np.float64) / 255.0)).astype(np.float32)
@@ -428,7 +468,7 @@ def _decode(src: SogSource, path, max_gaussians=None) -> GaussianScene:
         pal = pal.reshape(pal.shape[0], -1)
         flat = sh.reshape(n, 3 * k)
         for a in range(0, n, 4096):  # blocks of rows: no [N, K - 1, 3] temporary beside the output
-            flat[a:a + 4096, 3:] = pal[lab_ok[a:a + 4096]]
+            flat[a : a + 4096, 3:] = pal[lab_ok[a : a + 4096]]
         sh[~ok, 1:] = 0.0
     return _scene(means, quats, log_scales, opacity, sh, version, antialiased, notes, path)
 
@@ -436,9 +476,8 @@ def _decode(src: SogSource, path, max_gaussians=None) -> GaussianScene:
 def _scene(means, quats, log_scales, opacity, sh, version, antialiased, notes, path) -> GaussianScene:
     meta = {"format": "sog", "sog_version": version, "notes": notes, "path": os.fspath(path)}
     if antialiased:
-        meta["antialiased"] = True
         notes.append("sog: model 'antialiased' (trained with mip-splatting antialiasing)")
-    return GaussianScene(means, quats, log_scales, opacity, sh, meta=meta)
+    return GaussianScene(means, quats, log_scales, opacity, sh, meta=meta, antialiased=bool(antialiased))
 
 
 def read_sog(path: str | os.PathLike, *, max_gaussians: int | None = None) -> GaussianScene:
@@ -452,7 +491,7 @@ def read_sog(path: str | os.PathLike, *, max_gaussians: int | None = None) -> Ga
     Returns:
         Scene with means float32 [N, 3] (as stored), quats float32 [N, 4] w, x, y, z (unit up to
         quantisation), log_scales float32 [N, 3], opacity_logits float32 [N] (finite), sh float32 [N, K, 3]
-        with K from ``shN.bands``. ``meta``: ``sog_version``, ``antialiased`` when the model says so, ``notes``.
+        with K from ``shN.bands``. ``meta``: ``sog_version``, ``notes``; ``antialiased`` when the model says so.
 
     Raises:
         LimitError: (a FormatError, field ``count`` or ``means.shape``) more Gaussians than the limits allow.

@@ -61,9 +61,12 @@ def read_splat(path: str | os.PathLike) -> GaussianScene:
     if size == 0:
         raise FormatError("the .splat file is empty", path)
     if size % RECORD_BYTES:
-        raise FormatError(f"size {size} B is not a multiple of the {RECORD_BYTES}-byte .splat record "
-                          f"({size % RECORD_BYTES} trailing bytes): truncated or not a .splat file", path,
-                          offset=size - size % RECORD_BYTES)
+        raise FormatError(
+            f"size {size} B is not a multiple of the {RECORD_BYTES}-byte .splat record "
+            f"({size % RECORD_BYTES} trailing bytes): truncated or not a .splat file",
+            path,
+            offset=size - size % RECORD_BYTES,
+        )
     n = size // RECORD_BYTES
     try:
         rec = np.fromfile(path, dtype=SPLAT_DTYPE, count=n)
@@ -76,8 +79,10 @@ def read_splat(path: str | os.PathLike) -> GaussianScene:
     scale = rec["scale"].astype(np.float64)
     bad = ~(scale > 0)
     if bad.any():
-        notes.append(f"{int(bad.any(axis=1).sum())} record(s) with a scale <= 0 or NaN: log gives -inf/NaN, kept "
-                     f"as is (see scene.validate())")
+        notes.append(
+            f"{int(bad.any(axis=1).sum())} record(s) with a scale <= 0 or NaN: log gives -inf/NaN, kept "
+            f"as is (see scene.validate())"
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         log_scales = np.log(scale).astype(np.float32)
     rgba = rec["rgba"].astype(np.float64)

@@ -31,7 +31,7 @@ then optional extension records (flags & 0x2) up to ``tocByteOffset``, a table o
 ``numStreams`` x (u64 compressedSize, u64 uncompressedSize), then one zstd frame per attribute stream in the
 order above (positions, alphas, colors, scales, rotations[, sh]); the SH stream is absent when shDegree = 0.
 
-Flags: 0x1 = trained with antialiasing (mip-splatting) -> ``scene.meta["antialiased"] = True``;
+Flags: 0x1 = trained with antialiasing (mip-splatting) -> ``scene.antialiased = True``;
 0x2 = extension records present (skipped, noted in ``scene.meta["notes"]``).
 
 Coordinate system
@@ -80,12 +80,22 @@ import numpy as np
 
 from .. import limits
 from ..conventions import logit, sh_coeff_count
-from .atomic import read_bytes
 from ..errors import FormatError
 from ..scene import GaussianScene
+from .atomic import read_bytes
 
-__all__ = ["read_spz", "decode_spz", "unpack_spz", "pack_spz", "flip_yz", "to_ply_axes", "SpzRaw", "SPZ_MAGIC",
-           "SPZ_COLOR_SCALE", "decode_memory_estimate"]
+__all__ = [
+    "read_spz",
+    "decode_spz",
+    "unpack_spz",
+    "pack_spz",
+    "flip_yz",
+    "to_ply_axes",
+    "SpzRaw",
+    "SPZ_MAGIC",
+    "SPZ_COLOR_SCALE",
+    "decode_memory_estimate",
+]
 
 SPZ_MAGIC = 0x5053474E  # b"NGSP" little-endian
 SPZ_COLOR_SCALE = 0.15  # SPZ quantises f_dc with this scale instead of SH_C0
@@ -153,13 +163,23 @@ class SpzRaw:
             out.append(self.sh)
         return out
 
-    def head(self, m: int) -> "SpzRaw":
+    def head(self, m: int) -> SpzRaw:
         """The first ``m`` points (same header otherwise): used to cut small fixtures from real files."""
         m = int(min(max(m, 0), self.num_points))
         return SpzRaw(
-            self.version, m, self.sh_degree, self.fractional_bits, self.flags, self.positions[:m].copy(),
-            self.alphas[:m].copy(), self.colors[:m].copy(), self.scales[:m].copy(), self.rotations[:m].copy(),
-            self.sh[:m].copy(), self.extensions, list(self.notes),
+            self.version,
+            m,
+            self.sh_degree,
+            self.fractional_bits,
+            self.flags,
+            self.positions[:m].copy(),
+            self.alphas[:m].copy(),
+            self.colors[:m].copy(),
+            self.scales[:m].copy(),
+            self.rotations[:m].copy(),
+            self.sh[:m].copy(),
+            self.extensions,
+            list(self.notes),
         )
 
 
@@ -174,8 +194,7 @@ def _err(msg: str, path, field: str | None = None, offset: int | None = None) ->
 
 def _check_common(version: int, sh_degree: int, path) -> None:
     if not 1 <= version <= MAX_SPZ_VERSION:
-        raise _err(f"unsupported SPZ version {version} (this reader knows 1..{MAX_SPZ_VERSION})", path,
-                   "version", 4)
+        raise _err(f"unsupported SPZ version {version} (this reader knows 1..{MAX_SPZ_VERSION})", path, "version", 4)
     if sh_degree > MAX_SH_DEGREE:
         raise _err(f"unsupported SH degree {sh_degree} (0..{MAX_SH_DEGREE})", path, "shDegree", 12)
 
@@ -191,8 +210,15 @@ def decode_memory_estimate(version: int, n: int, sh_degree: int) -> int:
 
 def _check_count(version: int, n: int, sh_degree: int, file_bytes: int, path, max_gaussians) -> None:
     """The limits of :mod:`exgs_core.limits` on ``numPoints``, before anything of that size is allocated."""
-    limits.check_count(n, file_bytes=file_bytes, need_bytes=decode_memory_estimate(version, n, sh_degree),
-                       path=path, field="numPoints", offset=8, max_gaussians=max_gaussians)
+    limits.check_count(
+        n,
+        file_bytes=file_bytes,
+        need_bytes=decode_memory_estimate(version, n, sh_degree),
+        path=path,
+        field="numPoints",
+        offset=8,
+        max_gaussians=max_gaussians,
+    )
 
 
 def _split_legacy(payload: bytes | memoryview, version: int, n: int, sh_degree: int, path) -> list[np.ndarray]:
@@ -201,8 +227,9 @@ def _split_legacy(payload: bytes | memoryview, version: int, n: int, sh_degree: 
     out, off = [], LEGACY_HEADER_SIZE
     need = LEGACY_HEADER_SIZE + n * sum(sizes)
     if len(payload) < need:
-        raise _err(f"truncated: numPoints={n} needs {need} payload bytes, the file holds {len(payload)}",
-                   path, "numPoints")
+        raise _err(
+            f"truncated: numPoints={n} needs {need} payload bytes, the file holds {len(payload)}", path, "numPoints"
+        )
     for size in sizes:
         a = np.frombuffer(payload, dtype=np.uint8, count=n * size, offset=off).reshape(n, size)
         out.append(a)
@@ -232,25 +259,32 @@ def _gunzip_legacy(data: bytes, path, max_gaussians=None) -> tuple[bytes, bytes]
     except zlib.error as e:
         raise _err(f"corrupt gzip stream: {e}", path, "gzip") from None
     if len(head) < LEGACY_HEADER_SIZE:
-        raise _err(f"truncated: the gzip stream holds only {len(head)} bytes, less than the 16-byte header",
-                   path, "header")
+        raise _err(
+            f"truncated: the gzip stream holds only {len(head)} bytes, less than the 16-byte header", path, "header"
+        )
     magic, version, n, sh_degree = struct.unpack_from("<IIIB", head)
     if magic != SPZ_MAGIC:
         raise _err(f"wrong magic {head[:4]!r} inside the gzip stream (expected b'NGSP')", path, "magic", 0)
     _check_common(version, sh_degree, path)
     if version >= 4:
-        raise _err("SPZ version 4 must not be gzip-wrapped (v4 is a plaintext header + zstd streams)",
-                   path, "version", 4)
+        raise _err(
+            "SPZ version 4 must not be gzip-wrapped (v4 is a plaintext header + zstd streams)", path, "version", 4
+        )
     need = n * sum(_per_point_sizes(version, sh_degree))
     if need > len(data) * _GZIP_MAX_RATIO + 65536:
-        raise _err(f"numPoints={n} needs {need} bytes, more than a {len(data)}-byte gzip file can hold",
-                   path, "numPoints", 8)
+        raise _err(
+            f"numPoints={n} needs {need} bytes, more than a {len(data)}-byte gzip file can hold", path, "numPoints", 8
+        )
     _check_count(version, n, sh_degree, len(data), path, max_gaussians)
     try:
         body = _inflate(d, need)
         if len(body) < need:
-            raise _err(f"truncated: numPoints={n} needs {need} payload bytes after the header, the gzip stream "
-                       f"holds {len(body)}", path, "numPoints")
+            raise _err(
+                f"truncated: numPoints={n} needs {need} payload bytes after the header, the gzip stream "
+                f"holds {len(body)}",
+                path,
+                "numPoints",
+            )
         # Finish the stream (extension records, then the CRC and length check), bounded.
         trailer = _inflate(d, _MAX_TRAILER + 1)
         if len(trailer) > _MAX_TRAILER:
@@ -286,8 +320,11 @@ def _zstd_bounded(blob: memoryview, expected: int, path, name: str) -> bytes:
     except zstandard.ZstdError as e:
         raise _err(f"corrupt zstd stream: {e}", path, name) from None
     if got != expected:
-        raise _err(f"zstd stream decompresses to {'more than ' if got > expected else ''}{got} bytes, "
-                   f"expected {expected}", path, name)
+        raise _err(
+            f"zstd stream decompresses to {'more than ' if got > expected else ''}{got} bytes, expected {expected}",
+            path,
+            name,
+        )
     return b"".join(parts)
 
 
@@ -301,31 +338,44 @@ def _unpack_ngsp(data: bytes, path, max_gaussians=None) -> SpzRaw:
     sizes = _per_point_sizes(version, sh_degree)
     expected = [n * s for s in sizes if s]
     if nstreams != len(expected):
-        raise _err(f"numStreams={nstreams}, expected {len(expected)} for shDegree {sh_degree}", path,
-                   "numStreams", 15)
+        raise _err(f"numStreams={nstreams}, expected {len(expected)} for shDegree {sh_degree}", path, "numStreams", 15)
     if toc < NGSP_HEADER_SIZE or toc + 16 * nstreams > len(data):
-        raise _err(f"tocByteOffset={toc}: the {nstreams}-entry TOC must start at or after byte 32 and end within "
-                   f"the {len(data)}-byte file", path, "tocByteOffset", 16)
+        raise _err(
+            f"tocByteOffset={toc}: the {nstreams}-entry TOC must start at or after byte 32 and end within "
+            f"the {len(data)}-byte file",
+            path,
+            "tocByteOffset",
+            16,
+        )
     extensions = bytes(mv[NGSP_HEADER_SIZE:toc]) if flags & FLAG_EXTENSIONS else b""
     entries = [struct.unpack_from("<QQ", data, toc + 16 * i) for i in range(nstreams)]
     start = toc + 16 * nstreams
     total_c = sum(c for c, _ in entries)
     if start + total_c > len(data):
-        raise _err(f"truncated: the TOC lists {total_c} compressed bytes, the file holds {len(data) - start}",
-                   path, "toc", toc)
-    for i, ((csize, usize), want) in enumerate(zip(entries, expected)):
+        raise _err(
+            f"truncated: the TOC lists {total_c} compressed bytes, the file holds {len(data) - start}", path, "toc", toc
+        )
+    for i, ((csize, usize), want) in enumerate(zip(entries, expected, strict=False)):
         name = _STREAM_NAMES[i]
         if usize != want:
-            raise _err(f"TOC says stream {name!r} is {usize} bytes, numPoints={n} implies {want}", path,
-                       "numPoints" if i == 0 else f"toc.{name}", toc + 16 * i)
+            raise _err(
+                f"TOC says stream {name!r} is {usize} bytes, numPoints={n} implies {want}",
+                path,
+                "numPoints" if i == 0 else f"toc.{name}",
+                toc + 16 * i,
+            )
         if want > csize * _ZSTD_MAX_RATIO + 4096:
-            raise _err(f"numPoints={n} implies {want} bytes for {name!r}, more than {csize} zstd bytes can hold",
-                       path, "numPoints", 8)
+            raise _err(
+                f"numPoints={n} implies {want} bytes for {name!r}, more than {csize} zstd bytes can hold",
+                path,
+                "numPoints",
+                8,
+            )
     _check_count(version, n, sh_degree, len(data), path, max_gaussians)
     arrays, off = [], start
     per = [s for s in sizes if s]
-    for i, ((csize, usize), p) in enumerate(zip(entries, per)):
-        raw = _zstd_bounded(mv[off:off + csize], usize, path, _STREAM_NAMES[i])
+    for i, ((csize, usize), p) in enumerate(zip(entries, per, strict=False)):
+        raw = _zstd_bounded(mv[off : off + csize], usize, path, _STREAM_NAMES[i])
         arrays.append(np.frombuffer(raw, dtype=np.uint8).reshape(n, p))
         off += csize
     if off < len(data):
@@ -414,7 +464,7 @@ def decode_spz(raw: SpzRaw, path: str | os.PathLike | None = None) -> GaussianSc
         p = raw.positions.reshape(n, 3, 3).astype(np.int32)
         fixed = p[..., 0] | (p[..., 1] << 8) | (p[..., 2] << 16)
         fixed = (fixed ^ 0x800000) - 0x800000  # sign-extend 24 -> 32 bits
-        means = (fixed.astype(np.float64) * (2.0 ** -raw.fractional_bits)).astype(np.float32)
+        means = (fixed.astype(np.float64) * (2.0**-raw.fractional_bits)).astype(np.float32)
     log_scales = (raw.scales.astype(np.float64) / 16.0 - 10.0).astype(np.float32)
     opacity = logit(raw.alphas.astype(np.float64) / 255.0, eps=1e-6)
     dc = ((raw.colors.astype(np.float64) / 255.0 - 0.5) / SPZ_COLOR_SCALE).astype(np.float32)
@@ -432,29 +482,38 @@ def decode_spz(raw: SpzRaw, path: str | os.PathLike | None = None) -> GaussianSc
         # in blocks of rows that stay in cache: no [N, 3 (K - 1)] float temporaries beside the output, and faster
         flat = sh.reshape(n, 3 * k)
         for a in range(0, n, _ROWS):
-            flat[a:a + _ROWS, 3:] = (raw.sh[a:a + _ROWS].astype(np.float32) - 128.0) / 128.0
+            flat[a : a + _ROWS, 3:] = (raw.sh[a : a + _ROWS].astype(np.float32) - 128.0) / 128.0
     meta = {
         "format": "spz",
         "spz_version": raw.version,
         "fractional_bits": raw.fractional_bits,
         "coordinate_system": _CS_STORED,
-        "up": [0.0, 1.0, 0.0],  # RUB as stored: automatic views put +y up (see exgs_core.views.scene_up)
         "notes": list(raw.notes),
     }
     if path is not None:
         meta["path"] = os.fspath(path)
     if raw.flags & FLAG_ANTIALIASED:
-        meta["antialiased"] = True
         meta["notes"].append("spz: antialiased flag set (trained with mip-splatting antialiasing)")
     if raw.flags & FLAG_EXTENSIONS:
         meta["spz_extensions"] = raw.extensions
-        meta["notes"].append(f"spz: {len(raw.extensions)} bytes of extension records kept, not interpreted "
-                             "(a coordinate-system extension would not be applied)")
-    return GaussianScene(means, quats.astype(np.float32), log_scales, opacity, sh, meta=meta)
+        meta["notes"].append(
+            f"spz: {len(raw.extensions)} bytes of extension records kept, not interpreted "
+            "(a coordinate-system extension would not be applied)"
+        )
+    return GaussianScene(
+        means,
+        quats.astype(np.float32),
+        log_scales,
+        opacity,
+        sh,
+        meta=meta,
+        antialiased=bool(raw.flags & FLAG_ANTIALIASED),
+        up=(0.0, 1.0, 0.0),  # RUB as stored: automatic views put +y up (see exgs_core.views.scene_up)
+    )
 
 
 # Sign of each SH rest coefficient (3DGS/gsplat basis order, degrees 1..3) under y -> -y, z -> -z.
-_SH_FLIP_YZ = np.array([-1, -1, 1,  -1, 1, 1, -1, 1,  -1, 1, -1, -1, 1, -1, 1], np.float32)
+_SH_FLIP_YZ = np.array([-1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1], np.float32)
 
 
 def flip_yz(scene: GaussianScene) -> GaussianScene:
@@ -469,8 +528,8 @@ def flip_yz(scene: GaussianScene) -> GaussianScene:
         out.sh[:, 1:] *= _SH_FLIP_YZ[: k - 1, None]
     cs = out.meta.get("coordinate_system")
     out.meta["coordinate_system"] = {_CS_STORED: _CS_RDF, _CS_RDF: _CS_STORED}.get(cs, f"{cs} + flip_yz")
-    if "up" in out.meta:
-        out.meta["up"] = [float(v) for v in np.asarray(out.meta["up"], np.float64) * [1, -1, -1]]
+    if out.up is not None:
+        out.up = (out.up[0], -out.up[1], -out.up[2])
     return out
 
 
@@ -527,9 +586,10 @@ def pack_spz(raw: SpzRaw, *, zstd_level: int = 12, gzip_level: int = 9) -> bytes
         comp = [cctx.compress(s) for s in streams]
         ext = raw.extensions if raw.flags & FLAG_EXTENSIONS else b""
         toc = NGSP_HEADER_SIZE + len(ext)
-        header = struct.pack("<IIIBBBBI12x", SPZ_MAGIC, raw.version, n, raw.sh_degree, raw.fractional_bits,
-                             raw.flags, len(comp), toc)
-        tocb = b"".join(struct.pack("<QQ", len(c), len(s)) for c, s in zip(comp, streams))
+        header = struct.pack(
+            "<IIIBBBBI12x", SPZ_MAGIC, raw.version, n, raw.sh_degree, raw.fractional_bits, raw.flags, len(comp), toc
+        )
+        tocb = b"".join(struct.pack("<QQ", len(c), len(s)) for c, s in zip(comp, streams, strict=False))
         return header + ext + tocb + b"".join(comp)
     header = struct.pack("<IIIBBBB", SPZ_MAGIC, raw.version, n, raw.sh_degree, raw.fractional_bits, raw.flags, 0)
     payload = header + b"".join(streams) + (raw.extensions if raw.flags & FLAG_EXTENSIONS else b"")

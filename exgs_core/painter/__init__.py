@@ -27,5 +27,13 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["Restorer", "restore_frames", "DEFAULT_WEIGHTS", "PainterWeightsError", "RestoreError", "validate_config",
-           "CONFIG_BOUNDS", "classical_restore"]
+__all__ = [
+    "Restorer",
+    "restore_frames",
+    "DEFAULT_WEIGHTS",
+    "PainterWeightsError",
+    "RestoreError",
+    "validate_config",
+    "CONFIG_BOUNDS",
+    "classical_restore",
+]

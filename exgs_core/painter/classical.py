@@ -56,7 +56,7 @@ def push_pull(rgb, alpha, levels: int | None = None, eps: float = 1e-4):
     c, a = cs[-1], as_[-1]
     col = c / a.clamp_min(eps)
     col = torch.where(a > eps, col, torch.zeros_like(col))
-    for lc, la in zip(reversed(cs[:-1]), reversed(as_[:-1])):
+    for lc, la in zip(reversed(cs[:-1]), reversed(as_[:-1]), strict=False):
         up = F.interpolate(col, size=lc.shape[-2:], mode="bilinear", align_corners=False)
         own = lc / la.clamp_min(eps)
         wgt = la.clamp(0, 1)
@@ -96,13 +96,16 @@ def gaussian_blur(x, sigma: float):
     torch, F = _torch()
     r = max(1, int(math.ceil(3 * sigma)))
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()
     c = x.shape[1]
     pad_h, pad_w = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
     mode = "reflect" if min(pad_h, pad_w) > 0 else "replicate"
-    xp = F.pad(x, (r, r, r, r), mode="replicate") if mode == "replicate" or pad_h < r or pad_w < r else \
-        F.pad(x, (r, r, r, r), mode="reflect")
+    xp = (
+        F.pad(x, (r, r, r, r), mode="replicate")
+        if mode == "replicate" or pad_h < r or pad_w < r
+        else F.pad(x, (r, r, r, r), mode="reflect")
+    )
     y = F.conv2d(xp, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     return F.conv2d(y, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
@@ -115,15 +118,26 @@ def unsharp(img, alpha=None, amount: float = DEFAULT_UNSHARP_AMOUNT, sigma: floa
     return (img + amount * detail).clamp(0, 1)
 
 
-def classical_torch(rgb, alpha, close_radius: int = DEFAULT_CLOSE_RADIUS, amount: float = DEFAULT_UNSHARP_AMOUNT,
-                    sigma: float = DEFAULT_UNSHARP_SIGMA):
+def classical_torch(
+    rgb,
+    alpha,
+    close_radius: int = DEFAULT_CLOSE_RADIUS,
+    amount: float = DEFAULT_UNSHARP_AMOUNT,
+    sigma: float = DEFAULT_UNSHARP_SIGMA,
+):
     """The classical baseline on tensors: fill, then unsharp on the (closed) coverage."""
     filled = fill(rgb, alpha, close_radius)
     return unsharp(filled, close_alpha(alpha, close_radius), amount, sigma)
 
 
-def classical_restore(rgb: np.ndarray, alpha: np.ndarray, *, close_radius: int = DEFAULT_CLOSE_RADIUS,
-                      amount: float = DEFAULT_UNSHARP_AMOUNT, sigma: float = DEFAULT_UNSHARP_SIGMA) -> np.ndarray:
+def classical_restore(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    *,
+    close_radius: int = DEFAULT_CLOSE_RADIUS,
+    amount: float = DEFAULT_UNSHARP_AMOUNT,
+    sigma: float = DEFAULT_UNSHARP_SIGMA,
+) -> np.ndarray:
     """Classical baseline on numpy arrays: ``rgb`` [H,W,3], ``alpha`` [H,W] in [0,1] -> restored [H,W,3] float32."""
     torch, _ = _torch()
     rgb = np.asarray(rgb, np.float32)

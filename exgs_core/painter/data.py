@@ -28,10 +28,10 @@ class SceneCache:
     def __init__(self, path: str):
         with np.load(path) as d:
             self.name = os.path.basename(path)[:-4]
-            self.target = d["target"]              # [V,H,W,3] u8
+            self.target = d["target"]  # [V,H,W,3] u8
             self.target_alpha = d["target_alpha"]  # [V,H,W] u8
-            self.inputs = d["inputs"]              # [R,V,H,W,3] u8
-            self.alpha = d["alpha"]                # [R,V,H,W] u8
+            self.inputs = d["inputs"]  # [R,V,H,W,3] u8
+            self.alpha = d["alpha"]  # [R,V,H,W] u8
             self.ratios = d["ratios"].astype(float)
         # candidate crop centres: covered pixels of each view (subsampled)
         self._cov = [np.argwhere(a[::4, ::4] > 64) * 4 for a in self.target_alpha]
@@ -42,13 +42,23 @@ class SceneCache:
 
     def frame(self, r: int, v: int):
         """(input rgb, alpha, target) float32 [H,W,3], [H,W], [H,W,3] in [0,1]."""
-        return (self.inputs[r, v].astype(np.float32) / 255, self.alpha[r, v].astype(np.float32) / 255,
-                self.target[v].astype(np.float32) / 255)
+        return (
+            self.inputs[r, v].astype(np.float32) / 255,
+            self.alpha[r, v].astype(np.float32) / 255,
+            self.target[v].astype(np.float32) / 255,
+        )
 
 
 class PairSampler:
-    def __init__(self, scenes: list[SceneCache], crop: int = 128, seed: int = 0, p_covered: float = 0.9,
-                 p_down: float = 0.25, exposure: tuple[float, float] = (0.75, 1.3)):
+    def __init__(
+        self,
+        scenes: list[SceneCache],
+        crop: int = 128,
+        seed: int = 0,
+        p_covered: float = 0.9,
+        p_down: float = 0.25,
+        exposure: tuple[float, float] = (0.75, 1.3),
+    ):
         self.scenes = scenes
         self.crop = crop
         self.seed = seed
@@ -66,7 +76,8 @@ class PairSampler:
         cov = sc._cov[v]
         if len(cov) and rng.random() < self.p_covered:
             cy, cx = cov[rng.integers(len(cov))]
-            cy += int(rng.integers(4)); cx += int(rng.integers(4))
+            cy += int(rng.integers(4))
+            cx += int(rng.integers(4))
         else:
             cy, cx = int(rng.integers(H)), int(rng.integers(W))
         y0 = int(np.clip(cy - size // 2, 0, H - size))

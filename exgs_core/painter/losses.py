@@ -22,7 +22,7 @@ def charbonnier(x, y, eps: float = 1e-3, weight=None):
 
 def _gauss_window(size: int = 11, sigma: float = 1.5, device=None, dtype=None):
     t = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
-    g = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    g = torch.exp(-(t**2) / (2 * sigma**2))
     return g / g.sum()
 
 
@@ -35,7 +35,7 @@ def _ssim_parts(x, y, win):
     def blur(z):
         return F.conv2d(F.conv2d(z, wx, groups=c), wy, groups=c)
 
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = 0.01**2, 0.03**2
     mx, my = blur(x), blur(y)
     sxx = blur(x * x) - mx * mx
     syy = blur(y * y) - my * my
@@ -57,12 +57,16 @@ def ms_ssim(x, y, scales: int = 3):
         if s < scales - 1:
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     v = torch.stack(vals, 1)  # [B, S]
-    return torch.prod(v ** weights, 1).mean()
+    return torch.prod(v**weights, 1).mean()
 
 
 def gradient_l1(x, y):
-    dx = lambda z: z[..., :, 1:] - z[..., :, :-1]
-    dy = lambda z: z[..., 1:, :] - z[..., :-1, :]
+    def dx(z):
+        return z[..., :, 1:] - z[..., :, :-1]
+
+    def dy(z):
+        return z[..., 1:, :] - z[..., :-1, :]
+
     return (dx(x) - dx(y)).abs().mean() + (dy(x) - dy(y)).abs().mean()
 
 
@@ -100,7 +104,7 @@ class RandomFeatures(torch.nn.Module):
 
 def perceptual(net: RandomFeatures, x, y, gram_weight: float = 0.5):
     loss = 0.0
-    for fx, fy in zip(net(x), net(y)):
+    for fx, fy in zip(net(x), net(y), strict=False):
         loss = loss + (fx - fy).abs().mean()
         if gram_weight:
             b, c, h, w = fx.shape

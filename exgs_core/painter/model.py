@@ -111,7 +111,7 @@ DEFAULT_CONFIG = {
     "format": FORMAT,
     "version": VERSION,
     "timestep": TIMESTEP,
-    "in_channels": 7,              # P (3) + I (3) + M (1)
+    "in_channels": 7,  # P (3) + I (3) + M (1)
     "use_depth": False,
     "latent_channels": 16,
     "vae_channels": 32,
@@ -121,7 +121,7 @@ DEFAULT_CONFIG = {
     "layers_per_block": 1,
     "norm_num_groups": 8,
     "close_radius": 3,
-    "skip_base": "input",          # what the decoded residual is added to: "input" (the render) or "prefill"
+    "skip_base": "input",  # what the decoded residual is added to: "input" (the render) or "prefill"
     "out_init_scale": 0.1,
 }
 
@@ -177,10 +177,20 @@ def validate_config(cfg: dict, path: str | None = None) -> None:
     if cfg.get("format") != FORMAT:  # these two must be in the config itself, not taken from the defaults
         raise PainterWeightsError(f"config.json format is {_short(cfg.get('format'))}, expected {FORMAT!r}", path)
     if type(cfg.get("version")) is not int or cfg.get("version") != VERSION:
-        raise PainterWeightsError(f"unsupported GaussPainter weights version {_short(cfg.get('version'))} "
-                                  f"(config value version must be the integer {VERSION})", path)
-    for key in ("timestep", "in_channels", "latent_channels", "vae_channels", "layers_per_block", "norm_num_groups",
-                "close_radius"):
+        raise PainterWeightsError(
+            f"unsupported GaussPainter weights version {_short(cfg.get('version'))} "
+            f"(config value version must be the integer {VERSION})",
+            path,
+        )
+    for key in (
+        "timestep",
+        "in_channels",
+        "latent_channels",
+        "vae_channels",
+        "layers_per_block",
+        "norm_num_groups",
+        "close_radius",
+    ):
         integer(key, full.get(key), *B[key])
     if type(full.get("use_depth")) is not bool:
         fail("use_depth", full.get("use_depth"), "true or false")
@@ -193,11 +203,18 @@ def validate_config(cfg: dict, path: str | None = None) -> None:
     ch = int_list("unet_channels", full.get("unet_channels"), B["unet_levels"], B["unet_channels"])
     groups = full["norm_num_groups"]
     if any(c % groups or c < 2 * groups for c in ch):  # GroupNorm; one channel per group fails on 1x1 maps
-        fail("norm_num_groups", groups, f"a divisor of every unet_channels entry {ch} that leaves at least 2 "
-                                        "channels per group")
+        fail(
+            "norm_num_groups",
+            groups,
+            f"a divisor of every unet_channels entry {ch} that leaves at least 2 channels per group",
+        )
     if ch[-1] < MID_ATTENTION_HEAD_DIM:
-        fail("unet_channels", ch, f"a list whose last entry is at least {MID_ATTENTION_HEAD_DIM} (the middle block's "
-                                  f"attention has channels // {MID_ATTENTION_HEAD_DIM} heads)")
+        fail(
+            "unet_channels",
+            ch,
+            f"a list whose last entry is at least {MID_ATTENTION_HEAD_DIM} (the middle block's "
+            f"attention has channels // {MID_ATTENTION_HEAD_DIM} heads)",
+        )
     for key in ("out_init_scale", "residual_scale", "residual_scale_visible", "residual_scale_hole"):
         if key not in full:
             continue
@@ -213,7 +230,9 @@ def _import():
     except ImportError as e:  # pragma: no cover - depends on the environment
         from ..errors import BackendUnavailable
 
-        raise BackendUnavailable(f"GaussPainter needs torch and diffusers ({e}); pip install -r requirements.txt")
+        raise BackendUnavailable(
+            f"GaussPainter needs torch and diffusers ({e}); pip install -r requirements.txt"
+        ) from e
     return torch, AutoencoderTiny, UNet2DModel
 
 
@@ -224,16 +243,23 @@ def build_modules(cfg: dict):
     c = int(cfg["vae_channels"])
     in_ch = int(cfg["in_channels"]) + (1 if cfg.get("use_depth") else 0)
     vae = AutoencoderTiny(
-        in_channels=in_ch, out_channels=3,
-        encoder_block_out_channels=(c,) * n, decoder_block_out_channels=(c,) * len(cfg["num_decoder_blocks"]),
-        num_encoder_blocks=tuple(cfg["num_encoder_blocks"]), num_decoder_blocks=tuple(cfg["num_decoder_blocks"]),
+        in_channels=in_ch,
+        out_channels=3,
+        encoder_block_out_channels=(c,) * n,
+        decoder_block_out_channels=(c,) * len(cfg["num_decoder_blocks"]),
+        num_encoder_blocks=tuple(cfg["num_encoder_blocks"]),
+        num_decoder_blocks=tuple(cfg["num_decoder_blocks"]),
         latent_channels=int(cfg["latent_channels"]),
     )
     ch = tuple(int(x) for x in cfg["unet_channels"])
     unet = UNet2DModel(
-        sample_size=64, in_channels=int(cfg["latent_channels"]) + 1, out_channels=int(cfg["latent_channels"]),
-        block_out_channels=ch, layers_per_block=int(cfg["layers_per_block"]),
-        down_block_types=("DownBlock2D",) * len(ch), up_block_types=("UpBlock2D",) * len(ch),
+        sample_size=64,
+        in_channels=int(cfg["latent_channels"]) + 1,
+        out_channels=int(cfg["latent_channels"]),
+        block_out_channels=ch,
+        layers_per_block=int(cfg["layers_per_block"]),
+        down_block_types=("DownBlock2D",) * len(ch),
+        up_block_types=("UpBlock2D",) * len(ch),
         norm_num_groups=int(cfg["norm_num_groups"]),
     )
     return vae, unet
@@ -246,7 +272,6 @@ def downsample_factor(cfg: dict) -> int:
 def pad_multiple(cfg: dict) -> int:
     """Input sizes must be multiples of this (VAE /f times the UNet's 2^(levels-1))."""
     return downsample_factor(cfg) * 2 ** (len(cfg["unet_channels"]) - 1)
-
 
 
 def make_painter(cfg: dict | None = None):
@@ -265,8 +290,9 @@ def make_painter(cfg: dict | None = None):
             super().__init__()
             self.config = config
             self.vae, self.unet = build_modules(config)
-            self.register_buffer("timestep", torch.tensor([int(config["timestep"])], dtype=torch.long),
-                                 persistent=False)
+            self.register_buffer(
+                "timestep", torch.tensor([int(config["timestep"])], dtype=torch.long), persistent=False
+            )
             self.f = downsample_factor(config)
             s = float(config.get("out_init_scale", 0.1))
             with torch.no_grad():  # start near the identity (small, not zero: zero-init learns nothing)
@@ -352,8 +378,13 @@ def save_painter(model, folder: str | os.PathLike, *, extra: dict | None = None,
     os.replace(tmp, os.path.join(folder, "config.json"))
 
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _kind(mode: int) -> str:
@@ -383,12 +414,13 @@ def _regular_file(path: str, missing: str, max_bytes: int | None = None) -> os.s
     try:
         st = os.stat(path)
     except OSError as e:
-        raise PainterWeightsError(_open_problem(path, e, missing), path)
+        raise PainterWeightsError(_open_problem(path, e, missing), path) from e
     if not stat.S_ISREG(st.st_mode):
         raise PainterWeightsError(f"{os.path.basename(path)} is not a regular file (it is {_kind(st.st_mode)})", path)
     if max_bytes is not None and st.st_size > max_bytes:
-        raise PainterWeightsError(f"{os.path.basename(path)} is too large ({st.st_size} bytes; a config is at most "
-                                  f"{max_bytes})", path)
+        raise PainterWeightsError(
+            f"{os.path.basename(path)} is too large ({st.st_size} bytes; a config is at most {max_bytes})", path
+        )
     return st
 
 
@@ -399,7 +431,7 @@ def _read_json(path: str) -> dict:
         # O_NONBLOCK: if the file was swapped for a FIFO since the stat, opening it does not wait for a writer
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
-        raise PainterWeightsError(_open_problem(path, e, missing), path)
+        raise PainterWeightsError(_open_problem(path, e, missing), path) from e
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
@@ -407,7 +439,7 @@ def _read_json(path: str) -> dict:
         try:
             data = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as e:
-            raise PainterWeightsError(f"config.json is not readable ({e})", path)
+            raise PainterWeightsError(f"config.json is not readable ({e})", path) from e
     if len(data) > MAX_CONFIG_BYTES:
         raise PainterWeightsError(f"config.json is too large (more than {MAX_CONFIG_BYTES} bytes)", path)
 
@@ -416,9 +448,9 @@ def _read_json(path: str) -> dict:
         # validate_config
         out = json.loads(data.decode("utf-8"))
     except RecursionError:
-        raise PainterWeightsError("not a readable JSON config (nested too deeply)", path)
+        raise PainterWeightsError("not a readable JSON config (nested too deeply)", path) from None
     except (UnicodeDecodeError, ValueError) as e:
-        raise PainterWeightsError(f"not a readable JSON config ({e})", path)
+        raise PainterWeightsError(f"not a readable JSON config ({e})", path) from e
     if not isinstance(out, dict):
         raise PainterWeightsError("config is not a JSON object", path)
     return out
@@ -430,7 +462,7 @@ def _check_file(path: str) -> None:
         with open(path, "rb") as f:
             head = f.read(8)
     except OSError as e:
-        raise PainterWeightsError(_open_problem(path, e, f"missing weights file {WEIGHTS_NAME}"), path)
+        raise PainterWeightsError(_open_problem(path, e, f"missing weights file {WEIGHTS_NAME}"), path) from e
     if len(head) < 8:
         raise PainterWeightsError("not a safetensors file (shorter than its 8-byte header length)", path)
 
@@ -444,7 +476,7 @@ def _safetensors_shapes(path: str) -> dict:
         with safe_open(path, framework="pt") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError
-        raise PainterWeightsError(f"not a valid safetensors file ({type(e).__name__}: {e})", path)
+        raise PainterWeightsError(f"not a valid safetensors file ({type(e).__name__}: {e})", path) from e
 
 
 def _load_safetensors(path: str) -> dict:
@@ -454,7 +486,7 @@ def _load_safetensors(path: str) -> dict:
 
         return load_file(path, device="cpu")
     except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError
-        raise PainterWeightsError(f"not a valid safetensors file ({type(e).__name__}: {e})", path)
+        raise PainterWeightsError(f"not a valid safetensors file ({type(e).__name__}: {e})", path) from e
 
 
 def _match(own: dict, have: dict, path: str) -> None:
@@ -464,7 +496,9 @@ def _match(own: dict, have: dict, path: str) -> None:
     if missing or extra:
         raise PainterWeightsError(
             f"tensor names do not match the config: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-            f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}", path)
+            f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}",
+            path,
+        )
     for k, shape in own.items():
         if tuple(have[k]) != tuple(shape):
             raise PainterWeightsError(f"tensor {k!r} has shape {tuple(have[k])}, config expects {tuple(shape)}", path)
@@ -482,10 +516,13 @@ def load_painter(folder: str | os.PathLike, device: str = "cpu"):
     validate_config(cfg, os.path.join(folder, "config.json"))
     for sub in ("vae", "unet"):
         for bad in ("diffusion_pytorch_model.bin", "pytorch_model.bin"):
-            if os.path.exists(os.path.join(folder, sub, bad)) and \
-                    not os.path.exists(os.path.join(folder, sub, WEIGHTS_NAME)):
-                raise PainterWeightsError("pickle weights (.bin) are never loaded; convert them to safetensors",
-                                          os.path.join(folder, sub, bad))
+            if os.path.exists(os.path.join(folder, sub, bad)) and not os.path.exists(
+                os.path.join(folder, sub, WEIGHTS_NAME)
+            ):
+                raise PainterWeightsError(
+                    "pickle weights (.bin) are never loaded; convert them to safetensors",
+                    os.path.join(folder, sub, bad),
+                )
 
     def build():
         try:
@@ -493,8 +530,10 @@ def load_painter(folder: str | os.PathLike, device: str = "cpu"):
         except PainterWeightsError:
             raise
         except Exception as e:
-            raise PainterWeightsError(f"config.json does not describe a buildable model ({type(e).__name__}: {e})",
-                                      os.path.join(folder, "config.json"))
+            raise PainterWeightsError(
+                f"config.json does not describe a buildable model ({type(e).__name__}: {e})",
+                os.path.join(folder, "config.json"),
+            ) from e
 
     # Build the config's model on the meta device first (no memory) and check every tensor's name and shape
     # against the files' headers: a corrupt or hostile config.json (say, 16384 channels) is an error before

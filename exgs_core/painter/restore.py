@@ -48,8 +48,15 @@ class Restorer:
     float32, so covered pixels come back bit-exact either way.
     """
 
-    def __init__(self, model, device: str = "cpu", half: bool | None = None, tile: int = 2048, overlap: int = 64,
-                 source: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        model,
+        device: str = "cpu",
+        half: bool | None = None,
+        tile: int = 2048,
+        overlap: int = 64,
+        source: str | os.PathLike | None = None,
+    ):
         import torch
 
         validate_config(model.config, source)
@@ -70,8 +77,15 @@ class Restorer:
         self.config = dict(model.config)
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike | None = None, *, device: str | None = None,
-                        half: bool | None = None, tile: int = 2048, threads: int | None = None) -> "Restorer":
+    def from_pretrained(
+        cls,
+        folder: str | os.PathLike | None = None,
+        *,
+        device: str | None = None,
+        half: bool | None = None,
+        tile: int = 2048,
+        threads: int | None = None,
+    ) -> Restorer:
         """Load weights from ``folder`` (default: the shipped checkpoint). ``device``: "cpu", "cuda" or None
         (CUDA when available). ``half``: bfloat16 networks (default: on CUDA with bf16 support only).
         ``threads``: torch CPU threads to use.
@@ -101,7 +115,9 @@ class Restorer:
             if bad.any():  # clamp would keep NaN: never hand back a silently broken image
                 raise RestoreError(
                     f"the restoration produced NaN or Inf in {int(bad.sum())} of {bad.numel()} values (broken weights "
-                    f"or config, or the networks overflowed{' in bfloat16' if self.half else ''})", self.source)
+                    f"or config, or the networks overflowed{' in bfloat16' if self.half else ''})",
+                    self.source,
+                )
         return y.float().clamp(0, 1)
 
     def _padded(self, x, a):
@@ -149,8 +165,9 @@ class Restorer:
                 wsum[..., y0:y1, x0:x1] += wt
         return out / wsum.clamp_min(1e-8)
 
-    def restore(self, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None, *,
-                background=None) -> np.ndarray:
+    def restore(
+        self, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None, *, background=None
+    ) -> np.ndarray:
         """Restore one frame (``rgb`` [H,W,3], ``alpha`` [H,W]) or a batch ([B,H,W,3], [B,H,W]).
 
         ``rgb`` float in [0,1] or uint8 (the result has the same dtype); ``alpha`` float in [0,1] or uint8.
@@ -171,8 +188,9 @@ class Restorer:
         if single:
             x, a = x[None], a[None]
         if x.ndim != 4 or x.shape[-1] != 3 or a.shape != x.shape[:3]:
-            raise ValueError(f"expected rgb [H,W,3] + alpha [H,W] or [B,H,W,3] + [B,H,W], got {np.shape(rgb)} "
-                             f"and {np.shape(alpha)}")
+            raise ValueError(
+                f"expected rgb [H,W,3] + alpha [H,W] or [B,H,W,3] + [B,H,W], got {np.shape(rgb)} and {np.shape(alpha)}"
+            )
         if x.shape[1] < 1 or x.shape[2] < 1:
             raise ValueError(f"empty image {x.shape[1]}x{x.shape[2]}")
         bg = None
@@ -199,8 +217,14 @@ class Restorer:
     __call__ = restore
 
 
-def restore(rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None, *,
-            weights: str | os.PathLike | None = None, device: str | None = None) -> np.ndarray:
+def restore(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    depth: np.ndarray | None = None,
+    *,
+    weights: str | os.PathLike | None = None,
+    device: str | None = None,
+) -> np.ndarray:
     """One-shot convenience: load (cached per weights folder / device) and restore."""
     key = (os.fspath(weights) if weights else DEFAULT_WEIGHTS, device)
     r = _CACHE.get(key)

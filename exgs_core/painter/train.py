@@ -76,8 +76,10 @@ def validate(model, val_scenes, views=(0, 4)) -> dict:
                     y = model(xt, at).clamp(0, 1)[0].permute(1, 2, 0).numpy()
                     key = f"{sc.ratios[r]:.2f}"
                     d = res.setdefault(key, {"psnr_in": [], "psnr": [], "ssim_in": [], "ssim": []})
-                    d["psnr_in"].append(psnr(x, t)); d["psnr"].append(psnr(y, t))
-                    d["ssim_in"].append(ssim(x, t)); d["ssim"].append(ssim(y, t))
+                    d["psnr_in"].append(psnr(x, t))
+                    d["psnr"].append(psnr(y, t))
+                    d["ssim_in"].append(ssim(x, t))
+                    d["ssim"].append(ssim(y, t))
     model.train()
     out = {k: {m: round(float(np.mean(v)), 4) for m, v in d.items()} for k, d in sorted(res.items())}
     out["mean_psnr"] = round(float(np.mean([d["psnr"] for k, d in out.items()])), 4)
@@ -119,8 +121,13 @@ def calibrate_residual(model, scenes, frames_per_scene: int = 6, seed: int = 1) 
             model.config[k] = v
     raw = np.linalg.lstsq(ata + 1e-12 * np.eye(2), atb, rcond=None)[0]
     s_hole, s_vis = (float(np.clip(x, 0.0, 1.0)) for x in raw)
-    return {"residual_scale": 1.0, "residual_scale_hole": round(s_hole, 4), "residual_scale_visible": round(s_vis, 4),
-            "frames": frames_per_scene * len(scenes), "raw": [round(float(x), 4) for x in raw]}
+    return {
+        "residual_scale": 1.0,
+        "residual_scale_hole": round(s_hole, 4),
+        "residual_scale_visible": round(s_vis, 4),
+        "frames": frames_per_scene * len(scenes),
+        "raw": [round(float(x), 4) for x in raw],
+    }
 
 
 def export(src: str, dst: str, data: str, frames_per_scene: int = 6) -> dict:
@@ -132,16 +139,20 @@ def export(src: str, dst: str, data: str, frames_per_scene: int = 6) -> dict:
         extra = {k: v for k, v in json.load(f).items() if k in ("trained_steps", "val")}
     for k in ("residual_scale", "residual_scale_hole", "residual_scale_visible"):
         extra[k] = cal[k]
-    extra["calibration"] = {"frames": cal["frames"], "unclipped_hole_visible": cal["raw"],
-                            "data": "training scenes only"}
+    extra["calibration"] = {
+        "frames": cal["frames"],
+        "unclipped_hole_visible": cal["raw"],
+        "data": "training scenes only",
+    }
     m.config.update(extra)
     save_painter(m, dst)
     return extra
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="exgs train-painter", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="exgs train-painter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default="out/painter_data", help="cache from scripts/make_painter_data.py")
     ap.add_argument("--run", default="out/painter_runs/main", help="run folder (checkpoints, log)")
     ap.add_argument("--steps", type=int, default=6000)
@@ -187,7 +198,8 @@ def main(argv=None) -> int:
     def log(rec):
         rec["time"] = time.strftime("%H:%M:%S")
         print(json.dumps(rec), flush=True)
-        logf.write(json.dumps(rec) + "\n"); logf.flush()
+        logf.write(json.dumps(rec) + "\n")
+        logf.flush()
 
     cfg = dict(DEFAULT_CONFIG)
     if args.config:
@@ -215,9 +227,18 @@ def main(argv=None) -> int:
     scenes = [pdata.SceneCache(f) for f in train_files]
     val_scenes = [pdata.SceneCache(f) for f in val_files]
     sampler = pdata.PairSampler(scenes, crop=args.crop, seed=args.seed)
-    log({"event": "start", "train_scenes": [s.name for s in scenes], "val_scenes": [s.name for s in val_scenes],
-         "params_vae": n_params(model.vae), "params_unet": n_params(model.unet), "config": cfg,
-         "args": vars(args), "load_s": round(time.time() - t0, 1)})
+    log(
+        {
+            "event": "start",
+            "train_scenes": [s.name for s in scenes],
+            "val_scenes": [s.name for s in val_scenes],
+            "params_vae": n_params(model.vae),
+            "params_unet": n_params(model.unet),
+            "config": cfg,
+            "args": vars(args),
+            "load_s": round(time.time() - t0, 1),
+        }
+    )
 
     def checkpoint(step):
         tmp = last + ".tmp"
@@ -258,11 +279,15 @@ def main(argv=None) -> int:
             z_star = model.encode(model.cond(t, t, torch.zeros_like(a)))
             if args.w_latent:
                 # compare the latents as the decoder sees them (tanh(z/3)*3): bounded, cannot blow up
-                clamp = lambda z: torch.tanh(z / 3) * 3
+                def clamp(z):
+                    return torch.tanh(z / 3) * 3
+
                 terms["latent"] = args.w_latent * (clamp(aux["z_hat"]) - clamp(z_star).detach()).abs().mean()
             if args.w_rec:
                 rec = model.decode(z_star) * 0.5 + 0.5
-                terms["rec"] = args.w_rec * ((rec - t).abs().mean() + (aux["d_in"] * 0.5 + 0.5 - aux["prefill"]).abs().mean())
+                terms["rec"] = args.w_rec * (
+                    (rec - t).abs().mean() + (aux["d_in"] * 0.5 + 0.5 - aux["prefill"]).abs().mean()
+                )
         if args.w_perc:
             terms["perc"] = args.w_perc * L.perceptual(feat, oc, t)
         loss = sum(terms.values())
@@ -280,8 +305,15 @@ def main(argv=None) -> int:
         state["seconds"] = round(time.time() - run_t0, 1)
         if step % args.log_every == 0:
             n = agg.pop("n")
-            log({"step": step, "lr": round(lr, 6), **{k: round(v / n, 5) for k, v in agg.items()},
-                 "s_per_step": round(state["seconds"] / max(1, step), 3), "elapsed_min": round(state["seconds"] / 60, 1)})
+            log(
+                {
+                    "step": step,
+                    "lr": round(lr, 6),
+                    **{k: round(v / n, 5) for k, v in agg.items()},
+                    "s_per_step": round(state["seconds"] / max(1, step), 3),
+                    "elapsed_min": round(state["seconds"] / 60, 1),
+                }
+            )
             agg = {}
         overtime = (time.time() - run_t0) / 60 > args.max_minutes
         if step % args.val_every == 0 or step == args.steps or overtime:

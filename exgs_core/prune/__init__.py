@@ -15,8 +15,16 @@ the result.
 """
 
 from .cancel import Cancelled, Progress, check_cancel
-from .merge import (KL_MASS_CONSERVING, KL_MASS_CONSERVING_AFTER_DROP, WARD_OPAQUE, PairwiseRule, amplify,
-                    coverage_mass, merge_into_survivors, pairwise_merge)
+from .merge import (
+    KL_MASS_CONSERVING,
+    KL_MASS_CONSERVING_AFTER_DROP,
+    WARD_OPAQUE,
+    PairwiseRule,
+    amplify,
+    coverage_mass,
+    merge_into_survivors,
+    pairwise_merge,
+)
 from .sample import SampleResult, auto_voxel_size, keep_count, top_k, voxel_keys, voxel_sample
 from .score import SCORES, Accumulation, accumulate, significance
 from .sh import split_sh

@@ -3,7 +3,7 @@ warm-up."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ExgsError
 

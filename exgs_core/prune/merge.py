@@ -40,8 +40,15 @@ def coverage_mass(scene: GaussianScene) -> np.ndarray:
     return scene.opacities.astype(np.float64) * math.pi * s[:, 2] * s[:, 1]
 
 
-def amplify(scene: GaussianScene, keep: np.ndarray, voxel: np.ndarray, *, strength: float = 0.5,
-            max_opacity: float = 0.99, max_scale_gain: float = 1.5) -> tuple[GaussianScene, dict]:
+def amplify(
+    scene: GaussianScene,
+    keep: np.ndarray,
+    voxel: np.ndarray,
+    *,
+    strength: float = 0.5,
+    max_opacity: float = 0.99,
+    max_scale_gain: float = 1.5,
+) -> tuple[GaussianScene, dict]:
     """Return the kept Gaussians with opacity/scale compensated for the removed ones in their voxel.
 
     Per voxel: ``g = (M_all / M_kept) ** strength`` (M = :func:`coverage_mass`), clipped to
@@ -67,16 +74,20 @@ def amplify(scene: GaussianScene, keep: np.ndarray, voxel: np.ndarray, *, streng
     f = np.clip(np.sqrt(np.maximum(rest, 1.0)), 1.0, max_scale_gain)
     out.opacity_logits = logit(sig_new)
     out.log_scales = (out.log_scales + np.log(f)[:, None]).astype(np.float32)
-    changed = (g > 1.0 + 1e-6)
+    changed = g > 1.0 + 1e-6
     # keep the logit exact where nothing changed (logit(sigmoid(x)) is not bit-exact)
     out.opacity_logits[~changed] = scene.opacity_logits[keep][~changed]
-    return out, {"gain_mean": float(g.mean()) if len(g) else 1.0, "gain_max": float(g.max()) if len(g) else 1.0,
-                 "amplified": int(changed.sum())}
+    return out, {
+        "gain_mean": float(g.mean()) if len(g) else 1.0,
+        "gain_max": float(g.max()) if len(g) else 1.0,
+        "amplified": int(changed.sum()),
+    }
 
 
 # ----------------------------------------------------------------------------- merging into survivors
-def merge_into_survivors(scene: GaussianScene, keep: np.ndarray, *, max_dist: float | None = None,
-                         opacity_gain: float = 1.0) -> tuple[GaussianScene, dict]:
+def merge_into_survivors(
+    scene: GaussianScene, keep: np.ndarray, *, max_dist: float | None = None, opacity_gain: float = 1.0
+) -> tuple[GaussianScene, dict]:
     """Closed-form compensation by moment matching: every removed Gaussian is merged into its nearest survivor.
 
     For survivor k and the removed Gaussians assigned to it (set A_k, nearest centre, within ``max_dist`` when
@@ -111,7 +122,10 @@ def merge_into_survivors(scene: GaussianScene, keep: np.ndarray, *, max_dist: fl
     w = np.maximum(m, 1e-30)
     W = np.bincount(group, weights=w, minlength=len(kept_idx))
     mu_i = scene.means[members].astype(np.float64)
-    mu = np.stack([np.bincount(group, weights=w * mu_i[:, a], minlength=len(kept_idx)) for a in range(3)], 1) / W[:, None]
+    mu = (
+        np.stack([np.bincount(group, weights=w * mu_i[:, a], minlength=len(kept_idx)) for a in range(3)], 1)
+        / W[:, None]
+    )
     R = quat_to_matrix(scene.quats[members])
     s2 = np.exp(2.0 * scene.log_scales[members].astype(np.float64))
     cov_i = np.einsum("nij,nj,nkj->nik", R, s2, R)
@@ -126,8 +140,16 @@ def merge_into_survivors(scene: GaussianScene, keep: np.ndarray, *, max_dist: fl
     evecs[np.linalg.det(evecs) < 0, :, 0] *= -1  # proper rotation
     scales = np.sqrt(np.maximum(evals, 1e-20))
     sh = scene.sh[members].astype(np.float64)
-    sh_new = np.stack([np.stack([np.bincount(group, weights=w * sh[:, k, c], minlength=len(kept_idx))
-                                 for c in range(3)], -1) for k in range(sh.shape[1])], 1) / W[:, None, None]
+    sh_new = (
+        np.stack(
+            [
+                np.stack([np.bincount(group, weights=w * sh[:, k, c], minlength=len(kept_idx)) for c in range(3)], -1)
+                for k in range(sh.shape[1])
+            ],
+            1,
+        )
+        / W[:, None, None]
+    )
     m_sum = np.bincount(group, weights=m, minlength=len(kept_idx))
     ss = np.sort(scales, axis=1)
     sig = opacity_gain * m_sum / (np.pi * ss[:, 2] * ss[:, 1])
@@ -192,14 +214,16 @@ WARD_OPAQUE = PairwiseRule()
 #: KL cost of the merged Gaussian against the pair's mixture + colour over all SH, scaled by the pair's significance
 #: (the barely visible merge first, nothing is dropped), mass = opacity x ellipsoid surface, pure mass
 #: conservation: best on fuzzy/thin content (plant, tarot cards, statues, street).
-KL_MASS_CONSERVING = PairwiseRule(cost="kl", mass="surface", color="all", opacity_floor=0.0, drop_score_fraction=0.0,
-                                  visibility_weight=True)
+KL_MASS_CONSERVING = PairwiseRule(
+    cost="kl", mass="surface", color="all", opacity_floor=0.0, drop_score_fraction=0.0, visibility_weight=True
+)
 #: :data:`KL_MASS_CONSERVING` after :data:`WARD_OPAQUE`'s 2 % drop.
 KL_MASS_CONSERVING_AFTER_DROP = replace(KL_MASS_CONSERVING, drop_score_fraction=WARD_OPAQUE.drop_score_fraction)
 
 
-def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, rule: PairwiseRule = WARD_OPAQUE
-                   ) -> tuple[GaussianScene, dict]:
+def pairwise_merge(
+    scene: GaussianScene, score: np.ndarray, target: int, rule: PairwiseRule = WARD_OPAQUE
+) -> tuple[GaussianScene, dict]:
     """UGC with hierarchical compensation: drop the invisible, then merge neighbour pairs until ``target`` remain.
 
     1. The least significant Gaussians that together carry ``rule.drop_score_fraction`` of the total significance
@@ -235,8 +259,12 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, rule: P
         vis = top_k(score, target / n0)
     s = scene.subset(vis)
     means = s.means.astype(np.float64)
-    cov = np.einsum("nij,nj,nkj->nik", quat_to_matrix(s.quats), np.exp(2.0 * s.log_scales.astype(np.float64)),
-                    quat_to_matrix(s.quats))
+    cov = np.einsum(
+        "nij,nj,nkj->nik",
+        quat_to_matrix(s.quats),
+        np.exp(2.0 * s.log_scales.astype(np.float64)),
+        quat_to_matrix(s.quats),
+    )
     op = s.opacities.astype(np.float64)
 
     def area_of(sd_sorted):  # sd ascending [N, 3]
@@ -268,7 +296,7 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, rule: P
             kl = _kl_costs(means, chol, logdet, w_mass, ei, ej, z)
             # KL >= 0; the Monte-Carlo estimate can dip below: clamp to a small positive floor (from a 1/64
             # sample), so a pair that looks free still costs more than an invisible pair once scaled by significance
-            sample = np.abs(kl[:: 64])
+            sample = np.abs(kl[::64])
             sample = sample[np.isfinite(sample)]
             floor = 1e-3 * float(np.median(sample)) if sample.size else 1e-12
             c = _finish_kl_costs(kl, c2, float(rule.color_weight), max(floor, 1e-300))
@@ -282,8 +310,10 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, rule: P
         W = w1 + w2 + 1e-300
         mu = (w1[:, None] * means[pi] + w2[:, None] * means[pj]) / W[:, None]
         d1, d2 = means[pi] - mu, means[pj] - mu
-        cm = (w1[:, None, None] * (cov[pi] + d1[:, :, None] * d1[:, None, :])
-              + w2[:, None, None] * (cov[pj] + d2[:, :, None] * d2[:, None, :])) / W[:, None, None]
+        cm = (
+            w1[:, None, None] * (cov[pi] + d1[:, :, None] * d1[:, None, :])
+            + w2[:, None, None] * (cov[pj] + d2[:, :, None] * d2[:, None, :])
+        ) / W[:, None, None]
         ev = np.maximum(np.linalg.eigvalsh(cm), 1e-20)
         a_new = area_of(np.sqrt(ev))  # eigvalsh is ascending
         lo = float(rule.opacity_floor) * np.maximum(op[pi], op[pj])
@@ -299,8 +329,16 @@ def pairwise_merge(scene: GaussianScene, score: np.ndarray, target: int, rule: P
         n = len(means)
     ev, evec = np.linalg.eigh(cov)
     evec[np.linalg.det(evec) < 0, :, 0] *= -1
-    out = GaussianScene(means, matrix_to_quat(evec), 0.5 * np.log(np.maximum(ev, 1e-20)), logit(op), sh,
-                        meta={**scene.meta, "notes": list(scene.meta.get("notes", []))})
+    out = GaussianScene(
+        means,
+        matrix_to_quat(evec),
+        0.5 * np.log(np.maximum(ev, 1e-20)),
+        logit(op),
+        sh,
+        meta={**scene.meta, "notes": list(scene.meta.get("notes", []))},
+        antialiased=scene.antialiased,
+        up=scene.up,
+    )
     return out, {"dropped": int(n0 - vis.sum()), "rounds": rounds}
 
 
@@ -379,12 +417,15 @@ def _kl_costs_py(means, chol, logdet, mass, ei, ej, z):
         s00 = pi * (ci[0, 0] * ci[0, 0] + di0 * di0) + pj * (cj[0, 0] * cj[0, 0] + dj0 * dj0)
         s10 = pi * (ci[1, 0] * ci[0, 0] + di1 * di0) + pj * (cj[1, 0] * cj[0, 0] + dj1 * dj0)
         s20 = pi * (ci[2, 0] * ci[0, 0] + di2 * di0) + pj * (cj[2, 0] * cj[0, 0] + dj2 * dj0)
-        s11 = (pi * (ci[1, 0] * ci[1, 0] + ci[1, 1] * ci[1, 1] + di1 * di1)
-               + pj * (cj[1, 0] * cj[1, 0] + cj[1, 1] * cj[1, 1] + dj1 * dj1))
-        s21 = (pi * (ci[2, 0] * ci[1, 0] + ci[2, 1] * ci[1, 1] + di2 * di1)
-               + pj * (cj[2, 0] * cj[1, 0] + cj[2, 1] * cj[1, 1] + dj2 * dj1))
-        s22 = (pi * (ci[2, 0] * ci[2, 0] + ci[2, 1] * ci[2, 1] + ci[2, 2] * ci[2, 2] + di2 * di2)
-               + pj * (cj[2, 0] * cj[2, 0] + cj[2, 1] * cj[2, 1] + cj[2, 2] * cj[2, 2] + dj2 * dj2))
+        s11 = pi * (ci[1, 0] * ci[1, 0] + ci[1, 1] * ci[1, 1] + di1 * di1) + pj * (
+            cj[1, 0] * cj[1, 0] + cj[1, 1] * cj[1, 1] + dj1 * dj1
+        )
+        s21 = pi * (ci[2, 0] * ci[1, 0] + ci[2, 1] * ci[1, 1] + di2 * di1) + pj * (
+            cj[2, 0] * cj[1, 0] + cj[2, 1] * cj[1, 1] + dj2 * dj1
+        )
+        s22 = pi * (ci[2, 0] * ci[2, 0] + ci[2, 1] * ci[2, 1] + ci[2, 2] * ci[2, 2] + di2 * di2) + pj * (
+            cj[2, 0] * cj[2, 0] + cj[2, 1] * cj[2, 1] + cj[2, 2] * cj[2, 2] + dj2 * dj2
+        )
         # Cholesky of the merged covariance (3x3, with a tiny ridge)
         l00 = math.sqrt(max(s00, 1e-30))
         l10 = s10 / l00

@@ -64,8 +64,14 @@ class SampleResult:
     kept_by_budget: int
 
 
-def voxel_sample(means: np.ndarray, score: np.ndarray, ratio: float, *, voxel_size: float | None = None,
-                 per_voxel: float | None = None) -> SampleResult:
+def voxel_sample(
+    means: np.ndarray,
+    score: np.ndarray,
+    ratio: float,
+    *,
+    voxel_size: float | None = None,
+    per_voxel: float | None = None,
+) -> SampleResult:
     """Choose the survivors by the voxel rule in the module docstring (exactly :func:`keep_count` of them).
 
     Args:

@@ -10,8 +10,8 @@ per-Gaussian scalar colour). ``"lightgaussian"`` (for comparison): LightGaussian
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -39,8 +39,15 @@ class Accumulation:
     views: int
 
 
-def accumulate(scene: GaussianScene, cameras: Sequence[Camera], *, backend: str = "auto", counts: bool = False,
-               progress: Progress | None = None, cancel=None) -> Accumulation:
+def accumulate(
+    scene: GaussianScene,
+    cameras: Sequence[Camera],
+    *,
+    backend: str = "auto",
+    counts: bool = False,
+    progress: Progress | None = None,
+    cancel=None,
+) -> Accumulation:
     """Render ``scene`` from every camera with per-Gaussian accumulation and sum the results
     (``counts`` also gathers hit counts, which the LightGaussian score needs)."""
     from ..render import prepare, render
@@ -51,8 +58,14 @@ def accumulate(scene: GaussianScene, cameras: Sequence[Camera], *, backend: str 
     pixels = 0
     for i, cam in enumerate(cameras):
         check_cancel(cancel)
-        r = render(scene, cam, backend=backend, return_weights=True, prepared=prep,
-                   **({"return_counts": True} if counts else {}))
+        r = render(
+            scene,
+            cam,
+            backend=backend,
+            return_weights=True,
+            prepared=prep,
+            **({"return_counts": True} if counts else {}),
+        )
         w += r.weights
         if counts:
             c += r.counts

@@ -9,8 +9,9 @@ from ..scene import GaussianScene
 from .sample import top_k
 
 
-def split_sh(scene: GaussianScene, score: np.ndarray, sh_keep: float, *, fold_dirs: np.ndarray | None = None
-             ) -> tuple[GaussianScene, np.ndarray]:
+def split_sh(
+    scene: GaussianScene, score: np.ndarray, sh_keep: float, *, fold_dirs: np.ndarray | None = None
+) -> tuple[GaussianScene, np.ndarray]:
     """Mark the top ``sh_keep`` fraction (by ``score``) as full-SH and make the rest DC-only.
 
     Args:

@@ -18,7 +18,7 @@ The first CPU render in a fresh environment compiles the kernels (seconds); comp
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -60,12 +60,14 @@ def _options(scene, camera, backend, background, sh_degree, rasterize_mode, near
     if rasterize_mode not in RASTERIZE_MODES:
         raise ValueError(f"rasterize_mode must be one of {RASTERIZE_MODES}, got {rasterize_mode!r}")
     if rasterize_mode == "auto":
-        rasterize_mode = "antialiased" if scene.meta.get("antialiased") else "classic"
+        rasterize_mode = "antialiased" if scene.antialiased else "classic"
     if sh_degree is None:
         sh_degree = scene.sh_degree
     sh_degree = int(sh_degree)
     if not 0 <= sh_degree <= scene.sh_degree:
-        raise ValueError(f"sh_degree must be 0..{scene.sh_degree} for this scene (K={scene.sh.shape[1]}), got {sh_degree}")
+        raise ValueError(
+            f"sh_degree must be 0..{scene.sh_degree} for this scene (K={scene.sh.shape[1]}), got {sh_degree}"
+        )
     near = camera.near if near is None else float(near)
     far = camera.far if far is None else float(far)
     if not (0 < near < far):
@@ -106,7 +108,7 @@ def render(
         sh_degree: SH degree to evaluate, 0..``scene.sh_degree`` (default: the scene's).
         rasterize_mode: ``"classic"``, ``"antialiased"`` (gsplat's opacity compensation
             ``sqrt(det(Sigma) / det(Sigma + 0.3 I))``) or ``"auto"`` = antialiased when
-            ``scene.meta.get("antialiased")``.
+            ``scene.antialiased``.
         return_weights: also return ``weights`` float32 [N]: each Gaussian's ``sum_pixels alpha * T``.
         return_counts: also return ``counts`` int32 [N]: the number of pixels each Gaussian was blended into.
         near, far: camera-z clipping range in world units (default: ``camera.near`` / ``camera.far``, which
@@ -124,28 +126,64 @@ def render(
 
     Non-finite values never crash: a Gaussian with NaN/Inf in any field it uses, or a zero quaternion, is culled.
     """
-    return _render(scene, camera, prepared, backend=backend, background=background, sh_degree=sh_degree,
-                   rasterize_mode=rasterize_mode, return_weights=return_weights, return_counts=return_counts,
-                   near=near, far=far)
+    return _render(
+        scene,
+        camera,
+        prepared,
+        backend=backend,
+        background=background,
+        sh_degree=sh_degree,
+        rasterize_mode=rasterize_mode,
+        return_weights=return_weights,
+        return_counts=return_counts,
+        near=near,
+        far=far,
+    )
 
 
-def _render(scene, camera, prepared, *, backend="auto", background=None, sh_degree=None, rasterize_mode="auto",
-            return_weights=False, return_counts=False, near=None, far=None) -> RenderResult:
+def _render(
+    scene,
+    camera,
+    prepared,
+    *,
+    backend="auto",
+    background=None,
+    sh_degree=None,
+    rasterize_mode="auto",
+    return_weights=False,
+    return_counts=False,
+    near=None,
+    far=None,
+) -> RenderResult:
     """:func:`render` with an optional :func:`prepare` result reused across cameras."""
     backend, bg, sh_degree, mode, near, far = _options(
         scene, camera, backend, background, sh_degree, rasterize_mode, near, far
     )
     if backend == "gsplat":
         out = render_gsplat(
-            scene, camera, background=bg, sh_degree=sh_degree, rasterize_mode=mode,
-            return_weights=return_weights, return_counts=return_counts, near=near, far=far,
+            scene,
+            camera,
+            background=bg,
+            sh_degree=sh_degree,
+            rasterize_mode=mode,
+            return_weights=return_weights,
+            return_counts=return_counts,
+            near=near,
+            far=far,
             prepared=prepared if isinstance(prepared, GsplatScene) else None,
         )
     else:
         prep = prepared if isinstance(prepared, PreparedScene) else PreparedScene(scene)
         out = render_cpu(
-            prep, camera, background=bg, sh_degree=sh_degree, antialiased=(mode == "antialiased"),
-            return_weights=return_weights, return_counts=return_counts, near=near, far=far,
+            prep,
+            camera,
+            background=bg,
+            sh_degree=sh_degree,
+            antialiased=(mode == "antialiased"),
+            return_weights=return_weights,
+            return_counts=return_counts,
+            near=near,
+            far=far,
         )
     out["stats"]["rasterize_mode"] = mode
     return RenderResult(backend=backend, **out)

@@ -78,10 +78,30 @@ _F32_THRESHOLD = np.float32(ALPHA_THRESHOLD)
 @guarded
 @njit(parallel=True, cache=True, nogil=True)
 def _project(
-    means, quats, scales, opacities, sh, sh_degree,  # [N,3] [N,4] [N,3] [N] [N,K,3] f32, int
-    viewmat, campos,  # f64 [4,4], f64 [3]
-    fx, fy, cx, cy, width, height, near, far, eps2d, antialiased,
-    xy, conic, opac, depth, color, radii,  # outputs: f32 [N,2] [N,3] [N] [N] [N,3], i32 [N,2]
+    means,
+    quats,
+    scales,
+    opacities,
+    sh,
+    sh_degree,  # [N,3] [N,4] [N,3] [N] [N,K,3] f32, int
+    viewmat,
+    campos,  # f64 [4,4], f64 [3]
+    fx,
+    fy,
+    cx,
+    cy,
+    width,
+    height,
+    near,
+    far,
+    eps2d,
+    antialiased,
+    xy,
+    conic,
+    opac,
+    depth,
+    color,
+    radii,  # outputs: f32 [N,2] [N,3] [N] [N] [N,3], i32 [N,2]
 ):
     n = means.shape[0]
     r00, r01, r02, t0 = viewmat[0, 0], viewmat[0, 1], viewmat[0, 2], viewmat[0, 3]
@@ -341,8 +361,10 @@ def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks, bytes_per_isect: int = 4,
     n_isect = int(counts.sum())
     need = n_isect * bytes_per_isect
     if need > _machine.memory_limit():
-        raise RenderError(f"{where}{n_isect:,} (Gaussian, tile) intersections need {need / 2**30:.1f} GiB, more than "
-                          f"half this machine's memory; render at a lower resolution or from further away")
+        raise RenderError(
+            f"{where}{n_isect:,} (Gaussian, tile) intersections need {need / 2**30:.1f} GiB, more than "
+            f"half this machine's memory; render at a lower resolution or from further away"
+        )
     return _tile_fill(rect, counts, tile_w, n_isect)
 
 
@@ -352,10 +374,21 @@ def _bin_tiles(gd, tile_size, tile_w, tile_h, nchunks, bytes_per_isect: int = 4,
 @guarded
 @njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH_RASTER)
 def _rasterize(
-    tile_start, ids, gd,  # int64 [n_tiles+1], int32 [n_isect], f32 [M, 16]
-    width, height, tile_size, tile_w, bg,  # bg: f32 [3]
-    out_rgb, out_alpha, out_depth,  # f32 [H,W,3] [H,W] [H,W]
-    want_w, isect_w, want_c, isect_c,  # bool, f32 [n_isect] (or [0]), bool, i32 [n_isect] (or [0])
+    tile_start,
+    ids,
+    gd,  # int64 [n_tiles+1], int32 [n_isect], f32 [M, 16]
+    width,
+    height,
+    tile_size,
+    tile_w,
+    bg,  # bg: f32 [3]
+    out_rgb,
+    out_alpha,
+    out_depth,  # f32 [H,W,3] [H,W] [H,W]
+    want_w,
+    isect_w,
+    want_c,
+    isect_c,  # bool, f32 [n_isect] (or [0]), bool, i32 [n_isect] (or [0])
 ):
     n_tiles = tile_start.shape[0] - 1
     thr = _F32_THRESHOLD
@@ -537,10 +570,30 @@ def render_cpu(
     radii = np.zeros((n, 2), np.int32)
     if n:
         _project(
-            prepared.means, prepared.quats, prepared.scales, prepared.opacities, prepared.sh, int(sh_degree),
-            viewmat, campos, float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy),
-            float(w), float(h), float(near), float(far), EPS2D, bool(antialiased),
-            xy, conic, opac, depth, color, radii,
+            prepared.means,
+            prepared.quats,
+            prepared.scales,
+            prepared.opacities,
+            prepared.sh,
+            int(sh_degree),
+            viewmat,
+            campos,
+            float(camera.fx),
+            float(camera.fy),
+            float(camera.cx),
+            float(camera.cy),
+            float(w),
+            float(h),
+            float(near),
+            float(far),
+            EPS2D,
+            bool(antialiased),
+            xy,
+            conic,
+            opac,
+            depth,
+            color,
+            radii,
         )
     t_proj = time.perf_counter()
     order = _visible_depth_order(radii, depth)
@@ -548,8 +601,9 @@ def render_cpu(
     tile_h = (h + TILE_SIZE - 1) // TILE_SIZE
     nchunks = max(1, 4 * get_num_threads())
     gd = _gather(order, xy, conic, opac, depth, color, radii)  # [M, 16]
-    tile_start, ids = _bin_tiles(gd, TILE_SIZE, tile_w, tile_h, nchunks,
-                                 4 * (1 + bool(return_weights) + bool(return_counts)), f"{w}x{h} view: ")
+    tile_start, ids = _bin_tiles(
+        gd, TILE_SIZE, tile_w, tile_h, nchunks, 4 * (1 + bool(return_weights) + bool(return_counts)), f"{w}x{h} view: "
+    )
     t_bin = time.perf_counter()
     out_rgb = np.empty((h, w, 3), np.float32)
     out_alpha = np.empty((h, w), np.float32)
@@ -558,8 +612,21 @@ def render_cpu(
     isect_c = np.zeros(ids.shape[0] if return_counts else 0, np.int32)
     bg = np.ascontiguousarray(background, dtype=np.float32)
     _rasterize(
-        tile_start, ids, gd, w, h, TILE_SIZE, tile_w, bg,
-        out_rgb, out_alpha, out_depth, bool(return_weights), isect_w, bool(return_counts), isect_c,
+        tile_start,
+        ids,
+        gd,
+        w,
+        h,
+        TILE_SIZE,
+        tile_w,
+        bg,
+        out_rgb,
+        out_alpha,
+        out_depth,
+        bool(return_weights),
+        isect_w,
+        bool(return_counts),
+        isect_c,
     )
     t_rast = time.perf_counter()
     weights = _reduce_per_gaussian(ids, isect_w, order, n).astype(np.float32) if return_weights else None

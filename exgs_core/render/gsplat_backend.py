@@ -46,8 +46,10 @@ def _require():
     if not torch.cuda.is_available():
         raise BackendUnavailable(f"the gsplat backend needs a CUDA GPU; torch sees none ({PIP_HINT})")
     if not has_gsplat():
-        raise BackendUnavailable("gsplat's CUDA extension did not build or load (run "
-                                 "`python -c 'from gsplat.cuda._backend import _C'` to see the compiler's error)")
+        raise BackendUnavailable(
+            "gsplat's CUDA extension did not build or load (run "
+            "`python -c 'from gsplat.cuda._backend import _C'` to see the compiler's error)"
+        )
     return torch, rasterization
 
 
@@ -132,12 +134,29 @@ def render_gsplat(
     if len(idx) == 0:
         rgb = np.broadcast_to(np.asarray(background, np.float32), (h, w, 3)).copy()
         z = np.zeros((h, w), np.float32)
-        return {"rgb": rgb, "alpha": z, "depth": z.copy(), "weights": np.zeros(n, np.float32) if return_weights else None,
-                "counts": np.zeros(n, np.int32) if return_counts else None, "n_rendered": 0, "stats": {}}
+        return {
+            "rgb": rgb,
+            "alpha": z,
+            "depth": z.copy(),
+            "weights": np.zeros(n, np.float32) if return_weights else None,
+            "counts": np.zeros(n, np.int32) if return_counts else None,
+            "n_rendered": 0,
+            "stats": {},
+        }
     with torch.no_grad():
         colors, alphas, meta = rasterization(
-            means, quats, scales, opacities, sh, viewmats, ks, w, h,
-            sh_degree=int(sh_degree), render_mode="RGB+ED", **common,
+            means,
+            quats,
+            scales,
+            opacities,
+            sh,
+            viewmats,
+            ks,
+            w,
+            h,
+            sh_degree=int(sh_degree),
+            render_mode="RGB+ED",
+            **common,
         )  # colors [1, H, W, 4] (premultiplied rgb, expected depth), alphas [1, H, W, 1]
         # the background is composited here, as gsplat would (rgb + (1 - alpha) * bg): gsplat 1.5.3's packed mode
         # (the default) rejects a per-camera background [1, 4] because it takes the image dims from the packed
@@ -169,12 +188,31 @@ def render_gsplat(
 
         with torch.no_grad():
             _, _, m = rasterization(
-                means, quats, scales, opacities, sh, viewmats, ks, w, h, sh_degree=int(sh_degree), packed=False,
+                means,
+                quats,
+                scales,
+                opacities,
+                sh,
+                viewmats,
+                ks,
+                w,
+                h,
+                sh_degree=int(sh_degree),
+                packed=False,
                 **common,
             )  # unpacked: flatten ids index [1 * M], so gaussian id = flatten id % M
             gs_ids, _, _ = rasterize_to_indices_in_range(
-                0, 2**31 - 1, torch.ones((1, h, w), dtype=torch.float32, device=dev),
-                m["means2d"], m["conics"], m["opacities"], w, h, m["tile_size"], m["isect_offsets"], m["flatten_ids"],
+                0,
+                2**31 - 1,
+                torch.ones((1, h, w), dtype=torch.float32, device=dev),
+                m["means2d"],
+                m["conics"],
+                m["opacities"],
+                w,
+                h,
+                m["tile_size"],
+                m["isect_offsets"],
+                m["flatten_ids"],
             )  # one entry per (Gaussian, pixel) blended, with the in-kernel transmittance stop
             cnt = torch.bincount(gs_ids.long(), minlength=len(idx))
         counts = np.zeros(n, np.int32)

@@ -113,16 +113,24 @@ def sh_to_color(sh: np.ndarray, dirs: np.ndarray, degree: int | None = None, *, 
         z2 = z * z
         c1, s1 = x * x - y * y, 2 * x * y
         out = out + (
-            _C2_D * s1 * sh[:, 4] - _C2_A * z * y * sh[:, 5] + (_C2_B * z2 - _C2_C) * sh[:, 6]
-            - _C2_A * z * x * sh[:, 7] + _C2_D * c1 * sh[:, 8]
+            _C2_D * s1 * sh[:, 4]
+            - _C2_A * z * y * sh[:, 5]
+            + (_C2_B * z2 - _C2_C) * sh[:, 6]
+            - _C2_A * z * x * sh[:, 7]
+            + _C2_D * c1 * sh[:, 8]
         )
     if degree >= 3:
         t0 = -_C3_C * z2 + _C3_D
         t1 = _C3_B * z
         c2, s2 = x * c1 - y * s1, x * s1 + y * c1
         out = out + (
-            -_C3_A * s2 * sh[:, 9] + t1 * s1 * sh[:, 10] + t0 * y * sh[:, 11] + z * (_C3_E * z2 - _C3_F) * sh[:, 12]
-            + t0 * x * sh[:, 13] + t1 * c1 * sh[:, 14] - _C3_A * c2 * sh[:, 15]
+            -_C3_A * s2 * sh[:, 9]
+            + t1 * s1 * sh[:, 10]
+            + t0 * y * sh[:, 11]
+            + z * (_C3_E * z2 - _C3_F) * sh[:, 12]
+            + t0 * x * sh[:, 13]
+            + t1 * c1 * sh[:, 14]
+            - _C3_A * c2 * sh[:, 15]
         )
     if offset:
         out = np.maximum(out + 0.5, 0.0)

@@ -5,10 +5,32 @@ frames in shared memory: :mod:`.protocol`, :mod:`.server`); :class:`WorkerClient
 restarts it after a crash; :class:`LocalBackend` does the same work in-process.
 """
 
-from .client import (LocalBackend, WorkerClient, WorkerCrashed, WorkerError, WorkerNotFound, has_torch_here,
-                     own_python, repo_venv_python, resolve_python, scene_key, stop_all)
-
+from .client import (
+    LocalBackend,
+    WorkerClient,
+    WorkerCrashed,
+    WorkerError,
+    WorkerNotFound,
+    has_torch_here,
+    own_python,
+    repo_venv_python,
+    resolve_python,
+    scene_key,
+    stop_all,
+)
 from .settings import RestoreSettings
 
-__all__ = ["RestoreSettings", "WorkerClient", "LocalBackend", "WorkerError", "WorkerNotFound", "WorkerCrashed",
-           "resolve_python", "own_python", "repo_venv_python", "has_torch_here", "scene_key", "stop_all"]
+__all__ = [
+    "RestoreSettings",
+    "WorkerClient",
+    "LocalBackend",
+    "WorkerError",
+    "WorkerNotFound",
+    "WorkerCrashed",
+    "resolve_python",
+    "own_python",
+    "repo_venv_python",
+    "has_torch_here",
+    "scene_key",
+    "stop_all",
+]

@@ -62,12 +62,17 @@ def _remote_error(op: str, reply: dict) -> WorkerError:
     the same path and detail, so it is caught and reported as it would be in this process."""
     typ, msg, path = reply.get("type"), reply.get("error"), reply.get("path")
     cls = getattr(errors, typ, None) if reply.get("exgs_error") and isinstance(typ, str) else None
-    if (isinstance(cls, type) and issubclass(cls, ExgsError) and cls is not ExgsError
-            and isinstance(reply.get("detail"), str)):
+    if (
+        isinstance(cls, type)
+        and issubclass(cls, ExgsError)
+        and cls is not ExgsError
+        and isinstance(reply.get("detail"), str)
+    ):
         both = _REMOTE_CLASSES.get(cls)
         if both is None:
-            both = _REMOTE_CLASSES[cls] = type(f"Worker{cls.__name__}", (WorkerError, cls),
-                                               {"__module__": __name__, "__doc__": cls.__doc__})
+            both = _REMOTE_CLASSES[cls] = type(
+                f"Worker{cls.__name__}", (WorkerError, cls), {"__module__": __name__, "__doc__": cls.__doc__}
+            )
         e = both.__new__(both)
         ExgsError.__init__(e, reply["detail"], path if isinstance(path, str) else None)
         if issubclass(cls, errors.FormatError):
@@ -89,9 +94,12 @@ def own_python() -> str | None:
     base = getattr(sys, "_base_executable", "") or ""
     if os.path.basename(base).lower().startswith("python") and os.path.isfile(base):
         return base
-    v = "%d.%d" % sys.version_info[:2]
-    for cand in (Path(sys.prefix) / "bin" / f"python{v}", Path(sys.prefix) / "bin" / "python3",
-                 Path(sys.prefix) / "bin" / "python.exe"):
+    v = "{}.{}".format(*sys.version_info[:2])
+    for cand in (
+        Path(sys.prefix) / "bin" / f"python{v}",
+        Path(sys.prefix) / "bin" / "python3",
+        Path(sys.prefix) / "bin" / "python.exe",
+    ):
         if cand.is_file():
             return str(cand)
     return None
@@ -135,14 +143,16 @@ def resolve_python(configured: str | None = None) -> str:
     for found in (default_python(), repo_venv_python()):
         if found:
             return found
-    raise WorkerNotFound(f"no worker environment with torch for restoration (none at {default_dir()}): create it "
-                         "with Preferences > Add-ons > ExGS > Set Up Worker, or `python -m "
-                         "exgs_core.worker.environment` shows the two commands")
+    raise WorkerNotFound(
+        f"no worker environment with torch for restoration (none at {default_dir()}): create it "
+        "with Preferences > Add-ons > ExGS > Set Up Worker, or `python -m "
+        "exgs_core.worker.environment` shows the two commands"
+    )
 
 
 def scene_key(scene) -> str:
     """Content hash of a scene's arrays (what the worker caches scenes by, and checks an upload against)."""
-    return scene_digest({f: getattr(scene, f) for f in SCENE_FIELDS}, bool(scene.meta.get("antialiased", False)))
+    return scene_digest({f: getattr(scene, f) for f in SCENE_FIELDS}, scene.antialiased)
 
 
 _PRIVATE_DIR: str | None = None
@@ -208,7 +218,7 @@ def _pythonpath_for_worker(folder: str) -> str:
         return ""  # the worker's own exgs_core install is used
 
 
-_LIVE: "weakref.WeakSet[WorkerClient]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[WorkerClient] = weakref.WeakSet()
 
 
 @atexit.register
@@ -243,8 +253,10 @@ class LocalBackend(_Common):
         with self._lock:
             if self._restorer is None:
                 if not has_torch_here():
-                    raise WorkerError("in-process restoration needs torch in this Python "
-                                      f"({sys.executable}); use the worker process instead")
+                    raise WorkerError(
+                        "in-process restoration needs torch in this Python "
+                        f"({sys.executable}); use the worker process instead"
+                    )
                 from ..painter.restore import Restorer
 
                 self._restorer = Restorer.from_pretrained(self.weights, device=self.device)
@@ -271,8 +283,15 @@ class WorkerClient(_Common):
 
     kind = "worker"
 
-    def __init__(self, python: str | None = None, *, weights: str | None = None, device: str | None = None,
-                 env: dict | None = None, start_timeout: float = 600.0):
+    def __init__(
+        self,
+        python: str | None = None,
+        *,
+        weights: str | None = None,
+        device: str | None = None,
+        env: dict | None = None,
+        start_timeout: float = 600.0,
+    ):
         self.python_setting = python or None
         self.weights, self.device = weights or None, device or None
         self.extra_env = dict(env or {})
@@ -324,9 +343,16 @@ class WorkerClient(_Common):
             fd, self.log_path = tempfile.mkstemp(prefix="exgs-worker-", suffix=".log")
             log = os.fdopen(fd, "wb")
             try:
-                self.proc = subprocess.Popen([self.python, "-m", "exgs_core.worker"], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=log, env=env, bufsize=0,
-                                             close_fds=True, cwd=home)
+                self.proc = subprocess.Popen(
+                    [self.python, "-m", "exgs_core.worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=env,
+                    bufsize=0,
+                    close_fds=True,
+                    cwd=home,
+                )
             except OSError as e:
                 raise WorkerError(f"cannot start the worker: {e}", self.python) from None
             finally:
@@ -388,15 +414,23 @@ class WorkerClient(_Common):
                 rc = p.wait(3)
             except subprocess.TimeoutExpired:
                 pass
-        status = "still running" if rc is None else (
-            f"killed by signal {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.Signals._value2member_map_
-            else f"exit code {rc}")
+        status = (
+            "still running"
+            if rc is None
+            else (
+                f"killed by signal {signal.Signals(-rc).name}"
+                if rc < 0 and -rc in signal.Signals._value2member_map_
+                else f"exit code {rc}"
+            )
+        )
         pid = p.pid if p is not None else "?"
         self._reap()
         tail = self.log_tail()
-        msg = (f"the ExGS worker (pid {pid}, {self.python}) stopped during '{op}' ({status}; {why}); "
-               f"it will be restarted for the next render. Worker log {self.log_path}"
-               + (f", last lines:\n{tail}" if tail else ""))
+        msg = (
+            f"the ExGS worker (pid {pid}, {self.python}) stopped during '{op}' ({status}; {why}); "
+            f"it will be restarted for the next render. Worker log {self.log_path}"
+            + (f", last lines:\n{tail}" if tail else "")
+        )
         self.last_crash = msg
         return WorkerCrashed(msg)
 
@@ -525,10 +559,12 @@ class WorkerClient(_Common):
         key = key or digest
         if key != self._scene_key or not self.alive:
             arrays = {f: np.ascontiguousarray(getattr(scene, f)) for f in SCENE_FIELDS}
-            meta = {"antialiased": bool(scene.meta.get("antialiased", False))}
+            meta = {"antialiased": scene.antialiased}
             self._scene_key = None
-            if self.call_arrays("set_scene", {"key": key, "meta": meta, "digest": digest}, arrays, {},
-                                cancel=cancel) is None:
+            if (
+                self.call_arrays("set_scene", {"key": key, "meta": meta, "digest": digest}, arrays, {}, cancel=cancel)
+                is None
+            ):
                 return None
             self._scene_key = key
         return key
@@ -546,9 +582,13 @@ class WorkerClient(_Common):
             if key is None:
                 return None
             h, w = camera.height, camera.width
-            got = self.call_arrays("render", {"key": key, "camera": camera_to_dict(camera), "backend": backend}, {},
-                                   {"rgb": ((h, w, 3), np.float32), "alpha": ((h, w), np.float32),
-                                    "depth": ((h, w), np.float32)}, cancel=cancel)
+            got = self.call_arrays(
+                "render",
+                {"key": key, "camera": camera_to_dict(camera), "backend": backend},
+                {},
+                {"rgb": ((h, w, 3), np.float32), "alpha": ((h, w), np.float32), "depth": ((h, w), np.float32)},
+                cancel=cancel,
+            )
         if got is None:
             return None
         r, o = got
@@ -560,8 +600,9 @@ class WorkerClient(_Common):
         ins = {"rgb": rgb, "alpha": np.asarray(alpha, np.float32)}
         if depth is not None:
             ins["depth"] = np.asarray(depth, np.float32)
-        got = self.call_arrays("restore", self._restore_args(), ins, {"restored": (rgb.shape, np.float32)},
-                               cancel=cancel)
+        got = self.call_arrays(
+            "restore", self._restore_args(), ins, {"restored": (rgb.shape, np.float32)}, cancel=cancel
+        )
         return None if got is None else got[1]["restored"]
 
     def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
@@ -575,10 +616,18 @@ class WorkerClient(_Common):
                 return None
             h, w = camera.height, camera.width
             args = {"key": key, "camera": camera_to_dict(camera), "backend": backend, **self._restore_args()}
-            got = self.call_arrays("render_restore", args, {},
-                                   {"rgb": ((h, w, 3), np.float32), "alpha": ((h, w), np.float32),
-                                    "depth": ((h, w), np.float32), "restored": ((h, w, 3), np.float32)},
-                                   cancel=cancel)
+            got = self.call_arrays(
+                "render_restore",
+                args,
+                {},
+                {
+                    "rgb": ((h, w, 3), np.float32),
+                    "alpha": ((h, w), np.float32),
+                    "depth": ((h, w), np.float32),
+                    "restored": ((h, w, 3), np.float32),
+                },
+                cancel=cancel,
+            )
         if got is None:
             return None
         r, o = got
@@ -586,8 +635,9 @@ class WorkerClient(_Common):
 
     def compress(self, src: str, dst: str, options: dict | None = None, cancel=None) -> dict | None:
         """UGC + .exgs coding of the file ``src`` into ``dst``, in the worker."""
-        return self._call("compress", {"src": os.fspath(src), "dst": os.fspath(dst), "options": options or {}},
-                          cancel=cancel)
+        return self._call(
+            "compress", {"src": os.fspath(src), "dst": os.fspath(dst), "options": options or {}}, cancel=cancel
+        )
 
     def __del__(self):
         try:

@@ -73,8 +73,12 @@ def find_base_python() -> str | None:
         if not c or not os.path.isfile(c):
             continue
         try:
-            r = subprocess.run([c, "-c", "import sys, venv; print(sys.version_info[0] * 100 + sys.version_info[1])"],
-                               capture_output=True, text=True, timeout=60)
+            r = subprocess.run(
+                [c, "-c", "import sys, venv; print(sys.version_info[0] * 100 + sys.version_info[1])"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         except (OSError, subprocess.SubprocessError):
             continue
         if r.returncode == 0 and r.stdout.strip().isdigit() and 310 <= int(r.stdout.strip()) <= 313:
@@ -82,8 +86,9 @@ def find_base_python() -> str | None:
     return None
 
 
-def setup_commands(base_python: str, folder: str | os.PathLike | None = None,
-                   packages: tuple[str, ...] = WORKER_PACKAGES) -> list[list[str]]:
+def setup_commands(
+    base_python: str, folder: str | os.PathLike | None = None, packages: tuple[str, ...] = WORKER_PACKAGES
+) -> list[list[str]]:
     """The two commands that create the worker environment in ``folder`` (default :func:`default_dir`)."""
     folder = Path(folder) if folder is not None else default_dir()
     py = str(python_in(folder))
@@ -93,8 +98,14 @@ def setup_commands(base_python: str, folder: str | os.PathLike | None = None,
     return cmds
 
 
-def create(folder: str | os.PathLike | None = None, *, base_python: str | None = None, log=None, cancel=None,
-           packages: tuple[str, ...] = WORKER_PACKAGES) -> str:
+def create(
+    folder: str | os.PathLike | None = None,
+    *,
+    base_python: str | None = None,
+    log=None,
+    cancel=None,
+    packages: tuple[str, ...] = WORKER_PACKAGES,
+) -> str:
     """Create (or complete) the worker environment in ``folder`` and return its Python.
 
     Runs :func:`setup_commands` one after the other, their output going to ``log`` (a binary file object, or
@@ -109,8 +120,10 @@ def create(folder: str | os.PathLike | None = None, *, base_python: str | None =
     folder = Path(folder) if folder is not None else default_dir()
     base = base_python or find_base_python()
     if base is None:
-        raise WorkerError("no Python 3.10-3.13 found to create the worker environment with "
-                          "(set $EXGS_WORKER_BASE_PYTHON)", str(folder))
+        raise WorkerError(
+            "no Python 3.10-3.13 found to create the worker environment with (set $EXGS_WORKER_BASE_PYTHON)",
+            str(folder),
+        )
     folder.parent.mkdir(parents=True, exist_ok=True)
     tail = bytearray()
     for cmd in setup_commands(base, folder, packages):
@@ -138,9 +151,11 @@ def create(folder: str | os.PathLike | None = None, *, base_python: str | None =
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m exgs_core.worker.environment",
-                                 description="Show (default) or create (--create) the ExGS restoration worker's "
-                                             "Python environment, where the Blender add-on and exgs find it.")
+    ap = argparse.ArgumentParser(
+        prog="python -m exgs_core.worker.environment",
+        description="Show (default) or create (--create) the ExGS restoration worker's "
+        "Python environment, where the Blender add-on and exgs find it.",
+    )
     ap.add_argument("--dir", type=Path, default=None, help=f"where (default: {default_dir()})")
     ap.add_argument("--create", action="store_true", help="create it now (downloads torch + diffusers from PyPI)")
     args = ap.parse_args(argv)

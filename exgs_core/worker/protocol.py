@@ -115,8 +115,10 @@ def check_dtype(text) -> np.dtype:
     pointers read from shared memory, records, strings, big endian, ...) is a ProtocolError."""
     m = _DTYPE.fullmatch(text) if isinstance(text, str) else None
     if m is None or int(m.group(2)) not in _KIND_SIZES[m.group(1)]:
-        raise ProtocolError(f"unsupported array dtype {text!r}: only bool, int, uint and float type strings "
-                            "such as '<f4' travel through shared memory")
+        raise ProtocolError(
+            f"unsupported array dtype {text!r}: only bool, int, uint and float type strings "
+            "such as '<f4' travel through shared memory"
+        )
     dt = np.dtype(text)
     if dt.byteorder not in "=|<" or dt.kind not in _KIND_SIZES:  # '<' on a big-endian machine is fine too
         raise ProtocolError(f"unsupported array dtype {text!r}")
@@ -143,8 +145,9 @@ def view(buf, desc: dict) -> np.ndarray:
     for s in shape:  # Python ints: no wrap-around on absurd shapes
         n *= s
     if off + n > len(buf):
-        raise ProtocolError(f"array {shape} {dt} at offset {off} does not fit in segment {desc.get('shm')} "
-                            f"({len(buf)} bytes)")
+        raise ProtocolError(
+            f"array {shape} {dt} at offset {off} does not fit in segment {desc.get('shm')} ({len(buf)} bytes)"
+        )
     return np.ndarray(shape, dtype=dt, buffer=buf, offset=off)
 
 

@@ -37,17 +37,35 @@ def scene_digest(arrays: dict, antialiased: bool) -> str:
 
 
 def camera_to_dict(cam) -> dict:
-    return {"world_to_camera": np.asarray(cam.world_to_camera, np.float64).ravel().tolist(), "fx": float(cam.fx),
-            "fy": float(cam.fy), "cx": float(cam.cx), "cy": float(cam.cy), "width": int(cam.width),
-            "height": int(cam.height), "near": float(cam.near), "far": float(cam.far), "name": str(cam.name)}
+    return {
+        "world_to_camera": np.asarray(cam.world_to_camera, np.float64).ravel().tolist(),
+        "fx": float(cam.fx),
+        "fy": float(cam.fy),
+        "cx": float(cam.cx),
+        "cy": float(cam.cy),
+        "width": int(cam.width),
+        "height": int(cam.height),
+        "near": float(cam.near),
+        "far": float(cam.far),
+        "name": str(cam.name),
+    }
 
 
 def camera_from_dict(d: dict):
     from ..camera import Camera
 
-    return Camera(np.array(d["world_to_camera"], np.float64).reshape(4, 4), d["fx"], d["fy"], d["cx"], d["cy"],
-                  int(d["width"]), int(d["height"]), near=d.get("near", 0.01), far=d.get("far", 1e10),
-                  name=d.get("name", ""))
+    return Camera(
+        np.array(d["world_to_camera"], np.float64).reshape(4, 4),
+        d["fx"],
+        d["fy"],
+        d["cx"],
+        d["cy"],
+        int(d["width"]),
+        int(d["height"]),
+        near=d.get("near", 0.01),
+        far=d.get("far", 1e10),
+        name=d.get("name", ""),
+    )
 
 
 class Server:
@@ -95,8 +113,12 @@ class Server:
 
     # ------------------------------------------------------------------ ops
     def op_hello(self, args, ins, outs):
-        info = {"protocol": protocol.PROTOCOL_VERSION, "pid": os.getpid(), "python": sys.executable,
-                "python_version": "%d.%d.%d" % sys.version_info[:3]}
+        info = {
+            "protocol": protocol.PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "python": sys.executable,
+            "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
+        }
         try:
             import torch
 
@@ -131,7 +153,7 @@ class Server:
         meta = args.get("meta") or {}
         if args.get("digest") and scene_digest(arrays, meta.get("antialiased", False)) != args["digest"]:
             raise SceneError("the scene arrived corrupted (its content does not match its digest); not kept")
-        s = GaussianScene(*(arrays[f] for f in SCENE_FIELDS), meta=meta)
+        s = GaussianScene(*(arrays[f] for f in SCENE_FIELDS), antialiased=bool(meta.get("antialiased", False)))
         if len(self.scenes) >= 2:
             self.scenes.pop(next(iter(self.scenes)))
             for k in [k for k in self.prepared if k[0] not in self.scenes]:
@@ -285,8 +307,9 @@ def main(argv=None) -> int:
                 return 0  # the parent went away
             except protocol.BadMessage as e:  # read whole, so the stream is still in step: answer and go on
                 print(f"exgs worker: {e}", file=sys.stderr, flush=True)
-                _send_reply(out, {"id": None, "ok": False, "type": "ProtocolError", "error": str(e),
-                                  "exgs_error": False})
+                _send_reply(
+                    out, {"id": None, "ok": False, "type": "ProtocolError", "error": str(e), "exgs_error": False}
+                )
                 continue
             if msg.get("op") == "quit":
                 _send_reply(out, {"id": msg.get("id"), "ok": True, "result": {}})

@@ -41,6 +41,6 @@ class RestoreSettings:
                 object.__setattr__(self, name, None)
 
     @property
-    def backend_key(self) -> "RestoreSettings":
+    def backend_key(self) -> RestoreSettings:
         """The part that decides which backend serves these settings (``enabled`` does not)."""
         return RestoreSettings(True, self.mode, self.python, self.weights, self.device)

@@ -50,8 +50,9 @@ def main() -> int:
     os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="exgs-bench-"))
     import bpy
 
-    assert bpy.ops.extensions.package_install_files(filepath=str(args.zip), repo="user_default",
-                                                    enable_on_install=True) == {"FINISHED"}
+    assert bpy.ops.extensions.package_install_files(
+        filepath=str(args.zip), repo="user_default", enable_on_install=True
+    ) == {"FINISHED"}
     import importlib
 
     importlib.import_module(PKG + ".jobs").WARMUP.wait(900)

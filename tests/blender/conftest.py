@@ -78,8 +78,11 @@ def installed(bpy_mod):
     Fails when exgs_core (or scipy, scikit-image, torch) can be imported before the install: this environment must
     be as bare as a stock Blender, or the tests would not show what users get."""
     bpy = bpy_mod
-    leaked = {m: importlib.util.find_spec(m).origin for m in ("exgs_core", "exgs_blender", "scipy", "skimage",
-                                                               "torch") if importlib.util.find_spec(m)}
+    leaked = {
+        m: importlib.util.find_spec(m).origin
+        for m in ("exgs_core", "exgs_blender", "scipy", "skimage", "torch")
+        if importlib.util.find_spec(m)
+    }
     assert not leaked, f"not a bare Blender environment, importable before installing the zip: {leaked}"
     zip_path = os.environ["EXGS_ADDON_ZIP"]
     r = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
@@ -118,8 +121,11 @@ def addon(installed, bpy_mod):
     _enable(bpy)
     reset_file(bpy)
     prefs = bpy.context.preferences.addons[PKG].preferences
-    defaults = {p.identifier: getattr(prefs, p.identifier) for p in prefs.bl_rna.properties
-                if p.identifier not in ("rna_type", "bl_idname") and not p.is_readonly}
+    defaults = {
+        p.identifier: getattr(prefs, p.identifier)
+        for p in prefs.bl_rna.properties
+        if p.identifier not in ("rna_type", "bl_idname") and not p.is_readonly
+    }
     try:
         yield bpy
     finally:

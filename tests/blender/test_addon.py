@@ -14,6 +14,7 @@ PKG = "bl_ext.user_default.exgs"
 def data(name: str) -> str:
     return str(DATA / name)
 
+
 FIXTURES = {
     "ply": "supersplat_label_sh3_1000.ply",
     "ply_ascii": "donut_sh0_300_ascii.ply",
@@ -76,9 +77,9 @@ def test_disable_enable_twice_leaves_nothing(installed, blank):
 
 @pytest.mark.parametrize("kind", sorted(FIXTURES))
 def test_import_each_format(addon, kind):
-    import exgs_core
     from bl_ext.user_default.exgs import convert
 
+    import exgs_core
     from exgs_core.io.spz import to_ply_axes
 
     bpy = addon
@@ -166,8 +167,9 @@ def _import(bpy, name, **kw):
 
 
 def test_export_exgs_equals_core_and_reimports_equal(addon, tmp_path):
-    import exgs_core
     from bl_ext.user_default.exgs import convert
+
+    import exgs_core
     from exgs_core import exgs_format
 
     bpy = addon
@@ -206,8 +208,9 @@ def test_export_to_a_missing_folder_is_a_reported_error(addon, tmp_path):
 
 def test_export_ply_applies_object_transform(addon, tmp_path):
     """Moving/rotating/scaling the object changes the exported data accordingly, SH rotated with it."""
-    import exgs_core
     from bl_ext.user_default.exgs import convert, operators
+
+    import exgs_core
     from exgs_core.sh_rotation import transform_scene
 
     bpy = addon
@@ -233,8 +236,9 @@ def test_export_ply_applies_object_transform(addon, tmp_path):
 
 
 def test_compress_operator(addon, tmp_path):
-    import exgs_core
     from bl_ext.user_default.exgs import convert
+
+    import exgs_core
 
     bpy = addon
     src = _import(bpy, "donut_sh0_2000.ply")
@@ -261,6 +265,7 @@ def test_compress_job_cancel_and_errors(addon):
     """The threaded path: cancel stops the job; bad options are reported, not raised."""
     from bl_ext.user_default.exgs import convert
     from bl_ext.user_default.exgs.jobs import CompressJob
+
     from exgs_core.compress import CompressOptions
 
     bpy = addon
@@ -301,6 +306,7 @@ def test_compress_with_scene_cameras_and_target_size(addon):
     assert len(cams) == 2
     # cameras are taken into the object's data space: they still see the splats
     from bl_ext.user_default.exgs import convert
+
     from exgs_core.render import render
 
     local = convert.pointcloud_to_scene(src.data)

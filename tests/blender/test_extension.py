@@ -30,8 +30,9 @@ def _blender_ext() -> Path:
 
 
 def test_zip_contents_and_validate(built_zip):
-    r = subprocess.run([sys.executable, str(_blender_ext()), "validate", str(built_zip)], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, str(_blender_ext()), "validate", str(built_zip)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     zf = zipfile.ZipFile(built_zip)
     names = zf.namelist()
@@ -86,13 +87,15 @@ def test_installed_add_on_runs_from_its_own_wheels(installed, addon):
     assert len(bpy.context.active_object.data.points) == 2000
 
 
-def test_kernels_compile_in_the_background_at_enable_and_first_use_says_so(installed, addon, tmp_path, monkeypatch,
-                                                                          capfd):
+def test_kernels_compile_in_the_background_at_enable_and_first_use_says_so(
+    installed, addon, tmp_path, monkeypatch, capfd
+):
     """Enabling the freshly installed add-on starts compiling exgs_core's kernels in a background thread (the
     test session's Blender user folder is new, so they were not compiled); afterwards they are cached. While
     they are not, F12 and compress say that the first use compiles (instead of a silent 10-25 s wait)."""
-    import exgs_core.warmup
     from bl_ext.user_default.exgs import jobs
+
+    import exgs_core.warmup
 
     bpy = addon
     w = jobs.WARMUP

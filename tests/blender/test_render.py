@@ -14,6 +14,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 def data(name: str) -> str:
     return str(DATA / name)
 
+
 SAVE = os.environ.get("EXGS_TEST_RENDERS")  # a folder to keep the test renders in (to look at them)
 
 
@@ -33,8 +34,9 @@ def _png(path) -> np.ndarray:
 
 def _aim(bpy, ob, co, direction=(0.55, -0.7, 0.45)):
     """Point camera ``co`` at the middle of ``ob``'s splats from ``direction``, framing them."""
-    import exgs_core
     from mathutils import Vector
+
+    import exgs_core
 
     bpy.context.view_layer.update()
     s = exgs_core.load(ob.exgs.source_path)
@@ -79,11 +81,20 @@ def _core_render(bpy, ob, co):
     sc = bpy.context.scene
     cd = co.data
     r = sc.render
-    cam = Camera.from_blender(np.array(co.matrix_world), lens_mm=cd.lens, sensor_width_mm=cd.sensor_width,
-                              sensor_height_mm=cd.sensor_height, sensor_fit=cd.sensor_fit, shift_x=cd.shift_x,
-                              shift_y=cd.shift_y, width=r.resolution_x, height=r.resolution_y,
-                              pixel_aspect=r.pixel_aspect_x / r.pixel_aspect_y, clip_start=cd.clip_start,
-                              clip_end=cd.clip_end)
+    cam = Camera.from_blender(
+        np.array(co.matrix_world),
+        lens_mm=cd.lens,
+        sensor_width_mm=cd.sensor_width,
+        sensor_height_mm=cd.sensor_height,
+        sensor_fit=cd.sensor_fit,
+        shift_x=cd.shift_x,
+        shift_y=cd.shift_y,
+        width=r.resolution_x,
+        height=r.resolution_y,
+        pixel_aspect=r.pixel_aspect_x / r.pixel_aspect_y,
+        clip_start=cd.clip_start,
+        clip_end=cd.clip_end,
+    )
     scene = transform_scene(exgs_core.load(ob.exgs.source_path), np.array(ob.matrix_world, np.float64))
     from exgs_core.render import render  # (exgs_core.render the function is shadowed by the subpackage once imported)
 
@@ -154,6 +165,7 @@ def test_passes_depth_and_alpha(addon, tmp_path):
 def test_frame_pixels_colour_and_layout():
     """Pass contents: sRGB -> linear, bottom-up rows, depth 1e10 where empty, straight vs premultiplied."""
     from bl_ext.user_default.exgs.engine.final import EMPTY_DEPTH, frame_pixels, linear_to_srgb, srgb_to_linear
+
     from exgs_core.render.result import RenderResult
 
     rgb = np.zeros((2, 3, 3), np.float32)
@@ -174,9 +186,14 @@ def test_frame_pixels_colour_and_layout():
     np.testing.assert_allclose(linear_to_srgb(srgb_to_linear(x)), x, atol=1e-5)
 
 
-@pytest.mark.parametrize("fit,shift,aspect,size", [("AUTO", (0, 0), (1, 1), (64, 48)),
-                                                    ("VERTICAL", (0.1, -0.05), (1, 1), (50, 80)),
-                                                    ("HORIZONTAL", (-0.2, 0.1), (2, 1), (80, 50))])
+@pytest.mark.parametrize(
+    "fit,shift,aspect,size",
+    [
+        ("AUTO", (0, 0), (1, 1), (64, 48)),
+        ("VERTICAL", (0.1, -0.05), (1, 1), (50, 80)),
+        ("HORIZONTAL", (-0.2, 0.1), (2, 1), (80, 50)),
+    ],
+)
 def test_camera_matches_blender_projection(addon, fit, shift, aspect, size):
     """Our camera projects points where Blender's own camera matrix does (calc_matrix_camera)."""
     from bl_ext.user_default.exgs.engine.camera import camera_from_object
@@ -229,6 +246,7 @@ def test_errors_are_reported_not_empty_frames(addon, tmp_path, monkeypatch):
         bpy.ops.render.render(write_still=True)
     co.data.type = "PERSP"
     from bl_ext.user_default.exgs import preferences
+
     from exgs_core.render import has_gsplat
 
     if not has_gsplat():
@@ -255,8 +273,11 @@ def test_viewport_camera_and_progressive_worker(addon):
     clip = P @ V @ np.append(p, 1)
     ndc = clip[:3] / clip[3]
     pc = cam.world_to_camera @ np.append(p, 1)
-    np.testing.assert_allclose([cam.fx * pc[0] / pc[2] + cam.cx, cam.fy * pc[1] / pc[2] + cam.cy],
-                               [(ndc[0] + 1) / 2 * W, (1 - ndc[1]) / 2 * H], atol=1e-3)
+    np.testing.assert_allclose(
+        [cam.fx * pc[0] / pc[2] + cam.cx, cam.fy * pc[1] / pc[2] + cam.cy],
+        [(ndc[0] + 1) / 2 * W, (1 - ndc[1]) / 2 * H],
+        atol=1e-3,
+    )
     scene, names = final.gather_splats(dg)
     assert names == [ob.name] and scene.n == 2000
     vp = viewport.ViewportRenderer()
@@ -291,10 +312,9 @@ def test_viewport_texture_upload_draws_the_frame(addon):
         def render(self, depsgraph):
             try:
                 import gpu
+                from bl_ext.user_default.exgs.engine.viewport import upload_texture
                 from gpu_extras.presets import draw_texture_2d
                 from mathutils import Matrix
-
-                from bl_ext.user_default.exgs.engine.viewport import upload_texture
 
                 rgba = np.random.default_rng(0).random((48, 64, 4)).astype(np.float32)
                 tex = upload_texture(rgba)

@@ -25,8 +25,7 @@ DATA = REPO / "tests" / "data"
 # The worker environment a user would point the add-on at (scripts/test_blender.sh passes the repo's .venv)
 WORKER_PY = os.environ.get("EXGS_TEST_WORKER_PYTHON") or str(REPO / ".venv" / "bin" / "python")
 SAVE = os.environ.get("EXGS_TEST_RENDERS")  # a folder to keep the test renders in (to look at them)
-TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4,
-        "out_init_scale": 1.0}
+TINY = {"vae_channels": 8, "latent_channels": 4, "unet_channels": [8, 16], "norm_num_groups": 4, "out_init_scale": 1.0}
 
 
 def _keep(path: Path) -> None:
@@ -57,7 +56,7 @@ def read_exr_float(path) -> dict:
             name = b[pos:e].decode()
             e2 = b.index(b"\0", e + 1)
             (size,) = struct.unpack_from("<i", b, e2 + 1)
-            attrs[name] = b[e2 + 5:e2 + 5 + size]
+            attrs[name] = b[e2 + 5 : e2 + 5 + size]
             pos = e2 + 5 + size
         pos += 1
         headers.append(attrs)
@@ -81,7 +80,7 @@ def read_exr_float(path) -> dict:
         pname = attrs.get("name", b"").rstrip(b"\0").decode()
         parts.append((chans, w, h, y0, offsets, pname))
     out = {}
-    for k, (chans, w, h, y0, offsets, pname) in enumerate(parts):
+    for chans, w, h, y0, offsets, pname in parts:
         arrs = {n: np.zeros((h, w), np.float32) for n, _ in chans}
         for off in offsets:
             if multi:
@@ -106,8 +105,10 @@ def weights(tmp_path_factory):
     if not os.path.isfile(WORKER_PY):
         pytest.skip(f"no worker Python at {WORKER_PY} (bash scripts/setup_env.sh creates .venv)")
     d = tmp_path_factory.mktemp("painter") / "tiny"
-    code = ("import sys, torch; from exgs_core.painter.model import make_painter, save_painter; "
-            f"torch.manual_seed(0); save_painter(make_painter({TINY!r}), sys.argv[1])")
+    code = (
+        "import sys, torch; from exgs_core.painter.model import make_painter, save_painter; "
+        f"torch.manual_seed(0); save_painter(make_painter({TINY!r}), sys.argv[1])"
+    )
     subprocess.run([WORKER_PY, "-c", code, str(d)], check=True, cwd=str(REPO), timeout=300)
     return str(d)
 
@@ -141,8 +142,9 @@ def restoring_env(addon, addon_prefs, weights, monkeypatch):
 
 
 def _setup(bpy, path, w=160, h=120):
-    import exgs_core as ex
     from mathutils import Vector
+
+    import exgs_core as ex
 
     assert bpy.ops.exgs.import_scene(filepath=path) == {"FINISHED"}
     ob = bpy.context.active_object
@@ -243,8 +245,9 @@ def test_restored_f12_through_worker_with_passes(restoring_env, compressed, tmp_
     assert near.min() - 1e-3 <= depth[filled].min() and depth[filled].max() <= near.max() + 1e-3
 
 
-def test_killed_worker_gives_a_reported_error_and_the_next_render_works(restoring_env, compressed, tmp_path,
-                                                                       monkeypatch):
+def test_killed_worker_gives_a_reported_error_and_the_next_render_works(
+    restoring_env, compressed, tmp_path, monkeypatch
+):
     from bl_ext.user_default.exgs.engine import restoring
 
     bpy = restoring_env
@@ -314,8 +317,14 @@ def test_animation_three_frames_farm_style_restored_with_passes(restoring_env, c
     blend = tmp_path / "farm.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    p = subprocess.run([sys.executable, "-P", "-c", FARM, str(blend), WORKER_PY, weights], capture_output=True,
-                       text=True, env=env, cwd=str(tmp_path), timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-P", "-c", FARM, str(blend), WORKER_PY, weights],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("EXGS_FARM")]
     assert line and "frames 3" in line[0] and "valid None" not in line[0], p.stdout[-2000:]
@@ -517,8 +526,7 @@ def test_shipped_weights_restore_through_the_worker(addon, addon_prefs, tmp_path
     from exgs_core.compress import CompressOptions, prune
     from exgs_core.io import save_ply
 
-    small, _, _ = prune(ex.load(str(DATA / "donut_sh0_2000.ply")), CompressOptions(ratio=0.1, views=6,
-                                                                                   view_size=96))
+    small, _, _ = prune(ex.load(str(DATA / "donut_sh0_2000.ply")), CompressOptions(ratio=0.1, views=6, view_size=96))
     path = tmp_path / "donut_rho010.ply"
     save_ply(small, path)
     _setup(bpy, str(path), 320, 240)
@@ -535,7 +543,8 @@ def test_shipped_weights_restore_through_the_worker(addon, addon_prefs, tmp_path
 
 
 def test_without_a_worker_f12_renders_unrestored_and_says_why_then_finds_the_created_one(
-        addon, addon_prefs, weights, compressed, tmp_path, monkeypatch, capfd):
+    addon, addon_prefs, weights, compressed, tmp_path, monkeypatch, capfd
+):
     """Default preferences in a stock Blender (no torch): restored F12 renders the unrestored frame with a warning
     that says how to create the worker environment; once it exists at the default place (here: linked to the
     test's worker environment, as the documented commands would create it) the next F12 is restored with no
@@ -584,8 +593,10 @@ def test_restoration_preference_off_is_reported_not_ignored(addon, addon_prefs, 
     _setup(bpy, compressed)
     sc = bpy.context.scene
     sc.exgs.restore = True
-    assert final.restore_state(sc) == (False, "Restoration is off in Preferences > Add-ons > ExGS (the scene's "
-                                              "Restore is on)")
+    assert final.restore_state(sc) == (
+        False,
+        "Restoration is off in Preferences > Add-ons > ExGS (the scene's Restore is on)",
+    )
     sc.render.filepath = str(tmp_path / "x.png")
     capfd.readouterr()
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}

@@ -70,9 +70,9 @@ def make_compressed_ply(src: str, out: str, chunks: int) -> Path:
     assert [e.name for e in hdr.elements] == ["chunk", "vertex"], "only SH0 compressed PLY is cut here"
     chunk, vertex = hdr.elements
     nv = min(vertex.count, chunks * CHUNK_SIZE)
-    body_chunk = data[hdr.size: hdr.size + chunks * chunk.dtype.itemsize]
+    body_chunk = data[hdr.size : hdr.size + chunks * chunk.dtype.itemsize]
     vstart = hdr.size + chunk.nbytes
-    body_vertex = data[vstart: vstart + nv * vertex.dtype.itemsize]
+    body_vertex = data[vstart : vstart + nv * vertex.dtype.itemsize]
     lines = []
     for ln in data[: hdr.size].decode("ascii").split("\n"):
         if ln.startswith("element chunk "):
@@ -90,8 +90,9 @@ def _webp_lossless(rgba: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buf, "WEBP", lossless=True, quality=100, method=6,
-                                                             exact=True)
+    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(
+        buf, "WEBP", lossless=True, quality=100, method=6, exact=True
+    )
     data = buf.getvalue()
     back = decode_webp_rgba(data, min_texels=1, max_texels=1 << 28)
     assert np.array_equal(back, rgba), "lossless WebP round trip changed texels"

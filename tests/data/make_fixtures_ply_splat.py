@@ -55,19 +55,48 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     sh = args.shared
 
-    _cut_ply(sh / DONUT, HERE / "donut_sh0_2000.ply", 2000, text=False,
-             comment="first 2000 of GSHairLoD donut fused.ply, MIT (c) 2025 Xijie Yang et al.")
-    _cut_ply(sh / DONUT, HERE / "donut_sh0_300_ascii.ply", 300, text=True,
-             comment="first 300 of GSHairLoD donut fused.ply, MIT (c) 2025 Xijie Yang et al.")
-    _cut_ply(sh / LABEL, HERE / "supersplat_label_sh3_1000.ply", 1000, text=False,
-             comment="first 1000 of supersplat fruit_drops_minimal.ply crop, MIT (c) PlayCanvas")
+    _cut_ply(
+        sh / DONUT,
+        HERE / "donut_sh0_2000.ply",
+        2000,
+        text=False,
+        comment="first 2000 of GSHairLoD donut fused.ply, MIT (c) 2025 Xijie Yang et al.",
+    )
+    _cut_ply(
+        sh / DONUT,
+        HERE / "donut_sh0_300_ascii.ply",
+        300,
+        text=True,
+        comment="first 300 of GSHairLoD donut fused.ply, MIT (c) 2025 Xijie Yang et al.",
+    )
+    _cut_ply(
+        sh / LABEL,
+        HERE / "supersplat_label_sh3_1000.ply",
+        1000,
+        text=False,
+        comment="first 1000 of supersplat fruit_drops_minimal.ply crop, MIT (c) PlayCanvas",
+    )
 
     raw = (sh / PLANT).read_bytes()
     (HERE / "plant_2000.splat").write_bytes(raw[: 2000 * 32])
 
     ref = plyfile.PlyData.read(str(sh / PLANT_REF))["vertex"].data
-    cols = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
-            "rot_0", "rot_1", "rot_2", "rot_3"]
+    cols = [
+        "x",
+        "y",
+        "z",
+        "f_dc_0",
+        "f_dc_1",
+        "f_dc_2",
+        "opacity",
+        "scale_0",
+        "scale_1",
+        "scale_2",
+        "rot_0",
+        "rot_1",
+        "rot_2",
+        "rot_3",
+    ]
     oracle = {str(i): {c: float(ref[c][i]) for c in cols} for i in PLANT_REF_ROWS}
 
     names = ["donut_sh0_2000.ply", "donut_sh0_300_ascii.ply", "plant_2000.splat", "supersplat_label_sh3_1000.ply"]
@@ -78,7 +107,7 @@ def main(argv=None) -> None:
         },
         "plant_2000.splat": {
             "oracle": "PlayCanvas splat-transform 3.7.0 decode (reference-ply/splatset_plant.from-splat.ply), "
-                      "float32 values; rot_* are normalised from b/255*2-1",
+            "float32 values; rot_* are normalised from b/255*2-1",
             "rows": oracle,
         },
     }

@@ -47,14 +47,22 @@ def _cases():
     keep = (np.arange(src.n) % 3) != 0
     yield "supersplat_sh3_500", src, keep, F.CodecOptions(sh_palette_size=64)
     s = synthetic_scene(300, 0, seed=7)
-    s.meta["antialiased"] = True
-    yield "synthetic_sh0_300_aa_wide", s, None, F.CodecOptions(
-        position_bits=18, rotation_bits=12, scale_bits=10, opacity_bits=10, color_bits=9)
+    s.antialiased = True
+    yield (
+        "synthetic_sh0_300_aa_wide",
+        s,
+        None,
+        F.CodecOptions(position_bits=18, rotation_bits=12, scale_bits=10, opacity_bits=10, color_bits=9),
+    )
     yield "synthetic_sh2_200", synthetic_scene(200, 2, seed=8), None, F.CodecOptions()
     yield "empty_sh1", GaussianScene.empty(0, sh_degree=1), None, F.CodecOptions()
     biker = ex.load(REPO / "tests" / "data" / "playcanvas_biker_head4096.v4.spz").subset(np.arange(0, 4096, 4))
-    yield "biker_sh0_1024_coarse", biker, None, F.CodecOptions(rotation_bits=7, scale_bits=6, opacity_bits=7,
-                                                               color_bits=6)
+    yield (
+        "biker_sh0_1024_coarse",
+        biker,
+        None,
+        F.CodecOptions(rotation_bits=7, scale_bits=6, opacity_bits=7, color_bits=6),
+    )
 
 
 def out_arrays(scene: GaussianScene) -> dict:
@@ -65,8 +73,7 @@ def out_arrays(scene: GaussianScene) -> dict:
 
 def make(force: bool) -> None:
     for name, scene, sh_full, opts in _cases():
-        data = F.encode(scene, sh_full=sh_full, options=opts, source_sha256="0" * 64,
-                        extra_header={"golden": name})
+        data = F.encode(scene, sh_full=sh_full, options=opts, source_sha256="0" * 64, extra_header={"golden": name})
         v = F.describe(data)["version"]
         exgs = HERE / f"golden_v{v}_{name}.exgs"
         npz = exgs.with_suffix(".npz")
@@ -76,7 +83,7 @@ def make(force: bool) -> None:
         dec = F.decode(data)
         arrays = {f"in_{f}": getattr(scene, f) for f in FIELDS}
         arrays["in_sh_full"] = np.ones(scene.n, bool) if sh_full is None else sh_full
-        arrays["in_antialiased"] = np.array(bool(scene.meta.get("antialiased")))
+        arrays["in_antialiased"] = np.array(bool(scene.antialiased))
         arrays.update(out_arrays(dec))
         arrays["sha256"] = np.array(hashlib.sha256(data).hexdigest())
         F.write_exgs(exgs, data)
