@@ -86,7 +86,10 @@ def project_version() -> str:
 
 def build_core_wheel(dest: Path) -> Path:
     """exgs_core as ``exgs-<version>-py3-none-any.whl`` (pure Python; written directly, no build backend)."""
-    version = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    m = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    if m is None:
+        raise SystemExit('build.py: no version = "..." line in pyproject.toml')
+    version = m.group(1)
     name = f"exgs-{version}-py3-none-any.whl"
     dist_info = f"exgs-{version}.dist-info"
     files: list[tuple[str, bytes]] = []

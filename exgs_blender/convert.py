@@ -127,7 +127,7 @@ def scene_to_pointcloud(scene: GaussianScene, name: str, context) -> bpy.types.P
     _set(pc, ATTR_SCALE, "FLOAT_VECTOR", np.exp(scene.log_scales))
     q = scene.quats.astype(np.float32)
     norm = np.linalg.norm(q, axis=1, keepdims=True)
-    q = np.divide(q, norm, out=np.tile(np.float32([1, 0, 0, 0]), (n, 1)), where=norm > 0)
+    q = np.divide(q, norm, out=np.tile(np.array([1, 0, 0, 0], np.float32), (n, 1)), where=norm > 0)
     _set(pc, ATTR_ROTATION, "QUATERNION", q)
     base = np.empty((n, 4), np.float32)
     base[:, :3] = scene.sh[:, 0]
@@ -163,6 +163,8 @@ def pointcloud_to_scene(pc, *, antialiased: bool = False) -> GaussianScene:
     if base is None:
         raise ValueError(f"point cloud {pc.name!r} has no {ATTR_BASE!r} attribute (not Gaussian splat data)")
     means = _get(pc, ATTR_POSITION, 3)
+    if means is None:
+        raise ValueError(f"point cloud {pc.name!r} has no {ATTR_POSITION!r} attribute")
     scale = _get(pc, ATTR_SCALE, 3)
     rot = _get(pc, ATTR_ROTATION, 4)
     rest = []
@@ -182,7 +184,7 @@ def pointcloud_to_scene(pc, *, antialiased: bool = False) -> GaussianScene:
         sh[:, j] = rest[j - 1]
     sh_degree_from_count(k)
     log_scales = np.log(np.maximum(scale, 1e-30)) if scale is not None else np.full((n, 3), np.log(0.01), np.float32)
-    quats = rot if rot is not None else np.tile(np.float32([1, 0, 0, 0]), (n, 1))
+    quats = rot if rot is not None else np.tile(np.array([1, 0, 0, 0], np.float32), (n, 1))
     meta = {"format": "blender"}
     return GaussianScene(
         means.astype(np.float32),

@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 FIRST_USE = "first use after installing: compiling kernels, once per machine"
 
@@ -19,16 +20,16 @@ FIRST_USE = "first use after installing: compiling kernels, once per machine"
 @dataclass
 class CompressOutcome:
     data: bytes
-    report: object  # exgs_core.compress.CompressReport
-    scene: object  # the decoded GaussianScene (what the .exgs file holds)
+    report: Any  # exgs_core.compress.CompressReport
+    scene: Any  # the decoded GaussianScene (what the .exgs file holds)
 
 
 @dataclass
 class CompressJob:
     """One UGC compression of ``scene`` with ``options`` (exgs_core.compress.CompressOptions)."""
 
-    scene: object
-    options: object
+    scene: Any
+    options: Any
     cameras: list | None = None
     progress: float = 0.0
     stage: str = "queued"
@@ -120,7 +121,7 @@ class WarmUp:
     seconds: float = 0.0
     error: str | None = None
     log_path: str | None = None
-    _proc: object = None
+    _proc: Any = None
     _t0: float = 0.0
     _fraction: float = 0.0
 

@@ -444,16 +444,16 @@ class EXGS_OT_compress(bpy.types.Operator):
         ob = create_splat_object(
             context, out.scene, name, collection=coll, orient=False, source=src.exgs.source_path if src else ""
         )
-        e = ob.exgs
-        e.exgs_cache = str(cache)
-        e.exgs_cache_hash = scene_hash(convert.pointcloud_to_scene(ob.data))
-        e.gaussians_before, e.gaussians_after = rep.gaussians_in, rep.gaussians_out
-        e.source_bytes = src.exgs.source_bytes if src is not None else 0
-        e.sh3_ply_bytes, e.compressed_bytes = rep.bytes_sh3_ply, rep.bytes_out
+        props = ob.exgs
+        props.exgs_cache = str(cache)
+        props.exgs_cache_hash = scene_hash(convert.pointcloud_to_scene(ob.data))
+        props.gaussians_before, props.gaussians_after = rep.gaussians_in, rep.gaussians_out
+        props.source_bytes = src.exgs.source_bytes if src is not None else 0
+        props.sh3_ply_bytes, props.compressed_bytes = rep.bytes_sh3_ply, rep.bytes_out
         if src is not None:
             ob.matrix_world = src.matrix_world.copy()
-            e.orientation = src.exgs.orientation[:]
-            e.antialiased = src.exgs.antialiased
+            props.orientation = src.exgs.orientation[:]
+            props.antialiased = src.exgs.antialiased
             src.hide_set(True)
             src.hide_render = True
         for o in context.selected_objects:
@@ -462,10 +462,10 @@ class EXGS_OT_compress(bpy.types.Operator):
         context.view_layer.objects.active = ob
         msg = (
             f"{rep.gaussians_in:,} -> {rep.gaussians_out:,} Gaussians, "
-            + "; ".join(size_lines(e))
+            + "; ".join(size_lines(props))
             + f" (in {job.seconds:.1f} s{'; ' + FIRST_USE if job.first_use else ''})"
         )
-        props.job_message = size_lines(e)[0]
+        props.job_message = size_lines(props)[0]
         self.report({"INFO"}, "ExGS compress: " + msg)
         return {"FINISHED"}
 

@@ -184,7 +184,8 @@ def _stat_value(path: str, keys: tuple[bytes, ...]) -> int:
 def _cgroup_dirs() -> tuple[list[str], list[str]]:
     """(v2 directories, v1 memory-controller directories) of this process's cgroup and its parents, deepest first;
     the mount root comes last (inside a container the paths in /proc/self/cgroup are often not visible)."""
-    v2, v1 = [], []
+    v2: list[str] = []
+    v1: list[str] = []
     try:
         with open(PROC_CGROUP, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()

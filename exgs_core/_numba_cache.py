@@ -66,6 +66,8 @@ def _numba_user_cache_dir() -> str | None:
         path = os.path.join(list(spec.submodule_search_locations)[0], "misc", "appdirs.py")
         try:
             sub = importlib.util.spec_from_file_location("_exgs_numba_appdirs", path)
+            if sub is None or sub.loader is None:
+                return ""
             mod = importlib.util.module_from_spec(sub)
             sub.loader.exec_module(mod)
         except Exception:  # noqa: BLE001 - numba's layout changed: treat as "unknown", i.e. unwritable

@@ -255,28 +255,37 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _writer_options(fmt: str, args) -> dict:
+    """Per-format writer options from the command line (only those that apply to ``fmt``)."""
+    if fmt == "ply":
+        return {"ascii": bool(getattr(args, "ascii", False))}
+    if fmt == "spz":
+        return {"version": int(getattr(args, "spz_version", 4))}
+    return {}
+
+
+def _print_write_report(rep) -> None:
+    for k, n in rep.clamped.items():
+        print(f"warning: clamped {n:,} value(s) of {k} into the {rep.format} format's range", file=sys.stderr)
+    for note in rep.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def cmd_convert(args) -> int:
-    from .io import load
-    from .io.ply import write_ply
+    from .io import format_for_path, load, save
 
     _check_inputs(args.input)
     out = Path(args.output)
-    if out.suffix.lower() != ".ply":
-        raise ExgsError(f"only .ply output is supported by convert, got {out.name!r}", out)
+    fmt = format_for_path(out)
+    if args.ascii and fmt != "ply":
+        raise ExgsError(f"--ascii applies to .ply output only, not {fmt}", out)
     check_output_path(out)
     t0 = time.perf_counter()
     scene = load(args.input)
-    if args.sanitize:
-        scene, rep = scene.sanitize()
-        for a in rep.actions:
-            print(f"sanitize: {a}", file=sys.stderr)
-    else:
-        rep = scene.validate()
-        if not rep.ok:
-            print(f"warning: {args.input}: {rep} (use --sanitize to repair)", file=sys.stderr)
-    write_ply(scene, out, ascii=args.ascii)
+    rep = save(scene, out, format=fmt, sanitize=args.sanitize, **_writer_options(fmt, args))
+    _print_write_report(rep)
     print(
-        f"{args.input} ({scene.meta.get('format')}) -> {out}: {scene.n:,} Gaussians, SH {scene.sh_degree}, "
+        f"{args.input} ({scene.meta.get('format')}) -> {out} ({fmt}): {rep.gaussians:,} Gaussians, SH {scene.sh_degree}, "
         f"{human_bytes(path_bytes(out))} in {time.perf_counter() - t0:.2f} s"
     )
     return 0
@@ -613,11 +622,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="one JSON object per file")
     sp.set_defaults(func=cmd_info)
 
-    sp = sub.add_parser("convert", help="convert any readable splat file to a standard 3DGS .ply")
+    sp = sub.add_parser(
+        "convert",
+        help="convert any readable splat file to another format, chosen by OUT's name: .ply, .compressed.ply, "
+        ".spz, .sog, .splat, .glb or .exgs",
+    )
     sp.add_argument("input", metavar="IN")
-    sp.add_argument("output", metavar="OUT.ply")
+    sp.add_argument("output", metavar="OUT")
     sp.add_argument("--ascii", action="store_true", help="write ASCII PLY (default binary little endian)")
-    sp.add_argument("--sanitize", action="store_true", help="drop NaN/Inf Gaussians and fix zero rotations (reported)")
+    sp.add_argument("--spz-version", type=int, choices=(3, 4), default=4, help="SPZ version to write (default 4)")
+    sp.add_argument(
+        "--sanitize",
+        action="store_true",
+        help="write a scene with NaN/Inf Gaussians dropped and zero rotations set to identity (reported); "
+        "without it such a scene is refused with the counts",
+    )
     sp.set_defaults(func=cmd_convert)
 
     sp = sub.add_parser("render", help="render automatic views (or cameras.json) to PNG files")

@@ -42,8 +42,8 @@ try:  # numba compiles the build and the queries; the pure-Python bodies are the
     from numba import njit as _njit
     from numba import prange as _prange
 except ImportError:  # pragma: no cover
-    _njit = None
-    _prange = range
+    _njit = None  # type: ignore[assignment]
+    _prange = range  # type: ignore[misc]
 
 
 def _compiled(fn, **kw):

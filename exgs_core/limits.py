@@ -135,7 +135,7 @@ def current(max_gaussians=_UNSET) -> Limits:
 def _count_arg(v) -> int | None:
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
         raise ValueError(f"max_gaussians must be a non-negative count (0 = no limit), got {v!r}")
-    return int(v) or None
+    return int(float(v)) or None
 
 
 def check_argument(max_gaussians) -> None:

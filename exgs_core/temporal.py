@@ -103,7 +103,7 @@ class TemporalStabilizer:
         self.reset()
 
     def reset(self) -> None:
-        self._prev = None  # (residual [H,W,3], filled depth [H,W], camera)
+        self._prev: tuple | None = None  # (residual [H,W,3], filled depth [H,W], camera)
         self.last_valid_fraction = 0.0
 
     def __call__(

@@ -222,15 +222,15 @@ def load_cameras_json(path: str | os.PathLike, width: int | None = None, height:
     if not isinstance(data, list) or not data:
         raise CameraError("expected a non-empty JSON list of cameras", path)
     cams = []
-    for i, e in enumerate(data):
+    for i, item in enumerate(data):
         where = f"camera #{i}"
         try:
-            if not isinstance(e, dict):
+            if not isinstance(item, dict):
                 raise CameraError(f"{where}: expected an object")
-            w, h = _whole(e["width"], "width"), _whole(e["height"], "height")
-            rot = np.asarray(e["rotation"], np.float64)
-            pos = np.asarray(e["position"], np.float64)
-            fx, fy = float(e["fx"]), float(e["fy"])
+            w, h = _whole(item["width"], "width"), _whole(item["height"], "height")
+            rot = np.asarray(item["rotation"], np.float64)
+            pos = np.asarray(item["position"], np.float64)
+            fx, fy = float(item["fx"]), float(item["fy"])
         except KeyError as k:
             raise CameraError(f"{where}: missing field {k}", path) from None
         except (TypeError, ValueError, OverflowError) as err:
@@ -244,12 +244,12 @@ def load_cameras_json(path: str | os.PathLike, width: int | None = None, height:
         c2w = np.eye(4)
         c2w[:3, :3], c2w[:3, 3] = rot, pos
         try:
-            cam = Camera(np.linalg.inv(c2w), fx, fy, w / 2, h / 2, w, h, name=str(e.get("img_name", i)))
+            cam = Camera(np.linalg.inv(c2w), fx, fy, w / 2, h / 2, w, h, name=str(item.get("img_name", i)))
         except CameraError as err:
             raise CameraError(f"{where}: {err.detail}", path) from None
         if width or height:
-            W = width or round(w * height / h)
-            H = height or round(h * width / w)
+            W = width or round(w * (height or 0) / h)
+            H = height or round(h * (width or 0) / w)
             cam = cam.resized(W, H)
         cams.append(cam)
     return cams

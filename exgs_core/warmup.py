@@ -95,7 +95,7 @@ def kernels() -> dict:
 def _jit_disabled() -> bool:
     from numba.core import config
 
-    return bool(config.DISABLE_JIT)
+    return bool(getattr(config, "DISABLE_JIT", False))
 
 
 def _counts(ks: dict) -> tuple[int, int]:
@@ -124,12 +124,12 @@ def _sources_digest() -> str:
                 p = os.path.join(dirpath, f)
                 st = os.stat(p)
                 files.append((os.path.relpath(p, root).replace(os.sep, "/"), st.st_size, st.st_mtime_ns))
-    files = tuple(files)
+    key = tuple(files)
     cached = _SOURCE_HASH
-    if cached is not None and cached[0] == files:
+    if cached is not None and cached[0] == key:
         return cached[1]
     h = hashlib.sha256()
-    for rel, _, _ in files:
+    for rel, _, _ in key:
         with open(os.path.join(root, rel), "rb") as fh:
             data = fh.read()
         h.update(rel.encode() + b"\0" + len(data).to_bytes(8, "little") + data)

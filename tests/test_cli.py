@@ -57,9 +57,11 @@ def test_convert_round_trip(capsys, tmp_path):
     assert code == 0 and "2,000 Gaussians" in out
     a, b = load(DATA / "plant_2000.splat"), load(out_ply)
     assert a.equal(b)
-    code, _, err = run(capsys, "convert", DONUT, tmp_path / "out.spz")
-    assert code == 2 and ".ply" in err
-    assert not (tmp_path / "out.spz").exists()
+    code, _, err = run(capsys, "convert", DONUT, tmp_path / "out.xyz")
+    assert code == 2 and "cannot tell the output format" in err and ".spz" in err and ".glb" in err
+    assert not (tmp_path / "out.xyz").exists()
+    code, _, err = run(capsys, "convert", DONUT, tmp_path / "out.spz", "--ascii")
+    assert code == 2 and "--ascii applies to .ply output only" in err
 
 
 def test_render_writes_pngs(capsys, tmp_path):
@@ -206,7 +208,7 @@ def test_unwritable_outputs_are_clear_errors_before_any_work(capsys, tmp_path, m
     code, _, err = run(capsys, "convert", DONUT, missing / "x.ply")
     assert code == 2 and "does not exist" in err
     code, _, err = run(capsys, "convert", DONUT, tmp_path)  # a folder, not a file name
-    assert code == 2 and "only .ply output" in err
+    assert code == 2 and "cannot tell the output format" in err
     (tmp_path / "afile").write_bytes(b"")
     code, _, err = run(capsys, "render", DONUT, "--out", tmp_path / "afile" / "sub", "--views", "1", "--size", "16x16")
     assert code == 2 and "cannot create the output folder" in err
@@ -257,3 +259,31 @@ def test_eval_on_cameras_that_see_nothing_is_an_error(capsys, tmp_path):
     save_cameras_json(away[:1] + cams[:1], tmp_path / "half.json")
     code, out, err = run(capsys, "eval", DONUT, DONUT, "--cameras", tmp_path / "half.json")
     assert code == 0 and "1 of 2 view(s) show nothing" in err
+
+
+def test_convert_spz_to_ply_writes_ply_axes(capsys, tmp_path):
+    """An SPZ (right-up-back) converted to .ply lands in 3DGS PLY axes (right-down-forward), SH rotated with it,
+    so a PLY viewer shows it the right way up."""
+    from exgs_core.io.spz import to_ply_axes
+
+    src = REPO / "examples" / "playcanvas_biker.spz"
+    code, _, err = run(capsys, "convert", src, tmp_path / "b.ply")
+    assert code == 0 and "right-down-forward" in err
+    want = to_ply_axes(load(src))
+    got = load(tmp_path / "b.ply")
+    assert got.equal(want)
+    assert not np.allclose(got.means, load(src).means)  # really converted
+
+
+def test_convert_refuses_nan_with_counts(capsys, tmp_path):
+    from exgs_core.io.ply import write_ply
+
+    s = load(DATA / "plant_2000.splat")
+    s.means[[3, 7]] = np.nan
+    bad = tmp_path / "bad.ply"
+    write_ply(s, bad)
+    code, _, err = run(capsys, "convert", bad, tmp_path / "out.ply")
+    assert code == 2 and "2 Gaussian(s) with NaN/Inf in means" in err and "--sanitize" in err
+    assert not (tmp_path / "out.ply").exists()
+    code, out, err = run(capsys, "convert", bad, tmp_path / "out.ply", "--sanitize")
+    assert code == 0 and "1,998 Gaussians" in out and "dropped 2" in err

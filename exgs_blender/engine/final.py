@@ -206,7 +206,7 @@ def render(engine, depsgraph) -> None:
         from exgs_core.render.result import RenderResult
 
         z = np.zeros((height, width), np.float32)
-        res = RenderResult(np.zeros((height, width, 3), np.float32), z, z, None, "none", 0)
+        res: RenderResult | None = RenderResult(np.zeros((height, width, 3), np.float32), z, z, None, "none", 0)
     else:
         engine.update_progress(0.1)
         from exgs_core.render import render as core_render
@@ -239,7 +239,7 @@ def render(engine, depsgraph) -> None:
         except MemoryError:
             _fail(engine, f"ExGS: out of memory rendering {splats.n:,} Gaussians at {width}x{height}")
             return
-    if engine.test_break():
+    if engine.test_break() or res is None:  # None: the worker's render was cancelled
         return
     if restore and splats is not None and restored is None:
         from exgs_core.errors import ExgsError as _E

@@ -158,6 +158,7 @@ class Attribute:
         q: dict = {} if self.scheme is None else {"scheme": self.scheme}
         q["bits"] = int(bits)
         if self.dim:
+            assert codes.params is not None  # uniform quantisers always carry (min, step)
             q["min"], q["step"] = _f32list(codes.params[0]), _f32list(codes.params[1])
         return q
 

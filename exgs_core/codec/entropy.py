@@ -51,7 +51,7 @@ FILTER_SHUFFLE = 1
 FILTER_DELTA = 2
 FILTERS = (FILTER_NONE, FILTER_SHUFFLE, FILTER_DELTA)
 
-ELEM_DTYPES = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+ELEM_DTYPES: dict[int, np.dtype] = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 
 #: Largest zstd window a reader accepts (and the writer uses): 2^27 bytes.
 MAX_WINDOW = 1 << 27

@@ -217,3 +217,124 @@ def save_ply(scene: GaussianScene, path: str | os.PathLike, *, ascii: bool = Fal
     from .ply import write_ply
 
     write_ply(scene, path, ascii=ascii)
+
+
+# ============================================================================================ writing
+#: Formats :func:`save` writes, and the file name endings that pick them (longest ending first).
+WRITE_FORMATS = ("ply", "compressed_ply", "spz", "sog", "splat", "glb", "exgs")
+_ENDINGS = (
+    (".compressed.ply", "compressed_ply"),
+    (".ply", "ply"),
+    (".spz", "spz"),
+    (".sog", "sog"),
+    (".splat", "splat"),
+    (".glb", "glb"),
+    (".exgs", "exgs"),
+)
+#: format -> (module, bytes encoder ``f(scene, **options) -> (bytes, WriteReport)``)
+_ENCODERS = {
+    "compressed_ply": ("exgs_core.io.compressed_ply_write", "encode_compressed_ply"),
+    "spz": ("exgs_core.io.spz", "encode_spz"),
+    "sog": ("exgs_core.io.sog_write", "encode_sog"),
+    "splat": ("exgs_core.io.splat", "encode_splat_bytes"),
+    "glb": ("exgs_core.io.glb", "encode_glb"),
+}
+
+
+def format_for_path(path: str | os.PathLike) -> str:
+    """The format :func:`save` writes for ``path``, from its name ending (``.compressed.ply`` before ``.ply``).
+
+    Raises:
+        UnsupportedFormatError: the ending is none of :data:`WRITE_FORMATS`' (the message lists them).
+    """
+    name = os.fspath(path).lower()
+    for ending, fmt in _ENDINGS:
+        if name.endswith(ending):
+            return fmt
+    raise UnsupportedFormatError(
+        f"cannot tell the output format from the name; use one of {', '.join(e for e, _ in _ENDINGS)}", path
+    )
+
+
+def encode_as(scene: GaussianScene, fmt: str, *, sanitize: bool = False, path=None, **options):
+    """``scene`` encoded as format ``fmt`` (one of :data:`WRITE_FORMATS`) in memory.
+
+    Scenes in SPZ's stored axes (right-up-back) are turned into 3DGS PLY axes first for every format but
+    ``spz`` (whose writer converts to its own axes) and ``exgs`` (which records the axes it was given).
+    ``options`` go to the format's encoder (e.g. ``version=3`` for SPZ); ``path`` only names the file in errors.
+
+    Returns:
+        (bytes, :class:`exgs_core.io.writing.WriteReport` with ``bytes`` and ``gaussians`` filled).
+
+    Raises:
+        SceneError: NaN/Inf or zero rotations and not ``sanitize`` (see :func:`exgs_core.io.writing.prepare`).
+        UnsupportedFormatError: ``fmt`` is not writable.
+    """
+    from .spz import to_ply_axes
+    from .writing import WriteReport, prepare
+
+    if fmt not in WRITE_FORMATS:
+        raise UnsupportedFormatError(f"cannot write format {fmt!r}; writable: {', '.join(WRITE_FORMATS)}", path)
+    if fmt not in ("spz", "exgs"):
+        converted = to_ply_axes(scene)
+        axes_note = converted is not scene
+        scene = converted
+    else:
+        axes_note = False
+    if fmt in _ENCODERS:
+        mod_name, fn_name = _ENCODERS[fmt]
+        clean, rep = prepare(scene, path, fmt, sanitize=sanitize)
+        encoder = getattr(importlib.import_module(mod_name), fn_name, None)
+        if encoder is None:
+            raise UnsupportedFormatError(f"this build of exgs has no {fmt} writer", path)
+        data, enc_rep = encoder(clean, **options)
+        enc_rep.notes = rep.notes + enc_rep.notes
+        rep = enc_rep
+    elif fmt == "ply":
+        clean, rep = prepare(scene, path, fmt, sanitize=sanitize)
+        data = _ply_bytes(clean, **options)
+    else:  # exgs: the codec with its default options (compress() chooses them per scene)
+        from ..exgs_format import encode
+
+        clean, rep = prepare(scene, path, fmt, sanitize=sanitize)
+        data = encode(clean, **options)
+    if axes_note:
+        rep.notes.append("converted from SPZ's right-up-back axes to 3DGS PLY's right-down-forward axes")
+    rep.format, rep.bytes, rep.gaussians = fmt, len(data), clean.n
+    rep.path = None if path is None else os.fspath(path)
+    assert isinstance(rep, WriteReport)
+    return data, rep
+
+
+def _ply_bytes(scene: GaussianScene, *, ascii: bool = False) -> bytes:
+    import tempfile
+
+    from .ply import write_ply
+
+    with tempfile.TemporaryDirectory(prefix="exgs-ply-") as d:
+        p = os.path.join(d, "scene.ply")
+        write_ply(scene, p, ascii=ascii)
+        with open(p, "rb") as f:
+            return f.read()
+
+
+def save(
+    scene: GaussianScene, path: str | os.PathLike, *, format: str | None = None, sanitize: bool = False, **options
+):
+    """Write ``scene`` to ``path`` in ``format`` (default: from the name, :func:`format_for_path`), atomically
+    (temp file + rename: a failure leaves no partial file and an existing file untouched).
+
+    Returns:
+        :class:`exgs_core.io.writing.WriteReport`: bytes, Gaussians, clamped values per field, notes.
+
+    Raises:
+        SceneError, UnsupportedFormatError: see :func:`encode_as`; OutputError: the path cannot be written.
+    """
+    from .atomic import atomic_write, check_output_path
+
+    fmt = format or format_for_path(path)
+    check_output_path(path)
+    data, rep = encode_as(scene, fmt, sanitize=sanitize, path=path, **options)
+    with atomic_write(path) as f:
+        f.write(data)
+    return rep

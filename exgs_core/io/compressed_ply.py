@@ -358,6 +358,7 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
     sh = np.empty((n, k, 3), np.float32)
     sh[:, 0] = dc
     if n_rest:
+        assert sh_el is not None  # n_rest > 0 only when the sh element exists
         b = np.stack([rows(sh_el)[f"f_rest_{i}"] for i in range(n_rest)], axis=1)  # [N, 3*(K-1)] channel-major
         t = (b.astype(np.float64) + 0.5) / 256.0
         t = np.where(b == 0, 0.0, np.where(b == 255, 1.0, t))

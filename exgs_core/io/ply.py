@@ -285,7 +285,7 @@ def read_ply_header(path: str | os.PathLike, head: bytes | None = None) -> PlyHe
                     raise bad("expected 'property <type> <name>'")
                 if words[0] not in _PLY_TYPES:
                     raise bad(f"unknown property type {words[0]!r}")
-                name, typ = words[1], _PLY_TYPES[words[0]]
+                name, typ = words[1], _PLY_TYPES[words[0]]  # type: ignore[assignment]
             if name in prop_names:
                 raise bad(f"duplicate property {name!r} in element {el.name!r}")
             prop_names.add(name)

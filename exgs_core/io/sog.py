@@ -123,6 +123,7 @@ class SogSource:
         try:
             if self._zip is not None:
                 return int(self._zip.getinfo(self._prefix + name).compress_size)
+            assert self._dir is not None  # a folder source when there is no zip
             return (self._dir / name).stat().st_size
         except (KeyError, OSError):
             return 0
@@ -152,6 +153,7 @@ class SogSource:
                     f"cannot read member {name!r}: {type(e).__name__}: {e}", self.path, field=field
                 ) from None
         else:
+            assert self._dir is not None  # a folder source when there is no zip
             p = self._dir / name
             try:
                 if p.stat().st_size > limit:

@@ -88,6 +88,7 @@ class RandomFeatures(torch.nn.Module):
             conv = torch.nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
             with torch.no_grad():
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * math.sqrt(2.0 / (cin * 9)))
+                assert conv.bias is not None
                 conv.bias.zero_()
             self.convs.append(conv)
         for p in self.parameters():

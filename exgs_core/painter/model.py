@@ -44,6 +44,7 @@ import json
 import math
 import os
 import stat
+from typing import Any, cast
 
 from ..errors import ExgsError
 
@@ -86,7 +87,7 @@ MAX_CONFIG_BYTES = 1 << 20
 #:
 #: ``skip_base`` is "input" or "prefill". Other keys (``trained_steps``, ``val``, ``calibration``, ...) are
 #: metadata: only checked to hold no NaN / Infinity.
-CONFIG_BOUNDS = {
+CONFIG_BOUNDS: dict[str, Any] = {
     "timestep": (0, 1000),
     "in_channels": (7, 7),
     "latent_channels": (1, 64),
@@ -201,7 +202,7 @@ def validate_config(cfg: dict, path: str | None = None) -> None:
     if len(dec) != len(enc):
         fail("num_decoder_blocks", dec, f"as long as num_encoder_blocks ({len(enc)} levels)")
     ch = int_list("unet_channels", full.get("unet_channels"), B["unet_levels"], B["unet_channels"])
-    groups = full["norm_num_groups"]
+    groups = cast(int, full["norm_num_groups"])
     if any(c % groups or c < 2 * groups for c in ch):  # GroupNorm; one channel per group fails on 1x1 maps
         fail(
             "norm_num_groups",
@@ -285,7 +286,7 @@ def make_painter(cfg: dict | None = None):
     full.update(cfg or {})
     validate_config(full)
 
-    class _GaussPainter(torch.nn.Module):
+    class _GaussPainter(torch.nn.Module):  # type: ignore[name-defined]
         def __init__(self, config):
             super().__init__()
             self.config = config

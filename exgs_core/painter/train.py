@@ -50,7 +50,7 @@ def load_optimizer(opt, path: str) -> None:
 
     flat = load_file(path)
     sd = opt.state_dict()
-    state = {}
+    state: dict = {}
     for key, v in flat.items():
         pid, k = key.split(".", 1)
         state.setdefault(int(pid), {})[k] = v
@@ -65,7 +65,7 @@ def validate(model, val_scenes, views=(0, 4)) -> dict:
     from ..metrics import psnr, ssim
 
     model.eval()
-    res = {}
+    res: dict = {}
     with torch.no_grad():
         for sc in val_scenes:
             for r in range(sc.inputs.shape[0]):
@@ -81,7 +81,7 @@ def validate(model, val_scenes, views=(0, 4)) -> dict:
                     d["ssim_in"].append(ssim(x, t))
                     d["ssim"].append(ssim(y, t))
     model.train()
-    out = {k: {m: round(float(np.mean(v)), 4) for m, v in d.items()} for k, d in sorted(res.items())}
+    out: dict = {k: {m: round(float(np.mean(v)), 4) for m, v in d.items()} for k, d in sorted(res.items())}
     out["mean_psnr"] = round(float(np.mean([d["psnr"] for k, d in out.items()])), 4)
     out["mean_gain"] = round(float(np.mean([d["psnr"] - d["psnr_in"] for k, d in out.items() if k != "mean_psnr"])), 4)
     return out
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
 
     run_t0 = time.time() - state.get("seconds", 0.0)
     agg: dict = {}
-    step = state["step"]
+    step = int(state["step"])
     while step < args.steps:
         # progress = the larger of the step and the wall-clock fraction, so a run cut by --max-minutes still
         # anneals (batches stay a pure function of (seed, step); the LR then depends on machine speed)

@@ -370,8 +370,8 @@ try:  # numba compiles the per-edge loops (~100x faster); the pure-Python bodies
     from numba import njit as _njit
     from numba import prange as _prange
 except ImportError:  # pragma: no cover
-    _njit = None
-    _prange = range
+    _njit = None  # type: ignore[assignment]
+    _prange = range  # type: ignore[misc]
 
 
 def _edge_sq_dist_py(x, ei, ej):

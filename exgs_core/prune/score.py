@@ -64,10 +64,12 @@ def accumulate(
             backend=backend,
             return_weights=True,
             prepared=prep,
-            **({"return_counts": True} if counts else {}),
+            return_counts=bool(counts),
         )
+        assert r.weights is not None
         w += r.weights
         if counts:
+            assert r.counts is not None
             c += r.counts
         pixels += cam.width * cam.height
         if progress:

@@ -18,6 +18,7 @@ The first CPU render in a fresh environment compiles the kernels (seconds); comp
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -245,7 +246,7 @@ __all__ = [
 ]
 
 
-class _CallableModule(__import__("types").ModuleType):
+class _CallableModule(types.ModuleType):
     """Lets ``exgs_core.render(scene, camera, ...)`` call :func:`render` although ``exgs_core.render`` is this
     package (a package attribute would be shadowed by the subpackage as soon as it is imported)."""
 

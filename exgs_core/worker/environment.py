@@ -133,6 +133,7 @@ def create(
             log.write(("$ " + shlex.join(cmd) + "\n").encode())
             log.flush()
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert p.stdout is not None
         for line in iter(p.stdout.readline, b""):
             tail[:] = (tail + line)[-4000:]
             if log is not None:

@@ -99,7 +99,7 @@ def attach(name: str) -> shared_memory.SharedMemory:
     try:  # Python < 3.13 registers attached segments too (bpo-39959): undo that, the client owns it
         from multiprocessing import resource_tracker
 
-        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - best effort (e.g. Windows has no tracker for shm)
         pass
     return shm
@@ -138,7 +138,7 @@ def view(buf, desc: dict) -> np.ndarray:
     shape, off = desc.get("shape"), desc.get("offset")
     if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_int(s) and s >= 0 for s in shape):
         raise ProtocolError(f"bad array shape {shape!r}: a list of at most {MAX_NDIM} non-negative integers")
-    if not _is_int(off) or off < 0:
+    if not isinstance(off, int) or not _is_int(off) or off < 0:
         raise ProtocolError(f"bad array offset {off!r}: a non-negative integer")
     shape = tuple(shape)
     n = dt.itemsize
