@@ -444,16 +444,16 @@ class EXGS_OT_compress(bpy.types.Operator):
         ob = create_splat_object(
             context, out.scene, name, collection=coll, orient=False, source=src.exgs.source_path if src else ""
         )
-        props = ob.exgs
-        props.exgs_cache = str(cache)
-        props.exgs_cache_hash = scene_hash(convert.pointcloud_to_scene(ob.data))
-        props.gaussians_before, props.gaussians_after = rep.gaussians_in, rep.gaussians_out
-        props.source_bytes = src.exgs.source_bytes if src is not None else 0
-        props.sh3_ply_bytes, props.compressed_bytes = rep.bytes_sh3_ply, rep.bytes_out
+        made = ob.exgs
+        made.exgs_cache = str(cache)
+        made.exgs_cache_hash = scene_hash(convert.pointcloud_to_scene(ob.data))
+        made.gaussians_before, made.gaussians_after = rep.gaussians_in, rep.gaussians_out
+        made.source_bytes = src.exgs.source_bytes if src is not None else 0
+        made.sh3_ply_bytes, made.compressed_bytes = rep.bytes_sh3_ply, rep.bytes_out
         if src is not None:
             ob.matrix_world = src.matrix_world.copy()
-            props.orientation = src.exgs.orientation[:]
-            props.antialiased = src.exgs.antialiased
+            made.orientation = src.exgs.orientation[:]
+            made.antialiased = src.exgs.antialiased
             src.hide_set(True)
             src.hide_render = True
         for o in context.selected_objects:
@@ -462,10 +462,10 @@ class EXGS_OT_compress(bpy.types.Operator):
         context.view_layer.objects.active = ob
         msg = (
             f"{rep.gaussians_in:,} -> {rep.gaussians_out:,} Gaussians, "
-            + "; ".join(size_lines(props))
+            + "; ".join(size_lines(made))
             + f" (in {job.seconds:.1f} s{'; ' + FIRST_USE if job.first_use else ''})"
         )
-        props.job_message = size_lines(props)[0]
+        props.job_message = size_lines(made)[0]
         self.report({"INFO"}, "ExGS compress: " + msg)
         return {"FINISHED"}
 

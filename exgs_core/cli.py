@@ -461,15 +461,14 @@ def cmd_compress(args) -> int:
     from tqdm import tqdm
 
     from .compress import CompressOptions, compress
-    from .exgs_format import write_exgs
-    from .io import load
+    from .io import format_for_path, load
+    from .io.atomic import atomic_write
     from .views import load_cameras_json
 
     _check_compress_numbers(args)
     _check_inputs(args.input, args.cameras)
     out = Path(args.output)
-    if out.suffix.lower() != ".exgs":
-        raise ExgsError(f"the output must end in .exgs, got {out.name!r}", out)
+    container = format_for_path(out)  # .exgs, or a standard container: .spz, .sog, .glb, .compressed.ply, ...
     check_output_path(out)  # before minutes of work, not after
     try:
         opts = CompressOptions(
@@ -506,15 +505,24 @@ def cmd_compress(args) -> int:
         bar.refresh()
 
     try:
-        data, rep = compress(scene, opts, cameras=cams, source_sha256=_file_sha256(args.input), progress=progress)
+        data, rep = compress(
+            scene,
+            opts,
+            cameras=cams,
+            source_sha256=_file_sha256(args.input),
+            progress=progress,
+            container=container,
+            container_options={"version": args.spz_version} if container == "spz" else None,
+        )
     finally:
         bar.close()
-    write_exgs(out, data)
+    with atomic_write(out) as f:
+        f.write(data)
     in_bytes = path_bytes(args.input)
     dt = time.perf_counter() - t0
     for a in rep.sanitize_actions:
         print(f"sanitize: {a}")
-    print(f"{args.input} -> {out}")
+    print(f"{args.input} -> {out}" + ("" if container == "exgs" else f" ({container})"))
     print(
         f"  Gaussians  {rep.gaussians_in:,} -> {rep.gaussians_out:,} (retention {rep.ratio:.4f}), "
         f"{rep.sh_full:,} with full SH"
@@ -668,7 +676,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("compress", help="UGC-compress a scene into a compact .exgs file")
     sp.add_argument("input", metavar="IN")
-    sp.add_argument("-o", "--output", required=True, metavar="OUT.exgs")
+    sp.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="the compressed file; its ending picks the container: .exgs (default codec), or .spz, .sog, .glb, "
+        ".compressed.ply, .splat, .ply (UGC-pruned scene in that standard format; --target-mb counts its bytes)",
+    )
+    sp.add_argument("--spz-version", type=int, choices=(3, 4), default=4, help="SPZ version for .spz output")
     g = sp.add_mutually_exclusive_group()
     g.add_argument(
         "--ratio", type=float, default=0.1, help="retention ratio: fraction of Gaussians kept, in (0, 1] (default 0.1)"

@@ -177,8 +177,10 @@ def compress(
     source_sha256: str | None = None,
     progress=None,
     cancel=None,
+    container: str = "exgs",
+    container_options: dict | None = None,
 ) -> tuple[bytes, CompressReport]:
-    """Compress ``scene`` into the bytes of an .exgs file.
+    """Compress ``scene`` into the bytes of an .exgs file (or of another container, ``container``).
 
     Args:
         scene: N Gaussians in any state: NaN/Inf and zero rotations are sanitised first and reported
@@ -192,11 +194,21 @@ def compress(
         source_sha256: hex digest of the source file for the header (default: :func:`scene_sha256`).
         progress: ``progress(fraction, stage)``.
         cancel: callable returning True, or an object with ``is_set()``; checked between steps.
+        container: ``"exgs"`` (default) or another writable format of :mod:`exgs_core.io` (``"spz"``, ``"sog"``,
+            ``"glb"``, ``"compressed_ply"``, ``"splat"``, ``"ply"``): the pruned scene is written with that
+            format's writer instead of the .exgs codec (no codec ladder), and ``target_bytes`` counts that
+            container's bytes. Gaussians whose SH was cut keep zero higher bands; with no full-SH Gaussian left
+            the container is written at SH degree 0.
+        container_options: options for that writer (e.g. ``{"version": 3}`` for SPZ).
 
     Returns:
-        (the .exgs bytes, :class:`CompressReport`).
+        (the file's bytes, :class:`CompressReport`).
     """
     t0 = time.perf_counter()
+    from .io import WRITE_FORMATS
+
+    if container not in WRITE_FORMATS:
+        raise ValueError(f"container must be one of {WRITE_FORMATS}, got {container!r}")
     clean, sanitize_actions = _sanitize(scene)
     call = _Call(
         clean,
@@ -206,6 +218,8 @@ def compress(
         CheckViews(clean, options, cameras),
         progress,
         cancel,
+        container,
+        dict(container_options or {}),
     )
     check_cancel(cancel)
     scoring = _score(
@@ -350,6 +364,8 @@ class _Call:
     check: CheckViews
     progress: Progress | None
     cancel: object
+    container: str = "exgs"
+    container_options: dict = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------------ stages
@@ -497,7 +513,9 @@ def _encode(call: _Call, options: CompressOptions, pruning: Pruning, decided: Co
     ``decided`` by an earlier trial, or (none of these) the step :func:`_choose_codec` picks."""
     t = time.perf_counter()
     info = None
-    if call.codec is not None:
+    if call.container != "exgs":
+        data, info = _write_container(call, pruning), {"chosen": call.container, "why": "container"}
+    elif call.codec is not None:
         data = _write(call, options, pruning, call.codec, progress)
     elif options.codec != "auto":
         data = _write(call, options, pruning, codec_options(options.codec, pruning.scene.means), progress)
@@ -536,6 +554,17 @@ def _write(call: _Call, options: CompressOptions, pruning: Pruning, codec, progr
         extra_header=header,
         progress=progress,
     )
+
+
+def _write_container(call: _Call, pruning: Pruning) -> bytes:
+    """The bytes of ``pruning`` in ``call.container`` (a standard format's writer, :func:`exgs_core.io.encode_as`)."""
+    from .io import encode_as
+
+    opts = dict(call.container_options)
+    if not pruning.sh_full.any():
+        opts.setdefault("sh_degree", 0)  # every Gaussian's higher bands were cut: do not store zeros
+    data, _ = encode_as(pruning.scene, call.container, **opts)
+    return data
 
 
 def _choose_codec(call: _Call, options: CompressOptions, pruning: Pruning, progress) -> tuple[bytes, dict]:

@@ -287,3 +287,17 @@ def test_convert_refuses_nan_with_counts(capsys, tmp_path):
     assert not (tmp_path / "out.ply").exists()
     code, out, err = run(capsys, "convert", bad, tmp_path / "out.ply", "--sanitize")
     assert code == 0 and "1,998 Gaussians" in out and "dropped 2" in err
+
+
+def test_compress_into_a_standard_container_counts_its_bytes(capsys, tmp_path):
+    """``exgs compress IN -o OUT.ply`` writes the UGC-pruned scene with the PLY writer; --target-mb counts the
+    container's real bytes; the result reads back with the ordinary reader."""
+    out = tmp_path / "small.ply"
+    code, text, _ = run(capsys, "compress", DONUT, "-o", out, "--target-mb", "0.05", "--fast", "-q")
+    assert code == 0 and "(ply)" in text
+    size = out.stat().st_size
+    assert 0.8 * 50_000 <= size <= 50_000
+    back = load(out)
+    assert back.meta["format"] == "ply" and 0 < back.n < 2000
+    code, _, err = run(capsys, "compress", DONUT, "-o", tmp_path / "x.obj", "--ratio", "0.5")
+    assert code == 2 and "cannot tell the output format" in err

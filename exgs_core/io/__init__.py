@@ -261,7 +261,8 @@ def encode_as(scene: GaussianScene, fmt: str, *, sanitize: bool = False, path=No
 
     Scenes in SPZ's stored axes (right-up-back) are turned into 3DGS PLY axes first for every format but
     ``spz`` (whose writer converts to its own axes) and ``exgs`` (which records the axes it was given).
-    ``options`` go to the format's encoder (e.g. ``version=3`` for SPZ); ``path`` only names the file in errors.
+    ``options`` go to the format's encoder (e.g. ``version=3`` for SPZ), except ``sh_degree``, which cuts the SH
+    (never raises it) for every format; ``path`` only names the file in errors.
 
     Returns:
         (bytes, :class:`exgs_core.io.writing.WriteReport` with ``bytes`` and ``gaussians`` filled).
@@ -275,6 +276,9 @@ def encode_as(scene: GaussianScene, fmt: str, *, sanitize: bool = False, path=No
 
     if fmt not in WRITE_FORMATS:
         raise UnsupportedFormatError(f"cannot write format {fmt!r}; writable: {', '.join(WRITE_FORMATS)}", path)
+    sh_degree = options.pop("sh_degree", None)
+    if sh_degree is not None and int(sh_degree) < scene.sh_degree:
+        scene = scene.with_sh_degree(int(sh_degree))
     if fmt not in ("spz", "exgs"):
         converted = to_ply_axes(scene)
         axes_note = converted is not scene
