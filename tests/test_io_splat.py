@@ -157,9 +157,14 @@ def test_zero_and_negative_scale_kept_not_repaired(tmp_path):
 
 
 def test_zero_quaternion_round_trips_as_zero(tmp_path):
+    """A zero rotation in a file (written by another tool) reads back as zero; write_splat itself refuses one
+    (the writers' contract) unless asked to sanitise."""
     s = GaussianScene.empty(2)
     s.quats[1] = 0
-    write_splat(s, tmp_path / "q.splat", sort=False)
+    with pytest.raises(SceneError, match="zero-norm rotation"):
+        write_splat(s, tmp_path / "q.splat", sort=False)
+    assert not (tmp_path / "q.splat").exists()
+    encode_splat(s, sort=False).tofile(tmp_path / "q.splat")
     assert (np.fromfile(tmp_path / "q.splat", SPLAT_DTYPE)["rot"][1] == 128).all()
     np.testing.assert_array_equal(read_splat(tmp_path / "q.splat").quats[1], 0)
 

@@ -15,7 +15,12 @@ name                detected by                               module
                     records look like .splat (``.splat`` name
                     or plausible content)
 ``exgs``            ``EXGS`` magic (issue #3)                 :mod:`exgs_core.exgs_format`
+``glb``             ``glTF`` magic (binary glTF 2.0 with      :mod:`exgs_core.io.glb`
+                    ``KHR_gaussian_splatting``)
 =================== ========================================= ===============================
+
+Writers: :func:`save` / :func:`encode_as` (format from the file name, :func:`format_for_path`), each following
+:mod:`exgs_core.io.writing`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import numpy as np
 from ..errors import ExgsError, FormatError, UnsupportedFormatError
 from ..scene import GaussianScene
 
-FORMATS = ("ply", "compressed_ply", "spz", "sog", "splat", "exgs")
+FORMATS = ("ply", "compressed_ply", "spz", "sog", "splat", "exgs", "glb")
 
 _READERS = {
     "ply": ("exgs_core.io.ply", "read_ply"),
@@ -43,6 +48,7 @@ _READERS = {
     "sog": ("exgs_core.io.sog", "read_sog"),
     "splat": ("exgs_core.io.splat", "read_splat"),
     "exgs": ("exgs_core.exgs_format", "read_exgs"),
+    "glb": ("exgs_core.io.glb", "read_glb"),
 }
 
 SPZ_MAGIC = b"NGSP"
@@ -110,6 +116,8 @@ def detect_format(path: str | os.PathLike) -> str:
         return "compressed_ply" if b"element chunk" in header else "ply"
     if head.startswith(EXGS_MAGIC):
         return "exgs"
+    if head.startswith(b"glTF"):
+        return "glb"
     if head.startswith(SPZ_MAGIC):
         return "spz"
     if head.startswith(b"\x1f\x8b"):

@@ -374,7 +374,15 @@ def decode_compressed_ply(data: bytes, path=None) -> GaussianScene:
     }
     if path is not None:
         meta["path"] = os.fspath(path)
-    return GaussianScene(means, quats.astype(np.float32), log_scales, opacity, sh, meta=meta)
+    from .ply import _splat_model_from_comments  # the same header comments as a plain 3DGS PLY
+
+    model = _splat_model_from_comments(hdr.comments)
+    if model is not None:
+        meta["splat_model"] = model
+        notes.append(f"header comment says splat model {model!r}")
+    return GaussianScene(
+        means, quats.astype(np.float32), log_scales, opacity, sh, meta=meta, antialiased=model == "antialiased"
+    )
 
 
 def read_compressed_ply(path: str | os.PathLike) -> GaussianScene:

@@ -15,6 +15,29 @@ Decoding (this module, as the antimatter15 viewer): ``log_scales = log(scale)``,
 SH_C0``, ``opacity_logit = logit(a / 255)`` clipped at 1e-6 (:func:`exgs_core.conventions.logit`), ``quat =
 (b - 128) / 128`` kept unnormalised. PlayCanvas splat-transform decodes the rotation as ``b / 255 * 2 - 1`` and
 normalises; the two agree within one quantisation step (1/128) after normalisation.
+
+Writing (:func:`write_splat`, :func:`encode_splat_bytes`; the contract of :mod:`exgs_core.io.writing`): records in
+antimatter15's order (large, opaque Gaussians first; :func:`splat_order`) unless ``sort=False``; bytes are
+**rounded** (antimatter15's ``convert.py`` and splat-transform 3.10.2 truncate; rounding halves the error, and
+readers cannot tell). Quantisation and error bounds after :func:`read_splat` (in-range input):
+
+=========== ============================ =============================================================
+field       stored as                    error bound
+=========== ============================ =============================================================
+centre      float32                      exact
+scale       float32 of exp(log-scale)    a few float32 ulps of the log-scale (relative 1e-6); log-scales
+                                         outside [-87, 88] are clamped there (counted as ``log_scales``)
+base colour 8 bits of 0.5 + SH_C0 f_dc   1/510 in rgb (0.0070 in f_dc); rgb outside [0, 1] is clamped
+                                         (counted as ``sh_dc``)
+opacity     8 bits of sigmoid            1/510 in opacity; logits beyond +-13.8 read back as +-13.8
+rotation    8 bits of q / abs(q) per     1/256 per component of q / abs(q) as read (unnormalised); a
+            component (q * 128 + 128)    component above 127.5/128 (the w = 1 of an identity) is stored as
+                                         127/128 (1/128; counted as ``quats``); 0.0055 measured after the
+                                         reader's value is normalised
+SH rest     not stored                   dropped (a note says so); so are extras and the antialiasing flag
+=========== ============================ =============================================================
+
+32 bytes per Gaussian, no header.
 """
 
 from __future__ import annotations
@@ -27,10 +50,13 @@ from ..conventions import SH_C0, logit, sigmoid
 from ..errors import FormatError, SceneError
 from ..scene import GaussianScene
 from .atomic import atomic_write
+from .writing import WriteReport, prepare
 
-__all__ = ["read_splat", "write_splat", "SPLAT_DTYPE", "RECORD_BYTES"]
+__all__ = ["read_splat", "write_splat", "encode_splat", "encode_splat_bytes", "SPLAT_DTYPE", "RECORD_BYTES"]
 
 RECORD_BYTES = 32
+#: log-scales are clamped to this range on writing, so the linear float32 scale stays a normal positive number
+LOG_SCALE_MIN, LOG_SCALE_MAX = -87.0, 88.0
 
 #: One .splat record as a NumPy structured dtype (itemsize 32).
 SPLAT_DTYPE = np.dtype([("pos", "<f4", (3,)), ("scale", "<f4", (3,)), ("rgba", "u1", (4,)), ("rot", "u1", (4,))])
@@ -100,11 +126,30 @@ def splat_order(scene: GaussianScene) -> np.ndarray:
     return np.argsort(-key, kind="stable")
 
 
+def _encode_records(s: GaussianScene, report: WriteReport) -> np.ndarray:
+    """SPLAT_DTYPE [N] records of ``s`` in its order; values that need clipping are counted in ``report``."""
+    rec = np.zeros(s.n, SPLAT_DTYPE)
+    rec["pos"] = s.means
+    ls = s.log_scales.astype(np.float64)
+    ls = np.where(np.isnan(ls), ls, report.clamp("log_scales", ls, LOG_SCALE_MIN, LOG_SCALE_MAX))  # NaN stays NaN
+    rec["scale"] = np.exp(ls).astype(np.float32)
+    rgb = np.rint((0.5 + SH_C0 * s.sh[:, 0, :].astype(np.float64)) * 255.0)
+    a = np.rint(sigmoid(s.opacity_logits).astype(np.float64) * 255.0)
+    rec["rgba"][:, :3] = report.clamp("sh_dc", rgb, 0, 255).astype(np.uint8)
+    rec["rgba"][:, 3] = report.clamp("opacity_logits", a, 0, 255).astype(np.uint8)
+    q = s.quats.astype(np.float64)
+    norm = np.linalg.norm(q, axis=1, keepdims=True)
+    qn = np.divide(q, norm, out=np.zeros_like(q), where=norm > 0)
+    rec["rot"] = report.clamp("quats", np.rint(qn * 128.0 + 128.0), 0, 255).astype(np.uint8)
+    return rec
+
+
 def encode_splat(scene: GaussianScene, *, sort: bool = True) -> np.ndarray:
     """Encode ``scene`` as .splat records (SPLAT_DTYPE [N]); SH beyond DC and extras are dropped.
 
-    Colour, alpha and rotation are **rounded** to the nearest byte (antimatter15's ``convert.py`` truncates;
-    rounding halves the worst-case error and readers cannot tell the difference). A zero rotation is written as
+    The low-level record encoder (no report; :func:`encode_splat_bytes` is the writers' contract). Colour, alpha
+    and rotation are **rounded** to the nearest byte (antimatter15's ``convert.py`` truncates; rounding halves the
+    worst-case error and readers cannot tell the difference) and clipped to 0..255. A zero rotation is written as
     (128, 128, 128, 128), which decodes back to zero.
 
     Raises:
@@ -116,29 +161,69 @@ def encode_splat(scene: GaussianScene, *, sort: bool = True) -> np.ndarray:
         if nbad:
             raise SceneError(f"cannot encode as .splat: {nbad} Gaussian(s) with NaN/Inf in {name}; sanitize first")
     s = scene.subset(splat_order(scene)) if sort else scene
-    rec = np.zeros(s.n, SPLAT_DTYPE)
-    rec["pos"] = s.means
-    rec["scale"] = np.exp(s.log_scales.astype(np.float64)).astype(np.float32)
-    rgb = (0.5 + SH_C0 * s.sh[:, 0, :].astype(np.float64)) * 255.0
-    a = sigmoid(s.opacity_logits).astype(np.float64) * 255.0
-    rec["rgba"][:, :3] = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    rec["rgba"][:, 3] = np.clip(np.rint(a), 0, 255).astype(np.uint8)
-    q = s.quats.astype(np.float64)
-    norm = np.linalg.norm(q, axis=1, keepdims=True)
-    qn = np.divide(q, norm, out=np.zeros_like(q), where=norm > 0)
-    rec["rot"] = np.clip(np.rint(qn * 128.0 + 128.0), 0, 255).astype(np.uint8)
-    return rec
+    return _encode_records(s, WriteReport("splat"))
 
 
-def write_splat(scene: GaussianScene, path: str | os.PathLike, *, sort: bool = True) -> None:
+def encode_splat_bytes(scene: GaussianScene, *, sort: bool = True) -> tuple[bytes, WriteReport]:
+    """Encode ``scene`` as the bytes of a .splat file, under the writers' contract (:mod:`exgs_core.io.writing`).
+
+    Args:
+        scene: the Gaussians, in 3DGS PLY axes (a scene in SPZ's stored axes is converted, with a note).
+        sort: order the records as antimatter15 does (:func:`splat_order`); False keeps the scene's order.
+
+    Returns:
+        (32 N bytes, :class:`WriteReport` whose ``clamped`` counts the bytes clipped into 0..255 per field
+        (``sh_dc``: colour outside [0, 1]; ``quats``: a unit-quaternion component above 127.5/128, e.g. the w = 1
+        of an identity rotation, stored as 127/128), and the log-scales clamped into [-87, 88] (linear scales
+        outside float32's normal range); notes say what the format cannot hold (SH beyond DC, extras, the
+        antialiasing flag).
+
+    Raises:
+        SceneError: NaN/Inf values or zero-norm rotations (:func:`exgs_core.io.writing.prepare`; sanitize first).
+    """
+    from .spz import to_ply_axes
+
+    clean, report = prepare(scene, None, "splat")
+    s = to_ply_axes(clean)
+    if s is not clean:
+        report.notes.append("converted from SPZ's right-up-back axes to 3DGS PLY's right-down-forward axes")
+    if s.sh_degree > 0:
+        report.notes.append(f"dropped SH degrees 1..{s.sh_degree}: .splat holds only the base (DC) colour")
+    if s.extras:
+        report.notes.append(f"dropped per-Gaussian extras {sorted(s.extras)} (.splat has no room for them)")
+    if s.antialiased:
+        report.notes.append(".splat cannot record that the scene is antialiased (mip-splatting); the flag is lost")
+    if sort:
+        s = s.subset(splat_order(s))
+    data = _encode_records(s, report).tobytes()
+    report.bytes, report.gaussians = len(data), s.n
+    return data, report
+
+
+def write_splat(
+    scene: GaussianScene, path: str | os.PathLike, *, sort: bool = True, sanitize: bool = False
+) -> WriteReport:
     """Write ``scene`` as an antimatter15 ``.splat`` file, atomically (temp file, then rename).
 
     Records are sorted as antimatter15 does (see :func:`splat_order`) unless ``sort=False``. Lossy: SH beyond DC
-    and extras are dropped, colour/alpha/rotation are quantised to 8 bits (see :func:`encode_splat`).
+    and extras are dropped, colour/alpha/rotation are quantised to 8 bits (see :func:`encode_splat_bytes` for
+    what is clamped and counted).
+
+    Args:
+        sanitize: write the scene with NaN/Inf Gaussians dropped and zero rotations set to identity (listed in
+            the report's notes) instead of refusing it.
+
+    Returns:
+        :class:`WriteReport` (format ``"splat"``).
 
     Raises:
-        SceneError: NaN/Inf in colour, opacity or rotation.
+        SceneError: NaN/Inf values or zero-norm rotations and not ``sanitize``. OutputError: ``path`` cannot be
+            written.
     """
-    rec = encode_splat(scene, sort=sort)
+    clean, report = prepare(scene, path, "splat", sanitize=sanitize)
+    data, enc = encode_splat_bytes(clean, sort=sort)
     with atomic_write(path) as f:
-        f.write(rec.tobytes())
+        f.write(data)
+    enc.path = os.fspath(path)
+    enc.notes = report.notes + enc.notes
+    return enc

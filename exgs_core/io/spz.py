@@ -1,4 +1,4 @@
-"""Reader for Niantic SPZ files (versions 1-4), numpy-vectorised.
+"""Reader (versions 1-4) and writer (versions 3 and 4) for Niantic SPZ files, numpy-vectorised.
 
 Layouts (all integers little-endian)
 ------------------------------------
@@ -67,6 +67,53 @@ of the file) (``EXGS_MAX_GAUSSIANS_PER_BYTE``; real SPZ files hold 14-25 bytes p
 the memory this process may use (:func:`decode_memory_estimate` against :func:`exgs_core._machine.memory_limit`:
 half the RAM, RLIMIT_AS and cgroup limits). A refusal is a :class:`~exgs_core.errors.LimitError` (field
 ``numPoints``).
+
+Writing
+-------
+:func:`encode_spz` / :func:`write_spz` produce what the Niantic library's ``saveSpz`` produces (nianticlabs/spz
+``load-spz.cc``, ``packGaussians``; checked byte for byte against its WebAssembly build inside splat-transform 3.10.2,
+v4 and v3): the same header (version, numPoints, shDegree, fractionalBits, flags 0x1 = ``scene.antialiased``,
+numStreams, tocByteOffset 32, reserved zero), the same float32 arithmetic and round-half-away-from-zero, the same
+compression settings (v4: one zstd frame per stream at level 12, content size recorded, no checksum; v3: deflate
+level 6, memLevel 9, zlib's gzip header with mtime 0). Bytes are deterministic. No extension records are written.
+Two deliberate differences: values outside a field's range are clamped and counted in
+:attr:`WriteReport.clamped <exgs_core.io.writing.WriteReport>` (the reference wraps far positions around the
+24-bit range), and a quaternion component's sign is its sign bit (-0.0 counts as negative; the reference tests
+``< 0``; both decode to the same value), which makes decode -> encode reproduce the stored rotation bits.
+
+Quantisation (decoded value minus scene value, up to float32 rounding of ~1e-6; the bound holds for every value not
+counted as clamped):
+
+================  ================================  ==================  ====================================
+field             stored as                         range               max error
+================  ================================  ==================  ====================================
+means             24-bit signed fixed point,        +-2**(23 - f)       2**-(f + 1) (1.2e-4 at f = 12)
+                  f = fractionalBits (default 12)   (+-2048 at f = 12)
+opacity           u8 round(sigmoid(logit) * 255)    any logit           1/510 in opacity (the reader keeps
+                                                                        it in [1e-6, 1 - 1e-6])
+sh_dc             u8 round(dc * 38.25 + 127.5)      +-3.333             1/76.5 = 0.0131
+log_scales        u8 round((s + 10) * 16)           [-10, 5.9375]       1/32 = 0.03125
+quats             index of the largest abs(q) and   unit (normalised    components 3 * sqrt(1/2) / 1022 =
+                  3 x (sign + 9-bit magnitude)      first)              0.0021 (up to sign); angle 0.28 deg
+sh_rest, deg 1    code round(128 x) + 128 to the    [-1, 1]             (4 + 0.5) / 128 = 0.0352
+                  nearest multiple of 8 (5 bits)
+sh_rest, deg 2+   ... of 16 (4 bits)                [-1, 1]             (8 + 0.5) / 128 = 0.0664
+================  ================================  ==================  ====================================
+
+``sh1_bits`` / ``sh_rest_bits`` (1..8) change the SH steps: error (2**(7 - bits) + 0.5) / 128. A value is counted as
+clamped when its rounded code falls outside the field's codes (so a value beyond the range by less than half a step
+is not counted, and is within the bound). ``fractional_bits=None`` (default) writes 12 bits when every centre fits
+and otherwise the largest number that holds the farthest centre (a report note says so); an explicit value is used
+as given and far centres are clamped.
+
+Axes when writing: SPZ files are RUB (the specification; the Niantic files, PlayCanvas's ``biker.spz``, whose engine
+example says "unlike ply files, the spz file stores the splat data in the RUB coordinate system (y-up)"). A scene
+whose ``meta["coordinate_system"]`` says it is an SPZ decoded as stored is written as it is (read -> write keeps
+the stored values); any other scene is taken to be in 3DGS PLY's RDF axes and turned with :func:`flip_yz` (y, z
+of positions, quaternions and the odd SH functions change sign), which is what the Niantic library does when told
+``PackOptions.from = RDF``. PlayCanvas splat-transform 3.10.2 does not do this: it writes an SPZ with
+``from: UNSPECIFIED``, i.e. the PLY's RDF values as they are, and reads SPZ without conversion, so its SPZ files
+of a PLY scene are ours turned 180 degrees about x (and ``splat-transform ours.spz out.ply`` gives RUB values).
 """
 
 from __future__ import annotations
@@ -83,9 +130,12 @@ from ..conventions import logit, sh_coeff_count
 from ..errors import FormatError
 from ..scene import GaussianScene
 from .atomic import read_bytes
+from .writing import WriteReport, prepare
 
 __all__ = [
     "read_spz",
+    "encode_spz",
+    "write_spz",
     "decode_spz",
     "unpack_spz",
     "pack_spz",
@@ -382,7 +432,10 @@ def _unpack_ngsp(data: bytes, path, max_gaussians=None) -> SpzRaw:
         notes.append(f"spz: ignored {len(data) - off} trailing bytes after the last stream")
     if sh_degree == 0:
         arrays.append(np.zeros((n, 0), np.uint8))
-    return SpzRaw(version, n, sh_degree, frac, flags, *arrays, extensions=extensions, notes=notes)
+    positions, alphas, colors, scales, rotations, sh = arrays
+    return SpzRaw(
+        version, n, sh_degree, frac, flags, positions, alphas, colors, scales, rotations, sh, extensions, notes
+    )
 
 
 def unpack_spz(data: bytes, path: str | os.PathLike | None = None, *, max_gaussians: int | None = None) -> SpzRaw:
@@ -433,7 +486,10 @@ def unpack_spz(data: bytes, path: str | os.PathLike | None = None, *, max_gaussi
         extensions = bytes(rest)
     elif rest:
         notes.append(f"spz: ignored {len(rest)} bytes after the attribute blocks")
-    return SpzRaw(version, n, sh_degree, frac, flags, *arrays, extensions=extensions, notes=notes)
+    positions, alphas, colors, scales, rotations, sh = arrays
+    return SpzRaw(
+        version, n, sh_degree, frac, flags, positions, alphas, colors, scales, rotations, sh, extensions, notes
+    )
 
 
 def _decode_quats_smallest_three(rot: np.ndarray) -> np.ndarray:
@@ -595,3 +651,345 @@ def pack_spz(raw: SpzRaw, *, zstd_level: int = 12, gzip_level: int = 9) -> bytes
     payload = header + b"".join(streams) + (raw.extensions if raw.flags & FLAG_EXTENSIONS else b"")
     co = zlib.compressobj(gzip_level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     return co.compress(payload) + co.flush()
+
+
+# ============================================================================================ writing
+_FIXED_MIN, _FIXED_MAX = -(1 << 23), (1 << 23) - 1  # signed 24-bit range of a position
+_DEFAULT_FRACTIONAL_BITS = 12  # what the Niantic encoder always writes (~0.24 mm if the unit is the metre)
+_MAX_FRACTIONAL_BITS = 23
+_ZSTD_LEVEL = 12  # the Niantic encoder's compressZstd default
+_GZIP_LEVEL = 6  # Z_DEFAULT_COMPRESSION, as the Niantic encoder's compressGzipped
+_GZIP_MEMLEVEL = 9  # ... with memLevel 9 (deflateInit2)
+_SQRT1_2 = np.float32(0.707106781186547524401)
+_WRITE_ROWS = 1 << 16  # rows per block while quantising: bounded float temporaries
+
+
+def _round_away(x: np.ndarray | np.floating) -> np.ndarray:
+    """C's ``std::round`` (half away from zero) of float32 values, exactly, as float64."""
+    x = np.asarray(x, np.float64)  # float32 -> float64 is exact, and so is |x| + 0.5 below 2**52
+    return np.copysign(np.floor(np.abs(x) + 0.5), x)
+
+
+def _largest_fitting_bits(means: np.ndarray, limit: int) -> int:
+    """The most fractional bits (<= ``limit``, >= 0) at which every centre's 24-bit code is in range, whichever the
+    signs (the axis conversion negates y and z, and the code range is -2**23 .. 2**23 - 1)."""
+    if means.size == 0:
+        return limit
+    m = np.float32(max(abs(float(means.min())), abs(float(means.max()))))
+    f = limit
+    while f > 0 and _round_away(m * np.float32(2.0**f)) > _FIXED_MAX:
+        f -= 1
+    return f
+
+
+def _encode_quats(q_wxyz: np.ndarray, flip: bool) -> np.ndarray:
+    """float32 [M, 4] w, x, y, z (non-zero norm) -> uint8 [M, 4]: SPZ v3+ "smallest three", one little-endian u32
+    each, with the arithmetic of the Niantic ``packQuaternionSmallestThree`` (float32 normalisation, the first
+    largest |component| in x, y, z, w order, 9-bit magnitudes ``(u32)(511 * |q| / sqrt(1/2) + 0.5)``), except that
+    a component's sign is its sign bit (``-0.0`` keeps its sign), so that decoding and re-encoding gives the same
+    bits."""
+    q = np.ascontiguousarray(q_wxyz[:, [1, 2, 3, 0]], dtype=np.float32)  # -> x, y, z, w
+    if flip:
+        q[:, 1] = -q[:, 1]
+        q[:, 2] = -q[:, 2]
+    norm = np.sqrt(((q[:, 0] * q[:, 0] + q[:, 1] * q[:, 1]) + q[:, 2] * q[:, 2]) + q[:, 3] * q[:, 3])
+    q = q / norm[:, None]
+    a = np.abs(q)
+    largest = np.argmax(a, axis=1)  # first maximum, as the reference's strict ">" scan
+    negate = np.signbit(q[np.arange(len(q)), largest])
+    comp = largest.astype(np.uint32)
+    for i in range(4):
+        mag = (np.float32(511.0) * (a[:, i] / _SQRT1_2) + np.float32(0.5)).astype(np.uint32)
+        np.minimum(mag, 511, out=mag)  # cannot exceed 511 for a normalised quaternion; never spill into the sign
+        neg = (np.signbit(q[:, i]) ^ negate).astype(np.uint32)
+        comp = np.where(largest == i, comp, (comp << np.uint32(10)) | (neg << np.uint32(9)) | mag)
+    return comp.astype("<u4").view(np.uint8).reshape(-1, 4)
+
+
+def _bucket_sh(q: np.ndarray, bits: int) -> np.ndarray:
+    """SH codes ``q = round(128 x) + 128`` (already clamped to [0, 256]) -> uint8 as the Niantic ``quantizeSH``: to
+    the nearest multiple of ``2**(8 - bits)`` (halves up), at most 255."""
+    bucket = 1 << (8 - bits)
+    q = (q.astype(np.int32) + bucket // 2) // bucket * bucket
+    return np.minimum(q, 255).astype(np.uint8)
+
+
+def _quantise(
+    scene: GaussianScene,
+    report: WriteReport,
+    *,
+    version: int,
+    sh_degree: int,
+    fractional_bits: int,
+    flip: bool,
+    sh1_bits: int,
+    sh_rest_bits: int,
+    flags: int,
+) -> SpzRaw:
+    """The quantised attribute streams of ``scene`` (see the module docstring), block by block."""
+    n = scene.n
+    k_out = sh_coeff_count(sh_degree)
+    k_in = scene.sh.shape[1]
+    positions = np.empty((n, 9), np.uint8)
+    alphas = np.empty(n, np.uint8)
+    colors = np.empty((n, 3), np.uint8)
+    scales = np.empty((n, 3), np.uint8)
+    rotations = np.empty((n, 4), np.uint8)
+    sh = np.zeros((n, 3 * (k_out - 1)), np.uint8)
+    pos_sign = np.array([1, -1, -1] if flip else [1, 1, 1], np.float32)
+    sh_sign = _SH_FLIP_YZ[: k_out - 1, None] if flip else None
+    step = np.float32(2.0**fractional_bits)
+    color_scale = np.float32(np.float32(SPZ_COLOR_SCALE) * np.float32(255.0))
+    k_copy = min(k_out, k_in)
+    for a in range(0, n, _WRITE_ROWS):
+        b = min(n, a + _WRITE_ROWS)
+        m = b - a
+        # positions: 24-bit signed fixed point, little-endian
+        fixed = _round_away(scene.means[a:b] * pos_sign * step)
+        fixed = report.clamp("means", fixed, _FIXED_MIN, _FIXED_MAX).astype("<i4")
+        positions[a:b] = fixed.view(np.uint8).reshape(m, 3, 4)[:, :, :3].reshape(m, 9)
+        # opacity: sigmoid * 255 (float32, as the reference)
+        with np.errstate(over="ignore"):
+            alpha = np.float32(1.0) / (np.float32(1.0) + np.exp(-scene.opacity_logits[a:b]))
+        alphas[a:b] = np.clip(_round_away(alpha * np.float32(255.0)), 0, 255).astype(np.uint8)
+        # DC colour: SPZ's own scale
+        c = _round_away(scene.sh[a:b, 0] * color_scale + np.float32(127.5))
+        colors[a:b] = report.clamp("sh_dc", c, 0, 255).astype(np.uint8)
+        # log scales
+        s = _round_away((scene.log_scales[a:b] + np.float32(10.0)) * np.float32(16.0))
+        scales[a:b] = report.clamp("log_scales", s, 0, 255).astype(np.uint8)
+        rotations[a:b] = _encode_quats(scene.quats[a:b], flip)
+        if k_out > 1 and k_copy > 1:
+            rest = scene.sh[a:b, 1:k_copy]
+            if sh_sign is not None:
+                rest = rest * sh_sign[: k_copy - 1]
+            q = _round_away(rest * np.float32(128.0)) + 128.0
+            q = report.clamp("sh_rest", q, 0.0, 256.0)
+            out = sh[a:b].reshape(m, k_out - 1, 3)
+            n1 = min(3, k_copy - 1)
+            out[:, :n1] = _bucket_sh(q[:, :n1], sh1_bits)
+            if k_copy - 1 > 3:
+                out[:, 3 : k_copy - 1] = _bucket_sh(q[:, 3:], sh_rest_bits)
+    if k_out > k_copy:  # zero padding: code 128 means 0.0
+        sh.reshape(n, k_out - 1, 3)[:, max(k_copy - 1, 0) :] = 128
+    return SpzRaw(version, n, sh_degree, fractional_bits, flags, positions, alphas, colors, scales, rotations, sh)
+
+
+def _serialise(raw: SpzRaw) -> bytes:
+    """SPZ bytes of quantised streams, with the Niantic encoder's compression settings: v4 = 32-byte header, TOC,
+    one zstd frame (level 12, content size recorded, no checksum) per stream; v3 = one gzip stream (deflate level
+    6, memLevel 9; the gzip header zlib writes on Unix: mtime 0, OS 3). Deterministic on every platform."""
+    arrays = [raw.positions, raw.alphas, raw.colors, raw.scales, raw.rotations]
+    if raw.sh_degree > 0:  # by degree, not size: an empty scene of degree > 0 still lists its (empty) SH stream
+        arrays.append(raw.sh)
+    streams = [np.ascontiguousarray(a, dtype=np.uint8).tobytes() for a in arrays]
+    if raw.version >= 4:
+        import zstandard
+
+        def compress(data: bytes) -> bytes:  # one compressor per stream: they are not thread-safe
+            return zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_content_size=True).compress(data)
+
+        workers = min(len(streams), os.cpu_count() or 1)
+        if workers > 1 and sum(map(len, streams)) > (1 << 20):  # in parallel, as the reference (zstd frees the GIL)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                comp = list(pool.map(compress, streams))
+        else:
+            comp = [compress(s) for s in streams]
+        header = struct.pack(
+            "<IIIBBBBI12x",
+            SPZ_MAGIC,
+            raw.version,
+            raw.num_points,
+            raw.sh_degree,
+            raw.fractional_bits,
+            raw.flags,
+            len(comp),
+            NGSP_HEADER_SIZE,
+        )
+        toc = b"".join(struct.pack("<QQ", len(c), len(s)) for c, s in zip(comp, streams, strict=True))
+        return header + toc + b"".join(comp)
+    header = struct.pack(
+        "<IIIBBBB", SPZ_MAGIC, raw.version, raw.num_points, raw.sh_degree, raw.fractional_bits, raw.flags, 0
+    )
+    # The gzip wrapper is written here rather than by zlib, whose header's OS byte depends on the platform: the
+    # header zlib writes on Unix (no name, mtime 0, XFL 0 at level 6, OS 3), raw deflate, CRC-32 and length.
+    co = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, _GZIP_MEMLEVEL)
+    parts = [b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", co.compress(header)]
+    crc, size = zlib.crc32(header), len(header)
+    for block in streams:
+        parts.append(co.compress(block))
+        crc, size = zlib.crc32(block, crc), size + len(block)
+    parts += [co.flush(), struct.pack("<II", crc, size & 0xFFFFFFFF)]
+    return b"".join(parts)
+
+
+def _check_options(version, sh_degree, fractional_bits, sh1_bits, sh_rest_bits) -> None:
+    if version not in (3, 4):
+        raise ValueError(f"SPZ version must be 3 or 4, got {version!r}")
+    if sh_degree is not None and not (isinstance(sh_degree, (int, np.integer)) and 0 <= sh_degree <= MAX_SH_DEGREE):
+        raise ValueError(f"sh_degree must be 0..{MAX_SH_DEGREE} or None, got {sh_degree!r}")
+    if fractional_bits is not None and not (
+        isinstance(fractional_bits, (int, np.integer)) and 0 <= fractional_bits <= _MAX_FRACTIONAL_BITS
+    ):
+        raise ValueError(
+            f"fractional_bits must be 0..{_MAX_FRACTIONAL_BITS} or None (automatic), got {fractional_bits!r}"
+        )
+    for name, v in (("sh1_bits", sh1_bits), ("sh_rest_bits", sh_rest_bits)):
+        if not (isinstance(v, (int, np.integer)) and 1 <= v <= 8):
+            raise ValueError(f"{name} must be 1..8, got {v!r}")
+
+
+def _encode(
+    scene: GaussianScene,
+    report: WriteReport,
+    *,
+    version: int,
+    sh_degree: int | None,
+    fractional_bits: int | None,
+    antialiased: bool | None,
+    sh1_bits: int,
+    sh_rest_bits: int,
+) -> bytes:
+    """Quantise and serialise a scene that :func:`exgs_core.io.writing.prepare` accepted; notes go to ``report``."""
+    _check_options(version, sh_degree, fractional_bits, sh1_bits, sh_rest_bits)
+    flip = scene.meta.get("coordinate_system") != _CS_STORED
+    if flip:
+        report.notes.append("converted from 3DGS PLY's right-down-forward axes to SPZ's right-up-back axes (flip_yz)")
+    degree = scene.sh_degree if sh_degree is None else int(sh_degree)
+    if degree < scene.sh_degree:
+        report.notes.append(f"SH cut from degree {scene.sh_degree} to {degree}")
+    elif degree > scene.sh_degree:
+        report.notes.append(f"SH padded with zeros from degree {scene.sh_degree} to {degree}")
+    if fractional_bits is None:
+        frac = _largest_fitting_bits(scene.means, _DEFAULT_FRACTIONAL_BITS)  # sign flips do not change the extent
+        if frac < _DEFAULT_FRACTIONAL_BITS:
+            extent = float(np.abs(scene.means).max())
+            report.notes.append(
+                f"positions reach |{extent:.6g}|, beyond the +-{2.0 ** (23 - _DEFAULT_FRACTIONAL_BITS):g} that "
+                f"{_DEFAULT_FRACTIONAL_BITS} fractional bits hold: wrote {frac} fractional bits (step "
+                f"{2.0**-frac:g}); pass fractional_bits={_DEFAULT_FRACTIONAL_BITS} to keep the finer step and clamp "
+                "the far centres instead"
+            )
+    else:
+        frac = int(fractional_bits)
+    aa = scene.antialiased if antialiased is None else bool(antialiased)
+    if scene.meta.get("spz_extensions"):
+        report.notes.append(
+            f"{len(scene.meta['spz_extensions'])} bytes of SPZ extension records from the source were not written"
+        )
+    if scene.n == 0:
+        report.notes.append("the scene is empty: the Niantic library refuses to load SPZ files with 0 points")
+    raw = _quantise(
+        scene,
+        report,
+        version=version,
+        sh_degree=degree,
+        fractional_bits=frac,
+        flip=flip,
+        sh1_bits=int(sh1_bits),
+        sh_rest_bits=int(sh_rest_bits),
+        flags=FLAG_ANTIALIASED if aa else 0,
+    )
+    if report.clamped.get("means"):
+        report.notes.append(
+            f"{report.clamped['means']} centre coordinate(s) beyond +-{2.0 ** (23 - frac):g} (the 24-bit range at "
+            f"{frac} fractional bits) were clamped; fractional_bits=None picks bits that fit"
+        )
+    return _serialise(raw)
+
+
+def encode_spz(
+    scene: GaussianScene,
+    *,
+    version: int = 4,
+    sh_degree: int | None = None,
+    fractional_bits: int | None = None,
+    antialiased: bool | None = None,
+    sh1_bits: int = 5,
+    sh_rest_bits: int = 4,
+) -> tuple[bytes, WriteReport]:
+    """``scene`` as the bytes of an SPZ file (see the module docstring for layout, axes and quantisation).
+
+    Args:
+        scene: N Gaussians; its axes are 3DGS PLY's (RDF) unless ``meta["coordinate_system"]`` says it is an SPZ
+            decoded as stored (RUB, :func:`read_spz`'s default), in which case it is written as it is.
+        version: 4 (32-byte header + zstd streams; the Niantic library's default) or 3 (one gzip stream).
+        sh_degree: SH degree to write, 0..3 (None: the scene's); lower cuts, higher pads with zeros.
+        fractional_bits: fixed-point fraction bits of the positions, 0..23; centres outside the 24-bit range are
+            clamped and counted. None (default): 12 as the Niantic encoder, or the largest that holds every centre
+            when 12 does not (noted in the report).
+        antialiased: header flag 0x1 (None: ``scene.antialiased``).
+        sh1_bits: quantisation bits of the degree-1 SH coefficients, 1..8 (Niantic default 5).
+        sh_rest_bits: quantisation bits of the degree-2 and 3 SH coefficients, 1..8 (Niantic default 4).
+
+    Returns:
+        (bytes, :class:`~exgs_core.io.writing.WriteReport` with ``bytes``, ``gaussians``, ``clamped`` and notes).
+
+    Raises:
+        SceneError: NaN/Inf or zero-norm rotations (:func:`~exgs_core.io.writing.prepare`; :func:`write_spz`
+            has ``sanitize``).
+        ValueError: an option out of range.
+    """
+    clean, report = prepare(scene, None, "spz")
+    data = _encode(
+        clean,
+        report,
+        version=version,
+        sh_degree=sh_degree,
+        fractional_bits=fractional_bits,
+        antialiased=antialiased,
+        sh1_bits=sh1_bits,
+        sh_rest_bits=sh_rest_bits,
+    )
+    report.bytes, report.gaussians = len(data), clean.n
+    return data, report
+
+
+def write_spz(
+    scene: GaussianScene,
+    path: str | os.PathLike,
+    *,
+    version: int = 4,
+    sanitize: bool = False,
+    sh_degree: int | None = None,
+    fractional_bits: int | None = None,
+    antialiased: bool | None = None,
+    sh1_bits: int = 5,
+    sh_rest_bits: int = 4,
+) -> WriteReport:
+    """Write ``scene`` to ``path`` as SPZ (options as :func:`encode_spz`), atomically: a failure leaves no file and
+    an existing ``path`` untouched.
+
+    Args:
+        sanitize: write a scene with NaN/Inf or zero-norm rotations after dropping those Gaussians / setting
+            identity rotations (listed in the report) instead of refusing it.
+
+    Returns:
+        :class:`~exgs_core.io.writing.WriteReport` (``path``, ``bytes``, ``gaussians``, ``clamped``, ``notes``).
+
+    Raises:
+        SceneError: NaN/Inf or zero-norm rotations and not ``sanitize`` (the message counts them per field).
+        OutputError: ``path`` cannot be written.
+        ValueError: an option out of range.
+    """
+    from .atomic import atomic_write, check_output_path
+
+    _check_options(version, sh_degree, fractional_bits, sh1_bits, sh_rest_bits)
+    check_output_path(path)
+    clean, report = prepare(scene, path, "spz", sanitize=sanitize)
+    data = _encode(
+        clean,
+        report,
+        version=version,
+        sh_degree=sh_degree,
+        fractional_bits=fractional_bits,
+        antialiased=antialiased,
+        sh1_bits=sh1_bits,
+        sh_rest_bits=sh_rest_bits,
+    )
+    with atomic_write(path) as f:
+        f.write(data)
+    report.bytes, report.gaussians, report.path = len(data), clean.n, os.fspath(path)
+    return report
