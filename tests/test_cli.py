@@ -242,6 +242,7 @@ def test_readme_python_block_runs(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "scene.exgs").read_bytes()[:4] == b"EXGS"
+    assert load(tmp_path / "small.spz").n == load(tmp_path / "scene.exgs").n
 
 
 def test_eval_on_cameras_that_see_nothing_is_an_error(capsys, tmp_path):
