@@ -761,6 +761,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, metavar="OUT.ply")
     sp.set_defaults(func=cmd_decompress)
 
+    from .viewer import add_view_parser
+
+    add_view_parser(sub)  # exgs view FILE: a local web viewer (Babylon.js / PlayCanvas / Spark, built offline)
+
     sp = sub.add_parser(
         "train-painter",
         add_help=False,
