@@ -494,8 +494,8 @@ def unpack_spz(data: bytes, path: str | os.PathLike | None = None, *, max_gaussi
 
 def _decode_quats_smallest_three(rot: np.ndarray) -> np.ndarray:
     """uint8 [N, 4] (little-endian u32 each) -> float64 [N, 4] in SPZ order x, y, z, w."""
-    comp = rot.astype(np.uint32)
-    comp = comp[:, 0] | (comp[:, 1] << 8) | (comp[:, 2] << 16) | (comp[:, 3] << 24)
+    b = rot.astype(np.uint32)
+    comp = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)
     largest = (comp >> 30).astype(np.int64)
     q = np.zeros((rot.shape[0], 4), np.float64)
     for i in range(4):
@@ -539,7 +539,7 @@ def decode_spz(raw: SpzRaw, path: str | os.PathLike | None = None) -> GaussianSc
         flat = sh.reshape(n, 3 * k)
         for a in range(0, n, _ROWS):
             flat[a : a + _ROWS, 3:] = (raw.sh[a : a + _ROWS].astype(np.float32) - 128.0) / 128.0
-    meta = {
+    meta: dict = {
         "format": "spz",
         "spz_version": raw.version,
         "fractional_bits": raw.fractional_bits,
@@ -582,7 +582,7 @@ def flip_yz(scene: GaussianScene) -> GaussianScene:
     k = out.sh.shape[1]
     if k > 1:
         out.sh[:, 1:] *= _SH_FLIP_YZ[: k - 1, None]
-    cs = out.meta.get("coordinate_system")
+    cs = str(out.meta.get("coordinate_system"))
     out.meta["coordinate_system"] = {_CS_STORED: _CS_RDF, _CS_RDF: _CS_STORED}.get(cs, f"{cs} + flip_yz")
     if out.up is not None:
         out.up = (out.up[0], -out.up[1], -out.up[2])
