@@ -9,6 +9,8 @@ Each step is a pure function, arrays in, new arrays out:
    per-voxel :func:`amplify`, or :func:`pairwise_merge` (which replaces step 2: it drops the invisible and merges
    neighbour pairs down to the budget, by a :class:`PairwiseRule`).
 4. :mod:`.sh`: :func:`split_sh`: the best-ranked share of the survivors keeps full SH, the rest become DC-only.
+5. :mod:`.refit`: :func:`refit_colours`: the survivors' SH coefficients refitted by linear least squares against
+   the original's renders of the scoring views (closed form, conjugate gradients; geometry untouched).
 
 :func:`exgs_core.compress.prune` runs them as the compressor does; :func:`exgs_core.compress.compress` then codes
 the result.
@@ -25,6 +27,7 @@ from .merge import (
     merge_into_survivors,
     pairwise_merge,
 )
+from .refit import RefitReport, refit_colours
 from .sample import SampleResult, auto_voxel_size, keep_count, top_k, voxel_keys, voxel_sample
 from .score import SCORES, Accumulation, accumulate, significance
 from .sh import split_sh
@@ -38,6 +41,7 @@ __all__ = [
     "Cancelled",
     "PairwiseRule",
     "Progress",
+    "RefitReport",
     "SampleResult",
     "accumulate",
     "amplify",
@@ -47,6 +51,7 @@ __all__ = [
     "keep_count",
     "merge_into_survivors",
     "pairwise_merge",
+    "refit_colours",
     "significance",
     "split_sh",
     "top_k",

@@ -38,6 +38,14 @@ Blending (per pixel, front to back)
     ``next_T <= 1e-4`` the pixel stops *without* adding this Gaussian; otherwise colour += ``alpha T c`` and
     ``T = next_T``. Output ``rgb = sum + T bg``, ``alpha = 1 - T``, depth = ``sum(alpha T z) / max(1 - T, 1e-10)``.
 
+Adjoint (for the colour refit, :mod:`exgs_core.prune.refit`)
+    With the geometry fixed a view is linear in the per-Gaussian colours: ``rgb = A c + T bg`` with
+    ``A[p, g] = alpha_g(p) T_g(p)``. :func:`view_geometry` projects, sorts and bins a view once;
+    :func:`render_rows` applies ``A`` to other colours, :func:`adjoint_rows` applies ``A^T`` to images (per Gaussian,
+    the sum over pixels of blend weight x image, in the forward pass's tile and depth order, reduced serially:
+    deterministic) and :func:`normal_rows` does both per tile (``A^T A c``). ``keep_weights`` stores every blend
+    weight of the view (5 bytes each), after which these are sparse products.
+
 Deviations (documented, not in gsplat)
     Gaussians with any non-finite value used by the renderer (mean, rotation, scale, opacity, SH colour) or a zero
     quaternion are culled (gsplat culls NaN geometry through a zero radius but would let a NaN colour through).
@@ -49,6 +57,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from numba import get_num_threads, njit, prange
@@ -648,3 +657,467 @@ def render_cpu(
             "t_total": t_end - t_start,
         },
     }
+
+
+# --------------------------------------------------------------------------- adjoint (colour refit)
+#
+# A view's render is linear in the per-Gaussian colours once the geometry is fixed: ``rgb = A c + T bg`` with
+# ``A[p, g] = alpha_g(p) T_g(p)``, the blend weights. The functions below apply ``A`` and its transpose to colours
+# that are not the scene's own (:func:`exgs_core.prune.refit.refit_colours` solves least squares with them).
+
+#: Bytes per (Gaussian, tile) intersection that :func:`view_geometry` plans for: the tile list and the counts (int32
+#: each) and the adjoint's four float64 sums.
+_ADJOINT_BYTES_PER_ISECT = 4 + 4 + 32
+
+
+#: Bytes per stored blend weight (:meth:`ViewGeometry.keep_weights`): the pixel within its tile (uint8) and the
+#: weight (float32).
+WEIGHT_BYTES = 5
+
+
+@dataclass
+class ViewGeometry:
+    """One view's projected, depth-sorted and tile-binned Gaussians, to render it with other colours and take the
+    adjoint (:func:`render_rows`, :func:`adjoint_rows`, :func:`normal_rows`): the linear map ``A`` from per-Gaussian
+    colours to the image, with the blend weights ``alpha * T`` of the scene's own geometry and opacities.
+
+    Attributes:
+        order: int32 [M] the visible Gaussians, front to back (row j is Gaussian ``order[j]``).
+        gd: float32 [M, 16] blending records (columns of :func:`_gather`; the colour columns are overwritten by each
+            call that takes colours); None once the weights are stored (:attr:`weights`), which replace it.
+        tile_start: int64 [n_tiles + 1]; ids: int32 [n_isect] rows per tile, front to back.
+        counts: int32 [n_isect] pixels each (tile, Gaussian) intersection is blended into.
+        weights: None, or (wstart int64 [n_isect + 1], wpix uint8 [E], wval float32 [E]): every blend weight of the
+            view, per intersection, in the forward pass's order (pixel within the tile, weight). With them a render
+            or an adjoint is a sparse product (no exp, no sorting), about ten times cheaper.
+        width, height: image size (px); tile_w: tiles per image row.
+        rgb, alpha: float32 [H, W, 3] and [H, W]: the view rendered with the scene's own colours and the
+            background given to :func:`view_geometry` (``rgb`` is what :func:`render_cpu` returns).
+    """
+
+    order: np.ndarray
+    gd: np.ndarray | None
+    tile_start: np.ndarray
+    ids: np.ndarray
+    counts: np.ndarray
+    width: int
+    height: int
+    tile_w: int
+    rgb: np.ndarray
+    alpha: np.ndarray
+    weights: tuple | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the arrays that later calls use hold (the two images excluded)."""
+        n = self.order.nbytes + self.tile_start.nbytes + self.ids.nbytes + self.counts.nbytes
+        if self.gd is not None:
+            n += self.gd.nbytes
+        if self.weights is not None:
+            n += sum(a.nbytes for a in self.weights)
+        return n
+
+    def weights_nbytes(self) -> int:
+        """Bytes :meth:`adjoint_rows` ``keep_weights=True`` would allocate to store every blend weight."""
+        return WEIGHT_BYTES * int(self.counts.sum(dtype=np.int64)) + 8 * (self.ids.shape[0] + 1)
+
+
+def view_geometry(
+    prepared, camera, *, background: np.ndarray, sh_degree: int, antialiased: bool, near: float, far: float
+) -> ViewGeometry:
+    """Project, sort and bin ``prepared`` (a :class:`PreparedScene` of N Gaussians) for ``camera`` and render it
+    once with its own colours over ``background`` (float32 [3]), exactly as :func:`render_cpu` does."""
+    n = prepared.n
+    w, h = camera.width, camera.height
+    xy = np.zeros((n, 2), np.float32)
+    conic = np.zeros((n, 3), np.float32)
+    opac = np.zeros(n, np.float32)
+    depth = np.zeros(n, np.float32)
+    color = np.zeros((n, 3), np.float32)
+    radii = np.zeros((n, 2), np.int32)
+    if n:
+        _project(
+            prepared.means,
+            prepared.quats,
+            prepared.scales,
+            prepared.opacities,
+            prepared.sh,
+            int(sh_degree),
+            np.ascontiguousarray(camera.world_to_camera, dtype=np.float64),
+            np.ascontiguousarray(camera.position, dtype=np.float64),
+            float(camera.fx),
+            float(camera.fy),
+            float(camera.cx),
+            float(camera.cy),
+            float(w),
+            float(h),
+            float(near),
+            float(far),
+            EPS2D,
+            bool(antialiased),
+            xy,
+            conic,
+            opac,
+            depth,
+            color,
+            radii,
+        )
+    order = _visible_depth_order(radii, depth)
+    tile_w = (w + TILE_SIZE - 1) // TILE_SIZE
+    tile_h = (h + TILE_SIZE - 1) // TILE_SIZE
+    gd = _gather(order, xy, conic, opac, depth, color, radii)
+    tile_start, ids = _bin_tiles(
+        gd, TILE_SIZE, tile_w, tile_h, max(1, 4 * get_num_threads()), _ADJOINT_BYTES_PER_ISECT, f"{w}x{h} view: "
+    )
+    rgb = np.empty((h, w, 3), np.float32)
+    alpha = np.empty((h, w), np.float32)
+    counts = np.zeros(ids.shape[0], np.int32)
+    bg = np.ascontiguousarray(background, dtype=np.float32)
+    _rasterize(
+        tile_start,
+        ids,
+        gd,
+        w,
+        h,
+        TILE_SIZE,
+        tile_w,
+        bg,
+        rgb,
+        alpha,
+        np.empty((h, w), np.float32),
+        False,
+        np.zeros(0, np.float32),
+        True,
+        counts,
+    )
+    return ViewGeometry(order, gd, tile_start, ids, counts, w, h, tile_w, rgb, alpha)
+
+
+def _rows_f32(geom: ViewGeometry, colours: np.ndarray) -> np.ndarray:
+    m = geom.order.shape[0]
+    c = np.ascontiguousarray(colours, dtype=np.float32)
+    if c.shape != (m, 3):
+        raise ValueError(f"colours: expected float [M={m}, 3] (one row per visible Gaussian), got {c.shape}")
+    return c
+
+
+def _image_f32(geom: ViewGeometry, images: np.ndarray) -> np.ndarray:
+    im = np.ascontiguousarray(images, dtype=np.float32)
+    if im.ndim != 3 or im.shape[:2] != (geom.height, geom.width) or not 1 <= im.shape[2] <= 4:
+        raise ValueError(f"images: expected float [H={geom.height}, W={geom.width}, C<=4], got {im.shape}")
+    return im
+
+
+_NO_IMAGE = np.zeros((1, 1, 4), np.float32)
+
+
+def _blend(geom: ViewGeometry, colours, images, forward: bool, adjoint: bool, fill: bool = False):
+    """Run the sparse kernel when the weights are stored, else the rasterising one; returns (image or None,
+    per-row sums float64 [M, 4] or None)."""
+    h, w = geom.height, geom.width
+    q = np.empty((h, w, 3), np.float32) if forward else np.zeros((1, 1, 3), np.float32)
+    acc = np.zeros((geom.ids.shape[0] if adjoint else 0, 4), np.float64)
+    col = colours if colours is not None else np.zeros((geom.order.shape[0], 3), np.float32)
+    im = images if images is not None else _NO_IMAGE
+    if geom.weights is not None:
+        wstart, wpix, wval = geom.weights
+        _sparse_blend(
+            geom.tile_start,
+            geom.ids,
+            wstart,
+            wpix,
+            wval,
+            col,
+            im,
+            w,
+            h,
+            TILE_SIZE,
+            geom.tile_w,
+            forward,
+            adjoint,
+            q,
+            acc,
+        )
+    else:
+        gd = geom.gd
+        assert gd is not None  # released only once the weights are stored
+        gd[:, _G_R] = col[:, 0]
+        gd[:, _G_G] = col[:, 1]
+        gd[:, _G_BL] = col[:, 2]
+        if fill:
+            n_e = int(geom.counts.sum(dtype=np.int64))
+            wstart = np.zeros(geom.ids.shape[0] + 1, np.int64)
+            np.cumsum(geom.counts, out=wstart[1:])
+            wpix = np.zeros(n_e, np.uint8)
+            wval = np.zeros(n_e, np.float32)
+        else:
+            wstart, wpix, wval = np.zeros(1, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.float32)
+        filled = np.zeros(geom.ids.shape[0] if fill else 0, np.int32)
+        _rasterize_adjoint(
+            geom.tile_start,
+            geom.ids,
+            gd,
+            w,
+            h,
+            TILE_SIZE,
+            geom.tile_w,
+            im,
+            forward,
+            adjoint,
+            q,
+            acc,
+            fill,
+            wstart,
+            wpix,
+            wval,
+            filled,
+        )
+        if fill and np.array_equal(filled, geom.counts):  # the weights of every intersection, as counted
+            geom.weights = (wstart, wpix, wval)
+            geom.gd = None
+    rows = _reduce_rows(geom.ids, acc, geom.order.shape[0]) if adjoint else None
+    return (q if forward else None), rows
+
+
+def render_rows(geom: ViewGeometry, colours: np.ndarray) -> np.ndarray:
+    """float32 [H, W, 3]: the view blended with ``colours`` (float [M, 3], row j for Gaussian ``geom.order[j]``,
+    used as given: no clamp, no +0.5) over a black background: the linear map ``A c`` of the blend weights."""
+    return _blend(geom, _rows_f32(geom, colours), None, True, False)[0]
+
+
+def adjoint_rows(geom: ViewGeometry, images: np.ndarray, *, keep_weights: bool = False) -> np.ndarray:
+    """float64 [M, C]: ``A^T`` of ``images`` (float [H, W, C], C <= 4: say a residual image [H, W, 3] and an extra
+    channel such as the alpha image): per visible Gaussian (row j), the sum over the pixels of its blend weight
+    ``alpha * T`` times each channel, accumulated in the forward pass's tile and depth order (deterministic).
+
+    ``keep_weights``: also store every blend weight on ``geom`` (:attr:`ViewGeometry.weights`,
+    :meth:`ViewGeometry.weights_nbytes` bytes; the caller checks its memory), which makes later calls sparse
+    products."""
+    im = _image_f32(geom, images)
+    return _blend(geom, None, im, False, True, fill=keep_weights and geom.weights is None)[1][:, : im.shape[2]]
+
+
+def normal_rows(geom: ViewGeometry, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``A^T A c`` in one pass: (float32 [H, W, 3] the image ``A c`` as :func:`render_rows` gives it, float64
+    [M, 3] ``A^T`` of that image as :func:`adjoint_rows` gives it). Each tile blends its pixels, then walks its
+    Gaussians again for the adjoint, so the image never leaves the tile in between."""
+    q, rows = _blend(geom, _rows_f32(geom, colours), None, True, True)
+    return q, rows[:, :3]
+
+
+@njit(cache=True, nogil=True)
+def _reduce_rows(ids, acc, m):
+    """float64 [m, C]: per-row sums of per-intersection values ``acc`` [n_isect, C] (serial, fixed order)."""
+    out = np.zeros((m, acc.shape[1]), np.float64)
+    for k in range(ids.shape[0]):
+        j = ids[k]
+        for c in range(acc.shape[1]):
+            out[j, c] += acc[k, c]
+    return out
+
+
+@guarded
+@njit(parallel=True, cache=True, nogil=True)
+def _sparse_blend(
+    tile_start, ids, wstart, wpix, wval, colours, images, width, height, tile_size, tile_w, forward, adjoint, q_out, acc
+):
+    """:func:`_rasterize_adjoint` from stored weights: ``forward`` blends ``colours`` (float32 [M, 3]) into
+    ``q_out`` (float32 [H, W, 3], no background); ``adjoint`` sums weight x image per intersection into ``acc``
+    (float64 [n_isect, 4]), the image being the forward result when both are set, else ``images`` [H, W, C]."""
+    n_tiles = tile_start.shape[0] - 1
+    nch = images.shape[2]
+    npix = tile_size * tile_size
+    for t in prange(n_tiles):
+        ty0 = (t // tile_w) * tile_size
+        tx0 = (t % tile_w) * tile_size
+        tx1 = min(tx0 + tile_size, width)
+        ty1 = min(ty0 + tile_size, height)
+        img = np.zeros((npix, 4), np.float32)
+        if forward:
+            for k in range(tile_start[t], tile_start[t + 1]):
+                j = ids[k]
+                c0 = colours[j, 0]
+                c1 = colours[j, 1]
+                c2 = colours[j, 2]
+                for e in range(wstart[k], wstart[k + 1]):
+                    p = wpix[e]
+                    v = wval[e]
+                    img[p, 0] += c0 * v
+                    img[p, 1] += c1 * v
+                    img[p, 2] += c2 * v
+            for py in range(ty0, ty1):
+                for px in range(tx0, tx1):
+                    p = (py - ty0) * tile_size + (px - tx0)
+                    q_out[py, px, 0] = img[p, 0]
+                    q_out[py, px, 1] = img[p, 1]
+                    q_out[py, px, 2] = img[p, 2]
+        elif adjoint:
+            for py in range(ty0, ty1):
+                for px in range(tx0, tx1):
+                    p = (py - ty0) * tile_size + (px - tx0)
+                    for c in range(nch):
+                        img[p, c] = images[py, px, c]
+        if adjoint:
+            for k in range(tile_start[t], tile_start[t + 1]):
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                for e in range(wstart[k], wstart[k + 1]):
+                    p = wpix[e]
+                    v = wval[e]
+                    s0 += v * img[p, 0]
+                    s1 += v * img[p, 1]
+                    s2 += v * img[p, 2]
+                    s3 += v * img[p, 3]
+                acc[k, 0] = s0
+                acc[k, 1] = s1
+                acc[k, 2] = s2
+                acc[k, 3] = s3
+
+
+@guarded
+@njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH_RASTER)
+def _rasterize_adjoint(
+    tile_start,
+    ids,
+    gd,  # int64 [n_tiles+1], int32 [n_isect], f32 [M, 16]
+    width,
+    height,
+    tile_size,
+    tile_w,
+    images,  # f32 [H, W, C] (C <= 4), read when adjoint and not forward
+    forward,  # bool: blend gd's colours (background 0) into q_out
+    adjoint,  # bool: per intersection, sum weight x image (the forward result when forward, else images)
+    q_out,  # f32 [H, W, 3] written when forward
+    isect_acc,  # f64 [n_isect, 4] written when adjoint
+    fill,  # bool: store every weight of the adjoint walk (wstart from the counts)
+    wstart,  # i64 [n_isect + 1]
+    wpix,  # u8 [E] pixel within the tile
+    wval,  # f32 [E] weight
+    filled,  # i32 [n_isect] weights stored per intersection (to check against the counts)
+):
+    """The adjoint of :func:`_rasterize`'s colour blend. The walk over each tile's pixels and Gaussians is
+    :func:`_rasterize`'s, line for line (same box, row bounds, cut-offs and early stop), so the weights are the
+    forward pass's. With ``forward`` and ``adjoint`` each tile blends ``gd``'s colours into its pixels, then walks
+    its Gaussians again for the adjoint of that image (``A^T A c``) without the image leaving the tile."""
+    n_tiles = tile_start.shape[0] - 1
+    nch = images.shape[2]
+    thr = _F32_THRESHOLD
+    amax = np.float32(ALPHA_MAX)
+    tstop = np.float32(T_STOP)
+    half = np.float32(0.5)
+    one = np.float32(1.0)
+    npix = tile_size * tile_size
+    for t in prange(n_tiles):
+        ty0 = (t // tile_w) * tile_size
+        tx0 = (t % tile_w) * tile_size
+        tx1 = min(tx0 + tile_size, width)
+        ty1 = min(ty0 + tile_size, height)
+        trans = np.ones(npix, np.float32)
+        alive = np.zeros(npix, np.bool_)
+        img = np.zeros((npix, 4), np.float32)  # the image this tile's adjoint reads
+        if adjoint and not forward:
+            for py in range(ty0, ty1):
+                for px in range(tx0, tx1):
+                    p = (py - ty0) * tile_size + (px - tx0)
+                    for c in range(nch):
+                        img[p, c] = images[py, px, c]
+        n_phase = (1 if forward else 0) + (1 if adjoint else 0)
+        for phase in range(n_phase):
+            fwd = forward and phase == 0
+            n_alive = 0
+            for py in range(ty0, ty1):
+                for px in range(tx0, tx1):
+                    p = (py - ty0) * tile_size + (px - tx0)
+                    alive[p] = True
+                    trans[p] = one
+                    n_alive += 1
+            for k in range(tile_start[t], tile_start[t + 1]):
+                if n_alive == 0:
+                    break
+                j = ids[k]
+                gx = gd[j, _G_X]
+                gy = gd[j, _G_Y]
+                rx = gd[j, _G_RX]
+                ry = gd[j, _G_RY]
+                x0 = max(tx0, np.int64(math.ceil(gx - rx - half)))
+                x1 = min(tx1, np.int64(math.floor(gx + rx - half)) + 1)
+                y0 = max(ty0, np.int64(math.ceil(gy - ry - half)))
+                y1 = min(ty1, np.int64(math.floor(gy + ry - half)) + 1)
+                if x0 >= x1 or y0 >= y1:
+                    continue
+                ca = gd[j, _G_A]
+                cb = gd[j, _G_B]
+                cc = gd[j, _G_C]
+                op = gd[j, _G_OP]
+                cr = gd[j, _G_R]
+                cg = gd[j, _G_G]
+                cbl = gd[j, _G_BL]
+                sigcut = gd[j, _G_SIGCUT]
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                e = wstart[k] if fill else 0
+                e_end = wstart[k + 1] if fill else 0
+                qa = half * ca
+                inv2qa = half / qa
+                for py in range(y0, y1):
+                    ddy = gy - (np.float32(py) + half)
+                    qb = cb * ddy
+                    qc = half * cc * ddy * ddy - sigcut
+                    disc = qb * qb - 4.0 * qa * qc
+                    if disc < 0:
+                        continue
+                    sq = math.sqrt(disc)
+                    lo = max(x0, np.int64(math.ceil(gx - half - (sq - qb) * inv2qa - 0.01)))
+                    hi = min(x1, np.int64(math.floor(gx - half + (sq + qb) * inv2qa + 0.01)) + 1)
+                    row = (py - ty0) * tile_size - tx0
+                    for px in range(lo, hi):
+                        p = row + px
+                        if not alive[p]:
+                            continue
+                        ddx = gx - (np.float32(px) + half)
+                        sigma = half * (ca * ddx * ddx + cc * ddy * ddy) + cb * ddx * ddy
+                        if sigma < 0 or sigma > sigcut:
+                            continue
+                        alpha = min(amax, op * math.exp(-sigma))
+                        if alpha < thr:
+                            continue
+                        tp = trans[p]
+                        nt = tp * (one - alpha)
+                        if nt <= tstop:
+                            alive[p] = False
+                            n_alive -= 1
+                            continue
+                        vis = alpha * tp
+                        if fwd:
+                            img[p, 0] += cr * vis
+                            img[p, 1] += cg * vis
+                            img[p, 2] += cbl * vis
+                        else:
+                            s0 += vis * img[p, 0]
+                            s1 += vis * img[p, 1]
+                            s2 += vis * img[p, 2]
+                            s3 += vis * img[p, 3]
+                            if fill:
+                                if e < e_end:
+                                    wpix[e] = p
+                                    wval[e] = vis
+                                e += 1
+                        trans[p] = nt
+                if not fwd:
+                    isect_acc[k, 0] = s0
+                    isect_acc[k, 1] = s1
+                    isect_acc[k, 2] = s2
+                    isect_acc[k, 3] = s3
+                    if fill:
+                        filled[k] = e - wstart[k]
+            if fwd:
+                for py in range(ty0, ty1):
+                    for px in range(tx0, tx1):
+                        p = (py - ty0) * tile_size + (px - tx0)
+                        q_out[py, px, 0] = img[p, 0]
+                        q_out[py, px, 1] = img[p, 1]
+                        q_out[py, px, 2] = img[p, 2]
