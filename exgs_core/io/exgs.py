@@ -657,7 +657,7 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
             and all(math.isfinite(v) for v in up)
             and any(v != 0 for v in up)
         ):
-            scene_up = tuple(float(v) for v in up)
+            scene_up = (float(up[0]), float(up[1]), float(up[2]))
         if isinstance(sm.get("coordinate_system"), str):
             meta["coordinate_system"] = sm["coordinate_system"][:200]
     if path is not None:

@@ -59,7 +59,7 @@ class Restorer:
     ):
         import torch
 
-        validate_config(model.config, source)
+        validate_config(model.config, None if source is None else os.fspath(source))
         #: the weights folder (for error messages), when known
         self.source = None if source is None else os.fspath(source)
 

@@ -31,7 +31,7 @@ def scene_digest(arrays: dict, antialiased: bool) -> str:
     for f in SCENE_FIELDS:
         a = np.ascontiguousarray(arrays[f])
         h.update(str(a.shape).encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(memoryview(a).cast("B"))  # type: ignore[arg-type]
     h.update(b"antialiased=%d" % bool(antialiased))
     return h.hexdigest()
 
