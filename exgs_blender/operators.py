@@ -24,7 +24,7 @@ from .jobs import FIRST_USE, CompressJob
 from .properties import size_lines
 
 IMPORT_EXTENSIONS = (".ply", ".splat", ".spz", ".sog", ".exgs", ".json")
-IMPORT_GLOB = "*.ply;*.splat;*.spz;*.sog;*.exgs;meta.json"
+IMPORT_GLOB = "*.ply;*.splat;*.spz;*.sog;*.glb;*.exgs;meta.json"
 
 
 def _matrix16(m) -> tuple:
@@ -90,7 +90,7 @@ def export_matrix(ob) -> np.ndarray:
 
 
 class EXGS_OT_import_scene(bpy.types.Operator, ImportHelper):
-    """Import Gaussian splats (.ply, .compressed.ply, .splat, .spz, .sog, .exgs) as point-cloud objects"""
+    """Import Gaussian splats (.ply, .compressed.ply, .splat, .spz, .sog, .glb, .exgs) as point-cloud objects"""
 
     bl_idname = "exgs.import_scene"
     bl_label = "Import Gaussian Splats"
@@ -203,8 +203,42 @@ def export_scene_bytes(objects, fmt: str, apply_transform: bool = True):
     return None, scene
 
 
+#: Export formats: (enum id, exgs_core.io format, file name ending, label, description)
+EXPORT_FORMATS = (
+    ("EXGS", "exgs", ".exgs", ".exgs", "exgs container (UGC output; quantised, entropy-coded; read by exgs)"),
+    (
+        "SPZ",
+        "spz",
+        ".spz",
+        ".spz",
+        "SPZ (Niantic; version 4 or 3): Scaniverse, Babylon.js, three.js, Spark, PlayCanvas",
+    ),
+    (
+        "SOG",
+        "sog",
+        ".sog",
+        ".sog",
+        "PlayCanvas SOG (WebP textures in a zip): SuperSplat, PlayCanvas, Babylon.js, Spark",
+    ),
+    ("GLB", "glb", ".glb", ".glb", "glTF 2.0 binary with KHR_gaussian_splatting"),
+    ("CPLY", "compressed_ply", ".compressed.ply", ".compressed.ply", "PlayCanvas compressed PLY (SuperSplat)"),
+    ("SPLAT", "splat", ".splat", ".splat", "antimatter15 .splat (DC colour only, 32 bytes per Gaussian)"),
+    ("PLY", "ply", ".ply", ".ply", "standard 3DGS PLY (uncompressed, every viewer)"),
+)
+_EXPORT_BY_ID = {e[0]: e for e in EXPORT_FORMATS}
+
+
+def _ending_format(path: str) -> str | None:
+    """The export enum id whose file ending ``path`` has (longest ending first), or None."""
+    low = path.lower()
+    for e in sorted(EXPORT_FORMATS, key=lambda e: -len(e[2])):
+        if low.endswith(e[2]):
+            return e[0]
+    return None
+
+
 class EXGS_OT_export_scene(bpy.types.Operator, ExportHelper):
-    """Export Gaussian-splat objects as .exgs (compressed container) or a standard 3DGS .ply"""
+    """Export Gaussian-splat objects as .exgs or a standard format other tools open (.spz, .sog, .glb, ...)"""
 
     bl_idname = "exgs.export_scene"
     bl_label = "Export Gaussian Splats"
@@ -212,11 +246,16 @@ class EXGS_OT_export_scene(bpy.types.Operator, ExportHelper):
 
     filename_ext = ".exgs"
     filepath: StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
-    filter_glob: StringProperty(default="*.exgs;*.ply", options={"HIDDEN"})
+    filter_glob: StringProperty(default="*.exgs;*.spz;*.sog;*.glb;*.ply;*.splat", options={"HIDDEN"})
     file_format: EnumProperty(
         name="Format",
-        items=[("EXGS", ".exgs", "exgs container (quantised, compressed)", 0), ("PLY", ".ply", "standard 3DGS PLY", 1)],
+        items=[(e[0], e[3], e[4], i) for i, e in enumerate(EXPORT_FORMATS)],
         default="EXGS",
+    )
+    spz_version: EnumProperty(
+        name="SPZ version",
+        items=[("4", "4", "SPZ version 4 (current)", 0), ("3", "3", "SPZ version 3 (for readers without v4)", 1)],
+        default="4",
     )
     use_selection: BoolProperty(
         name="Selected only", default=True, description="Export the selected splat objects (else every visible one)"
@@ -228,32 +267,33 @@ class EXGS_OT_export_scene(bpy.types.Operator, ExportHelper):
     )
 
     def check(self, context):
-        want = ".ply" if self.file_format == "PLY" else ".exgs"
+        want = _EXPORT_BY_ID[self.file_format][2]
         self.filename_ext = want
-        root, ext = os.path.splitext(self.filepath)
-        if ext.lower() != want and self.filepath:
-            self.filepath = root + want
-            return True
-        return False
+        if not self.filepath or self.filepath.lower().endswith(want):
+            return False
+        have = _ending_format(self.filepath)
+        root = self.filepath[: -len(_EXPORT_BY_ID[have][2])] if have else os.path.splitext(self.filepath)[0]
+        self.filepath = root + want
+        return True
 
     def execute(self, context):
         from exgs_core import exgs_format
-        from exgs_core.io.ply import write_ply
+        from exgs_core.io import save
 
         if not self.filepath:
             self.report({"ERROR"}, "ExGS export: no file path")
             return {"CANCELLED"}
-        fmt = "ply" if self.file_format == "PLY" else "exgs"
-        ext = os.path.splitext(self.filepath)[1].lower()
-        if ext == "":
-            self.filepath += "." + fmt
-        elif ext != "." + fmt:
-            known = {".ply": "PLY", ".exgs": "EXGS"}
+        _, fmt, want, _, _ = _EXPORT_BY_ID[self.file_format]
+        have = _ending_format(self.filepath)
+        if have is None and os.path.splitext(self.filepath)[1] == "":
+            self.filepath += want
+        elif have != self.file_format:
+            ext = _EXPORT_BY_ID[have][2] if have else os.path.splitext(self.filepath)[1].lower()
             hint = (
-                f"the file name ends in {ext} but Format is {self.file_format}: give it a .{fmt} name or "
-                f"choose Format {known[ext]}"
-                if ext in known
-                else f"cannot write {ext} files (formats: .exgs, .ply)"
+                f"the file name ends in {ext} but Format is {self.file_format}: give it a {want} name or "
+                f"choose Format {have}"
+                if have
+                else f"cannot write {ext} files (formats: {', '.join(e[2] for e in EXPORT_FORMATS)})"
             )
             self.report({"ERROR"}, f"ExGS export: {self.filepath}: {hint}")
             return {"CANCELLED"}
@@ -266,10 +306,13 @@ class EXGS_OT_export_scene(bpy.types.Operator, ExportHelper):
             if not scene.validate().ok:
                 scene, rep = scene.sanitize()
                 self.report({"WARNING"}, f"ExGS export: repaired data: {rep}")
-            if fmt == "ply":
-                write_ply(scene, self.filepath)
-            else:
+            if fmt == "exgs":
                 exgs_format.write_exgs(self.filepath, data if data is not None else exgs_format.encode(scene))
+            else:
+                opts = {"version": int(self.spz_version)} if fmt == "spz" else {}
+                wrep = save(scene, self.filepath, format=fmt, **opts)
+                for k, n in wrep.clamped.items():
+                    self.report({"WARNING"}, f"ExGS export: clamped {n:,} value(s) of {k} into the {fmt} range")
         except (ExgsError, ValueError, OSError) as e:
             self.report({"ERROR"}, f"ExGS export: {e}")
             return {"CANCELLED"}

@@ -9,11 +9,13 @@ from .properties import size_lines
 
 
 def menu_import(self, context):
-    self.layout.operator(operators.EXGS_OT_import_scene.bl_idname, text="Gaussian Splats (.ply/.spz/.sog/.splat/.exgs)")
+    self.layout.operator(
+        operators.EXGS_OT_import_scene.bl_idname, text="Gaussian Splats (.ply/.spz/.sog/.glb/.splat/.exgs)"
+    )
 
 
 def menu_export(self, context):
-    self.layout.operator(operators.EXGS_OT_export_scene.bl_idname, text="Gaussian Splats (.exgs/.ply)")
+    self.layout.operator(operators.EXGS_OT_export_scene.bl_idname, text="Gaussian Splats (.exgs/.spz/.sog/.glb/.ply)")
 
 
 class EXGS_FH_import(bpy.types.FileHandler):
@@ -21,7 +23,7 @@ class EXGS_FH_import(bpy.types.FileHandler):
     bl_label = "ExGS Gaussian splats"
     bl_import_operator = "exgs.import_scene"
     bl_export_operator = "exgs.export_scene"
-    bl_file_extensions = ".ply;.splat;.spz;.sog;.exgs"
+    bl_file_extensions = ".ply;.splat;.spz;.sog;.glb;.exgs"
 
     @classmethod
     def poll_drop(cls, context):
@@ -75,11 +77,16 @@ class EXGS_PT_compress(bpy.types.Panel):
             box.label(text=f"Gaussians: {e.gaussians_before:,} -> {e.gaussians_after:,}")
             for line in size_lines(e):  # against the user's own file first; the SH3-PLY ratio labelled
                 box.label(text=line)
-        row = layout.row(align=True)
-        op = row.operator(operators.EXGS_OT_export_scene.bl_idname, text="Export .exgs", icon="EXPORT")
-        op.file_format = "EXGS"
-        op = row.operator(operators.EXGS_OT_export_scene.bl_idname, text="Export .ply")
-        op.file_format = "PLY"
+        col = layout.column(align=True)
+        col.label(text="Export", icon="EXPORT")
+        row = col.row(align=True)
+        for fid in ("EXGS", "SPZ", "SOG", "GLB"):
+            op = row.operator(operators.EXGS_OT_export_scene.bl_idname, text=operators._EXPORT_BY_ID[fid][3])
+            op.file_format = fid
+        row = col.row(align=True)
+        for fid in ("CPLY", "SPLAT", "PLY"):
+            op = row.operator(operators.EXGS_OT_export_scene.bl_idname, text=operators._EXPORT_BY_ID[fid][3])
+            op.file_format = fid
 
 
 class EXGS_PT_render(bpy.types.Panel):

@@ -399,10 +399,12 @@ def _world_bounds(ob) -> np.ndarray:
     return np.stack([w.min(0), w.max(0)])
 
 
-@pytest.mark.parametrize("fmt", ["PLY", "EXGS"])
+@pytest.mark.parametrize("fmt", ["PLY", "EXGS", "SPZ", "SOG", "GLB", "CPLY", "SPLAT"])
 def test_spz_import_export_reimport_keeps_the_scene_upright(addon, tmp_path, fmt):
-    """An .spz (RUB axes) imported, exported as .ply / .exgs and imported again lands where it was, not upside
+    """An .spz (RUB axes) imported, exported in every format and imported again lands where it was, not upside
     down; the exported PLY holds PLY's RDF axes, as every other PLY viewer expects."""
+    from bl_ext.user_default.exgs.operators import _EXPORT_BY_ID
+
     import exgs_core
     from exgs_core.io.spz import flip_yz
 
@@ -410,10 +412,11 @@ def test_spz_import_export_reimport_keeps_the_scene_upright(addon, tmp_path, fmt
     path = data(FIXTURES["spz_v4"])
     ob = _import(bpy, FIXTURES["spz_v4"])
     before = _world_bounds(ob)
-    out = tmp_path / f"biker.{fmt.lower()}"
+    out = tmp_path / ("biker" + _EXPORT_BY_ID[fmt][2])
     assert bpy.ops.exgs.export_scene(filepath=str(out), file_format=fmt) == {"FINISHED"}
     if fmt == "PLY":
         np.testing.assert_allclose(exgs_core.load(out).means, flip_yz(exgs_core.load(path)).means, atol=1e-6)
+    assert exgs_core.load(out).n == ob.data.points.__len__()
     ob2 = _import(bpy, str(out))
     np.testing.assert_allclose(_world_bounds(ob2), before, atol=2e-3 * np.ptp(before, axis=0).max())
 
@@ -428,8 +431,10 @@ def test_export_format_follows_the_file_name(addon, tmp_path):
     _import(bpy, FIXTURES["ply"])
     with pytest.raises(RuntimeError, match=r"x\.exgs.*ends in \.exgs but Format is PLY"):
         bpy.ops.exgs.export_scene(filepath=str(tmp_path / "x.exgs"), file_format="PLY")
-    with pytest.raises(RuntimeError, match=r"cannot write \.spz"):
+    with pytest.raises(RuntimeError, match=r"x\.spz.*ends in \.spz but Format is EXGS.*choose Format SPZ"):
         bpy.ops.exgs.export_scene(filepath=str(tmp_path / "x.spz"), file_format="EXGS")
+    with pytest.raises(RuntimeError, match=r"cannot write \.obj files"):
+        bpy.ops.exgs.export_scene(filepath=str(tmp_path / "x.obj"), file_format="EXGS")
     assert list(tmp_path.iterdir()) == []
     assert bpy.ops.exgs.export_scene(filepath=str(tmp_path / "noext"), file_format="PLY") == {"FINISHED"}
     assert detect_format(tmp_path / "noext.ply") == "ply" and exgs_core.load(tmp_path / "noext.ply").n == 1000
