@@ -64,6 +64,7 @@ KERNEL_MODULES = (
     "exgs_core.codec.palette",
     "exgs_core.knn",
     "exgs_core.prune.merge",
+    "exgs_core.prune.refit",  # compiled on first use of refit_colours (not in the default pipeline yet)
 )
 
 _STAMP_VERSION = 1
