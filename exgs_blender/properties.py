@@ -25,6 +25,13 @@ class EXGS_PG_object(bpy.types.PropertyGroup):
         description="Row-major 4x4 rotation applied at import (file axes -> Blender); export undoes it",
     )
     antialiased: BoolProperty(name="Antialiased", description="Render with gsplat's antialiased (Mip-Splatting) mode")
+    head_hex: StringProperty(
+        name="Scene head",
+        default="",
+        description="The scene head of the .exgs these splats came from (hex of its HEAD section), applied before "
+        "GaussPainter when this is the only splat object in the frame",
+        options={"HIDDEN"},
+    )
     gaussians_before: IntProperty(name="Gaussians before", default=0)
     gaussians_after: IntProperty(name="Gaussians after", default=0)
     # Byte counts are decimal strings: Blender's IntProperty is 32-bit (a 9M-Gaussian SH3 PLY is > 2**31 bytes).

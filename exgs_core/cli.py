@@ -312,12 +312,15 @@ def cmd_render(args) -> int:
         write_png(out / f"view_{i:03d}.png", res.rgb)
         if restorer is not None:
             write_png(
-                out / f"view_{i:03d}_restored.png", restorer.restore(res.rgb, res.alpha, res.depth, background=bg)
+                out / f"view_{i:03d}_restored.png",
+                restorer.restore(res.rgb, res.alpha, res.depth, background=bg, head=_scene_head(scene)),
             )
         if args.alpha:
             write_png(out / f"view_{i:03d}_alpha.png", res.alpha)
     dt = time.perf_counter() - t0
     what = "view(s) + GaussPainter-restored copies (*_restored.png)" if restorer else "view(s)"
+    if restorer and _scene_head(scene) is not None:
+        what = "view(s) + copies restored by the file's scene head and GaussPainter (*_restored.png)"
     print(
         f"wrote {len(cams)} {what} of {args.file} ({scene.n:,} Gaussians) at {args.size[0]}x{args.size[1]} "
         f"to {out}/ in {dt:.2f} s ({res.backend} backend)"
@@ -348,7 +351,7 @@ def evaluate(reference, candidate, cameras, *, backend="auto", progress=None, re
             "empty": bool(ra.alpha.max(initial=0.0) < 1 / 255),
         }
         if restorer is not None:
-            r = restorer.restore(b, rb.alpha, rb.depth)
+            r = restorer.restore(b, rb.alpha, rb.depth, head=_scene_head(candidate))
             v["psnr_restored"] = min(psnr(a, r), PSNR_CAP_DB)
             v["ssim_restored"] = ssim(a, r)
         per_view.append(v)
@@ -363,6 +366,13 @@ def evaluate(reference, candidate, cameras, *, backend="auto", progress=None, re
         out["psnr_restored"] = float(np.mean([v["psnr_restored"] for v in per_view]))
         out["ssim_restored"] = float(np.mean([v["ssim_restored"] for v in per_view]))
     return out
+
+
+def _scene_head(scene):
+    """The scene head a decoded .exgs carries (applied before GaussPainter by ``--restore``), else None."""
+    from .codec.head import scene_head
+
+    return scene_head(scene)
 
 
 def _restorer(args):
@@ -423,6 +433,7 @@ def cmd_eval(args) -> int:
     if restorer is not None:
         out["psnr_restored"] = res["psnr_restored"]
         out["ssim_restored"] = res["ssim_restored"]
+        out["scene_head"] = _scene_head(cand) is not None  # the file's head ran before GaussPainter
     if args.json:
         print(json.dumps(out))
         return 0
@@ -438,7 +449,8 @@ def cmd_eval(args) -> int:
     if restorer is not None:
         print(
             f"restored   PSNR {out['psnr_restored']:.2f} dB ({out['psnr_restored'] - out['psnr']:+.2f}), "
-            f"SSIM {out['ssim_restored']:.4f} ({out['ssim_restored'] - out['ssim']:+.4f}) with GaussPainter"
+            f"SSIM {out['ssim_restored']:.4f} ({out['ssim_restored'] - out['ssim']:+.4f}) with "
+            + ("the file's scene head + GaussPainter" if _scene_head(cand) is not None else "GaussPainter")
         )
     print(f"LPIPS      n/a ({lpips_available()[1]})")
     return 0

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """exgs main job on the bundled scene: load it, compress it with UGC into .exgs, render held-out views of the
-original and the compressed scene, restore the compressed renders with GaussPainter, and report sizes, ratio and
-PSNR/SSIM of each.
+original and the compressed scene, restore the compressed renders (the file's scene head, then GaussPainter), and
+report sizes, ratio and PSNR/SSIM of each.
 
 Usage: bash scripts/demo.sh [--scene FILE] [--ratio R] [--views N] [--size WxH] [--out DIR] [--no-restore]
 Outputs (default out/demo/): scene.exgs, view_NNN.png (original | compressed | restored side by side),
-contact_sheet.png (the original's views), comparison.png (all side-by-sides), summary.json, summary.txt.
+contact_sheet.png (the original's views), comparison.png (all side-by-sides, then a zoomed crop of the window where
+restoration helps most, labelled with its dB), zoom.png (that crop alone), summary.json, summary.txt.
 """
 
 from __future__ import annotations
@@ -40,6 +41,31 @@ def contact_sheet(images: list[np.ndarray], cols: int = 4) -> np.ndarray:
         r, c = divmod(i, cols)
         sheet[r * (h + g) : r * (h + g) + h, c * (w + g) : c * (w + g) + w] = np.clip(im, 0, 1)
     return sheet
+
+
+def best_window(errs: list[tuple[np.ndarray, np.ndarray]], size: int) -> tuple[int, int, int]:
+    """(view, row, column) of the ``size`` x ``size`` window whose squared error falls most from the compressed
+    render to the restored one; ``errs`` holds per view (compressed, restored) squared errors [H, W]."""
+    best = (-np.inf, 0, 0, 0)
+    for v, (ec, er) in enumerate(errs):
+        d = (ec - er).astype(np.float64)
+        c = np.zeros((d.shape[0] + 1, d.shape[1] + 1))
+        c[1:, 1:] = d.cumsum(0).cumsum(1)
+        win = c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]
+        y, x = np.unravel_index(int(np.argmax(win)), win.shape)
+        if win[y, x] > best[0]:
+            best = (float(win[y, x]), v, int(y), int(x))
+    return best[1:]
+
+
+def zoom_row(tiles: list[np.ndarray], y: int, x: int, size: int, labels: list[str]) -> np.ndarray:
+    """The ``size`` window at (y, x) of each tile, enlarged (nearest) to the tiles' width, labelled."""
+    from exgs_core.painter.restore import side_by_side
+
+    h, w = tiles[0].shape[:2]
+    f = max(1, min(h, w) // size)
+    crops = [np.repeat(np.repeat(np.clip(t[y : y + size, x : x + size], 0, 1), f, 0), f, 1) for t in tiles]
+    return side_by_side(crops, labels).astype(np.float32) / 255
 
 
 def main(argv=None) -> int:
@@ -95,10 +121,20 @@ def main(argv=None) -> int:
     t_warm = time.perf_counter() - t1
     restorer = None
     if not args.no_restore:
-        from exgs_core.painter.restore import Restorer, side_by_side
+        from exgs_core.painter.restore import Restorer, scene_head, side_by_side
 
         restorer = Restorer.from_pretrained()
+        head = scene_head(small)  # the file's scene head, when compress kept one (report: sampling["head"])
+        print(
+            "restore   "
+            + (
+                f"the file's scene head ({head.nbytes} B, {head.classes} class(es)), then GaussPainter"
+                if head is not None
+                else "GaussPainter (the file has no scene head)"
+            )
+        )
     images, pairs, times, ps, ss, pr, sr, tr = [], [], [], [], [], [], [], []
+    frames, errs = [], []
     for i, cam in enumerate(cams):
         t = time.perf_counter()
         res = render(scene, cam)
@@ -114,8 +150,11 @@ def main(argv=None) -> int:
         )
         if restorer is not None:
             t = time.perf_counter()
-            rest = restorer.restore(comp, cres.alpha, cres.depth)
+            rest = restorer.restore(comp, cres.alpha, cres.depth, head=head)
             tr.append(time.perf_counter() - t)
+            ref = np.clip(res.rgb, 0, 1)
+            frames.append((res.rgb, comp, rest))
+            errs.append((((np.clip(comp, 0, 1) - ref) ** 2).sum(-1), ((rest - ref) ** 2).sum(-1)))
             pr.append(min(psnr(res.rgb, rest), 100.0))
             sr.append(ssim(res.rgb, rest))
             tiles.append(rest)
@@ -127,6 +166,26 @@ def main(argv=None) -> int:
         write_png(out / f"view_{i:03d}.png", pair)
         print(line, flush=True)
     write_png(out / "contact_sheet.png", contact_sheet(images))
+    zoom = None
+    if errs:  # the window where restoration helps most, enlarged, with its own PSNRs
+        zs = max(8, min(w, h) // 8)
+        v, y, x = best_window(errs, zs)
+        orig, comp, rest = (f[y : y + zs, x : x + zs] for f in frames[v])
+        pc, pz = psnr(orig, comp), psnr(orig, rest)
+        zoom = {"view": v, "x": x, "y": y, "size": zs, "psnr_compressed": round(pc, 2), "psnr_restored": round(pz, 2)}
+        row = zoom_row(
+            list(frames[v]),
+            y,
+            x,
+            zs,
+            [f"zoom, view {v + 1}: original", f"compressed {pc:.2f} dB", f"restored {pz:.2f} dB ({pz - pc:+.2f})"],
+        )
+        write_png(out / "zoom.png", row)
+        cell = np.full_like(pairs[0], 0.25)  # the contact sheet's cells are all one size
+        rh, rw = min(row.shape[0], cell.shape[0]), min(row.shape[1], cell.shape[1])
+        cell[:rh, :rw] = row[:rh, :rw]
+        pairs.append(cell)
+        print(f"zoom      view {v + 1}, {zs}x{zs} px at ({x}, {y}): {pc:.2f} -> {pz:.2f} dB ({pz - pc:+.2f})")
     write_png(out / "comparison.png", contact_sheet(pairs, cols=1 if restorer is not None else 2))
     summary = {
         "scene": args.scene,
@@ -147,6 +206,8 @@ def main(argv=None) -> int:
         "psnr_restored": round(float(np.mean(pr)), 3) if pr else None,
         "ssim_restored": round(float(np.mean(sr)), 4) if sr else None,
         "restore_ms_mean": round(1000 * float(np.mean(tr)), 1) if tr else None,
+        "scene_head": rep.sampling.get("head"),
+        "zoom": zoom,
         "views": len(cams),
         "size": [w, h],
         "backend": res.backend,
@@ -154,7 +215,9 @@ def main(argv=None) -> int:
         "first_render_s": round(t_warm, 3),
         "render_ms_mean": round(1000 * float(np.mean(times)), 2),
         "fps": round(1.0 / float(np.mean(times)), 2),
-        "images": [f"view_{i:03d}.png" for i in range(len(cams))] + ["contact_sheet.png", "comparison.png"],
+        "images": [f"view_{i:03d}.png" for i in range(len(cams))]
+        + ["contact_sheet.png", "comparison.png"]
+        + (["zoom.png"] if zoom else []),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     lines = [f"{k}: {v}" for k, v in summary.items() if k != "images"]
@@ -170,7 +233,8 @@ def main(argv=None) -> int:
     )
     if pr:
         print(
-            f"restored with GaussPainter: PSNR {summary['psnr_restored']:.2f} dB, SSIM {summary['ssim_restored']:.4f} "
+            f"restored ({'scene head + ' if head is not None else ''}GaussPainter): "
+            f"PSNR {summary['psnr_restored']:.2f} dB, SSIM {summary['ssim_restored']:.4f} "
             f"({summary['restore_ms_mean']} ms/frame)"
         )
     print(

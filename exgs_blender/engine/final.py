@@ -39,8 +39,10 @@ def linear_to_srgb(c: np.ndarray) -> np.ndarray:
 
 
 def gather_splats(depsgraph, test_break=None):
-    """(world-space GaussianScene of every visible splat object instance, object names), or (None, [])."""
-    scenes, names = [], []
+    """(world-space GaussianScene of every visible splat object instance, object names), or (None, []).
+    When exactly one object is in view and came from an .exgs with a scene head, the scene carries that head
+    (``meta["exgs_head"]``, :func:`.restoring.frame_head`), as a decoded .exgs does, so restoration applies it."""
+    scenes, names, heads = [], [], []
     for inst in depsgraph.object_instances:
         ob = inst.object
         if ob.type != "POINTCLOUD" or not convert.is_splat_data(ob.data):
@@ -55,9 +57,25 @@ def gather_splats(depsgraph, test_break=None):
 
         scenes.append(transform_scene(s, np.array(inst.matrix_world, dtype=np.float64)))
         names.append(ob.name)
+        heads.append(_head_payload(orig))
     if not scenes:
         return None, names
-    return convert.merge_scenes(scenes), names
+    merged = convert.merge_scenes(scenes)
+    from .restoring import frame_head
+
+    head = frame_head(heads)
+    if head is not None:
+        merged.meta = {**merged.meta, "exgs_head": head}
+    return merged, names
+
+
+def _head_payload(ob) -> bytes | None:
+    """The HEAD payload bytes an object keeps (``ob.exgs.head_hex``), or None (none, or not valid hex)."""
+    text = getattr(getattr(ob, "exgs", None), "head_hex", "")
+    try:
+        return bytes.fromhex(text) if text else None
+    except ValueError:
+        return None
 
 
 def frame_pixels(res, *, transparent: bool, background_srgb: np.ndarray, color_input: str):
@@ -252,7 +270,11 @@ def render(engine, depsgraph) -> None:
             "", f"ExGS | restoring (GaussPainter, {'worker process' if settings.mode == 'WORKER' else 'in Blender'})"
         )
         try:
-            restored = restoring.backend(settings).restore(res.rgb, res.alpha, res.depth, cancel=engine.test_break)
+            from exgs_core.codec.head import scene_head
+
+            restored = restoring.backend(settings).restore(
+                res.rgb, res.alpha, res.depth, cancel=engine.test_break, head=scene_head(splats)
+            )
         except _E as e:  # WorkerError / WorkerCrashed (the next render restarts the worker), weights errors
             _fail(engine, f"ExGS: restoration failed: {e}")
             return

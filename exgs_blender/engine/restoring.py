@@ -65,6 +65,24 @@ def current():
     return _backend
 
 
+def frame_head(heads):
+    """The scene head to restore a frame with (an :class:`exgs_core.codec.head.SceneHead` for the backends'
+    ``restore(..., head=)``; ``render_restore`` takes it from ``scene.meta["exgs_head"]``): ``heads`` holds one
+    entry per splat object in the frame, each the ``HEAD`` payload bytes of the .exgs it was imported from or
+    None. A head is fitted to one scene's renders alone, so it applies only when exactly one object is in view and
+    has one; otherwise None (the generic painter only). A payload that does not parse gives None too."""
+    from exgs_core.codec.head import SceneHead, UnknownHeadVersion
+    from exgs_core.errors import FormatError
+
+    heads = list(heads)
+    if len(heads) != 1 or not heads[0]:
+        return None
+    try:
+        return SceneHead.from_bytes(bytes(heads[0]))
+    except (FormatError, UnknownHeadVersion):
+        return None
+
+
 def shutdown() -> None:
     """Stop the worker (unregister, quit)."""
     global _backend, _config

@@ -134,20 +134,25 @@ class ViewportRenderer:
                 if superseded or self._stop:
                     break
                 if last and restore:
-                    self._restore(key, res, cam, srgb_to_linear)
+                    self._restore(key, res, cam, srgb_to_linear, scene)
 
     def _superseded(self, key) -> bool:
         return self._stop or self._want is None or self._want[0] != key
 
-    def _restore(self, key, res, cam, srgb_to_linear) -> None:
+    def _restore(self, key, res, cam, srgb_to_linear, scene=None) -> None:
+        """Restore the frame ``res`` of ``scene`` (its scene head, when it carries one, runs first)."""
         import time
+
+        from exgs_core.codec.head import scene_head
 
         from . import restoring
         from .final import restored_result
 
         t = time.perf_counter()
         try:
-            out = restoring.backend(key[1]).restore(res.rgb, res.alpha, res.depth, cancel=lambda: self._superseded(key))
+            out = restoring.backend(key[1]).restore(
+                res.rgb, res.alpha, res.depth, cancel=lambda: self._superseded(key), head=scene_head(scene)
+            )
         except Exception as e:  # noqa: BLE001 - WorkerCrashed etc.: header message, raw frame stays
             self.error = f"restoration: {e}".splitlines()[0][:300]
             with self._lock:

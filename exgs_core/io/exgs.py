@@ -53,6 +53,8 @@ __all__ = [
     "read_header",
     "describe",
     "decode_memory_estimate",
+    "with_head",
+    "HEAD_TAG",
 ]
 
 MAGIC = b"EXGS"
@@ -81,6 +83,12 @@ PARALLEL_DECODE_BYTES = 1 << 20
 FLAG_ANTIALIASED = 1
 KNOWN_FLAGS = FLAG_ANTIALIASED
 SECTION_REQUIRED = 1
+#: The optional scene head (docs/FORMAT.md section 4.2; :mod:`exgs_core.codec.head`): an ancillary section, never
+#: required, so readers that do not know it skip it and the file's version does not change.
+HEAD_TAG = b"HEAD"
+HEAD_NAME = "scene_head"
+#: Most raw bytes a head payload may declare (the largest head the layout allows is about 9 kB).
+MAX_HEAD_BYTES = 1 << 16
 
 _FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 MAX_GAUSSIANS = 1 << 27
@@ -186,6 +194,7 @@ def encode(
     source_sha256: str | None = None,
     extra_header: dict | None = None,
     progress: Progress | None = None,
+    head=None,
 ) -> bytes:
     """Encode a clean scene as the bytes of an .exgs file (deterministic for the same input and options).
 
@@ -198,6 +207,8 @@ def encode(
         extra_header: JSON-serialisable dict recorded under ``extra``.
         progress: ``progress(fraction, stage)`` callback; an exception raised by it aborts encoding (use it to
             cancel) and propagates.
+        head: an :class:`exgs_core.codec.head.SceneHead` to store in the optional ``HEAD`` section (None: none).
+            The other sections' bytes do not depend on it (:func:`with_head` adds one to existing bytes).
 
     Returns:
         The file's bytes. Gaussians are stored in Morton order of their quantised centres.
@@ -241,25 +252,60 @@ def encode(
         "extra": extra,
     }
     flags = FLAG_ANTIALIASED if scene.antialiased else 0
+    if head is not None:
+        encoded = [*encoded, (HEAD_TAG, _head_stream(head))]
     out = _assemble(header, flags, scene.n, encoded, version)
     _report(progress, 1.0, "done")
     return out
+
+
+def _head_stream(head) -> entropy.Stream:
+    """The ``HEAD`` section of ``head`` (a SceneHead): its payload stored as it is (codec 0, bytes)."""
+    from ..codec.head import SceneHead
+
+    if not isinstance(head, SceneHead):
+        raise TypeError(f"head must be a SceneHead, got {type(head).__name__}")
+    payload = head.to_bytes()
+    return entropy.Stream(entropy.CODEC_STORED, entropy.FILTER_NONE, 1, len(payload), payload)
+
+
+def _entry(tag: bytes, s: entropy.Stream) -> bytes:
+    """A section-table entry; every section is required except the ancillary scene head."""
+    req = 0 if tag == HEAD_TAG else SECTION_REQUIRED
+    return _ENTRY.pack(tag, s.codec, s.filter, s.elem_size, req, len(s.stored), s.raw_length, zlib.crc32(s.stored), 0)
+
+
+def _container(hjson: bytes, flags: int, n: int, table: bytes, count: int, payloads: list, version: int) -> bytes:
+    head24 = _FIXED.pack(MAGIC, version, 0, flags, n, len(hjson), count, 0, 0, 0)[:24]
+    crc = zlib.crc32(table, zlib.crc32(hjson, zlib.crc32(head24)))
+    fixed = head24 + struct.pack("<II", crc, 0)
+    return b"".join([fixed, hjson, table, *payloads])
 
 
 def _assemble(header: dict, flags: int, n: int, encoded: list[tuple[bytes, entropy.Stream]], version: int) -> bytes:
     hjson = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
     if len(hjson) > MAX_JSON:
         raise ValueError(f"JSON header of {len(hjson)} bytes exceeds the limit of {MAX_JSON} (extra_header too big?)")
-    table = b"".join(
-        _ENTRY.pack(
-            tag, s.codec, s.filter, s.elem_size, SECTION_REQUIRED, len(s.stored), s.raw_length, zlib.crc32(s.stored), 0
-        )
-        for tag, s in encoded
-    )
-    head24 = _FIXED.pack(MAGIC, version, 0, flags, n, len(hjson), len(encoded), 0, 0, 0)[:24]
-    crc = zlib.crc32(table, zlib.crc32(hjson, zlib.crc32(head24)))
-    fixed = head24 + struct.pack("<II", crc, 0)
-    return b"".join([fixed, hjson, table] + [s.stored for _, s in encoded])
+    table = b"".join(_entry(tag, s) for tag, s in encoded)
+    return _container(hjson, flags, n, table, len(encoded), [s.stored for _, s in encoded], version)
+
+
+def with_head(data: bytes, head) -> bytes:
+    """The .exgs bytes ``data`` with its ``HEAD`` section replaced by ``head`` (a SceneHead), or removed when
+    ``head`` is None. Everything else (the fixed header's fields, the JSON header, every other section's entry
+    and payload, their order) is kept byte for byte; only the section count and the header CRC change. The new
+    section goes last. Raises FormatError when ``data`` is not a valid container."""
+    data = bytes(data)
+    version, flags, _, sections, plan = _parse_container(data, _Err(None))
+    jlen = _FIXED.unpack_from(data, 0)[5]
+    keep = [(i, s) for i, s in enumerate(sections) if s.tag != HEAD_TAG]
+    table = [data[32 + jlen + 32 * i : 32 + jlen + 32 * (i + 1)] for i, _ in keep]
+    payloads = [data[s.offset : s.offset + s.stored_length] for _, s in keep]
+    if head is not None:
+        st = _head_stream(head)
+        table.append(_entry(HEAD_TAG, st))
+        payloads.append(st.stored)
+    return _container(data[32 : 32 + jlen], flags, plan.n, b"".join(table), len(table), payloads, version)
 
 
 # ============================================================================================ parse
@@ -474,7 +520,7 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
         where = f"section-table[{i}]"
         if len(tag) != 4 or not set(tag) <= _TAG_CHARS:
             raise err(f"section tag {tag!r} has characters outside A-Z 0-9 _", where, off)
-        name = SECTION_NAMES.get(tag, tag.decode("ascii"))
+        name = HEAD_NAME if tag == HEAD_TAG else SECTION_NAMES.get(tag, tag.decode("ascii"))
         field = f"section:{name}"
         if tag in seen:
             raise err(f"section '{name}' appears twice", field, off)
@@ -492,7 +538,7 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
                     field,
                     off + 4,
                 )
-            if tag in SECTION_NAMES and tag not in plan.models:  # unknown tags: required -> refused, else skipped
+            if (tag in SECTION_NAMES and tag not in plan.models) or tag == HEAD_TAG:  # unknown: see below
                 raise err(f"section '{name}': codec 2 (range coder) is not defined for this section", field, off + 4)
             if filt != entropy.FILTER_NONE:
                 raise err(f"section '{name}': codec 2 (range coder) takes no filter, got filter {filt}", field, off + 5)
@@ -525,6 +571,21 @@ def _parse_container(data: bytes, err: _Err, size: int | None = None) -> tuple[i
                 raise err(
                     f"section '{name}': {slen} stored bytes cannot hold the {rlen} raw bytes N = {plan.n} needs "
                     f"({entropy.CODEC_NAMES[codec]} gives at most {most}): a decompression bomb or a cut file",
+                    field,
+                    off + 8,
+                )
+        elif tag == HEAD_TAG:
+            if rlen > MAX_HEAD_BYTES:
+                raise err(
+                    f"section '{name}': raw length {rlen} exceeds the {MAX_HEAD_BYTES} bytes a head may have",
+                    field,
+                    off + 16,
+                )
+            most = entropy.max_raw_length(codec, slen, esz, None)
+            if rlen > most:
+                raise err(
+                    f"section '{name}': {slen} stored bytes cannot hold {rlen} raw bytes "
+                    f"({entropy.CODEC_NAMES[codec]} gives at most {most})",
                     field,
                     off + 8,
                 )
@@ -606,7 +667,13 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
     notes = []
     mv = memoryview(data)
     known = []
+    head_section = None
     for s in sections:
+        if s.tag == HEAD_TAG:
+            if zlib.crc32(mv[s.offset : s.offset + s.stored_length]) != s.crc32:
+                raise err(f"section '{s.name}' is corrupt (checksum)", f"section:{s.name}", s.offset)
+            head_section = s
+            continue
         if s.tag not in SECTION_NAMES:
             notes.append(f"skipped unknown optional section '{s.name}' ({s.stored_length} bytes)")
             continue
@@ -644,6 +711,12 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
     full = fields.pop("sh_full")
 
     meta = {"format": "exgs", "exgs_header": h, "exgs_sh_full": full, "notes": notes}
+    if head_section is not None:
+        head = _decode_head(mv, head_section, err)
+        if isinstance(head, str):
+            notes.append(head)
+        else:
+            meta["exgs_head"] = head
     scene_up = None
     # the compressor records the source's axis facts (``extra.scene_meta``: up vector, coordinate system) so
     # automatic views of the decoded scene match the source's; only known keys of the right type are taken
@@ -672,6 +745,22 @@ def _decode_sections(data: bytes, err: _Err, flags: int, h: dict, sections: list
         antialiased=bool(flags & FLAG_ANTIALIASED),
         up=scene_up,
     )
+
+
+def _decode_head(mv: memoryview, s: _Section, err: _Err):
+    """The SceneHead of the ``HEAD`` section ``s`` (its CRC already checked), or a note (str) when its layout
+    version or kind is newer than this reader's. A bad payload raises FormatError naming the section."""
+    from ..codec.head import SceneHead, UnknownHeadVersion
+
+    (raw,) = entropy.decode_streams(
+        [(mv[s.offset : s.offset + s.stored_length], s.codec, s.filter, s.elem_size, s.raw_length, None)], threads=1
+    )
+    if isinstance(raw, entropy.StreamError):
+        raise err(f"section '{s.name}': {raw}", f"section:{s.name}", s.offset)
+    try:
+        return SceneHead.from_bytes(np.asarray(raw).tobytes(), path=err.path, offset=s.offset)
+    except UnknownHeadVersion as e:
+        return f"skipped the scene head ({e}: written by a newer exgs)"
 
 
 # ============================================================================================ files

@@ -4,6 +4,11 @@
     r = Restorer.from_pretrained()             # the shipped checkpoint in exgs_core/painter/weights/
     r = Restorer.from_pretrained("my/weights") # or another local folder of the same format
     out = r.restore(res.rgb, res.alpha)        # [H,W,3] float32 in [0,1]; or a batch [B,H,W,3] / [B,H,W]
+    out = r.restore(res.rgb, res.alpha, res.depth, head=scene_head(scene))  # a decoded .exgs: its head first
+
+A decoded .exgs may carry a *scene head* (:mod:`exgs_core.codec.head`: a small linear filter the compressor
+fitted for that scene against the original's renders). ``head=`` runs it before the generic network;
+:func:`scene_head` finds it (None for scenes from other formats, which get the generic painter only).
 
 A restoration that comes out NaN or Inf raises :class:`~exgs_core.painter.model.RestoreError` (an
 :class:`~exgs_core.errors.ExgsError`) instead of returning a broken image.
@@ -23,6 +28,7 @@ import os
 
 import numpy as np
 
+from ..codec.head import SceneHead, apply_head, scene_head
 from .model import PainterWeightsError, RestoreError, load_painter, pad_multiple, validate_config
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
@@ -166,7 +172,13 @@ class Restorer:
         return out / wsum.clamp_min(1e-8)
 
     def restore(
-        self, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None, *, background=None
+        self,
+        rgb: np.ndarray,
+        alpha: np.ndarray,
+        depth: np.ndarray | None = None,
+        *,
+        background=None,
+        head: SceneHead | None = None,
     ) -> np.ndarray:
         """Restore one frame (``rgb`` [H,W,3], ``alpha`` [H,W]) or a batch ([B,H,W,3], [B,H,W]).
 
@@ -178,6 +190,10 @@ class Restorer:
         ``background`` (float or [3], in [0,1]): the colour the render was composited over
         (``rgb = premult + (1 - alpha) * background``); it is taken out before and put back after restoration.
         None / 0 = black (what the model expects).
+
+        ``head``: the scene head of the decoded .exgs being rendered (:func:`scene_head`), applied to each frame
+        before the network (:func:`~exgs_core.codec.head.apply_head`, which reads ``depth`` [H,W] or [B,H,W]
+        when the head uses it). None: the generic painter only.
         """
         import torch
 
@@ -200,6 +216,12 @@ class Restorer:
                 bg = None
             else:
                 x = np.clip(x - (1 - a[..., None]) * bg, 0, 1)
+        if head is not None:
+            d = None if depth is None else np.asarray(depth, np.float32)
+            if d is not None and single:
+                d = d[None]
+            x = np.stack([apply_head(head, x[i], a[i], None if d is None else d[i]) for i in range(x.shape[0])])
+            x = np.clip(x, 0.0, 1.0)
         out = x.copy()
         todo = [i for i in range(x.shape[0]) if a[i].max() > 0]
         if todo:
@@ -224,13 +246,15 @@ def restore(
     *,
     weights: str | os.PathLike | None = None,
     device: str | None = None,
+    head: SceneHead | None = None,
 ) -> np.ndarray:
-    """One-shot convenience: load (cached per weights folder / device) and restore."""
+    """One-shot convenience: load (cached per weights folder / device) and restore (``head``: see
+    :meth:`Restorer.restore`)."""
     key = (os.fspath(weights) if weights else DEFAULT_WEIGHTS, device)
     r = _CACHE.get(key)
     if r is None:
         r = _CACHE[key] = Restorer.from_pretrained(weights, device=device)
-    return r.restore(rgb, alpha, depth)
+    return r.restore(rgb, alpha, depth, head=head)
 
 
 _CACHE: dict = {}
@@ -258,4 +282,14 @@ def side_by_side(images, labels=None, gap: int = 4) -> np.ndarray:
     return np.concatenate(tiles, 1)
 
 
-__all__ = ["Restorer", "restore", "PainterWeightsError", "RestoreError", "DEFAULT_WEIGHTS", "side_by_side"]
+__all__ = [
+    "Restorer",
+    "restore",
+    "PainterWeightsError",
+    "RestoreError",
+    "DEFAULT_WEIGHTS",
+    "side_by_side",
+    "SceneHead",
+    "apply_head",
+    "scene_head",
+]

@@ -231,12 +231,20 @@ def stop_all() -> None:
             pass
 
 
+def _head_bytes(head) -> np.ndarray:
+    """uint8 [B]: a SceneHead's payload, as it travels to the worker (input array ``head``)."""
+    return np.frombuffer(head.to_bytes(), np.uint8)
+
+
 # ------------------------------------------------------------------------------------------------- backends
 class _Common:
     def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
-        """(RenderResult of the raw render, restored rgb [H, W, 3])."""
+        """(RenderResult of the raw render, restored rgb [H, W, 3]); a decoded .exgs's scene head
+        (``scene.meta["exgs_head"]``) runs before GaussPainter."""
+        from ..codec.head import scene_head
+
         res = self.render(scene, camera, backend=backend, key=key)
-        return res, self.restore(res.rgb, res.alpha, res.depth, cancel=cancel)
+        return res, self.restore(res.rgb, res.alpha, res.depth, cancel=cancel, head=scene_head(scene))
 
 
 class LocalBackend(_Common):
@@ -267,8 +275,9 @@ class LocalBackend(_Common):
 
         return render(scene, camera, backend=backend)
 
-    def restore(self, rgb, alpha, depth=None, cancel=None):
-        return self.restorer().restore(rgb, alpha, depth)
+    def restore(self, rgb, alpha, depth=None, cancel=None, head=None):
+        """GaussPainter on one frame, after the scene head ``head`` (a SceneHead) when given."""
+        return self.restorer().restore(rgb, alpha, depth, head=head)
 
     def stop(self) -> None:
         self._restorer = None
@@ -594,18 +603,24 @@ class WorkerClient(_Common):
         r, o = got
         return RenderResult(o["rgb"], o["alpha"], o["depth"], None, r["backend"], r["n_rendered"])
 
-    def restore(self, rgb, alpha, depth=None, cancel=None):
-        """GaussPainter on one frame: rgb [H, W, 3] (over black), alpha [H, W] -> restored rgb [H, W, 3]."""
+    def restore(self, rgb, alpha, depth=None, cancel=None, head=None):
+        """GaussPainter on one frame: rgb [H, W, 3] (over black), alpha [H, W] -> restored rgb [H, W, 3]; the scene
+        head ``head`` (a SceneHead, e.g. ``scene_head(scene)`` of a decoded .exgs) runs first when given."""
         rgb = np.asarray(rgb, np.float32)
         ins = {"rgb": rgb, "alpha": np.asarray(alpha, np.float32)}
         if depth is not None:
             ins["depth"] = np.asarray(depth, np.float32)
+        if head is not None:
+            ins["head"] = _head_bytes(head)
         got = self.call_arrays(
             "restore", self._restore_args(), ins, {"restored": (rgb.shape, np.float32)}, cancel=cancel
         )
         return None if got is None else got[1]["restored"]
 
     def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
+        """(RenderResult of the raw render, restored rgb [H, W, 3]), in the worker; a decoded .exgs's scene head
+        (``scene.meta["exgs_head"]``) travels with the request and runs before GaussPainter."""
+        from ..codec.head import scene_head
         from ..render.result import RenderResult
 
         with self._lock:
@@ -616,10 +631,11 @@ class WorkerClient(_Common):
                 return None
             h, w = camera.height, camera.width
             args = {"key": key, "camera": camera_to_dict(camera), "backend": backend, **self._restore_args()}
+            head = scene_head(scene)
             got = self.call_arrays(
                 "render_restore",
                 args,
-                {},
+                {} if head is None else {"head": _head_bytes(head)},
                 {
                     "rgb": ((h, w, 3), np.float32),
                     "alpha": ((h, w), np.float32),

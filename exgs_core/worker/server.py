@@ -197,11 +197,22 @@ class Server:
             r = self.restorers[key] = Restorer.from_pretrained(key[0], device=key[1])
         return r
 
+    @staticmethod
+    def _head(ins):
+        """The scene head sent with a restore request (input ``head``: uint8 bytes of ``SceneHead.to_bytes``), or
+        None. A bad one is a FormatError naming the section, as in a file."""
+        raw = ins.get("head")
+        if raw is None:
+            return None
+        from ..codec.head import SceneHead
+
+        return SceneHead.from_bytes(np.asarray(raw, np.uint8).tobytes())
+
     def op_restore(self, args, ins, outs):
         r = self._restorer(args)
         if self.delay:
             time.sleep(self.delay)
-        outs["restored"][...] = r.restore(ins["rgb"], ins["alpha"], ins.get("depth"))
+        outs["restored"][...] = r.restore(ins["rgb"], ins["alpha"], ins.get("depth"), head=self._head(ins))
         return {"device": str(r.device)}
 
     def op_render_restore(self, args, ins, outs):
@@ -209,7 +220,7 @@ class Server:
         res = self._render(args, outs)
         if self.delay:
             time.sleep(self.delay)
-        outs["restored"][...] = r.restore(res.rgb, res.alpha, res.depth)
+        outs["restored"][...] = r.restore(res.rgb, res.alpha, res.depth, head=self._head(ins))
         return {"backend": res.backend, "n_rendered": int(res.n_rendered), "device": str(r.device)}
 
     def op_compress(self, args, ins, outs):

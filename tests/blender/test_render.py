@@ -367,3 +367,30 @@ def test_saved_blend_renders_in_a_fresh_load(addon, tmp_path):
     bpy.context.scene.render.filepath = str(again)
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
     assert np.array_equal(_png(first), _png(again))
+
+
+def test_exgs_scene_head_travels_with_the_object(addon):
+    """An .exgs with a scene head (docs/FORMAT.md 4.2): the imported object keeps the head's payload, and a frame with
+    that object alone carries it to restoration (``meta["exgs_head"]``); with a second splat object in view the head
+    does not apply (it was fitted to one scene's renders), and a damaged payload falls back to the generic painter."""
+    from bl_ext.user_default.exgs.engine import final
+    from bl_ext.user_default.exgs.engine.restoring import frame_head
+
+    from exgs_core import load
+    from exgs_core.codec.head import scene_head
+
+    bpy = addon
+    golden = DATA / "golden" / "golden_v2_biker_sh0_1024_head.exgs"
+    payload = scene_head(load(golden)).to_bytes()
+    assert bpy.ops.exgs.import_scene(filepath=str(golden)) == {"FINISHED"}
+    ob = bpy.context.active_object
+    assert ob.exgs.head_hex == payload.hex()
+    scene, names = final.gather_splats(bpy.context.evaluated_depsgraph_get())
+    assert names == [ob.name] and scene_head(scene).to_bytes() == payload
+    assert bpy.ops.exgs.import_scene(filepath=data("donut_sh0_2000.ply")) == {"FINISHED"}
+    assert bpy.context.active_object.exgs.head_hex == ""
+    scene, names = final.gather_splats(bpy.context.evaluated_depsgraph_get())
+    assert len(names) == 2 and scene_head(scene) is None
+    assert frame_head([payload]).to_bytes() == payload
+    assert frame_head([payload, None]) is None and frame_head([None]) is None and frame_head([]) is None
+    assert frame_head([payload[:-3]]) is None

@@ -38,8 +38,19 @@ from exgs_core.scene import GaussianScene  # noqa: E402
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
 
+def _golden_head():
+    """A scene head of every optional feature and three classes, its weights seeded (a real head is fitted by
+    ``compress``; the golden pins the layout, not a fit)."""
+    from exgs_core.codec.head import FEATURES, SceneHead, _features_per_class
+
+    flags = sum(FEATURES)
+    rng = np.random.default_rng(17)
+    w = rng.normal(0.0, 0.02, (3, _features_per_class(3, flags), 3)).astype(np.float16)
+    return SceneHead(3, flags, np.array([0.3, 0.98], np.float32), w)
+
+
 def _cases():
-    """name -> (scene, sh_full, options)."""
+    """name -> (scene, sh_full, options[, scene head])."""
     import exgs_core as ex
 
     src = ex.load(REPO / "tests" / "data" / "supersplat_label_sh3_1000.ply").subset(np.arange(500))
@@ -63,6 +74,8 @@ def _cases():
         None,
         F.CodecOptions(rotation_bits=7, scale_bits=6, opacity_bits=7, color_bits=6),
     )
+    # the optional HEAD section (FORMAT.md 4.2): the same Gaussians, default options, and a scene head
+    yield "biker_sh0_1024_head", biker, None, F.CodecOptions(), _golden_head()
 
 
 def out_arrays(scene: GaussianScene) -> dict:
@@ -72,8 +85,11 @@ def out_arrays(scene: GaussianScene) -> dict:
 
 
 def make(force: bool) -> None:
-    for name, scene, sh_full, opts in _cases():
-        data = F.encode(scene, sh_full=sh_full, options=opts, source_sha256="0" * 64, extra_header={"golden": name})
+    for name, scene, sh_full, opts, *head in _cases():
+        head = head[0] if head else None
+        data = F.encode(
+            scene, sh_full=sh_full, options=opts, source_sha256="0" * 64, extra_header={"golden": name}, head=head
+        )
         v = F.describe(data)["version"]
         exgs = HERE / f"golden_v{v}_{name}.exgs"
         npz = exgs.with_suffix(".npz")
@@ -86,6 +102,8 @@ def make(force: bool) -> None:
         arrays["in_antialiased"] = np.array(bool(scene.antialiased))
         arrays.update(out_arrays(dec))
         arrays["sha256"] = np.array(hashlib.sha256(data).hexdigest())
+        if head is not None:
+            arrays["out_head"] = np.frombuffer(head.to_bytes(), np.uint8)
         F.write_exgs(exgs, data)
         np.savez_compressed(npz, **arrays)
         print(f"wrote {exgs.name} ({len(data)} bytes) and {npz.name}")
@@ -100,6 +118,11 @@ def check() -> int:
         dec = out_arrays(F.decode(data))
         for k, v in dec.items():
             ok &= v.dtype == ref[k].dtype and v.shape == ref[k].shape and v.tobytes() == ref[k].tobytes()
+        head = F.decode(data).meta.get("exgs_head")
+        if "out_head" in ref.files:
+            ok &= head is not None and head.to_bytes() == ref["out_head"].tobytes()
+        else:
+            ok &= head is None
         print(("ok  " if ok else "FAIL") + f" {exgs.name}")
         bad += not ok
     return 1 if bad else 0

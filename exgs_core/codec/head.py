@@ -1,0 +1,484 @@
+"""The scene head: a small linear restoration filter that ``compress`` fits for one scene and ships in its .exgs.
+
+A generic restorer sees only the render; the compressor also has the original scene. It renders both on its own
+training views and solves, in closed form, for the linear filter that best maps the decoded scene's renders back
+to the original's. The filter costs about a kilobyte (fp16 coefficients) and travels in the file's optional
+``HEAD`` section (docs/FORMAT.md, section 4.2); :func:`apply_head` runs it on any render of the decoded scene.
+
+The model (one *class* shown; a head may hold up to :data:`MAX_CLASSES` of them, chosen per pixel by its alpha):
+
+    residual[p, o] = sum_f  phi[p, f] * W[class(p), f, o]          o = r, g, b
+    restored[p]    = max(x[p] + residual[p], 0)
+
+with ``x`` the render's colour over black (premultiplied) and ``phi`` the pixel's features, in this order:
+
+1. the ``(2r+1) x (2r+1)`` neighbourhood of ``x`` (edges replicated): index ``c (2r+1)^2 + (dy+r)(2r+1) + (dx+r)``
+   for channel ``c``, row offset ``dy`` and column offset ``dx`` in ``-r..r``;
+2. then, for each flag of :data:`FEATURES` the head has, in the order of the table: ``alpha``: ``a``;
+   ``thin``: ``x_c (1 - a)`` (3 values: what a partly covered pixel lacks, per channel); ``thin2``:
+   ``x_c (1 - a)^2`` (3); ``mean_thin``: the window mean of ``x_c`` times ``(1 - a)`` (3); ``depth_edge``:
+   ``e`` and ``e a`` (2) where ``e = min(1, sum over the 3x3 neighbours of |d' - d'_centre| / median(d' where
+   a > 0.5))`` and ``d'`` is the depth where ``a > 1e-3``, else 0 (1 when no pixel has ``a > 0.5``).
+
+Classes: ``class(p)`` = the number of ``thresholds`` that ``a[p]`` is at or above (``np.digitize``).
+
+Fitting (:class:`HeadFitter`) is weighted ridge least squares on a seeded pixel sample of each training view; a
+view's weight is ``1 / MSE`` of its unrestored render (floored at 1e-6), so the fit maximises the mean of
+per-view PSNR rather than being led by a few poor views. Everything is float32 numpy: no torch.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import FormatError
+
+__all__ = [
+    "HEAD_TAG",
+    "HEAD_SECTION",
+    "FEATURES",
+    "SceneHead",
+    "HeadFitter",
+    "UnknownHeadVersion",
+    "apply_head",
+    "head_gain",
+    "scene_head",
+]
+
+#: The .exgs section tag and name of a scene head (an ancillary section: readers that do not know it skip it).
+HEAD_TAG = b"HEAD"
+HEAD_SECTION = "scene_head"
+#: Payload layout version this reader and writer understand.
+HEAD_VERSION = 1
+#: ``kind`` of the only head so far: the linear filter of this module.
+KIND_LINEAR = 1
+#: Optional per-pixel features: flag bit -> (name, values per pixel), in feature order.
+FEATURES = {1: ("alpha", 1), 2: ("thin", 3), 4: ("thin2", 3), 8: ("mean_thin", 3), 16: ("depth_edge", 2)}
+FEATURE_BITS = {name: bit for bit, (name, _) in FEATURES.items()}
+#: The features ``compress`` fits (measured on 5 scenes x 8 held-out views at retention 0.1, one class: the
+#: neighbourhood and alpha alone +0.076 dB, with ``thin`` +0.109, with ``depth_edge`` +0.126, with all five +0.148).
+DEFAULT_FEATURES = ("alpha", "thin", "thin2", "mean_thin", "depth_edge")
+MAX_RADIUS = 5
+MAX_CLASSES = 4
+#: Floor of a view's MSE when weighting views by 1 / MSE (60 dB).
+MIN_VIEW_MSE = 1e-6
+_PRE = struct.Struct("<BBBBHH")  # version, kind, radius, classes, feature flags, features per class
+
+
+class UnknownHeadVersion(Exception):
+    """The payload is a head of a layout version or kind this reader does not know (written by a newer exgs):
+    not an error, the container skips the optional section and notes it."""
+
+
+def _features_per_class(radius: int, flags: int) -> int:
+    return 3 * (2 * radius + 1) ** 2 + sum(n for bit, (_, n) in FEATURES.items() if flags & bit)
+
+
+@dataclass(frozen=True, eq=False)
+class SceneHead:
+    """A fitted scene head (see the module docstring for the model).
+
+    Attributes:
+        radius: r, the neighbourhood is (2r+1) x (2r+1) pixels, 1..:data:`MAX_RADIUS`.
+        flags: the optional features (bits of :data:`FEATURES`).
+        thresholds: float32 [C-1], increasing alpha thresholds of the C classes (empty: one class).
+        weights: float16 [C, F, 3], F = 3 (2r+1)^2 + the optional features' values.
+    """
+
+    radius: int
+    flags: int
+    thresholds: np.ndarray
+    weights: np.ndarray
+
+    def __post_init__(self):
+        c = len(self.thresholds) + 1
+        want = (c, _features_per_class(self.radius, self.flags), 3)
+        if self.weights.shape != want or self.weights.dtype != np.float16:
+            raise ValueError(f"weights must be float16 {want}, got {self.weights.dtype} {self.weights.shape}")
+
+    @property
+    def classes(self) -> int:
+        return len(self.thresholds) + 1
+
+    @property
+    def uses_depth(self) -> bool:
+        return bool(self.flags & FEATURE_BITS["depth_edge"])
+
+    @property
+    def features(self) -> list[str]:
+        return [name for bit, (name, _) in FEATURES.items() if self.flags & bit]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the serialised payload (:meth:`to_bytes`)."""
+        return _PRE.size + 4 * len(self.thresholds) + self.weights.nbytes
+
+    def describe(self) -> dict:
+        """JSON-able summary: radius, classes, features, coefficients, payload bytes."""
+        return {
+            "kind": "linear",
+            "radius": self.radius,
+            "classes": self.classes,
+            "thresholds": [float(t) for t in self.thresholds],
+            "features": self.features,
+            "coefficients": int(self.weights.size),
+            "bytes": self.nbytes,
+        }
+
+    # ---------------------------------------------------------------------------------------- serialisation
+    def to_bytes(self) -> bytes:
+        """The section payload (little endian): u8 version, u8 kind, u8 radius, u8 classes, u16 feature flags,
+        u16 features per class, f32 [C-1] thresholds, f16 [C, F, 3] weights (C-ordered)."""
+        f = self.weights.shape[1]
+        return b"".join(
+            [
+                _PRE.pack(HEAD_VERSION, KIND_LINEAR, self.radius, self.classes, self.flags, f),
+                np.asarray(self.thresholds, "<f4").tobytes(),
+                np.asarray(self.weights, "<f2").tobytes(),
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, path=None, offset: int | None = None) -> SceneHead:
+        """Parse a payload written by :meth:`to_bytes`.
+
+        Raises:
+            UnknownHeadVersion: a layout version or kind this reader does not know (skip the section).
+            FormatError: (field ``section:scene_head``) a known layout whose bytes are inconsistent: lengths,
+                radius, class count, unknown feature bits, thresholds not finite and increasing in [0, 1],
+                weights not finite.
+        """
+        field = f"section:{HEAD_SECTION}"
+
+        def bad(detail: str) -> FormatError:
+            return FormatError(f"section '{HEAD_SECTION}': {detail}", path, field=field, offset=offset)
+
+        data = bytes(data)
+        if len(data) < 2:
+            raise bad(f"{len(data)} bytes, shorter than the 8-byte preamble")
+        if data[0] != HEAD_VERSION or data[1] != KIND_LINEAR:
+            raise UnknownHeadVersion(f"head layout version {data[0]}, kind {data[1]}")
+        if len(data) < _PRE.size:
+            raise bad(f"{len(data)} bytes, shorter than the 8-byte preamble")
+        _, _, radius, classes, flags, nf = _PRE.unpack_from(data, 0)
+        if not 1 <= radius <= MAX_RADIUS:
+            raise bad(f"radius {radius} is outside 1..{MAX_RADIUS}")
+        if not 1 <= classes <= MAX_CLASSES:
+            raise bad(f"{classes} classes, expected 1..{MAX_CLASSES}")
+        known = sum(FEATURES)
+        if flags & ~known:
+            raise bad(f"unknown feature bits 0x{flags & ~known:04x}")
+        want_f = _features_per_class(radius, flags)
+        if nf != want_f:
+            raise bad(f"{nf} features per class, the radius and flags imply {want_f}")
+        want = _PRE.size + 4 * (classes - 1) + 6 * classes * nf
+        if len(data) != want:
+            raise bad(f"{len(data)} bytes, expected {want} for {classes} class(es) of {nf} features")
+        th = np.frombuffer(data, "<f4", classes - 1, _PRE.size).astype(np.float32)
+        if not (np.isfinite(th).all() and (th >= 0).all() and (th <= 1).all() and (np.diff(th) > 0).all()):
+            raise bad("alpha thresholds must be finite, increasing and in [0, 1]")
+        w = np.frombuffer(data, "<f2", offset=_PRE.size + 4 * (classes - 1)).astype(np.float16)
+        if not np.isfinite(w).all():
+            raise bad("weights hold NaN or Inf")
+        return cls(int(radius), int(flags), th, w.reshape(classes, nf, 3))
+
+
+def section_bytes(radius: int, flags: int, classes: int) -> int:
+    """Bytes a head of this shape adds to an .exgs file: its 32-byte section-table entry plus the payload."""
+    return 32 + _PRE.size + 4 * (classes - 1) + 6 * classes * _features_per_class(radius, flags)
+
+
+# ------------------------------------------------------------------------------------------------ features
+def _inputs(rgb, alpha, depth, background):
+    """(premultiplied rgb float32 [H, W, 3], alpha float32 [H, W], depth float32 [H, W] or None, bg or None)."""
+    x = np.asarray(rgb)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else np.asarray(x, np.float32)
+    a = np.asarray(alpha)
+    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else np.asarray(a, np.float32)
+    if x.ndim != 3 or x.shape[-1] != 3 or a.shape != x.shape[:2]:
+        raise ValueError(f"expected rgb [H,W,3] and alpha [H,W], got {x.shape} and {a.shape}")
+    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
+    a = np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0)
+    d = None
+    if depth is not None:
+        d = np.nan_to_num(np.asarray(depth, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        if d.shape != a.shape:
+            raise ValueError(f"depth must be [H,W] = {a.shape}, got {d.shape}")
+    bg = None
+    if background is not None:
+        bg = np.broadcast_to(np.asarray(background, np.float32), (3,)).astype(np.float32)
+        if bg.any():
+            x = np.maximum(x - (1.0 - a[..., None]) * bg, 0.0)
+        else:
+            bg = None
+    return x, a, d, bg
+
+
+def _depth_edge(a: np.ndarray, d: np.ndarray | None) -> np.ndarray:
+    """e float32 [H, W] in [0, 1] (see the module docstring); zeros without depth."""
+    if d is None:
+        return np.zeros(a.shape, np.float32)
+    dd = np.where(a > 1e-3, d, 0.0).astype(np.float32)
+    cov = dd[a > 0.5]
+    med = float(np.median(cov)) if cov.size else 1.0
+    med = med if med > 1e-6 else 1.0
+    p = np.pad(dd, 1, mode="edge")
+    h, w = dd.shape
+    s = np.zeros_like(dd)
+    for dy in range(3):
+        for dx in range(3):
+            if dy != 1 or dx != 1:
+                s += np.abs(p[dy : dy + h, dx : dx + w] - dd)
+    return np.minimum(s / med, 1.0)
+
+
+def _extras(x: np.ndarray, a: np.ndarray, d: np.ndarray | None, radius: int, flags: int) -> np.ndarray:
+    """float32 [H, W, E]: the optional features (after the neighbourhood) in feature order."""
+    cols = []
+    om = (1.0 - a)[..., None]
+    if flags & FEATURE_BITS["alpha"]:
+        cols.append(a[..., None])
+    if flags & FEATURE_BITS["thin"]:
+        cols.append(x * om)
+    if flags & FEATURE_BITS["thin2"]:
+        cols.append(x * om * om)
+    if flags & FEATURE_BITS["mean_thin"]:
+        cols.append(_box_mean(x, radius) * om)
+    if flags & FEATURE_BITS["depth_edge"]:
+        e = _depth_edge(a, d)
+        cols += [e[..., None], (e * a)[..., None]]
+    if not cols:
+        return np.zeros(a.shape + (0,), np.float32)
+    return np.concatenate(cols, -1).astype(np.float32)
+
+
+def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
+    """[H, W, 3] mean over the (2r+1)^2 window, edges replicated (summed-area table)."""
+    k = 2 * r + 1
+    p = np.pad(x, ((r, r), (r, r), (0, 0)), mode="edge").astype(np.float64)
+    c = np.zeros((p.shape[0] + 1, p.shape[1] + 1, 3))
+    c[1:, 1:] = p.cumsum(0).cumsum(1)
+    h, w = x.shape[:2]
+    s = c[k : k + h, k : k + w] - c[:h, k : k + w] - c[k : k + h, :w] + c[:h, :w]
+    return (s / (k * k)).astype(np.float32)
+
+
+def _classes(a: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    return np.digitize(a, np.asarray(thresholds, np.float32)).astype(np.intp)
+
+
+# ------------------------------------------------------------------------------------------------ apply
+#: Rows per chunk of the neighbourhood matrix in :func:`apply_head` (bounds its memory: rows x W x 3 (2r+1)^2
+#: float32, 9.6 MB at 512 px and r = 3 with 32 rows).
+_CHUNK_PIXELS = 16384
+
+
+def apply_head(
+    head: SceneHead, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None, *, background=None
+):
+    """Run ``head`` on one render of the scene it was fitted for.
+
+    Args:
+        head: the file's :class:`SceneHead` (``scene.meta["exgs_head"]`` of a decoded .exgs, :func:`scene_head`).
+        rgb: [H, W, 3] float (>= 0) or uint8, the render composited over ``background`` (black by default).
+        alpha: [H, W] float in [0, 1] or uint8, the render's accumulated opacity.
+        depth: [H, W] float32 camera-z depth (world units, 0 where nothing was drawn), as the renderer returns it;
+            only heads with the ``depth_edge`` feature read it, and without it their depth features are 0.
+        background: float or [3] colour the render was composited over; taken out before and put back after.
+
+    Returns:
+        float32 [H, W, 3], the restored colour (same background), >= 0 and at most max(1, max of ``rgb``).
+        Pixels whose whole neighbourhood is empty (colour and alpha 0) come back unchanged: every feature is 0.
+    """
+    x, a, d, bg = _inputs(rgb, alpha, depth, background)
+    h, w = a.shape
+    r = head.radius
+    k = 2 * r + 1
+    c = head.classes
+    wt = head.weights.astype(np.float32)  # [C, F, 3]
+    nn = 3 * k * k
+    wn = np.ascontiguousarray(wt[:, :nn, :].transpose(1, 0, 2).reshape(nn, 3 * c))
+    we = np.ascontiguousarray(wt[:, nn:, :].transpose(1, 0, 2).reshape(-1, 3 * c))
+    res = _extras(x, a, d, r, head.flags).reshape(h * w, -1) @ we if we.size else np.zeros((h * w, 3 * c), np.float32)
+    p = np.pad(x, ((r, r), (r, r), (0, 0)), mode="edge")
+    rows = max(1, _CHUNK_PIXELS // max(w, 1))
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        win = sliding_window_view(p[y0 : y1 + 2 * r], (k, k), axis=(0, 1))  # type: ignore[call-overload]
+        res[y0 * w : y1 * w] += win.reshape((y1 - y0) * w, nn) @ wn
+    out: np.ndarray = res  # [rows, W, 3, k, k] windows above; one class: the residual as it is
+    if c > 1:
+        cls = _classes(a, head.thresholds).reshape(-1)
+        out = np.take_along_axis(res.reshape(h * w, c, 3), cls[:, None, None], axis=1)[:, 0]
+    top = max(1.0, float(x.max(initial=0.0)))
+    y = np.clip(x + out.reshape(h, w, 3), 0.0, top)
+    if bg is not None:
+        y = y + (1.0 - a[..., None]) * bg
+    return y.astype(np.float32)
+
+
+def scene_head(scene) -> SceneHead | None:
+    """The head a decoded .exgs scene carries (``scene.meta["exgs_head"]``), else None."""
+    head = getattr(scene, "meta", {}).get("exgs_head")
+    return head if isinstance(head, SceneHead) else None
+
+
+# ------------------------------------------------------------------------------------------------ fitting
+class HeadFitter:
+    """Accumulates the normal equations of the head, per alpha class, over training views; :meth:`solve` gives
+    the head with those classes or, pooling them, a one-class head (so one pass over the views serves both).
+
+    Args:
+        radius: neighbourhood radius r.
+        features: names from :data:`FEATURES`.
+        thresholds: alpha thresholds of the classes (increasing, in [0, 1]).
+        sample: fraction of each view's pixels used (a seeded random subset).
+        seed: the subset's seed.
+    """
+
+    def __init__(
+        self,
+        radius: int = 3,
+        features: Iterable[str] = DEFAULT_FEATURES,
+        thresholds: Iterable[float] = (0.3, 0.98),
+        sample: float = 0.25,
+        seed: int = 0,
+    ):
+        if not 1 <= radius <= MAX_RADIUS:
+            raise ValueError(f"radius must be in 1..{MAX_RADIUS}, got {radius}")
+        unknown = set(features) - set(FEATURE_BITS)
+        if unknown:
+            raise ValueError(f"unknown head features {sorted(unknown)}; known: {list(FEATURE_BITS)}")
+        self.radius = int(radius)
+        self.flags = sum(FEATURE_BITS[f] for f in set(features))
+        self.thresholds = np.asarray(sorted(float(t) for t in thresholds), np.float32)
+        if len(self.thresholds) + 1 > MAX_CLASSES or ((self.thresholds < 0) | (self.thresholds > 1)).any():
+            raise ValueError(f"at most {MAX_CLASSES - 1} thresholds in [0, 1], got {list(self.thresholds)}")
+        if not 0 < sample <= 1:
+            raise ValueError(f"sample must be in (0, 1], got {sample}")
+        self.sample, self.seed = float(sample), int(seed)
+        nf = _features_per_class(self.radius, self.flags)
+        c = len(self.thresholds) + 1
+        self.gram = np.zeros((c, nf, nf))
+        self.rhs = np.zeros((c, nf, 3))
+        self.views = 0
+
+    def features(self, rgb, alpha, depth=None, *, background=None, pixels: np.ndarray | None = None):
+        """(phi float32 [P, F], class int [P], premultiplied x float32 [P, 3]) at the flat pixel indices
+        ``pixels`` (all pixels when None), exactly as :func:`apply_head` computes them."""
+        x, a, d, _ = _inputs(rgb, alpha, depth, background)
+        h, w = a.shape
+        r, k = self.radius, 2 * self.radius + 1
+        idx = np.arange(h * w) if pixels is None else np.asarray(pixels)
+        ys, xs = idx // w, idx % w
+        p = np.pad(x, ((r, r), (r, r), (0, 0)), mode="edge")
+        nb = sliding_window_view(p, (k, k), axis=(0, 1))[ys, xs]  # type: ignore[call-overload]  # [P, 3, k, k]
+        ex = _extras(x, a, d, r, self.flags).reshape(h * w, -1)[idx]
+        return (
+            np.concatenate([nb.reshape(len(idx), -1), ex], 1),
+            _classes(a.reshape(-1)[idx], self.thresholds),
+            x.reshape(-1, 3)[idx],
+        )
+
+    def add(self, rgb, alpha, depth, target) -> None:
+        """One training view: the decoded scene's render (``rgb`` [H, W, 3], ``alpha``, ``depth`` [H, W]) and the
+        original scene's render ``target`` [H, W, 3] of the same camera, both over black (the target is clipped to
+        [0, 1], as the metrics see it)."""
+        t, _, _, _ = _inputs(target, np.ones(np.shape(alpha)[:2], np.float32), None, None)
+        t = np.clip(t, 0.0, 1.0)  # what the metrics compare against
+        xf, _, _, _ = _inputs(rgb, alpha, None, None)
+        mse = float(((xf - t) ** 2).mean()) if t.size else 0.0
+        h, w = t.shape[:2]
+        n = h * w
+        if n == 0:
+            return
+        m = max(1, int(round(n * self.sample)))
+        rng = np.random.default_rng([self.seed, self.views])
+        pixels = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
+        phi, cls, x = self.features(rgb, alpha, depth, pixels=pixels)
+        y = t.reshape(-1, 3)[pixels] - x
+        wv = 1.0 / max(mse, MIN_VIEW_MSE)
+        order = np.argsort(cls, kind="stable")
+        ends = np.searchsorted(cls[order], np.arange(self.gram.shape[0] + 1))
+        phi, y = phi[order], y[order]
+        for ci in range(self.gram.shape[0]):
+            f, t = phi[ends[ci] : ends[ci + 1]], y[ends[ci] : ends[ci + 1]]
+            if len(f):
+                self.gram[ci] += wv * (f.T @ f).astype(np.float64)
+                self.rhs[ci] += wv * (f.T @ t).astype(np.float64)
+        self.views += 1
+
+    def solve(self, *, classes: bool = True, ridge: float = 1e-3) -> SceneHead:
+        """The head minimising the weighted squared error plus ``ridge`` x (mean diagonal of the Gram matrix) x
+        |W|^2 per class; ``classes=False`` pools the classes into one filter. Coefficients are rounded to fp16."""
+        if self.views == 0:
+            raise ValueError("no training views were added")
+        grams, rhss = (
+            (self.gram, self.rhs) if classes else (self.gram.sum(0, keepdims=True), self.rhs.sum(0, keepdims=True))
+        )
+        ws = []
+        for g, b in zip(grams, rhss, strict=True):
+            scale = float(np.trace(g)) / len(g)
+            reg = ridge * scale if scale > 0 else 1.0
+            ws.append(np.linalg.solve(g + (reg + 1e-12) * np.eye(len(g)), b))
+        w = np.clip(np.stack(ws), -60000.0, 60000.0).astype(np.float16)
+        th = self.thresholds if classes else np.zeros(0, np.float32)
+        return SceneHead(self.radius, self.flags, th.copy(), w)
+
+
+def head_gain(head: SceneHead, frames: Iterable[tuple]) -> dict:
+    """Mean per-view PSNR (dB) of the unrestored and the restored renders against the targets.
+
+    ``frames``: (rgb [H, W, 3], alpha [H, W], depth [H, W] or None, target [H, W, 3]) over black; both images are
+    clipped to [0, 1] before measuring, as :func:`exgs_core.metrics.psnr` does.
+    Returns ``{"before", "after", "gain", "ssim_gain", "views"}`` (``gain`` = after - before, mean over views, in
+    dB; ``ssim_gain`` the same for :func:`luma_ssim`)."""
+    frames = list(frames)
+    if not frames:
+        return {"before": math.nan, "after": math.nan, "gain": 0.0, "ssim_gain": 0.0, "views": 0}
+    b, a = _scores(None, frames), _scores(head, frames)
+    return {"before": b[0], "after": a[0], "gain": a[0] - b[0], "ssim_gain": a[1] - b[1], "views": len(frames)}
+
+
+def _scores(head: SceneHead | None, frames: list) -> tuple[float, float]:
+    """(mean PSNR, mean luma SSIM) over ``frames`` of the renders, restored by ``head`` when given."""
+    p, s = [], []
+    for rgb, alpha, depth, target in frames:
+        t = np.clip(np.asarray(target, np.float32), 0.0, 1.0)
+        x = np.asarray(rgb, np.float32)
+        y = np.clip(x if head is None else apply_head(head, x, alpha, depth), 0.0, 1.0)
+        p.append(_psnr(y, t))
+        s.append(luma_ssim(y, t))
+    return float(np.mean(p)), float(np.mean(s))
+
+
+def luma_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of the luma (Rec. 601 weights) of two images [H, W, 3] in [0, 1]: 11-tap Gaussian window, sigma 1.5,
+    C1 = 0.01^2, C2 = 0.03^2, mean over the pixels whose window fits (numpy only; the encoder's structure check)."""
+    wts = np.array([0.299, 0.587, 0.114], np.float64)
+    x, y = np.asarray(a, np.float64) @ wts, np.asarray(b, np.float64) @ wts
+    if min(x.shape) < 11:
+        return float(1.0 - ((x - y) ** 2).mean())
+    g = np.exp(-0.5 * (np.arange(-5, 6) / 1.5) ** 2)
+    g /= g.sum()
+
+    def blur(v):
+        v = sliding_window_view(v, 11, axis=0) @ g
+        return sliding_window_view(v, 11, axis=1) @ g
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(m.mean())
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b) ** 2).mean())
+    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
