@@ -53,8 +53,8 @@ def refit_in_prune(iterations: int, pull: float, reports: list):
     original = C._prune
     targets: dict = {}
 
-    def _prune(scene, options, scoring, check, cancel):
-        pr = original(scene, options, scoring, check, cancel)
+    def _prune(scene, options, scoring, check, cancel, *args, **kwargs):
+        pr = original(scene, options, scoring, check, cancel, *args, **kwargs)
         if pr.scene.n >= scene.n:
             return pr
         key = id(scoring)

@@ -302,3 +302,19 @@ def test_compress_into_a_standard_container_counts_its_bytes(capsys, tmp_path):
     assert back.meta["format"] == "ply" and 0 < back.n < 2000
     code, _, err = run(capsys, "compress", DONUT, "-o", tmp_path / "x.obj", "--ratio", "0.5")
     assert code == 2 and "cannot tell the output format" in err
+
+
+@pytest.mark.parametrize("container", ["sog", "spz"])
+def test_sh_share_search_judges_the_container_it_writes(container):
+    """``--target-mb`` without ``--sh-keep`` (the SH share is searched) into a standard container: each SH share is judged on the container's
+    own decode in the source's axes (an SPZ source into SOG, into SPZ), and the file fits the target."""
+    from exgs_core.compress import CompressOptions, compress
+
+    scene = load(DATA / "pdal_fourth_st_sh3_head4096.v2.spz")
+    fast = dict(views=6, view_size=64, head="off")
+    full, _ = compress(scene, CompressOptions(ratio=0.3, **fast), container=container)
+    target = int(0.8 * len(full))
+    data, rep = compress(scene, CompressOptions(target_bytes=target, sh_keep_auto=True, **fast), container=container)
+    tried = rep.sampling["sh_keep_search"]
+    assert len(data) <= target and len(tried) == 3
+    assert all(t["view_psnr"] > 30 for t in tried), tried  # a decode in the wrong axes scores 10-19 dB

@@ -60,7 +60,10 @@ Palette size: P = min(65536, 2^floor(log2 N)), the size splat-transform picks
 
 Axes: SOG stores the axes of a 3DGS PLY (splat-transform bakes its sources to PLY space before writing, and its
 SOG reader returns them unchanged), so a scene in PLY axes is written as is; a scene decoded from SPZ in SPZ's
-stored right-up-back axes is turned first (:func:`exgs_core.io.spz.to_ply_axes`, noted in the report).
+stored right-up-back axes is turned first (:func:`exgs_core.io.spz.to_ply_axes`, noted in the report), as
+:func:`exgs_core.io.encode_as` does for every format. splat-transform does not turn SPZ (it reads SPZ as PLY-space
+data), so ``splat-transform in.spz out.sog`` and this writer differ by 180 degrees about x on SPZ input; from PLY
+input both write the same axes (checked in tests/test_io_sog_write.py).
 
 ``meta.json`` holds exactly the fields splat-transform 3.10.2 writes, in its order: ``version`` (2), ``asset``
 (``generator``: exgs), ``count``, ``model`` (only ``"antialiased"``, from ``scene.antialiased``), ``means``

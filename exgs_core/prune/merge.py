@@ -23,6 +23,7 @@ the parallel ones wrapped by :func:`exgs_core._machine.guarded`, so any thread m
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -221,8 +222,72 @@ KL_MASS_CONSERVING = PairwiseRule(
 KL_MASS_CONSERVING_AFTER_DROP = replace(KL_MASS_CONSERVING, drop_score_fraction=WARD_OPAQUE.drop_score_fraction)
 
 
+class MergeShared:
+    """Work that several :func:`pairwise_merge` calls on the same scene and score share (the compressor's ``auto``
+    runs up to three rules): the covariances of the scene's Gaussians, and the first round's neighbour lists of
+    every set of Gaussians left after a drop (the Ward rule and the KL rule after the same 2 % drop start from the
+    same set). Results are the same as without it, bit for bit. Safe to use from several threads at once (a
+    second caller waits for the first one's result instead of computing it again).
+
+    Args:
+        scene: the N Gaussians every call merges.
+    """
+
+    def __init__(self, scene: GaussianScene):
+        self._scene = scene
+        self._lock = threading.Lock()
+        self._cov_lock = threading.Lock()
+        self._cov: np.ndarray | None = None
+        self._first: dict[int, list] = {}  # k -> [(vis bool [N], lock, [nb int64 [M, k] or None])]
+
+    def covariances(self, vis: np.ndarray) -> np.ndarray:
+        """float64 [M, 3, 3] world-space covariances ``R S S^T R^T`` of the Gaussians where ``vis`` (bool [N])."""
+        with self._cov_lock:
+            if self._cov is None:
+                self._cov = _covariances(self._scene.quats, self._scene.log_scales)
+        return self._cov[vis]
+
+    def first_neighbours(self, vis: np.ndarray, means: np.ndarray, k: int) -> np.ndarray:
+        """int64 [M, k]: :func:`exgs_core.knn.knn` of ``means`` (float64 [M, 3], the centres where ``vis``)."""
+        from ..knn import knn as knn_search
+
+        with self._lock:
+            slots = self._first.setdefault(k, [])
+            slot = next((e for e in slots if np.array_equal(e[0], vis)), None)
+            if slot is None:
+                slot = (vis.copy(), threading.Lock(), [None])
+                slots.append(slot)
+        with slot[1]:
+            if slot[2][0] is None:
+                slot[2][0] = knn_search(means, k)[1]
+            return slot[2][0]
+
+
+def _covariances(quats: np.ndarray, log_scales: np.ndarray) -> np.ndarray:
+    """float64 [N, 3, 3] covariances ``R diag(exp(2 log_scales)) R^T`` from quaternions [N, 4] (wxyz) and
+    log-scales [N, 3]."""
+    from ..sh_rotation import quat_to_matrix
+
+    r = quat_to_matrix(quats)
+    return np.einsum("nij,nj,nkj->nik", r, np.exp(2.0 * log_scales.astype(np.float64)), r)
+
+
+#: :func:`pairwise_merge` merges the Gaussians left after its drop in spatial chunks of at most this many (a kd split
+#: of their centres; each chunk merges down to its share of the target), so its memory (about 0.7 kB per Gaussian
+#: merged at once) stays bounded on any scene. Pairs across a chunk boundary never merge; scenes whose Gaussians
+#: after the drop are at most this many merge in one piece.
+MERGE_CHUNK = 2_000_000
+
+
 def pairwise_merge(
-    scene: GaussianScene, score: np.ndarray, target: int, rule: PairwiseRule = WARD_OPAQUE
+    scene: GaussianScene,
+    score: np.ndarray,
+    target: int,
+    rule: PairwiseRule = WARD_OPAQUE,
+    *,
+    shared: MergeShared | None = None,
+    chunk: int | None = None,
+    progress=None,
 ) -> tuple[GaussianScene, dict]:
     """UGC with hierarchical compensation: drop the invisible, then merge neighbour pairs until ``target`` remain.
 
@@ -232,18 +297,23 @@ def pairwise_merge(
        cheapest disjoint pairs (by ``rule.cost``, see :class:`PairwiseRule`) are moment-matched (mass-weighted
        centre, covariance with spread, colour; the opacity conserves the pair's coverage mass, within
        ``rule.opacity_floor``) — at most half the Gaussians per round — until exactly ``target`` remain.
+       More than ``chunk`` Gaussians after the drop merge in spatial chunks (:data:`MERGE_CHUNK`), each down to
+       its share of ``target`` in proportion to its size (largest remainders; at least one each).
 
     Args:
         scene: N Gaussians.
         score: float [N] significance (higher = more important).
         target: how many Gaussians remain.
         rule: how to drop, price and merge.
+        shared: a :class:`MergeShared` of ``scene``, when several rules merge the same scene and score (the
+            result does not depend on it; unused when merging in chunks).
+        chunk: most Gaussians merged at once (default :data:`MERGE_CHUNK`).
+        progress: ``progress(fraction, stage)``, called before each chunk.
 
     Returns:
-        (scene of ``target`` Gaussians, stats: dropped, rounds).
+        (scene of ``target`` Gaussians, stats: dropped, rounds (the most of any chunk), chunks).
     """
-    from ..knn import knn as knn_search
-    from ..sh_rotation import matrix_to_quat, quat_to_matrix
+    from ..sh_rotation import matrix_to_quat
 
     n0 = scene.n
     if target >= n0:
@@ -252,19 +322,53 @@ def pairwise_merge(
         o = np.sort(score)
         cum = np.cumsum(o) / max(o.sum(), 1e-300)
         thr = o[min(int(np.searchsorted(cum, rule.drop_score_fraction)), n0 - 1)]
+        del o, cum
         vis = score > thr
     else:
         vis = np.ones(n0, bool)
     if vis.sum() < target:  # never drop below the target: keep the best by score instead
         vis = top_k(score, target / n0)
     s = scene.subset(vis)
-    means = s.means.astype(np.float64)
-    cov = np.einsum(
-        "nij,nj,nkj->nik",
-        quat_to_matrix(s.quats),
-        np.exp(2.0 * s.log_scales.astype(np.float64)),
-        quat_to_matrix(s.quats),
+    vis_w = score[vis].astype(np.float64) / max(float(np.median(score[vis])), 1e-30)
+    parts = _spatial_chunks(s.means, MERGE_CHUNK if chunk is None else int(chunk))
+    if len(parts) == 1:
+        cov = _covariances(s.quats, s.log_scales) if shared is None else shared.covariances(vis)
+        first = None if shared is None else (lambda means, k: shared.first_neighbours(vis, means, k))
+        pieces = [_merge_piece(s, cov, vis_w, target, rule, first)]
+    else:
+        pieces = []
+        for i, (idx, t) in enumerate(zip(parts, _shares(target, [len(p) for p in parts]), strict=True)):
+            if progress is not None:
+                progress(i / len(parts), f"merging chunk {i + 1}/{len(parts)}")
+            piece = s.subset(idx)
+            pieces.append(_merge_piece(piece, _covariances(piece.quats, piece.log_scales), vis_w[idx], t, rule, None))
+            del piece
+    del s
+    means, cov, op, sh = (np.concatenate([p[a] for p in pieces]) if len(pieces) > 1 else pieces[0][a] for a in range(4))
+    rounds = max(p[4] for p in pieces)
+    ev, evec = np.linalg.eigh(cov)
+    evec[np.linalg.det(evec) < 0, :, 0] *= -1
+    out = GaussianScene(
+        means,
+        matrix_to_quat(evec),
+        0.5 * np.log(np.maximum(ev, 1e-20)),
+        logit(op),
+        sh,
+        meta={**scene.meta, "notes": list(scene.meta.get("notes", []))},
+        antialiased=scene.antialiased,
+        up=scene.up,
     )
+    return out, {"dropped": int(n0 - vis.sum()), "rounds": rounds, "chunks": len(parts)}
+
+
+def _merge_piece(s: GaussianScene, cov: np.ndarray, vis_w: np.ndarray, target: int, rule: PairwiseRule, first):
+    """The merge rounds of :func:`pairwise_merge` on the M Gaussians of ``s`` (covariances ``cov`` float64
+    [M, 3, 3], significance over its median ``vis_w`` float64 [M]) down to ``target``. ``first(means, k)``, when
+    given, supplies the first round's neighbour lists. Returns (means float64 [T, 3], cov float64 [T, 3, 3],
+    opacity float64 [T], sh float64 [T, K, 3], rounds)."""
+    from ..knn import knn as knn_search
+
+    means = s.means.astype(np.float64)
     op = s.opacities.astype(np.float64)
 
     def area_of(sd_sorted):  # sd ascending [N, 3]
@@ -273,37 +377,47 @@ def pairwise_merge(
     area = area_of(np.sort(np.exp(s.log_scales.astype(np.float64)), axis=1))
     w_mass = op * area
     sh = s.sh.astype(np.float64)
-    vis_w = score[vis].astype(np.float64) / max(float(np.median(score[vis])), 1e-30)
+    vis_w = vis_w.copy()
     z = np.random.default_rng(0).standard_normal((max(1, rule.samples), 3))
     n = s.n
     rounds = 0
     while n > target:
         rounds += 1
         k = min(rule.knn + 1, n)
-        _, nb = knn_search(means, k)  # column 0: the Gaussian itself
-        ei = np.repeat(np.arange(n), k - 1)
-        ej = nb[:, 1:].ravel()
-        if not (ej < n).all():  # NaN/Inf centres have no neighbours (index n): no candidate pairs for them
-            ei, ej = ei[ej < n], ej[ej < n]
+        if rounds == 1 and first is not None:
+            nb = first(means, k)
+        else:
+            _, nb = knn_search(means, k)  # column 0: the Gaussian itself
+        # candidate pairs: each Gaussian with its k - 1 neighbours, every pair once (where j lists i too, the
+        # edge (i, j) with i > j repeats the earlier edge (j, i), whose cost is the same: greedy never takes it);
+        # NaN/Inf centres have no neighbours (index n): no candidate pairs for them
+        ei, ej = _unique_edges(np.ascontiguousarray(nb))
+        del nb
         c2 = _edge_sq_dist(np.ascontiguousarray(sh[:, 0] if rule.color == "dc" else sh.reshape(n, -1)), ei, ej)
         if rule.cost == "ward":
             wi, wj = w_mass[ei], w_mass[ej]
             h = wi * wj / (wi + wj + 1e-300)
             c = h * (_edge_sq_dist(means, ei, ej) + rule.color_weight * c2 * (area[ei] + area[ej]))
+            del wi, wj, h
         else:
             chol = _psd_cholesky(cov)
             logdet = 2.0 * np.log(np.abs(np.diagonal(chol, axis1=1, axis2=2))).sum(1)
             kl = _kl_costs(means, chol, logdet, w_mass, ei, ej, z)
+            del chol
             # KL >= 0; the Monte-Carlo estimate can dip below: clamp to a small positive floor (from a 1/64
             # sample), so a pair that looks free still costs more than an invisible pair once scaled by significance
             sample = np.abs(kl[::64])
             sample = sample[np.isfinite(sample)]
             floor = 1e-3 * float(np.median(sample)) if sample.size else 1e-12
             c = _finish_kl_costs(kl, c2, float(rule.color_weight), max(floor, 1e-300))
+            del kl
+        del c2
         if rule.visibility_weight:  # pairs the views barely see merge first, whatever their shape
             c = _scale_by_visibility(c, vis_w, ei, ej)
         order = _order_by_cost(c)
+        del c
         pi, pj = _greedy_pairs(order, ei, ej, n, min(n - target, n // 2 + 1))
+        del order, ei, ej
         if len(pi) == 0:
             break
         w1, w2 = w_mass[pi], w_mass[pj]
@@ -327,19 +441,43 @@ def pairwise_merge(
         means, cov, op, area, w_mass, sh = means[keep], cov[keep], op[keep], area[keep], w_mass[keep], sh[keep]
         vis_w = vis_w[keep]
         n = len(means)
-    ev, evec = np.linalg.eigh(cov)
-    evec[np.linalg.det(evec) < 0, :, 0] *= -1
-    out = GaussianScene(
-        means,
-        matrix_to_quat(evec),
-        0.5 * np.log(np.maximum(ev, 1e-20)),
-        logit(op),
-        sh,
-        meta={**scene.meta, "notes": list(scene.meta.get("notes", []))},
-        antialiased=scene.antialiased,
-        up=scene.up,
-    )
-    return out, {"dropped": int(n0 - vis.sum()), "rounds": rounds}
+    return means, cov, op, sh, rounds
+
+
+def _spatial_chunks(means: np.ndarray, limit: int) -> list[np.ndarray]:
+    """int64 index arrays (each ascending) of a kd split of the centres ``means`` [N, 3] into parts of at most
+    ``limit`` (>= 1): a part above it is halved at the median of its widest axis (ties and non-finite centres by
+    index), depth first, the lower half first. One part, ``arange(N)``, when N <= limit."""
+    n = len(means)
+    if n <= limit:
+        return [np.arange(n, dtype=np.int64)]
+    if limit < 1:
+        raise ValueError(f"chunk must be >= 1, got {limit}")
+    out, stack = [], [np.arange(n, dtype=np.int64)]
+    while stack:
+        idx = stack.pop()
+        if len(idx) <= limit:
+            out.append(idx)
+            continue
+        p = means[idx].astype(np.float64)
+        fin = np.isfinite(p).all(axis=1)
+        axis = int(np.argmax(np.ptp(p[fin], axis=0))) if fin.any() else 0
+        order = np.argsort(np.where(fin, p[:, axis], np.inf), kind="stable")
+        half = len(idx) // 2
+        stack += [np.sort(idx[order[half:]]), np.sort(idx[order[:half]])]
+    return out
+
+
+def _shares(target: int, sizes: list[int]) -> list[int]:
+    """``target`` split over parts of ``sizes`` in proportion (largest remainders, ties to the earlier part), each
+    share within [1, size]."""
+    sz = np.asarray(sizes, np.float64)
+    raw = target * sz / sz.sum()
+    base = np.floor(raw).astype(np.int64)
+    extra = int(target - base.sum())
+    if extra > 0:
+        base[np.argsort(-(raw - base), kind="stable")[:extra]] += 1
+    return np.clip(base, 1, np.asarray(sizes, np.int64)).tolist()
 
 
 # ----------------------------------------------------------------------------- kernels of pairwise_merge
@@ -372,6 +510,33 @@ try:  # numba compiles the per-edge loops (~100x faster); the pure-Python bodies
 except ImportError:  # pragma: no cover
     _njit = None  # type: ignore[assignment]
     _prange = range  # type: ignore[misc]
+
+
+def _unique_edge_mask_py(nb):
+    """bool [N * (K - 1)]: which edges (i, nb[i, t]), t = 1..K-1 in row-major order, to keep: not missing
+    (index N) and not the repeat of an earlier edge (j, i) (j < i with i among j's neighbours). nb int64 [N, K]."""
+    n, k = nb.shape
+    keep = np.empty(n * (k - 1), np.bool_)
+    for i in _prange(n):
+        for t in range(1, k):
+            j = nb[i, t]
+            ok = j < n
+            if ok and j < i:
+                for u in range(1, k):
+                    if nb[j, u] == i:
+                        ok = False
+                        break
+            keep[i * (k - 1) + t - 1] = ok
+    return keep
+
+
+def _unique_edges(nb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ei, ej) int64 [E]: the candidate pairs of neighbour lists nb int64 [N, K] (column 0 the Gaussian itself),
+    each unordered pair once, in the order of their first listing (see :func:`_unique_edge_mask_py`)."""
+    n, k = nb.shape
+    keep = _unique_edge_mask(nb)
+    ei = np.repeat(np.arange(n, dtype=np.int64), k - 1)[keep]
+    return ei, nb[:, 1:].ravel()[keep]
 
 
 def _edge_sq_dist_py(x, ei, ej):
@@ -506,6 +671,7 @@ def _compiled(fn, **kw):
 _greedy_pairs = _compiled(_greedy_pairs_py)
 _kl_costs = _compiled(_kl_costs_py, parallel=True)
 _edge_sq_dist = _compiled(_edge_sq_dist_py, parallel=True)
+_unique_edge_mask = _compiled(_unique_edge_mask_py, parallel=True)
 _finish_kl_costs = _compiled(_finish_kl_costs_py, parallel=True)
 _scale_by_visibility = _compiled(_scale_by_visibility_py, parallel=True)
 

@@ -49,7 +49,8 @@ def accumulate(
     cancel=None,
 ) -> Accumulation:
     """Render ``scene`` from every camera with per-Gaussian accumulation and sum the results
-    (``counts`` also gathers hit counts, which the LightGaussian score needs)."""
+    (``counts`` also gathers hit counts, which the LightGaussian score needs). The weights and counts do not depend
+    on colour, so the views are rendered at SH degree 0 (no view-dependent colour to evaluate)."""
     from ..render import prepare, render
 
     prep = prepare(scene, backend)  # converted / uploaded once for all views
@@ -63,6 +64,7 @@ def accumulate(
             cam,
             backend=backend,
             return_weights=True,
+            sh_degree=0,
             prepared=prep,
             return_counts=bool(counts),
         )

@@ -1,0 +1,150 @@
+"""The encoder's step of the scene head (docs/FORMAT.md 4.2): fit candidates for a compressed file against the
+original's renders and decide, by the rate rule of :func:`encoder_head`, whether one ships.
+
+The head itself (its payload, :func:`~exgs_core.codec.head.apply_head`, the least-squares
+:class:`~exgs_core.codec.head.HeadFitter`) is numpy-only and lives in :mod:`exgs_core.codec.head`, where the
+.exgs reader and the restorers find it; this module renders, so it sits with the other encoder-side fits
+(:mod:`exgs_core.prune.refit`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codec.head import HeadFitter, SceneHead, _scores, head_gain, section_bytes
+
+__all__ = ["encoder_head", "FIT_VIEWS", "CLASS_THRESHOLDS", "PROBE_EXTRA"]
+
+#: Training views the encoder renders (full and decoded scene) to fit the head, at the check views' size.
+FIT_VIEWS = 12
+#: Alpha thresholds of the encoder's class candidate (thinned / partly covered / covered pixels).
+CLASS_THRESHOLDS = (0.3, 0.98)
+#: The retention probe adds at least this fraction of Gaussians (and at least 4 x the largest head's bytes).
+PROBE_EXTRA = 0.1
+
+
+def encoder_head(
+    full,
+    decoded,
+    file_bytes: int,
+    fit_cameras: list,
+    check,
+    *,
+    mode: str = "auto",
+    max_bytes: int | None = None,
+    probe=None,
+    cancel=None,
+) -> tuple[SceneHead | None, dict]:
+    """Fit the scene head for a compressed file and decide whether it ships (``compress``'s last step).
+
+    Args:
+        full: the original (sanitised) GaussianScene; its renders are the targets.
+        decoded: the GaussianScene the file decodes to.
+        file_bytes: the file's size without a head.
+        fit_cameras: the training views to fit on (never the check or eval views).
+        check: the compressor's :class:`~exgs_core.compress.CheckViews` (``cameras``, ``reference(i)``: the full
+            scene's renders, ``psnr(scene)``): the candidates are judged there, never on the views they were fitted on.
+        mode: ``"auto"`` (the rate rule below) or ``"always"`` (keep the candidate with the best check-view gain,
+            even a loss).
+        max_bytes: the most bytes the head's section may add (``target_bytes`` minus the file), None = no limit.
+        probe: ``probe(extra) -> (bytes, decoded scene)`` of the same compression with a fraction ``extra`` more
+            Gaussians (the retention probe), or None (then retention is assumed to buy nothing).
+        cancel: ``cancel()`` -> True stops the work (raises :class:`exgs_core.prune.Cancelled`).
+
+    The rule (``"auto"``): two candidates are fitted on ``fit_cameras`` (one class, and three alpha classes,
+    :data:`CLASS_THRESHOLDS`), each judged by its mean per-view PSNR gain ``g`` and luma-SSIM gain ``g_s``
+    (:func:`luma_ssim`) on the check views. If one gains PSNR, the probe measures what bytes buy as retention there:
+    ``s = (PSNR(probe) - PSNR(file)) / (bytes(probe) - bytes(file))`` dB per byte, and ``s_s`` likewise for SSIM
+    (each 0 when the probe cannot add Gaussians or does not gain). A candidate's net worth is ``g - s x b`` (and
+    ``g_s - s_s x b``) with ``b`` its section bytes; of the candidates whose SSIM net worth is not negative, the
+    one with the largest PSNR net worth ships when that is > 0. (The SSIM guard keeps a head that buys PSNR but
+    less structure than the same bytes of retention would, measured on the guitar at 0.02: +0.09 dB but HaarPSI
+    -0.004 at equal bytes, from shipping.)
+
+    Returns:
+        (the head to ship or None, the report entry: candidates, gains, slope, choice, seconds).
+    """
+    import time
+
+    from ..render import prepare, render
+    from .cancel import check_cancel
+
+    t0 = time.perf_counter()
+    if not fit_cameras:  # e.g. a few given cameras, all of them check views: nothing to fit on without judging on it
+        return None, {"kept": False, "why": "no training views besides the check views", "mode": mode}
+    fitter = HeadFitter(thresholds=CLASS_THRESHOLDS)
+    pf, pd = prepare(full), prepare(decoded)
+    for cam in fit_cameras:
+        check_cancel(cancel)
+        r = render(decoded, cam, prepared=pd)
+        fitter.add(r.rgb, r.alpha, r.depth, np.clip(render(full, cam, prepared=pf).rgb, 0.0, 1.0))
+    del pf
+    frames = []
+    for i, cam in enumerate(check.cameras):
+        check_cancel(cancel)
+        r = render(decoded, cam, prepared=pd)
+        frames.append((r.rgb, r.alpha, r.depth, check.reference(i)))
+    cands = []
+    for classes in (False, True):
+        head = fitter.solve(classes=classes)
+        b = section_bytes(head.radius, head.flags, head.classes)
+        if max_bytes is not None and b > max_bytes:
+            continue
+        g = head_gain(head, frames)
+        cands.append({"head": head, "bytes": b, "gain": g["gain"], "ssim_gain": g["ssim_gain"]})
+    info: dict = {"fit_views": len(fit_cameras), "check_views": len(frames), "mode": mode}
+    info["candidates"] = [
+        {
+            "classes": c["head"].classes,
+            "bytes": c["bytes"],
+            "check_gain_db": round(c["gain"], 4),
+            "check_ssim_gain": round(c["ssim_gain"], 5),
+        }
+        for c in cands
+    ]
+    slope = slope_s = 0.0
+    if mode != "always" and any(c["gain"] > 0 for c in cands) and probe is not None:
+        check_cancel(cancel)
+        extra = max(PROBE_EXTRA, 4.0 * max(c["bytes"] for c in cands) / max(file_bytes, 1))
+        got = probe(extra)
+        if got is not None:
+            pbytes, pscene = got
+            pp = prepare(pscene)
+            probe_frames = []
+            for i, cam in enumerate(check.cameras):
+                check_cancel(cancel)
+                probe_frames.append((render(pscene, cam, prepared=pp).rgb, None, None, check.reference(i)))
+            p_file, p_probe = _scores(None, frames), _scores(None, probe_frames)
+            if pbytes > file_bytes:
+                slope = max(0.0, (p_probe[0] - p_file[0]) / (pbytes - file_bytes))
+                slope_s = max(0.0, (p_probe[1] - p_file[1]) / (pbytes - file_bytes))
+            info["probe"] = {
+                "extra": round(extra, 4),
+                "bytes": int(pbytes),
+                "view_psnr": round(p_probe[0], 4),
+                "file_view_psnr": round(p_file[0], 4),
+                "view_ssim": round(p_probe[1], 5),
+                "file_view_ssim": round(p_file[1], 5),
+            }
+    info["retention_db_per_kb"] = round(slope * 1000, 5)
+    info["retention_ssim_per_kb"] = round(slope_s * 1000, 6)
+    for c, row in zip(cands, info["candidates"], strict=True):
+        c["net"] = c["gain"] - slope * c["bytes"]
+        c["net_ssim"] = c["ssim_gain"] - slope_s * c["bytes"]
+        row["net_db"], row["net_ssim"] = round(c["net"], 4), round(c["net_ssim"], 5)
+    chosen = None
+    if mode == "always" and cands:
+        chosen = max(cands, key=lambda c: c["gain"])
+    elif cands:
+        ok = [c for c in cands if c["net_ssim"] >= 0]
+        best = max(ok, key=lambda c: c["net"]) if ok else None
+        chosen = best if best is not None and best["net"] > 0 else None
+    info["kept"] = chosen is not None
+    if chosen is not None:
+        info.update(chosen["head"].describe(), bytes=chosen["bytes"], check_gain_db=round(chosen["gain"], 4))
+    elif not cands:
+        info["why"] = f"no head fits the {max_bytes} bytes left under the target"
+    else:
+        info["why"] = "no candidate gains more PSNR and SSIM on the check views than its bytes buy as retention"
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    return (None if chosen is None else chosen["head"]), info
