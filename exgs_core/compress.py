@@ -425,7 +425,14 @@ def _score(
     t = time.perf_counter()
     cams = scoring_cameras(scene, options, cameras)
     if acc is None and options.score != "opacity":
-        acc = accumulate(scene, cams, counts=options.score == "lightgaussian", progress=progress, cancel=cancel)
+        acc = accumulate(
+            scene,
+            cams,
+            counts=options.score == "lightgaussian",
+            colours=options.refit,  # the refit's targets come with the scoring renders
+            progress=progress,
+            cancel=cancel,
+        )
     score = significance(scene, acc, options.score)
     if cameras and acc is not None and scene.n and not (acc.weight > 0).any():
         # every score is 0: the pruning would be arbitrary. With the user's own views this is nearly always a
@@ -434,7 +441,8 @@ def _score(
             f"none of the {len(cams)} given camera(s) sees any of the scene's {scene.n:,} Gaussians; "
             f"check that the cameras belong to this scene and use its axes (docs/CONVENTIONS.md)"
         )
-    return Scoring(cams, acc, score, time.perf_counter() - t)
+    targets = list(acc.images) if acc is not None and acc.images is not None else []
+    return Scoring(cams, acc, score, time.perf_counter() - t, targets)
 
 
 # One trial's share of the progress bar: scoring fills the first 48 % (on the first trial only: later trials reuse

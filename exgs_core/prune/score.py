@@ -31,12 +31,14 @@ class Accumulation:
         count: float64 [N], number of pixels where the Gaussian contributed (alpha >= 1/255, pixel not terminated).
         pixels: M * H * W.
         views: M.
+        images: with ``colours=True``: the M renders, float32 [H, W, 3] each over black (full SH); else None.
     """
 
     weight: np.ndarray
     count: np.ndarray
     pixels: int
     views: int
+    images: list | None = None
 
 
 def accumulate(
@@ -45,18 +47,21 @@ def accumulate(
     *,
     backend: str = "auto",
     counts: bool = False,
+    colours: bool = False,
     progress: Progress | None = None,
     cancel=None,
 ) -> Accumulation:
     """Render ``scene`` from every camera with per-Gaussian accumulation and sum the results
     (``counts`` also gathers hit counts, which the LightGaussian score needs). The weights and counts do not depend
-    on colour, so the views are rendered at SH degree 0 (no view-dependent colour to evaluate)."""
+    on colour, so the views are rendered at SH degree 0 (no view-dependent colour to evaluate), unless ``colours``
+    asks for the renders too (``images``: at the scene's full SH, as the colour refit's targets)."""
     from ..render import prepare, render
 
     prep = prepare(scene, backend)  # converted / uploaded once for all views
     w = np.zeros(scene.n, np.float64)
     c = np.zeros(scene.n, np.float64)
     pixels = 0
+    images: list | None = [] if colours else None
     for i, cam in enumerate(cameras):
         check_cancel(cancel)
         r = render(
@@ -64,7 +69,7 @@ def accumulate(
             cam,
             backend=backend,
             return_weights=True,
-            sh_degree=0,
+            sh_degree=None if colours else 0,
             prepared=prep,
             return_counts=bool(counts),
         )
@@ -74,9 +79,11 @@ def accumulate(
             assert r.counts is not None
             c += r.counts
         pixels += cam.width * cam.height
+        if images is not None:
+            images.append(r.rgb)
         if progress:
             progress((i + 1) / len(cameras), f"scoring view {i + 1}/{len(cameras)}")
-    return Accumulation(w, c, pixels, len(cameras))
+    return Accumulation(w, c, pixels, len(cameras), images)
 
 
 def significance(scene: GaussianScene, acc: Accumulation | None, method: str = "exgs") -> np.ndarray:
