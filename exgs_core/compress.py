@@ -18,6 +18,7 @@ import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ COMPACT_CODEC = dict(rotation_bits=8, scale_bits=7, color_bits=7, position_bits_
 #: the compact codec, on scenes where that one cost nothing.
 COARSE_CODEC = dict(rotation_bits=7, scale_bits=6, color_bits=6, opacity_bits=7, position_bits_below_auto=4)
 #: The quantisation steps ``compress`` walks down, finest first.
-CODEC_LADDER = {"default": {}, "compact": COMPACT_CODEC, "coarse": COARSE_CODEC}
+CODEC_LADDER: dict[str, dict[str, int]] = {"default": {}, "compact": COMPACT_CODEC, "coarse": COARSE_CODEC}
 #: dB of view PSNR that halving the bytes costs, as ``compress`` assumes when it weighs a coarser codec step's
 #: saving against its loss (our measured slopes: 1.5-12 dB per doubling of the Gaussians; 3 is conservative).
 CODEC_DB_PER_DOUBLING = 3.0
@@ -76,7 +77,7 @@ def codec_options(name: str, means: np.ndarray):
     bytes at 12 bits for -0.002 dB on held-out views; at 0.5: -0.1 dB for 15 %)."""
     from .exgs_format import CodecOptions, auto_position_bits
 
-    kw = dict(CODEC_LADDER[name])
+    kw: dict[str, Any] = dict(CODEC_LADDER[name])
     drop = kw.pop("position_bits_below_auto", 0)
     if drop:
         kw["position_bits"] = max(POSITION_BITS_MIN, auto_position_bits(means) - drop)
@@ -658,7 +659,7 @@ def _encode(call: _Call, options: CompressOptions, pruning: Pruning, decided: Co
     """Quantise and entropy-code ``pruning`` with the given codec, the ``options.codec`` step, the codec
     ``decided`` by an earlier trial, or (none of these) the step :func:`_choose_codec` picks."""
     t = time.perf_counter()
-    info = None
+    info: dict | None = None
     if call.container != "exgs":
         data, info = _write_container(call, pruning), {"chosen": call.container, "why": "container"}
     elif call.codec is not None:
@@ -667,7 +668,7 @@ def _encode(call: _Call, options: CompressOptions, pruning: Pruning, decided: Co
         data = _write(call, options, pruning, codec_options(options.codec, pruning.scene.means), progress)
     elif decided is not None:  # size searches re-encode: decided once, on the first pruned encode
         data = _write(call, options, pruning, codec_options(decided.step, pruning.scene.means), progress)
-        info = dict(decided.info, reused=True)
+        info = {**decided.info, "reused": True}
     else:
         data, info = _choose_codec(call, options, pruning, progress)
         if "tried" in info:
@@ -896,6 +897,7 @@ def _search_ratio(
     linearly with rho), at most :data:`SEARCH_TRIALS` of them, starting at rho = 1. ``decided``: the codec choice
     of an earlier search; ``span``: the part of the progress bar this search fills."""
     target = options.target_bytes
+    assert target is not None
     trials: list[Trial] = []
     lo, hi = span
     rho = 1.0
@@ -947,7 +949,10 @@ def _search_sh_keep(call: _Call, scoring: Scoring, options: CompressOptions) -> 
     """``sh_keep_auto``: one :func:`_search_ratio` per SH-keep candidate; keep the best decoded file on the check
     views (:func:`check_cameras`; ties keep the smaller SH share)."""
     cands = _sh_keep_candidates(options)
-    decided, best, tried, trials = None, None, [], []
+    decided: CodecChoice | None = None
+    best: tuple[float, SizeSearch] | None = None
+    tried: list[dict] = []
+    trials: list[Trial] = []
     for i, shk in enumerate(cands):
         check_cancel(call.cancel)
         search = _search_ratio(
@@ -1075,7 +1080,7 @@ def scene_sha256(scene: GaussianScene) -> str:
     """sha256 of the scene's five arrays (order-sensitive): identifies the source in the .exgs header."""
     h = hashlib.sha256()
     for a in (scene.means, scene.quats, scene.log_scales, scene.opacity_logits, scene.sh):
-        h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))  # the bytes of .tobytes(), not copied
+        h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)  # .tobytes()' bytes, not copied
     return h.hexdigest()
 
 
@@ -1186,7 +1191,8 @@ class _Judged:
     """A scene being judged on the check views, with its per-view PSNRs (rendered on demand, each view once)."""
 
     def __init__(self, check: CheckViews, scene: GaussianScene):
-        self.check, self.scene, self._psnr = check, scene, {}
+        self.check, self.scene = check, scene
+        self._psnr: dict[int, float] = {}
 
     def mean(self, views) -> float:
         """Mean PSNR (dB) over the check views ``views`` (indices; summed in ascending view order)."""

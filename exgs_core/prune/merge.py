@@ -255,12 +255,15 @@ class MergeShared:
             slots = self._first.setdefault(k, [])
             slot = next((e for e in slots if np.array_equal(e[0], vis)), None)
             if slot is None:
-                slot = (vis.copy(), threading.Lock(), [None])
+                held: list[np.ndarray | None] = [None]
+                slot = (vis.copy(), threading.Lock(), held)
                 slots.append(slot)
         with slot[1]:
             if slot[2][0] is None:
                 slot[2][0] = knn_search(means, k)[1]
-            return slot[2][0]
+            nb = slot[2][0]
+            assert nb is not None
+            return nb
 
 
 def _covariances(quats: np.ndarray, log_scales: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class WorkerCrashed(WorkerError):
     """The worker process died during a request; the next request starts a new one."""
 
 
-_REMOTE_CLASSES: dict = {}
+_REMOTE_CLASSES: dict[type, Any] = {}
 
 
 def _remote_error(op: str, reply: dict) -> WorkerError:
@@ -73,7 +74,7 @@ def _remote_error(op: str, reply: dict) -> WorkerError:
             both = _REMOTE_CLASSES[cls] = type(
                 f"Worker{cls.__name__}", (WorkerError, cls), {"__module__": __name__, "__doc__": cls.__doc__}
             )
-        e = both.__new__(both)
+        e = WorkerError.__new__(both)
         ExgsError.__init__(e, reply["detail"], path if isinstance(path, str) else None)
         if issubclass(cls, errors.FormatError):
             e.offset, e.field = reply.get("offset"), reply.get("field")
@@ -238,6 +239,14 @@ def _head_bytes(head) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------- backends
 class _Common:
+    """What both backends share: ``render_restore`` from their ``render`` and ``restore``."""
+
+    def render(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
+        raise NotImplementedError
+
+    def restore(self, rgb, alpha, depth=None, cancel=None, head=None):
+        raise NotImplementedError
+
     def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
         """(RenderResult of the raw render, restored rgb [H, W, 3]); a decoded .exgs's scene head
         (``scene.meta["exgs_head"]``) runs before GaussPainter."""
@@ -406,6 +415,8 @@ class WorkerClient(_Common):
                 p.wait(5)
 
     def log_tail(self, n: int = 12) -> str:
+        if self.log_path is None:
+            return ""
         try:
             with open(self.log_path, "rb") as f:
                 f.seek(0, 2)
@@ -446,6 +457,7 @@ class WorkerClient(_Common):
     # ---------------------------------------------------------------- requests
     def _recv(self, op: str, timeout: float | None, t0: float, cancel) -> dict | None:
         p = self.proc
+        assert p is not None and p.stdout is not None
         if os.name == "posix":
             import select
 
@@ -491,6 +503,7 @@ class WorkerClient(_Common):
             t0 = time.monotonic()
             try:
                 self._busy_since = t0
+                assert self.proc is not None and self.proc.stdin is not None
                 self.proc.stdin.write(data)
                 self.proc.stdin.flush()
                 while True:
