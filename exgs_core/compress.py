@@ -926,15 +926,24 @@ def _search_ratio(
 
 
 def _next_ratio(trials: list[Trial], target: int, n: int) -> float:
-    """The next rho to try: the secant through the two trials closest to ``target`` bytes (the origin-anchored line
-    through the last trial when there is no such pair), 1 % lower, within [1 / n, 1]."""
+    """The next rho to try: the secant through the two trials closest to ``target`` bytes, 1 % lower, within
+    [1 / n, 1]. Bytes are not quite linear in rho (a container's palette size steps at powers of two), so the
+    secant is kept within a factor 2 of the origin-anchored line through the closest trial, and inside the
+    bracket of the largest trial that fits and the smallest that does not, when there are both."""
     pts = sorted(trials, key=lambda t: abs(t.size - target))[:2]
+    prop = pts[0].options.ratio * target / max(pts[0].size, 1)
+    rho = prop
     if len(pts) == 2 and pts[0].size != pts[1].size:
         (r0, b0), (r1, b1) = ((t.options.ratio, t.size) for t in pts)
-        rho = r0 + (target - b0) * (r1 - r0) / (b1 - b0)
-    else:
-        rho = trials[-1].options.ratio * target / trials[-1].size
-    return float(np.clip(rho * 0.99, 1.0 / max(n, 1), 1.0))
+        secant = r0 + (target - b0) * (r1 - r0) / (b1 - b0)
+        if 0.5 * prop <= secant <= 2.0 * prop:
+            rho = secant
+    rho *= 0.99
+    fit = [t.options.ratio for t in trials if t.size <= target]
+    over = [t.options.ratio for t in trials if t.size > target]
+    if fit and over and max(fit) < min(over) and not max(fit) < rho < min(over):
+        rho = 0.5 * (max(fit) + min(over))
+    return float(np.clip(rho, 1.0 / max(n, 1), 1.0))
 
 
 def _searches_sh_keep(scene: GaussianScene, options: CompressOptions) -> bool:

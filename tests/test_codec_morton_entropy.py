@@ -96,6 +96,23 @@ def test_palette_recovers_clusters(rng):
     assert ((pal[lab] - x) ** 2).sum(1).mean() < 0.1
 
 
+def test_palette_keeps_cut_sh_exactly_zero_and_fast(rng):
+    """Most Gaussians of a pruned scene have their higher SH cut to zero: they share an exact zero entry (they
+    decode to no view dependence, not to a nearby centroid), and the rest are clustered on their own in well
+    under a second (a coarse cell mixing the zero mass with a few others took seconds)."""
+    import time
+
+    x = np.zeros((13000, 45), np.float32)
+    x[:1300] = rng.normal(size=(1300, 45))
+    t = time.perf_counter()
+    pal, lab = kmeans_palette(x, 8192)
+    assert time.perf_counter() - t < 2.0
+    assert (pal[lab[1300:]] == 0).all() and (lab[:1300] > 0).all()
+    assert (pal[lab] == x).all()  # 1300 others fit 8191 entries: stored exactly
+    pal, lab = kmeans_palette(x, 256)
+    assert pal.shape == (256, 45) and (pal[lab[1300:]] == 0).all() and lab.max() < 256
+
+
 def test_default_palette_size():
     assert default_palette_size(0) == 0
     assert default_palette_size(100) == 100

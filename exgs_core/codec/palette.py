@@ -331,7 +331,8 @@ def kmeans_palette(
         seed: seed of the subsample and initialisation (same input + seed -> same output).
 
     Returns:
-        (palette float32 [P', D], labels int32 [M]) with P' = min(P, M) and every label < P'.
+        (palette float32 [P', D], labels int32 [M]) with P' <= min(P, M) and every label < P'. Rows that are
+        exactly zero, when there are others too, share an exact zero entry 0.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     m, d = x.shape
@@ -341,6 +342,23 @@ def kmeans_palette(
         return np.zeros((0, d), np.float32), np.zeros(0, np.int32)
     if m <= size:
         return x.copy(), np.arange(m, dtype=np.int32)
+    zero = ~x.any(axis=1)
+    nz = int(zero.sum())
+    if 0 < nz < m and size >= 2:
+        # rows that are exactly zero (Gaussians whose higher SH was cut) get an exact entry 0 of their own: they
+        # decode to zero, and the k-means runs on the other rows only (a cell mixing a mass of identical zero rows
+        # with a few others took most of the centroids and cost seconds per call)
+        pal, lab = kmeans_palette(
+            x[~zero],
+            size - 1,
+            iterations=iterations,
+            sample_per_centroid=sample_per_centroid,
+            probes=probes,
+            seed=seed,
+        )
+        labels = np.zeros(m, np.int32)
+        labels[~zero] = lab + 1
+        return np.concatenate([np.zeros((1, d), np.float32), pal]), labels
     p = int(size)
     rng = np.random.default_rng(seed)
     ns = int(min(m, max(p * sample_per_centroid, 4096)))
