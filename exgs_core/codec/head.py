@@ -48,6 +48,7 @@ __all__ = [
     "UnknownHeadVersion",
     "apply_head",
     "head_gain",
+    "unrestored_scores",
     "scene_head",
 ]
 
@@ -432,18 +433,24 @@ class HeadFitter:
         return SceneHead(self.radius, self.flags, th.copy(), w)
 
 
-def head_gain(head: SceneHead, frames: Iterable[tuple]) -> dict:
+def head_gain(head: SceneHead, frames: Iterable[tuple], before: tuple[float, float] | None = None) -> dict:
     """Mean per-view PSNR (dB) of the unrestored and the restored renders against the targets.
 
     ``frames``: (rgb [H, W, 3], alpha [H, W], depth [H, W] or None, target [H, W, 3]) over black; both images are
     clipped to [0, 1] before measuring, as :func:`exgs_core.metrics.psnr` does.
     Returns ``{"before", "after", "gain", "ssim_gain", "views"}`` (``gain`` = after - before, mean over views, in
-    dB; ``ssim_gain`` the same for :func:`luma_ssim`)."""
+    dB; ``ssim_gain`` the same for :func:`luma_ssim`). ``before``: the unrestored (PSNR, SSIM) of these frames,
+    :func:`unrestored_scores`, when the caller has it already (several candidates judged on the same frames)."""
     frames = list(frames)
     if not frames:
         return {"before": math.nan, "after": math.nan, "gain": 0.0, "ssim_gain": 0.0, "views": 0}
-    b, a = _scores(None, frames), _scores(head, frames)
+    b, a = (unrestored_scores(frames) if before is None else before), _scores(head, frames)
     return {"before": b[0], "after": a[0], "gain": a[0] - b[0], "ssim_gain": a[1] - b[1], "views": len(frames)}
+
+
+def unrestored_scores(frames: Iterable[tuple]) -> tuple[float, float]:
+    """(mean PSNR in dB, mean luma SSIM) of the renders of ``frames`` (as in :func:`head_gain`) as they are."""
+    return _scores(None, list(frames))
 
 
 def _scores(head: SceneHead | None, frames: list) -> tuple[float, float]:

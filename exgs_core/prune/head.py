@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codec.head import HeadFitter, SceneHead, _scores, head_gain, section_bytes
+from ..codec.head import HeadFitter, SceneHead, head_gain, section_bytes, unrestored_scores
 
 __all__ = ["encoder_head", "FIT_VIEWS", "CLASS_THRESHOLDS", "PROBE_EXTRA"]
 
@@ -84,13 +84,14 @@ def encoder_head(
         check_cancel(cancel)
         r = render(decoded, cam, prepared=pd)
         frames.append((r.rgb, r.alpha, r.depth, check.reference(i)))
+    base = unrestored_scores(frames)
     cands = []
     for classes in (False, True):
         head = fitter.solve(classes=classes)
         b = section_bytes(head.radius, head.flags, head.classes)
         if max_bytes is not None and b > max_bytes:
             continue
-        g = head_gain(head, frames)
+        g = head_gain(head, frames, base)
         cands.append({"head": head, "bytes": b, "gain": g["gain"], "ssim_gain": g["ssim_gain"]})
     info: dict = {"fit_views": len(fit_cameras), "check_views": len(frames), "mode": mode}
     info["candidates"] = [
@@ -114,7 +115,7 @@ def encoder_head(
             for i, cam in enumerate(check.cameras):
                 check_cancel(cancel)
                 probe_frames.append((render(pscene, cam, prepared=pp).rgb, None, None, check.reference(i)))
-            p_file, p_probe = _scores(None, frames), _scores(None, probe_frames)
+            p_file, p_probe = base, unrestored_scores(probe_frames)
             if pbytes > file_bytes:
                 slope = max(0.0, (p_probe[0] - p_file[0]) / (pbytes - file_bytes))
                 slope_s = max(0.0, (p_probe[1] - p_file[1]) / (pbytes - file_bytes))
