@@ -404,6 +404,8 @@ class EXGS_OT_compress(bpy.types.Operator):
                 views=int(props.auto_views),
                 target_bytes=int(props.target_mb * 1e6) if props.size_mode == "TARGET" else None,
                 sh_keep_auto=props.size_mode == "TARGET" and bool(props.sh_keep_auto),
+                refit=bool(props.refit),
+                head=str(props.scene_head),
             )
             cams = compress_cameras(context, ob, props)
         except (ExgsError, ValueError) as e:

@@ -50,6 +50,8 @@ class EXGS_PT_compress(bpy.types.Panel):
         if props.size_mode == "TARGET":
             col.prop(props, "sh_keep_auto")
         col.prop(props, "sh_keep")
+        col.prop(props, "refit")
+        col.prop(props, "scene_head")
         col.prop(props, "views")
         if props.views == "JSON":
             col.prop(props, "cameras_json")

@@ -492,6 +492,8 @@ def cmd_compress(args) -> int:
             voxel_sampling=not args.no_voxel,
             compensation=args.compensation or ("pairwise" if args.fast else "auto"),
             codec=args.codec or ("compact" if args.fast else "auto"),
+            head=args.head or ("off" if args.fast else "auto"),
+            refit=not args.no_refit,
             fold_sh=not args.no_fold_sh,
             views=args.views,
             view_size=args.view_size,
@@ -759,9 +761,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--fast",
         action="store_true",
-        help="for very large scenes: --compensation pairwise --codec compact unless given (no candidate "
-        "merges, no judging renders; 1M Gaussians in about 9 s on 2 cores, but up to several dB "
-        "lower on fuzzy scenes: BENCHMARKS.md, ablation 'pairwise only')",
+        help="for very large scenes: --compensation pairwise --codec compact --head off unless given (no "
+        "candidate merges, no judging renders, no scene head; up to several dB lower on fuzzy scenes: "
+        "BENCHMARKS.md, ablation 'pairwise only')",
+    )
+    sp.add_argument(
+        "--head",
+        choices=["auto", "off", "always"],
+        default=None,
+        help="the scene head, a small restoration filter fitted against the original and stored in the .exgs "
+        "(docs/FORMAT.md 4.2; .exgs output only): auto (default) keeps it only where it gains more on the "
+        "check views than its bytes buy as retention; off; always (the better of the candidates, even a "
+        "loss). --fast turns it off unless given",
+    )
+    sp.add_argument(
+        "--no-refit",
+        action="store_true",
+        help="keep the merged colours: skip the least-squares refit of the survivors' colours against the "
+        "original's renders of the scoring views (on by default; about +2 dB held-out at 10 %%)",
     )
     sp.add_argument("--no-fold-sh", action="store_true", help="do not fold cut SH bands into the DC colour")
     sp.add_argument("--json", action="store_true", help="also print the report as one JSON object")

@@ -190,6 +190,20 @@ def test_render_and_eval_with_restore(capsys, tmp_path, tiny_painter):
     assert code == 2 and "nope" in err
 
 
+def test_compress_head_and_refit_switches(capsys, tmp_path):
+    """``--head off`` fits no scene head and ``--no-refit`` keeps the merged colours: the report says so, and the
+    defaults do both (same Gaussians kept either way)."""
+    fast = ["--ratio", "0.3", "--views", "6", "--view-size", "64", "--json", "-q"]
+    code, out, _ = run(capsys, "compress", DONUT, "-o", tmp_path / "a.exgs", *fast)
+    on = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and on["amplification"]["refit"] and on["sampling"]["head"]["fit_views"] > 0
+    code, out, _ = run(capsys, "compress", DONUT, "-o", tmp_path / "b.exgs", *fast, "--head", "off", "--no-refit")
+    off = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and "refit" not in off["amplification"] and not off["sampling"].get("head")
+    assert off["gaussians_out"] == on["gaussians_out"]
+    assert (tmp_path / "a.exgs").read_bytes() != (tmp_path / "b.exgs").read_bytes()
+
+
 def test_train_painter_help_passes_through(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train-painter", "--help"])

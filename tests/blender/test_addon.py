@@ -259,6 +259,14 @@ def test_compress_operator(addon, tmp_path):
     assert dst.read_bytes() == Path(out.exgs.exgs_cache).read_bytes()
     assert len(dst.read_bytes()) == out.exgs.compressed_bytes
     assert exgs_core.load(dst).n == out.exgs.gaussians_after
+    # the panel's switches reach the compressor: no colour refit and no scene head keep the same Gaussians with
+    # other colours and no head
+    bpy.context.view_layer.objects.active = src
+    props.refit, props.scene_head = False, "off"
+    assert bpy.ops.exgs.compress() == {"FINISHED"}
+    plain = bpy.context.active_object
+    assert plain is not out and plain.exgs.gaussians_after == out.exgs.gaussians_after and not plain.exgs.head_hex
+    assert Path(plain.exgs.exgs_cache).read_bytes() != Path(out.exgs.exgs_cache).read_bytes()
 
 
 def test_compress_job_cancel_and_errors(addon):
