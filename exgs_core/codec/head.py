@@ -275,9 +275,9 @@ def _classes(a: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ apply
-#: Rows per chunk of the neighbourhood matrix in :func:`apply_head` (bounds its memory: rows x W x 3 (2r+1)^2
-#: float32, 9.6 MB at 512 px and r = 3 with 32 rows).
-_CHUNK_PIXELS = 16384
+#: Pixels per chunk of :func:`apply_head`'s neighbourhood term (bounds its temporaries: pixels x 3C float32, 9 MB
+#: with three classes).
+_CHUNK_PIXELS = 1 << 18
 
 
 def apply_head(
@@ -308,12 +308,15 @@ def apply_head(
     we = np.ascontiguousarray(wt[:, nn:, :].transpose(1, 0, 2).reshape(-1, 3 * c))
     res = _extras(x, a, d, r, head.flags).reshape(h * w, -1) @ we if we.size else np.zeros((h * w, 3 * c), np.float32)
     p = np.pad(x, ((r, r), (r, r), (0, 0)), mode="edge")
+    w4 = wn.reshape(3, k, k, 3 * c)  # the neighbourhood's rows are (channel, dy, dx)
     rows = max(1, _CHUNK_PIXELS // max(w, 1))
-    for y0 in range(0, h, rows):
+    for y0 in range(0, h, rows):  # the neighbourhood term as k x k shifted copies times their 3 x 3C weights
         y1 = min(h, y0 + rows)
-        win = sliding_window_view(p[y0 : y1 + 2 * r], (k, k), axis=(0, 1))  # type: ignore[call-overload]
-        res[y0 * w : y1 * w] += win.reshape((y1 - y0) * w, nn) @ wn
-    out: np.ndarray = res  # [rows, W, 3, k, k] windows above; one class: the residual as it is
+        acc = res[y0 * w : y1 * w].reshape(y1 - y0, w, 3 * c)  # a view into res
+        for dy in range(k):
+            for dx in range(k):
+                acc += p[y0 + dy : y1 + dy, dx : dx + w] @ w4[:, dy, dx]
+    out: np.ndarray = res  # one class: the residual as it is
     if c > 1:
         cls = _classes(a, head.thresholds).reshape(-1)
         out = np.take_along_axis(res.reshape(h * w, c, 3), cls[:, None, None], axis=1)[:, 0]
