@@ -45,7 +45,7 @@ from .prune import (
     voxel_keys,
     voxel_sample,
 )
-from .prune.merge import MergeShared
+from .prune.merge import MergeShared, MergeTail, merge_with_tail
 from .scene import GaussianScene
 
 COMPENSATIONS = ("auto", "pairwise", "pairwise-kl", "merge", "amplify", "none")
@@ -299,6 +299,9 @@ class Pruning:
         amplification: the compensation's stats (``CompressReport.amplification``).
         seconds: wall time.
         judged: ``scene``'s PSNRs on the check views so far (None: not judged), for the codec choice.
+        tail: the chosen merge's last round (:class:`~exgs_core.prune.merge.MergeTail`), from which the scene
+            head's retention probe rebuilds the merge to a few more Gaussians without merging again; None when not
+            kept (no head to fit, a merge in chunks, or a trial a size search passed over).
     """
 
     scene: GaussianScene
@@ -307,6 +310,7 @@ class Pruning:
     amplification: dict
     seconds: float
     judged: _Judged | None = None
+    tail: MergeTail | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -323,6 +327,7 @@ class RuleChoice:
     view_psnr: dict | None
     judged_views: dict | None = None
     judged: _Judged | None = None
+    tail: MergeTail | None = field(default=None, compare=False, repr=False)
 
     def sampling(self) -> dict:
         out = {"method": "auto", "chosen": self.name}
@@ -464,6 +469,7 @@ def _trial(
         call.check,
         call.cancel,
         _sub(call.progress, lo + (hi - lo) * _SCORED, lo + (hi - lo) * _PRUNED),
+        keep_tail=options.head != "off" and call.container == "exgs",
     )
     if call.progress:
         call.progress(lo + (hi - lo) * _PRUNED, "pruned")
@@ -478,21 +484,31 @@ def _single_trial(call: _Call, scoring: Scoring, options: CompressOptions) -> Ou
 
 
 def _prune(
-    scene: GaussianScene, options: CompressOptions, scoring: Scoring, check: CheckViews, cancel, progress=None
+    scene: GaussianScene,
+    options: CompressOptions,
+    scoring: Scoring,
+    check: CheckViews,
+    cancel,
+    progress=None,
+    keep_tail: bool = False,
 ) -> Pruning:
     """Choose the survivors, compensate them for the removed Gaussians and cut the SH (see :mod:`exgs_core.prune`);
     then refit their colours (``options.refit``). ``progress(fraction, stage)`` hears of the merges (the first
-    60 % when refitting) and of the refit."""
+    60 % when refitting) and of the refit. ``keep_tail``: keep the ``auto`` merge's last round
+    (:attr:`Pruning.tail`, for the scene head's retention probe)."""
     t = time.perf_counter()
     fold = np.array([c.position for c in scoring.cameras]) if options.fold_sh else None
     judged = None
+    tail = None
     refits = options.refit and bool(scoring.cameras)
     progress, refit_progress = (_sub(progress, 0.0, 0.6), _sub(progress, 0.6, 1.0)) if refits else (progress, None)
     if options.compensation == "auto":  # candidates are compared after the SH cut, as they will be stored
         target = keep_count(scene.n, options.ratio)
-        choice = _choose_rule(scene, scoring.score, target, options.sh_keep, fold, check, cancel, progress)
+        choice = _choose_rule(
+            scene, scoring.score, target, options.sh_keep, fold, check, cancel, progress, keep_tail=keep_tail
+        )
         out, sh_full, stats, sampling = choice.scene, choice.sh_full, choice.stats, choice.sampling()
-        judged = choice.judged
+        judged, tail = choice.judged, choice.tail
     elif options.compensation in PAIRWISE:
         target = keep_count(scene.n, options.ratio)
         merged, stats = pairwise_merge(
@@ -507,7 +523,7 @@ def _prune(
     if options.refit and out.n < scene.n:
         out, stats = _refit(scene, out, sh_full, stats, scoring, cancel, refit_progress)
         judged = None  # the check-view PSNRs were of the colours before the refit
-    return Pruning(out, sh_full, sampling, stats, time.perf_counter() - t, judged)
+    return Pruning(out, sh_full, sampling, stats, time.perf_counter() - t, judged, tail)
 
 
 def _refit(
@@ -553,12 +569,14 @@ def _choose_rule(
     check: CheckViews,
     cancel,
     progress=None,
+    keep_tail: bool = False,
 ) -> RuleChoice:
     """Run every rule of :data:`AUTO_RULES` (each followed by the SH cut) and keep the one whose renders of the
     check views have the highest mean PSNR against the full scene's (an encoder-side choice: no optimisation, the
     decoder does not need to know; ties keep the first), judged by :func:`_race`. The rules merge side by side
     (:func:`_parallel_merges`) or, on large scenes, one after the other; ``progress`` hears of each (and of each
-    merge chunk, :data:`~exgs_core.prune.merge.MERGE_CHUNK`), always from this thread."""
+    merge chunk, :data:`~exgs_core.prune.merge.MERGE_CHUNK`), always from this thread. ``keep_tail``: the kept
+    rule's last merge round comes with the choice (:class:`~exgs_core.prune.merge.MergeTail`)."""
     if target >= scene.n:
         out, sh_full = _cut_sh_by_mass(scene.copy(), sh_keep, fold)
         return RuleChoice("none", out, sh_full, {"dropped": 0, "rounds": 0}, None)
@@ -566,10 +584,12 @@ def _choose_rule(
     names = list(AUTO_RULES)
     first, _ = _halves(len(check.cameras))
 
-    def merge(name: str, report=None) -> tuple[GaussianScene, np.ndarray, dict]:
+    def merge(name: str, report=None) -> tuple[GaussianScene, np.ndarray, dict, MergeTail | None]:
         check_cancel(cancel)
-        merged, stats = pairwise_merge(scene, score, target, AUTO_RULES[name], shared=shared, progress=report)
-        return (*_cut_sh_by_mass(merged, sh_keep, fold), stats)
+        merged, stats, tail = merge_with_tail(
+            scene, score, target, AUTO_RULES[name], shared=shared, progress=report, tail=keep_tail
+        )
+        return (*_cut_sh_by_mass(merged, sh_keep, fold), stats, tail)
 
     def told(f: float, stage: str) -> None:
         check_cancel(cancel)
@@ -603,9 +623,10 @@ def _choose_rule(
             cands.append(_Judged(check, results[-1][0]))
     told(len(names) / (len(names) + 1), "judging the merges")
     win, means, views = _race(cands)
-    out, sh_full, stats = results[win]
+    out, sh_full, stats, tail = results[win]
     view_psnr = {n: round(m, 3) for n, m in zip(names, means, strict=True)}
-    return RuleChoice(names[win], out, sh_full, stats, view_psnr, dict(zip(names, views, strict=True)), cands[win])
+    judged_views = dict(zip(names, views, strict=True))
+    return RuleChoice(names[win], out, sh_full, stats, view_psnr, judged_views, cands[win], tail)
 
 
 #: The merge rules of ``auto`` run side by side, one thread each, on scenes of at most this many Gaussians (a merge
@@ -835,7 +856,9 @@ def _retention_probe(call: _Call, scoring: Scoring, kept: Trial, extra: float) -
     rule = kept.pruning.sampling.get("chosen")
     if opts.compensation == "auto" and rule in AUTO_RULES:  # the rule the kept trial chose, without judging again
         fold = np.array([c.position for c in scoring.cameras]) if opts.fold_sh else None
-        merged, stats = pairwise_merge(call.scene, scoring.score, target, AUTO_RULES[rule])
+        tail = kept.pruning.tail  # the same merge's last round: the probe's merge without merging again
+        rebuilt = tail.at(target) if tail is not None else None
+        merged, stats = rebuilt or pairwise_merge(call.scene, scoring.score, target, AUTO_RULES[rule])
         out, sh_full = _cut_sh_by_mass(merged, opts.sh_keep, fold)
         if opts.refit:  # as the kept trial was
             out, stats = _refit(call.scene, out, sh_full, stats, scoring, call.cancel)
@@ -913,6 +936,9 @@ def _search_ratio(
             trials.append(trial)
             decided = trial.encoding.decided
             fits = [t for t in trials if t.size <= target]
+            best = max(fits, key=lambda t: t.size) if fits else None
+            trials = [t if t is best else _without_tail(t) for t in trials]  # only the best keeps its merge tail
+            fits = [t for t in trials if t.size <= target]
             if fits and max(fits, key=lambda t: (t.options.ratio, t.size)).size >= 0.97 * target:
                 break
             rho_new = _next_ratio(trials, target, call.scene.n)
@@ -923,6 +949,11 @@ def _search_ratio(
         return SizeSearch(target, tuple(trials), None, decided, failure=e)
     fits = [t for t in trials if t.size <= target]
     return SizeSearch(target, tuple(trials), max(fits, key=lambda t: t.size) if fits else None, decided)
+
+
+def _without_tail(trial: Trial) -> Trial:
+    """``trial`` without its merge tail (:attr:`Pruning.tail`; its memory goes)."""
+    return trial if trial.pruning.tail is None else replace(trial, pruning=replace(trial.pruning, tail=None))
 
 
 def _next_ratio(trials: list[Trial], target: int, n: int) -> float:

@@ -289,6 +289,26 @@ def test_pairwise_merge_hits_the_budget_and_drops_invisible(rng):
     assert decompress(data).n == 500
 
 
+@pytest.mark.parametrize("rule", list(AUTO_RULES))
+def test_merge_tail_rebuilds_the_merge_to_a_few_more_exactly(rule, rng):
+    """The retention probe's merge (the same scene down to a few more Gaussians) is rebuilt from the last round of
+    the kept merge, bit for bit what a merge of its own gives; outside the last round there is no shortcut."""
+    from exgs_core.prune.merge import merge_with_tail
+
+    scene = load(DATA / "supersplat_label_sh3_1000.ply")
+    score = rng.uniform(0.01, 1.0, size=scene.n)
+    out, stats, tail = merge_with_tail(scene, score, 100, AUTO_RULES[rule], tail=True)
+    assert tail is not None and out.n == 100 and P.pairwise_merge(scene, score, 100, AUTO_RULES[rule])[0].n == 100
+    for count in (100, 101, 110, len(tail.means)):
+        got, _ = tail.at(count)
+        want, _ = P.pairwise_merge(scene, score, count, AUTO_RULES[rule])
+        assert got.n == count
+        for f in ("means", "quats", "log_scales", "opacity_logits", "sh"):
+            np.testing.assert_array_equal(getattr(got, f), getattr(want, f), err_msg=f"{rule} {count} {f}")
+    assert tail.at(99) is None and tail.at(len(tail.means) + 1) is None
+    assert merge_with_tail(scene, score, 100, AUTO_RULES[rule])[2] is None  # only when asked
+
+
 def test_pairwise_kl_variant_hits_the_budget_and_conserves_mass(rng):
     scene = load(DATA / "plant_2000.splat")
     score = rng.uniform(0.5, 1.0, size=scene.n)

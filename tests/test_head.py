@@ -274,6 +274,31 @@ def test_compress_fits_a_head_that_improves_held_out_views():
     assert gain["gain"] > 0.5, gain
 
 
+@pytest.mark.slow
+def test_retention_probe_rebuilds_its_merge_from_the_kept_merges_tail(monkeypatch):
+    """The rate rule's probe (the same compression with 10 % more Gaussians) takes its merge from the kept merge's
+    last round instead of merging again: the probe, the rule's decision and the file are the same either way.
+    (The example scene: on the 4,096-Gaussian fixture the probe adds more than the last round spans.)"""
+    from exgs_core.prune.merge import MergeTail
+
+    scene = ex.load(REPO / "examples" / "playcanvas_biker.spz")
+    opts = CompressOptions(ratio=0.1, views=12, view_size=64)
+    calls = []
+    at = MergeTail.at
+
+    def spy(self, count):
+        got = at(self, count)
+        calls.append(got is not None)
+        return got
+
+    monkeypatch.setattr(MergeTail, "at", spy)
+    data, rep = compress(scene, opts)
+    assert calls == [True], calls  # the probe ran and its merge came from the tail
+    monkeypatch.setattr(MergeTail, "at", lambda self, count: None)  # no tail: the probe merges on its own
+    data2, rep2 = compress(scene, opts)
+    assert data2 == data and rep2.sampling["head"]["probe"] == rep.sampling["head"]["probe"]
+
+
 def replace_head(opts: CompressOptions, head: str) -> CompressOptions:
     from dataclasses import replace
 

@@ -292,6 +292,22 @@ def pairwise_merge(
     chunk: int | None = None,
     progress=None,
 ) -> tuple[GaussianScene, dict]:
+    """UGC with hierarchical compensation (:func:`merge_with_tail` without its :class:`MergeTail`)."""
+    out, stats, _ = merge_with_tail(scene, score, target, rule, shared=shared, chunk=chunk, progress=progress)
+    return out, stats
+
+
+def merge_with_tail(
+    scene: GaussianScene,
+    score: np.ndarray,
+    target: int,
+    rule: PairwiseRule = WARD_OPAQUE,
+    *,
+    shared: MergeShared | None = None,
+    chunk: int | None = None,
+    progress=None,
+    tail: bool = False,
+) -> tuple[GaussianScene, dict, MergeTail | None]:
     """UGC with hierarchical compensation: drop the invisible, then merge neighbour pairs until ``target`` remain.
 
     1. The least significant Gaussians that together carry ``rule.drop_score_fraction`` of the total significance
@@ -312,15 +328,16 @@ def pairwise_merge(
             result does not depend on it; unused when merging in chunks).
         chunk: most Gaussians merged at once (default :data:`MERGE_CHUNK`).
         progress: ``progress(fraction, stage)``, called before each chunk.
+        tail: also keep the last merge round (:class:`MergeTail`), from which the merge of the same scene down to
+            a few more Gaussians is rebuilt without merging again (None when the merge ran in chunks, kept the
+            best by score instead of dropping, or needed no round).
 
     Returns:
-        (scene of ``target`` Gaussians, stats: dropped, rounds (the most of any chunk), chunks).
+        (scene of ``target`` Gaussians, stats: dropped, rounds (the most of any chunk), chunks; the tail or None).
     """
-    from ..sh_rotation import matrix_to_quat
-
     n0 = scene.n
     if target >= n0:
-        return scene.copy(), {"dropped": 0, "rounds": 0}
+        return scene.copy(), {"dropped": 0, "rounds": 0}, None
     if rule.drop_score_fraction > 0:
         o = np.sort(score)
         cum = np.cumsum(o) / max(o.sum(), 1e-300)
@@ -329,16 +346,20 @@ def pairwise_merge(
         vis = score > thr
     else:
         vis = np.ones(n0, bool)
-    if vis.sum() < target:  # never drop below the target: keep the best by score instead
+    by_score = vis.sum() < target
+    if by_score:  # never drop below the target: keep the best by score instead
         vis = top_k(score, target / n0)
     s = scene.subset(vis)
     vis_w = score[vis].astype(np.float64) / max(float(np.median(score[vis])), 1e-30)
+    last: list | None
     parts = _spatial_chunks(s.means, MERGE_CHUNK if chunk is None else int(chunk))
     if len(parts) == 1:
         cov = _covariances(s.quats, s.log_scales) if shared is None else shared.covariances(vis)
         first = None if shared is None else (lambda means, k: shared.first_neighbours(vis, means, k))
-        pieces = [_merge_piece(s, cov, vis_w, target, rule, first)]
+        last = [] if tail and not by_score else None
+        pieces = [_merge_piece(s, cov, vis_w, target, rule, first, last)]
     else:
+        last = None
         pieces = []
         for i, (idx, t) in enumerate(zip(parts, _shares(target, [len(p) for p in parts]), strict=True)):
             if progress is not None:
@@ -349,35 +370,114 @@ def pairwise_merge(
     del s
     means, cov, op, sh = (np.concatenate([p[a] for p in pieces]) if len(pieces) > 1 else pieces[0][a] for a in range(4))
     rounds = max(p[4] for p in pieces)
+    stats = {"dropped": int(n0 - vis.sum()), "rounds": rounds, "chunks": len(parts)}
+    kept_tail = None
+    if last:
+        m, c, o, a, w, h, pi, pj = last[0]
+        kept_tail = MergeTail(m, c, o, a, w, h, pi, pj, target=target, rule=rule, template=scene, stats=stats)
+    return _as_scene(means, cov, op, sh, scene), stats, kept_tail
+
+
+def _as_scene(means, cov, op, sh, template: GaussianScene) -> GaussianScene:
+    """The merged Gaussians (centres float64 [T, 3], covariances [T, 3, 3], opacities [T], SH [T, K, 3]) as a
+    scene with ``template``'s meta, antialiasing and up axis."""
+    from ..sh_rotation import matrix_to_quat
+
     ev, evec = np.linalg.eigh(cov)
     evec[np.linalg.det(evec) < 0, :, 0] *= -1
-    out = GaussianScene(
+    return GaussianScene(
         means,
         matrix_to_quat(evec),
         0.5 * np.log(np.maximum(ev, 1e-20)),
         logit(op),
         sh,
-        meta={**scene.meta, "notes": list(scene.meta.get("notes", []))},
-        antialiased=scene.antialiased,
-        up=scene.up,
+        meta={**template.meta, "notes": list(template.meta.get("notes", []))},
+        antialiased=template.antialiased,
+        up=template.up,
     )
-    return out, {"dropped": int(n0 - vis.sum()), "rounds": rounds, "chunks": len(parts)}
 
 
-def _merge_piece(s: GaussianScene, cov: np.ndarray, vis_w: np.ndarray, target: int, rule: PairwiseRule, first):
+@dataclass(eq=False)
+class MergeTail:
+    """The last round of a :func:`merge_with_tail`: the Gaussians before it (the arrays of :func:`_merge_piece`'s
+    state, float64: centres [M, 3], covariances [M, 3, 3], opacities, areas and masses [M], SH [M, K, 3]) and the
+    round's pairs in the greedy order it took them (int [P] each). The merge of the same scene and score by the same
+    rule down to any count in [target, M] takes the same earlier rounds and, in its last, the first M - count of
+    these pairs (greedy takes disjoint pairs cheapest first and stops at its count), so :meth:`at` rebuilds it
+    exactly, bit for bit, without merging again (the compressor's retention probe)."""
+
+    means: np.ndarray
+    cov: np.ndarray
+    op: np.ndarray
+    area: np.ndarray
+    w_mass: np.ndarray
+    sh: np.ndarray
+    pi: np.ndarray
+    pj: np.ndarray
+    target: int
+    rule: PairwiseRule
+    template: GaussianScene
+    stats: dict
+
+    def at(self, count: int) -> tuple[GaussianScene, dict] | None:
+        """(the scene :func:`pairwise_merge` gives for ``count`` Gaussians, its stats), or None when ``count`` is
+        outside [target, M] or more pairs would be needed than the round took."""
+        m = len(self.means)
+        k = m - int(count)
+        if not (self.target <= count <= m and k <= len(self.pi)):
+            return None
+        means, cov, op, _, _, sh = _merge_pairs(
+            (self.means.copy(), self.cov.copy(), self.op.copy(), self.area.copy(), self.w_mass.copy(), self.sh.copy()),
+            self.pi[:k],
+            self.pj[:k],
+            self.rule,
+        )
+        return _as_scene(means, cov, op, sh, self.template), dict(self.stats)
+
+
+def _area_of(rule: PairwiseRule, sd_sorted: np.ndarray) -> np.ndarray:
+    """float64 [N]: the mass area of Gaussians with standard deviations ``sd_sorted`` (ascending, [N, 3])."""
+    return np.pi * sd_sorted[:, 2] * sd_sorted[:, 1] if rule.mass == "projected" else _ellipsoid_area(sd_sorted)
+
+
+def _merge_pairs(state: tuple, pi: np.ndarray, pj: np.ndarray, rule: PairwiseRule) -> tuple:
+    """Moment-match the disjoint pairs (pi[p], pj[p]) of ``state`` = (means [N, 3], cov [N, 3, 3], op [N], area [N],
+    w_mass [N], sh [N, K, 3], all float64; modified in place) into pi's slots and remove pj's: the state of N - P
+    Gaussians, in the same order."""
+    means, cov, op, area, w_mass, sh = state
+    w1, w2 = w_mass[pi], w_mass[pj]
+    W = w1 + w2 + 1e-300
+    mu = (w1[:, None] * means[pi] + w2[:, None] * means[pj]) / W[:, None]
+    d1, d2 = means[pi] - mu, means[pj] - mu
+    cm = (
+        w1[:, None, None] * (cov[pi] + d1[:, :, None] * d1[:, None, :])
+        + w2[:, None, None] * (cov[pj] + d2[:, :, None] * d2[:, None, :])
+    ) / W[:, None, None]
+    ev = np.maximum(np.linalg.eigvalsh(cm), 1e-20)
+    a_new = _area_of(rule, np.sqrt(ev))  # eigvalsh is ascending
+    lo = float(rule.opacity_floor) * np.maximum(op[pi], op[pj])
+    op_new = np.clip((w1 + w2) / a_new, lo, 0.99)
+    means[pi], cov[pi], op[pi], area[pi] = mu, cm, op_new, a_new
+    sh[pi] = (w1[:, None, None] * sh[pi] + w2[:, None, None] * sh[pj]) / W[:, None, None]
+    w_mass[pi] = op_new * a_new
+    keep = np.ones(len(means), bool)
+    keep[pj] = False
+    return means[keep], cov[keep], op[keep], area[keep], w_mass[keep], sh[keep]
+
+
+def _merge_piece(
+    s: GaussianScene, cov: np.ndarray, vis_w: np.ndarray, target: int, rule: PairwiseRule, first, last=None
+):
     """The merge rounds of :func:`pairwise_merge` on the M Gaussians of ``s`` (covariances ``cov`` float64
     [M, 3, 3], significance over its median ``vis_w`` float64 [M]) down to ``target``. ``first(means, k)``, when
-    given, supplies the first round's neighbour lists. Returns (means float64 [T, 3], cov float64 [T, 3, 3],
+    given, supplies the first round's neighbour lists; ``last``, a list, receives the last round (its state before
+    and its pairs, the fields of :class:`MergeTail`). Returns (means float64 [T, 3], cov float64 [T, 3, 3],
     opacity float64 [T], sh float64 [T, K, 3], rounds)."""
     from ..knn import knn as knn_search
 
     means = s.means.astype(np.float64)
     op = s.opacities.astype(np.float64)
-
-    def area_of(sd_sorted):  # sd ascending [N, 3]
-        return np.pi * sd_sorted[:, 2] * sd_sorted[:, 1] if rule.mass == "projected" else _ellipsoid_area(sd_sorted)
-
-    area = area_of(np.sort(np.exp(s.log_scales.astype(np.float64)), axis=1))
+    area = _area_of(rule, np.sort(np.exp(s.log_scales.astype(np.float64)), axis=1))
     w_mass = op * area
     sh = s.sh.astype(np.float64)
     vis_w = vis_w.copy()
@@ -423,26 +523,17 @@ def _merge_piece(s: GaussianScene, cov: np.ndarray, vis_w: np.ndarray, target: i
         del order, ei, ej
         if len(pi) == 0:
             break
-        w1, w2 = w_mass[pi], w_mass[pj]
-        W = w1 + w2 + 1e-300
-        mu = (w1[:, None] * means[pi] + w2[:, None] * means[pj]) / W[:, None]
-        d1, d2 = means[pi] - mu, means[pj] - mu
-        cm = (
-            w1[:, None, None] * (cov[pi] + d1[:, :, None] * d1[:, None, :])
-            + w2[:, None, None] * (cov[pj] + d2[:, :, None] * d2[:, None, :])
-        ) / W[:, None, None]
-        ev = np.maximum(np.linalg.eigvalsh(cm), 1e-20)
-        a_new = area_of(np.sqrt(ev))  # eigvalsh is ascending
-        lo = float(rule.opacity_floor) * np.maximum(op[pi], op[pj])
-        op_new = np.clip((w1 + w2) / a_new, lo, 0.99)
-        means[pi], cov[pi], op[pi], area[pi] = mu, cm, op_new, a_new
-        sh[pi] = (w1[:, None, None] * sh[pi] + w2[:, None, None] * sh[pj]) / W[:, None, None]
-        w_mass[pi] = op_new * a_new
+        if last is not None:  # a round that may be the last: its state before and its pairs (else none kept)
+            last[:] = (
+                [(means.copy(), cov.copy(), op.copy(), area.copy(), w_mass.copy(), sh.copy(), pi, pj)]
+                if n - target <= n // 2 + 1
+                else []
+            )
         keep = np.ones(n, bool)
         keep[pj] = False
         vis_w[pi] = vis_w[pi] + vis_w[pj]
-        means, cov, op, area, w_mass, sh = means[keep], cov[keep], op[keep], area[keep], w_mass[keep], sh[keep]
         vis_w = vis_w[keep]
+        means, cov, op, area, w_mass, sh = _merge_pairs((means, cov, op, area, w_mass, sh), pi, pj, rule)
         n = len(means)
     return means, cov, op, sh, rounds
 
