@@ -9,9 +9,11 @@ The head itself (its payload, :func:`~exgs_core.codec.head.apply_head`, the leas
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from ..codec.head import HeadFitter, SceneHead, head_gain, section_bytes, unrestored_scores
+from ..codec.head import DEFAULT_RADIUS, HeadFitter, SceneHead, head_gain, section_bytes, unrestored_scores
 
 __all__ = ["encoder_head", "FIT_VIEWS", "CLASS_THRESHOLDS", "PROBE_EXTRA"]
 
@@ -72,18 +74,27 @@ def encoder_head(
     t0 = time.perf_counter()
     if not fit_cameras:  # e.g. a few given cameras, all of them check views: nothing to fit on without judging on it
         return None, {"kept": False, "why": "no training views besides the check views", "mode": mode}
-    fitter = HeadFitter(thresholds=CLASS_THRESHOLDS)
+    fitter = HeadFitter(radius=DEFAULT_RADIUS, thresholds=CLASS_THRESHOLDS)
     pf, pd = prepare(full), prepare(decoded)
-    for cam in fit_cameras:
-        check_cancel(cancel)
-        r = render(decoded, cam, prepared=pd)
-        fitter.add(r.rgb, r.alpha, r.depth, np.clip(render(full, cam, prepared=pf).rgb, 0.0, 1.0))
-    del pf
     frames = []
-    for i, cam in enumerate(check.cameras):
-        check_cancel(cancel)
-        r = render(decoded, cam, prepared=pd)
-        frames.append((r.rgb, r.alpha, r.depth, check.reference(i)))
+    # one thread adds each view to the normal equations (in view order: the same sums as one after the other) while
+    # this one renders the next view (the renderer uses every core; the fitter's gathers and sorts use one)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="exgs-head") as pool:
+        added = None
+        for cam in fit_cameras:
+            check_cancel(cancel)
+            r = render(decoded, cam, prepared=pd)
+            target = np.clip(render(full, cam, prepared=pf).rgb, 0.0, 1.0)
+            if added is not None:
+                added.result()
+            added = pool.submit(fitter.add, r.rgb, r.alpha, r.depth, target)
+        del pf
+        for i, cam in enumerate(check.cameras):
+            check_cancel(cancel)
+            r = render(decoded, cam, prepared=pd)
+            frames.append((r.rgb, r.alpha, r.depth, check.reference(i)))
+        if added is not None:
+            added.result()
     base = unrestored_scores(frames)
     cands = []
     for classes in (False, True):
