@@ -127,8 +127,8 @@ class CompressOptions:
             more PSNR and SSIM than its bytes buy as retention (a probe with 10 % more Gaussians measures that;
             :func:`exgs_core.prune.head.encoder_head`); ``"always"`` ships the candidate that gains most;
             ``"off"`` none (the bytes are then exactly those of a compressor without heads; with a head, the file
-            is the head-off file plus the section). With ``target_bytes`` the one-class head's 274 bytes are set
-            aside when they are at most :data:`HEAD_MAX_SHARE` of the target. Reported in
+            is the head-off file plus the section). With ``target_bytes`` the one-class radius-1 head's 163 bytes
+            are set aside when they are at most :data:`HEAD_MAX_SHARE` of the target. Reported in
             ``report.sampling["head"]``; not recorded in the header's ``ugc`` options.
         refit: after pruning, refit the survivors' colours (DC and kept SH) so their renders of the scoring views
             come closest to the full scene's (:func:`exgs_core.prune.refit_colours`: least squares by conjugate
@@ -785,14 +785,14 @@ HEAD_MAX_SHARE = 0.05
 
 
 def _head_reserved(options: CompressOptions, container: str) -> CompressOptions:
-    """``options`` with ``target_bytes`` lowered by the bytes of the one-class scene head, so the head fits the
-    target (the rate rule of :func:`exgs_core.prune.head.encoder_head` then weighs it against those bytes);
-    unchanged when that head would take more than :data:`HEAD_MAX_SHARE` of the target (no head then fits)."""
+    """``options`` with ``target_bytes`` lowered by the bytes of the one-class radius-1 int8 scene head (163), so
+    that head and the smaller radius-0 ones fit the target (the rate rule of
+    :func:`exgs_core.prune.head.encoder_head` then weighs them against those bytes); unchanged when that head would take more than :data:`HEAD_MAX_SHARE` of the target (no head then fits)."""
     if options.head == "off" or options.target_bytes is None or container != "exgs":
         return options
     from .codec.head import DEFAULT_FEATURES, DEFAULT_RADIUS, FEATURE_BITS, section_bytes
 
-    reserve = section_bytes(DEFAULT_RADIUS, sum(FEATURE_BITS[f] for f in DEFAULT_FEATURES), 1)
+    reserve = section_bytes(DEFAULT_RADIUS, sum(FEATURE_BITS[f] for f in DEFAULT_FEATURES), 1, int8=True)
     if reserve > HEAD_MAX_SHARE * options.target_bytes:  # a small budget: every byte goes to the Gaussians
         return options
     return replace(options, target_bytes=options.target_bytes - reserve)

@@ -32,7 +32,8 @@ from exgs_core.views import auto_views
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "data" / "golden"
 HEAD_GOLDEN = GOLDEN / "golden_v2_biker_sh0_1024_head.exgs"
-PLAIN_GOLDENS = sorted(p for p in GOLDEN.glob("golden_v*.exgs") if p != HEAD_GOLDEN)
+HEAD_GOLDENS = [HEAD_GOLDEN, GOLDEN / "golden_v2_biker_sh0_1024_head_r0_int8.exgs"]  # head layout versions 1, 2
+PLAIN_GOLDENS = sorted(p for p in GOLDEN.glob("golden_v*.exgs") if p not in HEAD_GOLDENS)
 FIXTURE = REPO / "tests" / "data" / "playcanvas_biker_head4096.v4.spz"
 FIXED = struct.Struct("<4sHHIIIHHII")
 ENTRY = struct.Struct("<4sBBBBQQII")
@@ -151,9 +152,10 @@ def test_payload_round_trip_and_size():
         assert (back.radius, back.flags, back.classes) == (3, head.flags, classes)
 
 
-def test_golden_with_head_decodes_and_others_are_untouched():
-    data = HEAD_GOLDEN.read_bytes()
-    ref = np.load(HEAD_GOLDEN.with_suffix(".npz"), allow_pickle=False)
+@pytest.mark.parametrize("path", HEAD_GOLDENS, ids=lambda p: p.stem)
+def test_golden_with_head_decodes_and_others_are_untouched(path):
+    data = path.read_bytes()
+    ref = np.load(path.with_suffix(".npz"), allow_pickle=False)
     dec = F.decode(data)
     head = scene_head(dec)
     assert head is not None and head.to_bytes() == ref["out_head"].tobytes()
@@ -164,9 +166,13 @@ def test_golden_with_head_decodes_and_others_are_untouched():
     assert F.decode(plain).sh.tobytes() == dec.sh.tobytes()
     src = ex.load(REPO / "tests" / "data" / "playcanvas_biker_head4096.v4.spz").subset(np.arange(0, 4096, 4))
     opts = F.CodecOptions()
-    assert F.encode(src, options=opts, source_sha256="0" * 64, extra_header={"golden": "biker_sh0_1024_head"}) == plain
+    name = path.stem.removeprefix("golden_v2_")
+    assert F.encode(src, options=opts, source_sha256="0" * 64, extra_header={"golden": name}) == plain
     for p in PLAIN_GOLDENS:  # goldens without a head decode with none
         assert "exgs_head" not in F.decode(p.read_bytes()).meta
+    # the two goldens pin both payload layouts: fp16 radius 3 (version 1), int8 radius 0 (version 2)
+    want = (1, 1, 3) if path == HEAD_GOLDEN else (2, 2, 0)
+    assert tuple(head.to_bytes()[:3]) == want
 
 
 @pytest.mark.parametrize("path", PLAIN_GOLDENS, ids=lambda p: p.stem)
@@ -206,10 +212,71 @@ def sections_payload(data: bytes) -> bytes:
 
 def test_newer_head_layout_is_skipped_with_a_note():
     data = HEAD_GOLDEN.read_bytes()
-    payload = bytearray(sections_payload(data))
-    payload[0] = 2  # a layout version this reader does not know
-    dec = F.decode(rebuild(data, HEAD_TAG, bytes(payload)))
-    assert "exgs_head" not in dec.meta and any("newer exgs" in n for n in dec.meta["notes"])
+    payload = bytes(sections_payload(data))
+    # a layout version this reader does not know, a kind version 2 does not define, a kind version 1 does not have
+    for version, kind in ((3, 1), (2, 3), (1, 2)):
+        p = bytearray(payload)
+        p[0], p[1] = version, kind
+        dec = F.decode(rebuild(data, HEAD_TAG, bytes(p)))
+        assert "exgs_head" not in dec.meta and any("newer exgs" in n for n in dec.meta["notes"]), (version, kind)
+    p = bytearray(payload)
+    p[0] = 2  # version 2 holds everything version 1 does
+    assert SceneHead.from_bytes(bytes(p)).to_bytes() == payload
+
+
+def test_int8_and_radius_0_heads_round_trip_as_layout_version_2(rng):
+    """Version 2 (FORMAT.md 4.2): int8 codes with fp16 scales per class and channel, and radius 0. Heads version 1
+    can hold are still written as version 1, so older readers keep them."""
+    for radius, classes in ((0, 1), (0, 3), (1, 1), (2, 3)):
+        head = random_head(classes, radius=radius, seed=radius + classes)
+        q = head.quantized()
+        assert q.weights.dtype == np.int8 and q.scales.shape == (classes, 3)
+        # per class and channel, the codes span -127..127 and reproduce the coefficients to half a step
+        step = q.scales.astype(np.float32)[:, None, :]
+        assert np.abs(q.coefficients() - head.coefficients()).max() <= 0.5001 * step.max()
+        assert np.abs(q.weights).max() == 127
+        payload = q.to_bytes()
+        assert payload[0] == 2 and payload[1] == 2 and payload[2] == radius
+        assert len(payload) == q.nbytes == section_bytes(radius, head.flags, classes, int8=True) - 32
+        assert len(payload) == 8 + 4 * (classes - 1) + classes * (6 + 3 * head.weights.shape[1])
+        back = SceneHead.from_bytes(payload)
+        assert back.to_bytes() == payload and back.coefficients().tobytes() == q.coefficients().tobytes()
+        assert head.to_bytes()[0] == (1 if radius >= 1 else 2)
+        # apply_head runs the dequantised coefficients
+        rgb = rng.uniform(0, 0.5, (12, 13, 3)).astype(np.float32)
+        alpha = rng.uniform(0, 1, (12, 13)).astype(np.float32)
+        as16 = SceneHead(radius, head.flags, head.thresholds, q.coefficients().astype(np.float16))
+        np.testing.assert_allclose(apply_head(q, rgb, alpha), apply_head(as16, rgb, alpha), atol=2e-3)
+    # a radius-0 head reads the pixel alone: its neighbourhood block is the pixel's 3 channels
+    fitter = HeadFitter(radius=0, features=("alpha",), thresholds=())
+    phi, _, _ = fitter.features(rgb, alpha)
+    np.testing.assert_array_equal(phi, np.concatenate([rgb.reshape(-1, 3), alpha.reshape(-1, 1)], 1))
+    # version 1 has no radius 0 and version 2 no negative or non-finite scales
+    p = bytearray(random_head(1, radius=0).to_bytes())
+    p[0] = 1
+    with pytest.raises(FormatError, match="radius 0 is outside 1..5"):
+        SceneHead.from_bytes(bytes(p))
+    q = random_head(1, radius=0).quantized()
+    for bad in (-1.0, np.inf):
+        p = bytearray(q.to_bytes())
+        p[8:10] = np.array([bad], "<f2").tobytes()
+        with pytest.raises(FormatError, match="scales"):
+            SceneHead.from_bytes(bytes(p))
+
+
+def test_fitter_solves_int8_heads_close_to_fp16(rng):
+    frames = []
+    fitter = HeadFitter(radius=0, features=("alpha", "thin"), thresholds=(0.5,), sample=0.5)
+    for _ in range(3):
+        rgb = rng.uniform(0.2, 0.8, (30, 30, 3)).astype(np.float32)
+        alpha = rng.uniform(0.2, 1, (30, 30)).astype(np.float32)
+        target = np.clip(rgb * 1.1 + 0.05 * (1 - alpha[..., None]), 0, 1)
+        fitter.add(rgb, alpha, None, target)
+        frames.append((rgb, alpha, None, target))
+    f16, i8 = fitter.solve(), fitter.solve(int8=True)
+    assert i8.nbytes < 0.7 * f16.nbytes
+    g16, g8 = head_gain(f16, frames)["gain"], head_gain(i8, frames)["gain"]
+    assert g16 > 10 and g8 > 0.9 * g16, (g16, g8)
 
 
 def test_corrupt_head_sections_are_format_errors():
@@ -320,8 +387,11 @@ def test_rate_rule_and_target_bytes_on_the_example():
     info = rep.sampling["head"]
     assert info["kept"], info
     assert 0 < info["retention_db_per_kb"] < 1 and info["probe"]["bytes"] > len(data) - info["bytes"]
+    shapes = {(c["radius"], c["classes"], c["storage"]) for c in info["candidates"]}
+    assert shapes == {(r, c, s) for r in (0, 1) for c in (1, 3) for s in ("fp16", "int8")}, shapes
     best = max(info["candidates"], key=lambda c: c["net_db"])
-    assert best["classes"] == info["classes"] and best["net_db"] > 0
+    assert (best["radius"], best["classes"], best["storage"]) == (info["radius"], info["classes"], info["storage"])
+    assert best["net_db"] > 0 and best["bytes"] == info["bytes"] == len(data) - len(with_head(data, None))
     dec = F.decode(data)
     assert head_gain(scene_head(dec), eval_frames(scene, dec, 256))["gain"] > 0.1
     target = int(len(data) * 0.8)

@@ -22,6 +22,12 @@ with ``x`` the render's colour over black (premultiplied) and ``phi`` the pixel'
 
 Classes: ``class(p)`` = the number of ``thresholds`` that ``a[p]`` is at or above (``np.digitize``).
 
+Storage: the coefficients ``W`` [C, F, 3] are fp16, or int8 codes times a per-class, per-output-channel fp16
+scale (:data:`KIND_INT8`, half the bytes; measured on 5 scenes at 0.1 / 0.02 retention it keeps the fp16 gain to
+within 0.01 dB). A radius-0 head (the pixel alone, no neighbours) is the smallest kind worth its bytes on small
+files. Both need payload layout version 2; heads that version 1 can hold (fp16, radius >= 1) are written as
+version 1, so older readers keep reading them.
+
 Fitting (:class:`HeadFitter`) is weighted ridge least squares on a seeded pixel sample of each training view; a
 view's weight is ``1 / MSE`` of its unrestored render (floored at 1e-6), so the fit maximises the mean of
 per-view PSNR rather than being led by a few poor views. Everything is float32 numpy: no torch.
@@ -55,21 +61,26 @@ __all__ = [
 #: The .exgs section tag and name of a scene head (an ancillary section: readers that do not know it skip it).
 HEAD_TAG = b"HEAD"
 HEAD_SECTION = "scene_head"
-#: Payload layout version this reader and writer understand.
-HEAD_VERSION = 1
-#: ``kind`` of the only head so far: the linear filter of this module.
+#: Payload layout versions this reader understands: 1 (fp16, radius 1..5) and 2 (adds radius 0 and int8 codes).
+#: Writers emit the lowest version that holds the head.
+HEAD_VERSION = 2
+HEAD_VERSIONS = (1, 2)
+#: ``kind``: the linear filter of this module with fp16 coefficients (versions 1, 2) ...
 KIND_LINEAR = 1
+#: ... or with int8 codes and fp16 scales per class and output channel (version 2).
+KIND_INT8 = 2
 #: Optional per-pixel features: flag bit -> (name, values per pixel), in feature order.
 FEATURES = {1: ("alpha", 1), 2: ("thin", 3), 4: ("thin2", 3), 8: ("mean_thin", 3), 16: ("depth_edge", 2)}
 FEATURE_BITS = {name: bit for bit, (name, _) in FEATURES.items()}
 #: The features ``compress`` fits (measured on 5 scenes x 8 held-out views at retention 0.1, one class: the
 #: neighbourhood and alpha alone +0.076 dB, with ``thin`` +0.109, with ``depth_edge`` +0.126, with all five +0.148).
 DEFAULT_FEATURES = ("alpha", "thin", "thin2", "mean_thin", "depth_edge")
-#: The neighbourhood radius ``compress`` fits (3 x 3 pixels). Measured on 5 scenes x 8 held-out views at retention
+#: The neighbourhood radius of ``compress``'s larger candidates (3 x 3 pixels; it also fits radius 0). Measured on 5 scenes x 8 held-out views at retention
 #: 0.1 and 0.02 against what the same bytes buy as retention (net dB = gain - retention slope x section bytes):
 #: radius 1 keeps 85-95 % of radius 3's gain in 28 % of its bytes (274 vs 994 bytes with one class, 750 vs 2,910
 #: with three), and nets more on 9 of the 10 scene/retention pairs.
 DEFAULT_RADIUS = 1
+MIN_RADIUS = 0
 MAX_RADIUS = 5
 MAX_CLASSES = 4
 #: Floor of a view's MSE when weighting views by 1 / MSE (60 dB).
@@ -91,26 +102,44 @@ class SceneHead:
     """A fitted scene head (see the module docstring for the model).
 
     Attributes:
-        radius: r, the neighbourhood is (2r+1) x (2r+1) pixels, 1..:data:`MAX_RADIUS`.
+        radius: r, the neighbourhood is (2r+1) x (2r+1) pixels, 0..:data:`MAX_RADIUS`.
         flags: the optional features (bits of :data:`FEATURES`).
         thresholds: float32 [C-1], increasing alpha thresholds of the C classes (empty: one class).
-        weights: float16 [C, F, 3], F = 3 (2r+1)^2 + the optional features' values.
+        weights: [C, F, 3], F = 3 (2r+1)^2 + the optional features' values: float16 coefficients, or int8 codes
+            when ``scales`` is given.
+        scales: None (fp16 weights), or float16 [C, 3] >= 0: coefficient = scale[class, o] x code.
     """
 
     radius: int
     flags: int
     thresholds: np.ndarray
     weights: np.ndarray
+    scales: np.ndarray | None = None
 
     def __post_init__(self):
         c = len(self.thresholds) + 1
         want = (c, _features_per_class(self.radius, self.flags), 3)
-        if self.weights.shape != want or self.weights.dtype != np.float16:
-            raise ValueError(f"weights must be float16 {want}, got {self.weights.dtype} {self.weights.shape}")
+        dtype = np.float16 if self.scales is None else np.int8
+        if self.weights.shape != want or self.weights.dtype != dtype:
+            raise ValueError(f"weights must be {np.dtype(dtype)} {want}, got {self.weights.dtype} {self.weights.shape}")
+        if self.scales is not None and (self.scales.shape != (c, 3) or self.scales.dtype != np.float16):
+            raise ValueError(f"scales must be float16 {(c, 3)}, got {self.scales.dtype} {self.scales.shape}")
+        if not MIN_RADIUS <= self.radius <= MAX_RADIUS:
+            raise ValueError(f"radius must be in {MIN_RADIUS}..{MAX_RADIUS}, got {self.radius}")
 
     @property
     def classes(self) -> int:
         return len(self.thresholds) + 1
+
+    @property
+    def kind(self) -> int:
+        """:data:`KIND_LINEAR` (fp16 coefficients) or :data:`KIND_INT8`."""
+        return KIND_LINEAR if self.scales is None else KIND_INT8
+
+    @property
+    def version(self) -> int:
+        """The payload layout version :meth:`to_bytes` writes: the lowest that holds this head."""
+        return 1 if self.kind == KIND_LINEAR and self.radius >= 1 else 2
 
     @property
     def uses_depth(self) -> bool:
@@ -120,15 +149,22 @@ class SceneHead:
     def features(self) -> list[str]:
         return [name for bit, (name, _) in FEATURES.items() if self.flags & bit]
 
+    def coefficients(self) -> np.ndarray:
+        """float32 [C, F, 3]: the filter's coefficients W (int8 codes times their scales, f32 arithmetic)."""
+        if self.scales is None:
+            return self.weights.astype(np.float32)
+        return self.weights.astype(np.float32) * self.scales.astype(np.float32)[:, None, :]
+
     @property
     def nbytes(self) -> int:
         """Bytes of the serialised payload (:meth:`to_bytes`)."""
-        return _PRE.size + 4 * len(self.thresholds) + self.weights.nbytes
+        return _payload_bytes(self.kind, self.classes, self.weights.shape[1])
 
     def describe(self) -> dict:
-        """JSON-able summary: radius, classes, features, coefficients, payload bytes."""
+        """JSON-able summary: radius, classes, features, coefficients, their storage, payload bytes."""
         return {
             "kind": "linear",
+            "storage": "int8" if self.kind == KIND_INT8 else "fp16",
             "radius": self.radius,
             "classes": self.classes,
             "thresholds": [float(t) for t in self.thresholds],
@@ -137,28 +173,47 @@ class SceneHead:
             "bytes": self.nbytes,
         }
 
+    def quantized(self) -> SceneHead:
+        """This head with int8 codes: per class and output channel, scale = fp16(max |W| / 127) (rounded up when
+        rounding to fp16 went down), codes = round(W / scale) clipped to -127..127 (0 where the scale is 0)."""
+        if self.scales is not None:
+            return self
+        w = self.weights.astype(np.float32)
+        top = np.abs(w).max(axis=1)  # [C, 3]
+        sc = (top / 127.0).astype(np.float16)
+        low = sc.astype(np.float32) * 127.0 < top
+        sc[low] = np.nextafter(sc[low], np.float16(np.inf))
+        s32 = sc.astype(np.float32)[:, None, :]
+        q = np.where(s32 > 0, np.round(w / np.where(s32 > 0, s32, 1.0)), 0.0)
+        return SceneHead(self.radius, self.flags, self.thresholds.copy(), np.clip(q, -127, 127).astype(np.int8), sc)
+
     # ---------------------------------------------------------------------------------------- serialisation
     def to_bytes(self) -> bytes:
         """The section payload (little endian): u8 version, u8 kind, u8 radius, u8 classes, u16 feature flags,
-        u16 features per class, f32 [C-1] thresholds, f16 [C, F, 3] weights (C-ordered)."""
+        u16 features per class, f32 [C-1] thresholds, then f16 [C, F, 3] weights (kind 1) or f16 [C, 3] scales
+        and i8 [C, F, 3] codes (kind 2), C-ordered."""
         f = self.weights.shape[1]
-        return b"".join(
-            [
-                _PRE.pack(HEAD_VERSION, KIND_LINEAR, self.radius, self.classes, self.flags, f),
-                np.asarray(self.thresholds, "<f4").tobytes(),
-                np.asarray(self.weights, "<f2").tobytes(),
-            ]
-        )
+        parts = [
+            _PRE.pack(self.version, self.kind, self.radius, self.classes, self.flags, f),
+            np.asarray(self.thresholds, "<f4").tobytes(),
+        ]
+        if self.scales is not None:
+            parts.append(np.asarray(self.scales, "<f2").tobytes())
+            parts.append(np.asarray(self.weights, "i1").tobytes())
+        else:
+            parts.append(np.asarray(self.weights, "<f2").tobytes())
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, path=None, offset: int | None = None) -> SceneHead:
         """Parse a payload written by :meth:`to_bytes`.
 
         Raises:
-            UnknownHeadVersion: a layout version or kind this reader does not know (skip the section).
+            UnknownHeadVersion: a layout version, or a kind within a known version, that this reader does not know
+                (skip the section).
             FormatError: (field ``section:scene_head``) a known layout whose bytes are inconsistent: lengths,
                 radius, class count, unknown feature bits, thresholds not finite and increasing in [0, 1],
-                weights not finite.
+                weights or scales not finite, scales negative.
         """
         field = f"section:{HEAD_SECTION}"
 
@@ -168,13 +223,16 @@ class SceneHead:
         data = bytes(data)
         if len(data) < 2:
             raise bad(f"{len(data)} bytes, shorter than the 8-byte preamble")
-        if data[0] != HEAD_VERSION or data[1] != KIND_LINEAR:
-            raise UnknownHeadVersion(f"head layout version {data[0]}, kind {data[1]}")
+        version, kind = data[0], data[1]
+        kinds = (KIND_LINEAR,) if version == 1 else (KIND_LINEAR, KIND_INT8)
+        if version not in HEAD_VERSIONS or kind not in kinds:
+            raise UnknownHeadVersion(f"head layout version {version}, kind {kind}")
         if len(data) < _PRE.size:
             raise bad(f"{len(data)} bytes, shorter than the 8-byte preamble")
         _, _, radius, classes, flags, nf = _PRE.unpack_from(data, 0)
-        if not 1 <= radius <= MAX_RADIUS:
-            raise bad(f"radius {radius} is outside 1..{MAX_RADIUS}")
+        lo = 1 if version == 1 else MIN_RADIUS
+        if not lo <= radius <= MAX_RADIUS:
+            raise bad(f"radius {radius} is outside {lo}..{MAX_RADIUS} (layout version {version})")
         if not 1 <= classes <= MAX_CLASSES:
             raise bad(f"{classes} classes, expected 1..{MAX_CLASSES}")
         known = sum(FEATURES)
@@ -183,21 +241,35 @@ class SceneHead:
         want_f = _features_per_class(radius, flags)
         if nf != want_f:
             raise bad(f"{nf} features per class, the radius and flags imply {want_f}")
-        want = _PRE.size + 4 * (classes - 1) + 6 * classes * nf
+        want = _payload_bytes(kind, classes, nf)
         if len(data) != want:
             raise bad(f"{len(data)} bytes, expected {want} for {classes} class(es) of {nf} features")
-        th = np.frombuffer(data, "<f4", classes - 1, _PRE.size).astype(np.float32)
+        pos = _PRE.size
+        th = np.frombuffer(data, "<f4", classes - 1, pos).astype(np.float32)
         if not (np.isfinite(th).all() and (th >= 0).all() and (th <= 1).all() and (np.diff(th) > 0).all()):
             raise bad("alpha thresholds must be finite, increasing and in [0, 1]")
-        w = np.frombuffer(data, "<f2", offset=_PRE.size + 4 * (classes - 1)).astype(np.float16)
-        if not np.isfinite(w).all():
-            raise bad("weights hold NaN or Inf")
-        return cls(int(radius), int(flags), th, w.reshape(classes, nf, 3))
+        pos += 4 * (classes - 1)
+        scales = None
+        if kind == KIND_INT8:
+            scales = np.frombuffer(data, "<f2", 3 * classes, pos).astype(np.float16).reshape(classes, 3)
+            if not (np.isfinite(scales).all() and (scales >= 0).all()):
+                raise bad("int8 scales must be finite and >= 0")
+            w = np.frombuffer(data, "i1", offset=pos + 6 * classes).astype(np.int8)
+        else:
+            w = np.frombuffer(data, "<f2", offset=pos).astype(np.float16)
+            if not np.isfinite(w).all():
+                raise bad("weights hold NaN or Inf")
+        return cls(int(radius), int(flags), th, w.reshape(classes, nf, 3), scales)
 
 
-def section_bytes(radius: int, flags: int, classes: int) -> int:
+def _payload_bytes(kind: int, classes: int, nf: int) -> int:
+    per_class = 6 * nf if kind == KIND_LINEAR else 3 * nf + 6
+    return _PRE.size + 4 * (classes - 1) + classes * per_class
+
+
+def section_bytes(radius: int, flags: int, classes: int, *, int8: bool = False) -> int:
     """Bytes a head of this shape adds to an .exgs file: its 32-byte section-table entry plus the payload."""
-    return 32 + _PRE.size + 4 * (classes - 1) + 6 * classes * _features_per_class(radius, flags)
+    return 32 + _payload_bytes(KIND_INT8 if int8 else KIND_LINEAR, classes, _features_per_class(radius, flags))
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -307,7 +379,7 @@ def apply_head(
     r = head.radius
     k = 2 * r + 1
     c = head.classes
-    wt = head.weights.astype(np.float32)  # [C, F, 3]
+    wt = head.coefficients()  # [C, F, 3]
     nn = 3 * k * k
     wn = np.ascontiguousarray(wt[:, :nn, :].transpose(1, 0, 2).reshape(nn, 3 * c))
     we = np.ascontiguousarray(wt[:, nn:, :].transpose(1, 0, 2).reshape(-1, 3 * c))
@@ -359,8 +431,8 @@ class HeadFitter:
         sample: float = 0.25,
         seed: int = 0,
     ):
-        if not 1 <= radius <= MAX_RADIUS:
-            raise ValueError(f"radius must be in 1..{MAX_RADIUS}, got {radius}")
+        if not MIN_RADIUS <= radius <= MAX_RADIUS:
+            raise ValueError(f"radius must be in {MIN_RADIUS}..{MAX_RADIUS}, got {radius}")
         unknown = set(features) - set(FEATURE_BITS)
         if unknown:
             raise ValueError(f"unknown head features {sorted(unknown)}; known: {list(FEATURE_BITS)}")
@@ -423,9 +495,10 @@ class HeadFitter:
                 self.rhs[ci] += wv * (f.T @ t).astype(np.float64)
         self.views += 1
 
-    def solve(self, *, classes: bool = True, ridge: float = 1e-3) -> SceneHead:
+    def solve(self, *, classes: bool = True, ridge: float = 1e-3, int8: bool = False) -> SceneHead:
         """The head minimising the weighted squared error plus ``ridge`` x (mean diagonal of the Gram matrix) x
-        |W|^2 per class; ``classes=False`` pools the classes into one filter. Coefficients are rounded to fp16."""
+        |W|^2 per class; ``classes=False`` pools the classes into one filter. Coefficients are rounded to fp16, or
+        with ``int8`` stored as int8 codes and scales (:meth:`SceneHead.quantized`)."""
         if self.views == 0:
             raise ValueError("no training views were added")
         grams, rhss = (
@@ -438,7 +511,8 @@ class HeadFitter:
             ws.append(np.linalg.solve(g + (reg + 1e-12) * np.eye(len(g)), b))
         w = np.clip(np.stack(ws), -60000.0, 60000.0).astype(np.float16)
         th = self.thresholds if classes else np.zeros(0, np.float32)
-        return SceneHead(self.radius, self.flags, th.copy(), w)
+        head = SceneHead(self.radius, self.flags, th.copy(), w)
+        return head.quantized() if int8 else head
 
 
 def head_gain(head: SceneHead, frames: Iterable[tuple], before: tuple[float, float] | None = None) -> dict:

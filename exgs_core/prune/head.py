@@ -13,14 +13,29 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..codec.head import DEFAULT_RADIUS, HeadFitter, SceneHead, head_gain, section_bytes, unrestored_scores
+from ..codec.head import (
+    DEFAULT_FEATURES,
+    DEFAULT_RADIUS,
+    HeadFitter,
+    SceneHead,
+    head_gain,
+    unrestored_scores,
+)
 
-__all__ = ["encoder_head", "FIT_VIEWS", "CLASS_THRESHOLDS", "PROBE_EXTRA"]
+__all__ = ["encoder_head", "FIT_VIEWS", "CLASS_THRESHOLDS", "PROBE_EXTRA", "SHAPES"]
 
 #: Training views the encoder renders (full and decoded scene) to fit the head, at the check views' size.
 FIT_VIEWS = 12
 #: Alpha thresholds of the encoder's class candidate (thinned / partly covered / covered pixels).
 CLASS_THRESHOLDS = (0.3, 0.98)
+#: The (radius, features) of the fitted heads; each is solved with one class and with :data:`CLASS_THRESHOLDS`, and
+#: stored as fp16 and as int8 codes (half the bytes; on high-PSNR files the rounding costs a few hundredths of a dB,
+#: so both are judged). Radius 0 (the pixel alone; ``mean_thin`` is ``thin`` there, so it is left out) is the
+#: small one: 59 payload bytes with one class and int8 codes, against 131 for radius 1. Measured with 12 fit and 8
+#: held-out 512² views against what the same bytes buy as retention, it is what turns the small files positive at
+#: 0.02 retention (int8, one class: kacytran +0.15 dB net against -0.33 for the fp16 radius-1 head, supersplat
+#: +0.56 against -0.81), while radius 1 stays the better one on larger files.
+SHAPES = ((DEFAULT_RADIUS, DEFAULT_FEATURES), (0, ("alpha", "thin", "thin2", "depth_edge")))
 #: The retention probe adds at least this fraction of Gaussians (and at least 4 x the largest head's bytes).
 PROBE_EXTRA = 0.1
 
@@ -53,8 +68,8 @@ def encoder_head(
             Gaussians (the retention probe), or None (then retention is assumed to buy nothing).
         cancel: ``cancel()`` -> True stops the work (raises :class:`exgs_core.prune.Cancelled`).
 
-    The rule (``"auto"``): two candidates are fitted on ``fit_cameras`` (one class, and three alpha classes,
-    :data:`CLASS_THRESHOLDS`), each judged by its mean per-view PSNR gain ``g`` and luma-SSIM gain ``g_s``
+    The rule (``"auto"``): eight candidates are fitted on ``fit_cameras`` (each of :data:`SHAPES` with one class
+    and with three alpha classes, :data:`CLASS_THRESHOLDS`, stored as fp16 and as int8), each judged by its mean per-view PSNR gain ``g`` and luma-SSIM gain ``g_s``
     (:func:`luma_ssim`) on the check views. If one gains PSNR, the probe measures what bytes buy as retention there:
     ``s = (PSNR(probe) - PSNR(file)) / (bytes(probe) - bytes(file))`` dB per byte, and ``s_s`` likewise for SSIM
     (each 0 when the probe cannot add Gaussians or does not gain). A candidate's net worth is ``g - s x b`` (and
@@ -74,7 +89,12 @@ def encoder_head(
     t0 = time.perf_counter()
     if not fit_cameras:  # e.g. a few given cameras, all of them check views: nothing to fit on without judging on it
         return None, {"kept": False, "why": "no training views besides the check views", "mode": mode}
-    fitter = HeadFitter(radius=DEFAULT_RADIUS, thresholds=CLASS_THRESHOLDS)
+    fitters = [HeadFitter(radius=r, features=f, thresholds=CLASS_THRESHOLDS) for r, f in SHAPES]
+
+    def add(*view):
+        for fitter in fitters:
+            fitter.add(*view)
+
     pf, pd = prepare(full), prepare(decoded)
     frames = []
     # one thread adds each view to the normal equations (in view order: the same sums as one after the other) while
@@ -87,7 +107,7 @@ def encoder_head(
             target = np.clip(render(full, cam, prepared=pf).rgb, 0.0, 1.0)
             if added is not None:
                 added.result()
-            added = pool.submit(fitter.add, r.rgb, r.alpha, r.depth, target)
+            added = pool.submit(add, r.rgb, r.alpha, r.depth, target)
         del pf
         for i, cam in enumerate(check.cameras):
             check_cancel(cancel)
@@ -97,17 +117,21 @@ def encoder_head(
             added.result()
     base = unrestored_scores(frames)
     cands = []
-    for classes in (False, True):
-        head = fitter.solve(classes=classes)
-        b = section_bytes(head.radius, head.flags, head.classes)
-        if max_bytes is not None and b > max_bytes:
-            continue
-        g = head_gain(head, frames, base)
-        cands.append({"head": head, "bytes": b, "gain": g["gain"], "ssim_gain": g["ssim_gain"]})
+    for fitter in fitters:
+        for classes in (False, True):
+            solved = fitter.solve(classes=classes)
+            for head in (solved.quantized(), solved):
+                b = 32 + head.nbytes  # its section-table entry and payload
+                if max_bytes is not None and b > max_bytes:
+                    continue
+                g = head_gain(head, frames, base)
+                cands.append({"head": head, "bytes": b, "gain": g["gain"], "ssim_gain": g["ssim_gain"]})
     info: dict = {"fit_views": len(fit_cameras), "check_views": len(frames), "mode": mode}
     info["candidates"] = [
         {
+            "radius": c["head"].radius,
             "classes": c["head"].classes,
+            "storage": c["head"].describe()["storage"],
             "bytes": c["bytes"],
             "check_gain_db": round(c["gain"], 4),
             "check_ssim_gain": round(c["ssim_gain"], 5),

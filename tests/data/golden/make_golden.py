@@ -49,6 +49,16 @@ def _golden_head():
     return SceneHead(3, flags, np.array([0.3, 0.98], np.float32), w)
 
 
+def _golden_head_r0_int8():
+    """A head of payload layout version 2: radius 0, two classes, int8 codes with fp16 scales (seeded)."""
+    from exgs_core.codec.head import FEATURES, SceneHead, _features_per_class
+
+    flags = sum(FEATURES)
+    rng = np.random.default_rng(18)
+    w = rng.normal(0.0, 0.05, (2, _features_per_class(0, flags), 3)).astype(np.float16)
+    return SceneHead(0, flags, np.array([0.5], np.float32), w).quantized()
+
+
 def _cases():
     """name -> (scene, sh_full, options[, scene head])."""
     import exgs_core as ex
@@ -76,6 +86,7 @@ def _cases():
     )
     # the optional HEAD section (FORMAT.md 4.2): the same Gaussians, default options, and a scene head
     yield "biker_sh0_1024_head", biker, None, F.CodecOptions(), _golden_head()
+    yield "biker_sh0_1024_head_r0_int8", biker, None, F.CodecOptions(), _golden_head_r0_int8()
 
 
 def out_arrays(scene: GaussianScene) -> dict:
