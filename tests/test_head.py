@@ -388,7 +388,7 @@ def test_rate_rule_and_target_bytes_on_the_example():
     assert info["kept"], info
     assert 0 < info["retention_db_per_kb"] < 1 and info["probe"]["bytes"] > len(data) - info["bytes"]
     shapes = {(c["radius"], c["classes"], c["storage"]) for c in info["candidates"]}
-    assert shapes == {(r, c, s) for r in (0, 1) for c in (1, 3) for s in ("fp16", "int8")}, shapes
+    assert shapes == {(r, c, "int8") for r in (0, 1) for c in (1, 3)}, shapes
     best = max(info["candidates"], key=lambda c: c["net_db"])
     assert (best["radius"], best["classes"], best["storage"]) == (info["radius"], info["classes"], info["storage"])
     assert best["net_db"] > 0 and best["bytes"] == info["bytes"] == len(data) - len(with_head(data, None))
@@ -449,3 +449,59 @@ def test_cli_eval_and_render_restore_apply_the_files_head(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["render", str(path), "--views", "1", "--size", "64x64", "--out", str(out), "-q", "--restore"]) == 0
     assert "scene head" in capsys.readouterr().out and (out / "view_000_restored.png").exists()
+
+
+def test_ms_ssim_is_the_multi_scale_measure(rng):
+    """The encoder's structure check (ms_ssim): 1 for equal images, lower the more an image is degraded, defined on
+    images too small for five scales, and the value piq's multi_scale_ssim gives where piq is installed."""
+    from exgs_core.codec.head import ms_ssim
+
+    y, x = np.mgrid[0:256, 0:256] / 256.0
+    img = np.stack([0.5 + 0.4 * np.sin(9 * x + 3 * y), 0.5 + 0.3 * np.cos(7 * y), 0.5 + 0.2 * np.sin(20 * x * y)], -1)
+    img = np.clip(img + rng.normal(0, 0.03, img.shape), 0, 1).astype(np.float32)
+    assert ms_ssim(img, img) == pytest.approx(1.0, abs=1e-6)
+    scores = [ms_ssim(np.clip(img + rng.normal(0, s, img.shape), 0, 1).astype(np.float32), img) for s in (0.01, 0.05)]
+    assert 1.0 > scores[0] > scores[1] > 0.2, scores
+    small = img[:40, :60]  # too small for five scales: the first ones, renormalised
+    assert 0.0 < ms_ssim(np.clip(small + 0.05, 0, 1), small) < 1.0
+    try:
+        import importlib.util
+        import sys
+        import types
+
+        spec = importlib.util.find_spec("piq")
+        torch = pytest.importorskip("torch")
+        if spec is None:
+            pytest.skip("piq is not installed (the benchmark's metric; pip install --no-deps piq)")
+        if "piq" not in sys.modules:
+            pkg = types.ModuleType("piq")
+            pkg.__path__ = list(spec.submodule_search_locations)
+            sys.modules["piq"] = pkg
+        from piq.ms_ssim import multi_scale_ssim
+    except ImportError as e:  # piq's other modules need torchvision
+        pytest.skip(f"piq not importable: {e}")
+    noisy = np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1).astype(np.float32)
+    t = [torch.from_numpy(a).permute(2, 0, 1)[None] for a in (noisy, img)]
+    assert ms_ssim(noisy, img) == pytest.approx(float(multi_scale_ssim(*t, data_range=1.0)), abs=2e-5)
+
+
+def test_fitter_solves_a_smaller_shape_from_its_own_normal_equations(rng):
+    """The encoder fits once at radius 1 and solves its radius-0 candidates from the same sums: the heads are
+    byte-identical to those of a radius-0 fitter on the same views; a shape that is not a subset is refused."""
+    r0 = ("alpha", "thin", "thin2", "depth_edge")
+    big = HeadFitter(radius=1, thresholds=(0.3, 0.98))
+    small = HeadFitter(radius=0, features=r0, thresholds=(0.3, 0.98))
+    for _ in range(2):
+        rgb = rng.uniform(0, 1, (30, 40, 3)).astype(np.float32)
+        alpha = rng.uniform(0, 1, (30, 40)).astype(np.float32)
+        depth = rng.uniform(1, 3, (30, 40)).astype(np.float32)
+        target = np.clip(rgb * 1.1 + rng.normal(0, 0.02, rgb.shape), 0, 1)
+        big.add(rgb, alpha, depth, target)
+        small.add(rgb, alpha, depth, target)
+    for classes in (False, True):
+        got = big.solve(classes=classes, radius=0, features=r0, int8=True)
+        assert got.to_bytes() == small.solve(classes=classes, int8=True).to_bytes()
+    with pytest.raises(ValueError, match="mean_thin"):
+        big.solve(radius=0, features=("mean_thin",))
+    with pytest.raises(ValueError, match="not within"):
+        small.solve(radius=1)

@@ -495,15 +495,30 @@ class HeadFitter:
                 self.rhs[ci] += wv * (f.T @ t).astype(np.float64)
         self.views += 1
 
-    def solve(self, *, classes: bool = True, ridge: float = 1e-3, int8: bool = False) -> SceneHead:
+    def solve(
+        self,
+        *,
+        classes: bool = True,
+        ridge: float = 1e-3,
+        int8: bool = False,
+        radius: int | None = None,
+        features: Iterable[str] | None = None,
+    ) -> SceneHead:
         """The head minimising the weighted squared error plus ``ridge`` x (mean diagonal of the Gram matrix) x
         |W|^2 per class; ``classes=False`` pools the classes into one filter. Coefficients are rounded to fp16, or
-        with ``int8`` stored as int8 codes and scales (:meth:`SceneHead.quantized`)."""
+        with ``int8`` stored as int8 codes and scales (:meth:`SceneHead.quantized`).
+
+        ``radius`` / ``features``: a smaller head whose features are a subset of this fitter's (a radius up to its
+        own; ``mean_thin`` only at its own radius, the window mean depends on it), solved from the matching rows and
+        columns of the same normal equations: the head a fitter of that shape would give on the same pixels."""
         if self.views == 0:
             raise ValueError("no training views were added")
-        grams, rhss = (
-            (self.gram, self.rhs) if classes else (self.gram.sum(0, keepdims=True), self.rhs.sum(0, keepdims=True))
-        )
+        r = self.radius if radius is None else int(radius)
+        flags = self.flags if features is None else sum(FEATURE_BITS[f] for f in set(features))
+        idx = self._subset(r, flags)
+        grams, rhss = self.gram[:, idx][:, :, idx], self.rhs[:, idx]
+        if not classes:
+            grams, rhss = grams.sum(0, keepdims=True), rhss.sum(0, keepdims=True)
         ws = []
         for g, b in zip(grams, rhss, strict=True):
             scale = float(np.trace(g)) / len(g)
@@ -511,61 +526,144 @@ class HeadFitter:
             ws.append(np.linalg.solve(g + (reg + 1e-12) * np.eye(len(g)), b))
         w = np.clip(np.stack(ws), -60000.0, 60000.0).astype(np.float16)
         th = self.thresholds if classes else np.zeros(0, np.float32)
-        head = SceneHead(self.radius, self.flags, th.copy(), w)
+        head = SceneHead(r, flags, th.copy(), w)
         return head.quantized() if int8 else head
 
+    def _subset(self, radius: int, flags: int) -> np.ndarray:
+        """Indices into this fitter's features of a head with ``radius`` and feature ``flags`` (feature order)."""
+        if not 0 <= radius <= self.radius or flags & ~self.flags:
+            raise ValueError(
+                f"radius {radius} / features 0x{flags:x} are not within the fitter's {self.radius} / 0x{self.flags:x}"
+            )
+        if radius != self.radius and flags & FEATURE_BITS["mean_thin"]:
+            raise ValueError("mean_thin depends on the radius: solve it at the fitter's own radius")
+        k, k2 = 2 * self.radius + 1, 2 * radius + 1
+        off = self.radius - radius
+        idx = [c * k * k + (dy + off) * k + (dx + off) for c in range(3) for dy in range(k2) for dx in range(k2)]
+        pos = 3 * k * k
+        for bit, (_, n) in FEATURES.items():
+            if self.flags & bit:
+                if flags & bit:
+                    idx += range(pos, pos + n)
+                pos += n
+        return np.asarray(idx, np.intp)
 
-def head_gain(head: SceneHead, frames: Iterable[tuple], before: tuple[float, float] | None = None) -> dict:
+
+def head_gain(
+    head: SceneHead, frames: Iterable[tuple], before: tuple[float, float] | None = None, *, ssim: bool = True
+) -> dict:
     """Mean per-view PSNR (dB) of the unrestored and the restored renders against the targets.
 
-    ``frames``: (rgb [H, W, 3], alpha [H, W], depth [H, W] or None, target [H, W, 3]) over black; both images are
-    clipped to [0, 1] before measuring, as :func:`exgs_core.metrics.psnr` does.
+    ``frames``: (rgb [H, W, 3], alpha [H, W], depth [H, W] or None, target [H, W, 3] or its :class:`MsSsimTarget`)
+    over black; both images are clipped to [0, 1] before measuring, as :func:`exgs_core.metrics.psnr` does.
     Returns ``{"before", "after", "gain", "ssim_gain", "views"}`` (``gain`` = after - before, mean over views, in
-    dB; ``ssim_gain`` the same for :func:`luma_ssim`). ``before``: the unrestored (PSNR, SSIM) of these frames,
-    :func:`unrestored_scores`, when the caller has it already (several candidates judged on the same frames)."""
+    dB; ``ssim_gain`` the same for :func:`ms_ssim`, NaN with ``ssim=False``, which skips it). ``before``: the
+    unrestored (PSNR, MS-SSIM) of these frames, :func:`unrestored_scores`, when the caller has it already (several
+    candidates judged on the same frames)."""
     frames = list(frames)
     if not frames:
         return {"before": math.nan, "after": math.nan, "gain": 0.0, "ssim_gain": 0.0, "views": 0}
-    b, a = (unrestored_scores(frames) if before is None else before), _scores(head, frames)
+    b = unrestored_scores(frames, ssim=ssim) if before is None else before
+    a = _scores(head, frames, ssim)
     return {"before": b[0], "after": a[0], "gain": a[0] - b[0], "ssim_gain": a[1] - b[1], "views": len(frames)}
 
 
-def unrestored_scores(frames: Iterable[tuple]) -> tuple[float, float]:
-    """(mean PSNR in dB, mean luma SSIM) of the renders of ``frames`` (as in :func:`head_gain`) as they are."""
-    return _scores(None, list(frames))
+def unrestored_scores(frames: Iterable[tuple], *, ssim: bool = True) -> tuple[float, float]:
+    """(mean PSNR in dB, mean MS-SSIM or NaN with ``ssim=False``) of the renders of ``frames`` (as in
+    :func:`head_gain`) as they are."""
+    return _scores(None, list(frames), ssim)
 
 
-def _scores(head: SceneHead | None, frames: list) -> tuple[float, float]:
-    """(mean PSNR, mean luma SSIM) over ``frames`` of the renders, restored by ``head`` when given."""
+def _scores(head: SceneHead | None, frames: list, ssim: bool = True) -> tuple[float, float]:
+    """(mean PSNR, mean MS-SSIM or NaN) over ``frames`` of the renders, restored by ``head`` when given."""
     p, s = [], []
     for rgb, alpha, depth, target in frames:
-        t = np.clip(np.asarray(target, np.float32), 0.0, 1.0)
+        ref = target if isinstance(target, MsSsimTarget) else None
+        t = ref.image if ref is not None else np.clip(np.asarray(target, np.float32), 0.0, 1.0)
         x = np.asarray(rgb, np.float32)
         y = np.clip(x if head is None else apply_head(head, x, alpha, depth), 0.0, 1.0)
         p.append(_psnr(y, t))
-        s.append(luma_ssim(y, t))
+        s.append(ms_ssim(y, ref if ref is not None else t) if ssim else math.nan)
     return float(np.mean(p)), float(np.mean(s))
 
 
-def luma_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of the luma (Rec. 601 weights) of two images [H, W, 3] in [0, 1]: 11-tap Gaussian window, sigma 1.5,
-    C1 = 0.01^2, C2 = 0.03^2, mean over the pixels whose window fits (numpy only; the encoder's structure check)."""
-    wts = np.array([0.299, 0.587, 0.114], np.float64)
-    x, y = np.asarray(a, np.float64) @ wts, np.asarray(b, np.float64) @ wts
-    if min(x.shape) < 11:
-        return float(1.0 - ((x - y) ** 2).mean())
-    g = np.exp(-0.5 * (np.arange(-5, 6) / 1.5) ** 2)
-    g /= g.sum()
+#: MS-SSIM's scale weights (Wang, Simoncelli and Bovik 2003; piq's and pytorch-msssim's defaults).
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
-    def blur(v):
-        v = sliding_window_view(v, 11, axis=0) @ g
-        return sliding_window_view(v, 11, axis=1) @ g
 
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+class MsSsimTarget:
+    """The reference side of :func:`ms_ssim`, computed once for an image that several candidates are compared with:
+    per scale the pooled image and its blurred mean and blurred square. ``image``: [H, W, 3] (or [H, W]) in [0, 1]."""
+
+    def __init__(self, image: np.ndarray):
+        y = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
+        y = y[..., None] if y.ndim == 2 else y
+        self.shape = y.shape
+        self.levels = 0
+        while self.levels < len(MS_SSIM_WEIGHTS) and min(y.shape[:2]) >> self.levels >= 11:
+            self.levels += 1
+        self.scales: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (y_s, blur(y_s), blur(y_s^2))
+        self.image = y
+        for s in range(self.levels):
+            m = _ms_blur(np.concatenate([y, y * y], axis=2))
+            self.scales.append((y, m[..., : y.shape[2]], m[..., y.shape[2] :]))
+            if s < self.levels - 1:
+                y = _pool2(y)
+
+
+_MS_G = np.exp(-0.5 * (np.arange(-5, 6) / 1.5) ** 2)
+_MS_G = (_MS_G / _MS_G.sum()).astype(np.float32)
+
+
+def _ms_blur(v: np.ndarray) -> np.ndarray:
+    """[H, W, M] -> [H-10, W-10, M]: the 11-tap Gaussian window's weighted means (valid positions), as shifted
+    multiply-adds along each axis."""
+    h, w = v.shape[0] - 10, v.shape[1] - 10
+    r = v[:h] * _MS_G[0]
+    for i in range(1, 11):
+        r += v[i : i + h] * _MS_G[i]
+    c = r[:, :w] * _MS_G[0]
+    for i in range(1, 11):
+        c += r[:, i : i + w] * _MS_G[i]
+    return c
+
+
+def _pool2(x: np.ndarray) -> np.ndarray:
+    h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
+    return x[:h, :w].reshape(h // 2, 2, w // 2, 2, -1).mean(axis=(1, 3))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray | MsSsimTarget) -> float:
+    """Multi-scale SSIM of two images [H, W, 3] (or [H, W]) in [0, 1], numpy only: 11-tap Gaussian window (sigma
+    1.5, valid positions), C1 = 0.01^2, C2 = 0.03^2, 2 x 2 average pooling between scales, the weights of
+    :data:`MS_SSIM_WEIGHTS` (their first ones, renormalised, on images too small for five scales: a scale needs
+    11 pixels on its shorter side), contrast-structure terms clamped at 0, mean over channels. The measure piq's
+    ``multi_scale_ssim`` computes, up to float rounding and pooling at odd sizes; the encoder's structure check.
+    ``b`` may be a :class:`MsSsimTarget` of the reference (the same value, less work per comparison)."""
+    ref = b if isinstance(b, MsSsimTarget) else MsSsimTarget(b)
+    x = np.asarray(a, np.float32)
+    x = x[..., None] if x.ndim == 2 else x
+    if x.shape != ref.shape:
+        raise ValueError(f"ms_ssim: images of shapes {x.shape} and {ref.shape}")
+    if ref.levels == 0:
+        return float(1.0 - ((x.astype(np.float64) - ref.image) ** 2).mean())
+    wts = np.asarray(MS_SSIM_WEIGHTS[: ref.levels]) / sum(MS_SSIM_WEIGHTS[: ref.levels])
     c1, c2 = 0.01**2, 0.03**2
-    m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    return float(m.mean())
+    n = x.shape[2]
+    out = np.ones(n)
+    for s, (y, my, eyy) in enumerate(ref.scales):
+        m = _ms_blur(np.concatenate([x, x * x, x * y], axis=2))
+        mx = m[..., :n]
+        sxx, syy = m[..., n : 2 * n] - mx * mx, eyy - my * my
+        sxy = m[..., 2 * n :] - mx * my
+        cs = (2 * sxy + c2) / (sxx + syy + c2)
+        if s < ref.levels - 1:
+            term = cs.mean(axis=(0, 1), dtype=np.float64)
+            x = _pool2(x)
+        else:
+            term = (((2 * mx * my + c1) / (mx * mx + my * my + c1)) * cs).mean(axis=(0, 1), dtype=np.float64)
+        out *= np.maximum(term, 0.0) ** wts[s]
+    return float(out.mean())
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
