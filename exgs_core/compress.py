@@ -787,7 +787,8 @@ HEAD_MAX_SHARE = 0.05
 def _head_reserved(options: CompressOptions, container: str) -> CompressOptions:
     """``options`` with ``target_bytes`` lowered by the bytes of the one-class radius-1 int8 scene head (163), so
     that head and the smaller radius-0 ones fit the target (the rate rule of
-    :func:`exgs_core.prune.head.encoder_head` then weighs them against those bytes); unchanged when that head would take more than :data:`HEAD_MAX_SHARE` of the target (no head then fits)."""
+    :func:`exgs_core.prune.head.encoder_head` then weighs them against those bytes); unchanged when that head would
+    take more than :data:`HEAD_MAX_SHARE` of the target (no head then fits)."""
     if options.head == "off" or options.target_bytes is None or container != "exgs":
         return options
     from .codec.head import DEFAULT_FEATURES, DEFAULT_RADIUS, FEATURE_BITS, section_bytes

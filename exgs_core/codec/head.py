@@ -62,8 +62,7 @@ __all__ = [
 HEAD_TAG = b"HEAD"
 HEAD_SECTION = "scene_head"
 #: Payload layout versions this reader understands: 1 (fp16, radius 1..5) and 2 (adds radius 0 and int8 codes).
-#: Writers emit the lowest version that holds the head.
-HEAD_VERSION = 2
+#: Writers emit the lowest version that holds the head (:attr:`SceneHead.version`).
 HEAD_VERSIONS = (1, 2)
 #: ``kind``: the linear filter of this module with fp16 coefficients (versions 1, 2) ...
 KIND_LINEAR = 1
@@ -75,9 +74,9 @@ FEATURE_BITS = {name: bit for bit, (name, _) in FEATURES.items()}
 #: The features ``compress`` fits (measured on 5 scenes x 8 held-out views at retention 0.1, one class: the
 #: neighbourhood and alpha alone +0.076 dB, with ``thin`` +0.109, with ``depth_edge`` +0.126, with all five +0.148).
 DEFAULT_FEATURES = ("alpha", "thin", "thin2", "mean_thin", "depth_edge")
-#: The neighbourhood radius of ``compress``'s larger candidates (3 x 3 pixels; it also fits radius 0). Measured on 5 scenes x 8 held-out views at retention
-#: 0.1 and 0.02 against what the same bytes buy as retention (net dB = gain - retention slope x section bytes):
-#: radius 1 keeps 85-95 % of radius 3's gain in 28 % of its bytes (274 vs 994 bytes with one class, 750 vs 2,910
+#: The neighbourhood radius of ``compress``'s larger candidates (3 x 3 pixels; it also fits radius 0). Measured on
+#: 5 scenes x 8 held-out views at retention 0.1 and 0.02 against what the same bytes buy as retention (net dB =
+#: gain - retention slope x section bytes): radius 1 keeps 85-95 % of radius 3's gain in 28 % of its bytes (274 vs 994 bytes with one class, 750 vs 2,910
 #: with three), and nets more on 9 of the 10 scene/retention pairs.
 DEFAULT_RADIUS = 1
 MIN_RADIUS = 0

@@ -16,10 +16,12 @@ import numpy as np
 from ..codec.head import (
     DEFAULT_FEATURES,
     DEFAULT_RADIUS,
+    KIND_INT8,
     HeadFitter,
     MsSsimTarget,
     SceneHead,
     head_gain,
+    section_bytes,
     unrestored_scores,
 )
 
@@ -31,11 +33,12 @@ FIT_VIEWS = 12
 CLASS_THRESHOLDS = (0.3, 0.98)
 #: The (radius, features) of the fitted heads; each is solved with one class and with :data:`CLASS_THRESHOLDS`, and
 #: stored as int8 codes (half the bytes of fp16; the rounding costs at most a few hundredths of a dB, on high-PSNR
-#: files, less than the bytes are worth on every scene and retention benchmarked). Radius 0 (the pixel alone; ``mean_thin`` is ``thin`` there, so it is left out) is the
-#: small one: 59 payload bytes with one class and int8 codes, against 131 for radius 1. Measured with 12 fit and 8
-#: held-out 512² views against what the same bytes buy as retention, it is what turns the small files positive at
-#: 0.02 retention (int8, one class: kacytran +0.15 dB net against -0.33 for the fp16 radius-1 head, supersplat
-#: +0.56 against -0.81), while radius 1 stays the better one on larger files.
+#: files, less than the bytes are worth on every scene and retention benchmarked). Radius 0 (the pixel alone;
+#: ``mean_thin`` is ``thin`` there, so it is left out) is the small one: 59 payload bytes with one class and int8
+#: codes, against 131 for radius 1. Measured with 12 fit and 8 held-out 512² views against what the same bytes buy
+#: as retention, it is what turns the small files positive at 0.02 retention (int8, one class: kacytran +0.15 dB net
+#: against -0.33 for the fp16 radius-1 head, supersplat +0.56 against -0.81), while radius 1 stays the better one
+#: on larger files.
 SHAPES = ((DEFAULT_RADIUS, DEFAULT_FEATURES), (0, ("alpha", "thin", "thin2", "depth_edge")))
 #: The structure guard judges at most this many candidates, best PSNR net worth first (MS-SSIM on the check views
 #: costs about 20 ms per 512² view; candidates whose best two fail it share their shape and fail it too).
@@ -74,16 +77,15 @@ def encoder_head(
 
     The rule (``"auto"``): four candidates are fitted on ``fit_cameras`` (each of :data:`SHAPES` with one class
     and with three alpha classes, :data:`CLASS_THRESHOLDS`, stored as int8; ``"always"`` also judges them in
-    fp16), each judged by its mean
-    per-view PSNR gain ``g`` on the check views. If one gains, the probe measures what bytes buy as retention there:
-    ``s = (PSNR(probe) - PSNR(file)) / (bytes(probe) - bytes(file))`` dB per byte (0 when the probe cannot add
-    Gaussians or does not gain). A candidate's net worth is ``g - s x b`` with ``b`` its section bytes. Of the
-    candidates with a positive net worth, the best ships unless its MS-SSIM net worth ``g_s - s_s x b`` is negative
-    (:func:`~exgs_core.codec.head.ms_ssim` gain on the check views, ``s_s`` its retention slope), then the next
-    best is tried (at most :data:`GUARD_TRIES`). (The structure guard keeps heads that buy PSNR but less structure than the same bytes of
-    retention would from shipping: the guitar at 0.02 once gained +0.09 dB with HaarPSI -0.004 at equal bytes, and
-    a radius-0 head on the supersplat crop at 0.02 +0.55 dB with MS-SSIM -0.004, which the luma SSIM at one scale
-    that guarded before did not see.)
+    fp16), each judged by its mean per-view PSNR gain ``g`` on the check views. If one gains, the probe measures
+    what bytes buy as retention there: ``s = (PSNR(probe) - PSNR(file)) / (bytes(probe) - bytes(file))`` dB per
+    byte (0 when the probe cannot add Gaussians or does not gain). A candidate's net worth is ``g - s x b`` with
+    ``b`` its section bytes. Of the candidates with a positive net worth, the best ships unless its MS-SSIM net
+    worth ``g_s - s_s x b`` is negative (:func:`~exgs_core.codec.head.ms_ssim` gain on the check views, ``s_s`` its
+    retention slope), then the next best is tried (at most :data:`GUARD_TRIES`). (The structure guard keeps heads
+    that buy PSNR but less structure than the same bytes of retention would from shipping: the guitar at 0.02 once
+    gained +0.09 dB with HaarPSI -0.004 at equal bytes, and a radius-0 head on the supersplat crop at 0.02 +0.55 dB
+    with MS-SSIM -0.004, which the luma SSIM at one scale that guarded before did not see.)
 
     Returns:
         (the head to ship or None, the report entry: candidates, gains, slope, choice, seconds).
@@ -128,22 +130,17 @@ def encoder_head(
             # int8 nets more than fp16 wherever bytes are worth anything (every scene and retention measured);
             # "always" ships the best gain whatever its bytes, so it also judges fp16
             for head in (solved.quantized(), solved) if mode == "always" else (solved.quantized(),):
-                b = 32 + head.nbytes  # its section-table entry and payload
+                b = section_bytes(head.radius, head.flags, head.classes, int8=head.kind == KIND_INT8)
                 if max_bytes is not None and b > max_bytes:
                     continue
                 g = head_gain(head, frames, base, ssim=False)
                 cands.append({"head": head, "bytes": b, "gain": g["gain"]})
     info: dict = {"fit_views": len(fit_cameras), "check_views": len(frames), "mode": mode}
-    info["candidates"] = rows = [
-        {
-            "radius": c["head"].radius,
-            "classes": c["head"].classes,
-            "storage": c["head"].describe()["storage"],
-            "bytes": c["bytes"],
-            "check_gain_db": round(c["gain"], 4),
-        }
-        for c in cands
-    ]
+    for c in cands:  # each candidate's row of the report, filled in as it is judged
+        h = c["head"]
+        c["row"] = {"radius": h.radius, "classes": h.classes, "storage": h.describe()["storage"], "bytes": c["bytes"]}
+        c["row"]["check_gain_db"] = round(c["gain"], 4)
+    info["candidates"] = [c["row"] for c in cands]
     slope = 0.0
     probe_frames: list = []
     pbytes = 0
@@ -167,9 +164,9 @@ def encoder_head(
                 "file_view_psnr": round(base[0], 4),
             }
     info["retention_db_per_kb"] = round(slope * 1000, 5)
-    for c, row in zip(cands, rows, strict=True):
+    for c in cands:
         c["net"] = c["gain"] - slope * c["bytes"]
-        row["net_db"] = round(c["net"], 4)
+        c["row"]["net_db"] = round(c["net"], 4)
     chosen = None
     if mode == "always" and cands:
         chosen = max(cands, key=lambda c: c["gain"])
@@ -190,8 +187,7 @@ def encoder_head(
                 info["retention_msssim_per_kb"] = round(slope_s * 1000, 6)
             sg = head_gain(c["head"], frames, (base[0], ssim0))["ssim_gain"]
             net_s = sg - slope_s * c["bytes"]
-            row = rows[cands.index(c)]
-            row["check_msssim_gain"], row["net_msssim"] = round(sg, 5), round(net_s, 5)
+            c["row"]["check_msssim_gain"], c["row"]["net_msssim"] = round(sg, 5), round(net_s, 5)
             if net_s >= 0:
                 chosen = c
                 break
