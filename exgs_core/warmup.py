@@ -64,7 +64,8 @@ KERNEL_MODULES = (
     "exgs_core.codec.palette",
     "exgs_core.knn",
     "exgs_core.prune.merge",
-    "exgs_core.prune.refit",  # compiled on first use of refit_colours (not in the default pipeline yet)
+    "exgs_core.prune.refit",
+    "exgs_core.msssim",
 )
 
 _STAMP_VERSION = 1
@@ -317,10 +318,17 @@ def _step_render(state: dict, cancel) -> None:
 
 def _step_compress(state: dict, cancel) -> None:
     """compress() with the add-on's default options (auto merge rule: k-d tree, KL and Ward costs; codec
-    ladder with decoding), on tiny views."""
+    ladder with decoding), on tiny views, and the scene head's MS-SSIM."""
     from .compress import CompressOptions, compress
 
     state["compressed"], _ = compress(state["scene"], CompressOptions(ratio=0.25, views=2, view_size=32), cancel=cancel)
+    # the scene head's structure guard (MS-SSIM), which a compress this small may not reach
+    import numpy as np
+
+    from .msssim import ms_ssim
+
+    img = np.random.default_rng(0).random((24, 24, 3), dtype=np.float32)
+    ms_ssim(img, img)
 
 
 def _step_export(state: dict, cancel) -> None:

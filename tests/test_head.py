@@ -454,7 +454,7 @@ def test_cli_eval_and_render_restore_apply_the_files_head(tmp_path, capsys):
 def test_ms_ssim_is_the_multi_scale_measure(rng):
     """The encoder's structure check (ms_ssim): 1 for equal images, lower the more an image is degraded, defined on
     images too small for five scales, and the value piq's multi_scale_ssim gives where piq is installed."""
-    from exgs_core.codec.head import ms_ssim
+    from exgs_core.msssim import ms_ssim
 
     y, x = np.mgrid[0:256, 0:256] / 256.0
     img = np.stack([0.5 + 0.4 * np.sin(9 * x + 3 * y), 0.5 + 0.3 * np.cos(7 * y), 0.5 + 0.2 * np.sin(20 * x * y)], -1)

@@ -54,6 +54,8 @@ __all__ = [
     "UnknownHeadVersion",
     "apply_head",
     "head_gain",
+    "head_gains",
+    "HeadFrame",
     "unrestored_scores",
     "scene_head",
 ]
@@ -315,21 +317,33 @@ def _depth_edge(a: np.ndarray, d: np.ndarray | None) -> np.ndarray:
     return np.minimum(s / med, 1.0)
 
 
-def _extras(x: np.ndarray, a: np.ndarray, d: np.ndarray | None, radius: int, flags: int) -> np.ndarray:
-    """float32 [H, W, E]: the optional features (after the neighbourhood) in feature order."""
+def _extras(
+    x: np.ndarray, a: np.ndarray, d: np.ndarray | None, radius: int, flags: int, cache: dict | None = None
+) -> np.ndarray:
+    """float32 [H, W, E]: the optional features (after the neighbourhood) in feature order. ``cache``: a dict kept
+    per render, in which each feature's columns are computed once for every head that uses them."""
+
+    def col(name: str, make) -> np.ndarray:
+        if cache is None:
+            return make()
+        key = (name, radius if name == "mean_thin" else None)  # the window mean is the only radius-dependent one
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
     cols = []
     om = (1.0 - a)[..., None]
     if flags & FEATURE_BITS["alpha"]:
-        cols.append(a[..., None])
+        cols.append(col("alpha", lambda: a[..., None]))
     if flags & FEATURE_BITS["thin"]:
-        cols.append(x * om)
+        cols.append(col("thin", lambda: x * om))
     if flags & FEATURE_BITS["thin2"]:
-        cols.append(x * om * om)
+        cols.append(col("thin2", lambda: x * om * om))
     if flags & FEATURE_BITS["mean_thin"]:
-        cols.append(_box_mean(x, radius) * om)
+        cols.append(col("mean_thin", lambda: _box_mean(x, radius) * om))
     if flags & FEATURE_BITS["depth_edge"]:
-        e = _depth_edge(a, d)
-        cols += [e[..., None], (e * a)[..., None]]
+        e = col("depth_edge", lambda: _depth_edge(a, d))
+        cols += [e[..., None], col("depth_edge_a", lambda: (e * a)[..., None])]
     if not cols:
         return np.zeros(a.shape + (0,), np.float32)
     return np.concatenate(cols, -1).astype(np.float32)
@@ -373,7 +387,39 @@ def apply_head(
         float32 [H, W, 3], the restored colour (same background), >= 0 and at most max(1, max of ``rgb``).
         Pixels whose whole neighbourhood is empty (colour and alpha 0) come back unchanged: every feature is 0.
     """
-    x, a, d, bg = _inputs(rgb, alpha, depth, background)
+    return _apply(head, HeadFrame(rgb, alpha, depth, background))
+
+
+class HeadFrame:
+    """One render's inputs to a head (as :func:`apply_head` takes them), with what several heads share computed
+    once and kept: the optional features per (radius, flags) and the edge-padded colour per radius. An encoder
+    judging several candidate heads on the same render builds one per render (:func:`head_gains`)."""
+
+    def __init__(self, rgb, alpha, depth=None, background=None):
+        self.x, self.a, self.d, self.bg = _inputs(rgb, alpha, depth, background)
+        self._extras: dict = {}
+        self._columns: dict = {}
+        self._padded: dict = {}
+
+    def extras(self, radius: int, flags: int) -> np.ndarray:
+        """float32 [H*W, E]: :func:`_extras` (the window mean of ``mean_thin`` is the only radius-dependent one)."""
+        key = (radius if flags & FEATURE_BITS["mean_thin"] else -1, flags)
+        if key not in self._extras:
+            e = _extras(self.x, self.a, self.d, radius, flags, self._columns)
+            self._extras[key] = e.reshape(-1, e.shape[-1])
+        return self._extras[key]
+
+    def padded(self, radius: int) -> np.ndarray:
+        """float32 [H + 2r, W + 2r, 3]: the colour with its edges replicated ``radius`` pixels out."""
+        if radius not in self._padded:
+            r = radius
+            self._padded[r] = np.pad(self.x, ((r, r), (r, r), (0, 0)), mode="edge")
+        return self._padded[radius]
+
+
+def _apply(head: SceneHead, frame: HeadFrame) -> np.ndarray:
+    """:func:`apply_head` on a prepared frame."""
+    x, a, bg = frame.x, frame.a, frame.bg
     h, w = a.shape
     r = head.radius
     k = 2 * r + 1
@@ -382,8 +428,8 @@ def apply_head(
     nn = 3 * k * k
     wn = np.ascontiguousarray(wt[:, :nn, :].transpose(1, 0, 2).reshape(nn, 3 * c))
     we = np.ascontiguousarray(wt[:, nn:, :].transpose(1, 0, 2).reshape(-1, 3 * c))
-    res = _extras(x, a, d, r, head.flags).reshape(h * w, -1) @ we if we.size else np.zeros((h * w, 3 * c), np.float32)
-    p = np.pad(x, ((r, r), (r, r), (0, 0)), mode="edge")
+    res = frame.extras(r, head.flags) @ we if we.size else np.zeros((h * w, 3 * c), np.float32)
+    p = frame.padded(r)
     w4 = wn.reshape(3, k, k, 3 * c)  # the neighbourhood's rows are (channel, dy, dx)
     rows = max(1, _CHUNK_PIXELS // max(w, 1))
     for y0 in range(0, h, rows):  # the neighbourhood term as k x k shifted copies times their 3 x 3C weights
@@ -553,116 +599,58 @@ def head_gain(
 ) -> dict:
     """Mean per-view PSNR (dB) of the unrestored and the restored renders against the targets.
 
-    ``frames``: (rgb [H, W, 3], alpha [H, W], depth [H, W] or None, target [H, W, 3] or its :class:`MsSsimTarget`)
-    over black; both images are clipped to [0, 1] before measuring, as :func:`exgs_core.metrics.psnr` does.
-    Returns ``{"before", "after", "gain", "ssim_gain", "views"}`` (``gain`` = after - before, mean over views, in
-    dB; ``ssim_gain`` the same for :func:`ms_ssim`, NaN with ``ssim=False``, which skips it). ``before``: the
-    unrestored (PSNR, MS-SSIM) of these frames, :func:`unrestored_scores`, when the caller has it already (several
-    candidates judged on the same frames)."""
+    ``frames``: (rgb [H, W, 3], alpha [H, W], depth [H, W] or None, target [H, W, 3] or its
+    :class:`~exgs_core.msssim.MsSsimTarget`) over black; both images are clipped to [0, 1] before measuring, as
+    :func:`exgs_core.metrics.psnr` does. Returns ``{"before", "after", "gain", "ssim_gain", "views"}`` (``gain`` =
+    after - before, mean over views, in dB; ``ssim_gain`` the same for :func:`~exgs_core.msssim.ms_ssim`, NaN with
+    ``ssim=False``, which skips it). ``before``: the unrestored (PSNR, MS-SSIM) of these frames,
+    :func:`unrestored_scores`, when the caller has it already (several candidates judged on the same frames)."""
+    return head_gains([head], frames, before, ssim=ssim)[0]
+
+
+def head_gains(
+    heads: list[SceneHead], frames: Iterable[tuple], before: tuple[float, float] | None = None, *, ssim: bool = True
+) -> list[dict]:
+    """:func:`head_gain` of each of ``heads`` on the same ``frames``, in one pass over them: a frame's inputs and the
+    features heads of one shape share are computed once (:class:`HeadFrame`)."""
     frames = list(frames)
     if not frames:
-        return {"before": math.nan, "after": math.nan, "gain": 0.0, "ssim_gain": 0.0, "views": 0}
+        return [{"before": math.nan, "after": math.nan, "gain": 0.0, "ssim_gain": 0.0, "views": 0} for _ in heads]
     b = unrestored_scores(frames, ssim=ssim) if before is None else before
-    a = _scores(head, frames, ssim)
-    return {"before": b[0], "after": a[0], "gain": a[0] - b[0], "ssim_gain": a[1] - b[1], "views": len(frames)}
+    return [
+        {"before": b[0], "after": a[0], "gain": a[0] - b[0], "ssim_gain": a[1] - b[1], "views": len(frames)}
+        for a in _scores(list(heads), frames, ssim)
+    ]
 
 
 def unrestored_scores(frames: Iterable[tuple], *, ssim: bool = True) -> tuple[float, float]:
     """(mean PSNR in dB, mean MS-SSIM or NaN with ``ssim=False``) of the renders of ``frames`` (as in
     :func:`head_gain`) as they are."""
-    return _scores(None, list(frames), ssim)
+    return _scores([None], list(frames), ssim)[0]
 
 
-def _scores(head: SceneHead | None, frames: list, ssim: bool = True) -> tuple[float, float]:
-    """(mean PSNR, mean MS-SSIM or NaN) over ``frames`` of the renders, restored by ``head`` when given."""
-    p, s = [], []
-    for rgb, alpha, depth, target in frames:
+def _scores(heads: list, frames: list, ssim: bool = True) -> list[tuple[float, float]]:
+    """(mean PSNR, mean MS-SSIM or NaN) over ``frames`` of the renders, restored by each of ``heads`` (None: as
+    they are)."""
+    from ..msssim import MsSsimTarget, ms_ssim  # numba: the encoder's and the benchmarks' measure, not the reader's
+
+    p = np.zeros((len(heads), len(frames)))
+    s = np.full((len(heads), len(frames)), math.nan)
+    for j, (rgb, alpha, depth, target) in enumerate(frames):
         ref = target if isinstance(target, MsSsimTarget) else None
         t = ref.image if ref is not None else np.clip(np.asarray(target, np.float32), 0.0, 1.0)
         x = np.asarray(rgb, np.float32)
-        y = np.clip(x if head is None else apply_head(head, x, alpha, depth), 0.0, 1.0)
-        p.append(_psnr(y, t))
-        s.append(ms_ssim(y, ref if ref is not None else t) if ssim else math.nan)
-    return float(np.mean(p)), float(np.mean(s))
-
-
-#: MS-SSIM's scale weights (Wang, Simoncelli and Bovik 2003; piq's and pytorch-msssim's defaults).
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-
-
-class MsSsimTarget:
-    """The reference side of :func:`ms_ssim`, computed once for an image that several candidates are compared with:
-    per scale the pooled image and its blurred mean and blurred square. ``image``: [H, W, 3] (or [H, W]) in [0, 1]."""
-
-    def __init__(self, image: np.ndarray):
-        y = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
-        y = y[..., None] if y.ndim == 2 else y
-        self.shape = y.shape
-        self.levels = 0
-        while self.levels < len(MS_SSIM_WEIGHTS) and min(y.shape[:2]) >> self.levels >= 11:
-            self.levels += 1
-        self.scales: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (y_s, blur(y_s), blur(y_s^2))
-        self.image = y
-        for s in range(self.levels):
-            m = _ms_blur(np.concatenate([y, y * y], axis=2))
-            self.scales.append((y, m[..., : y.shape[2]], m[..., y.shape[2] :]))
-            if s < self.levels - 1:
-                y = _pool2(y)
-
-
-_MS_G = np.exp(-0.5 * (np.arange(-5, 6) / 1.5) ** 2)
-_MS_G = (_MS_G / _MS_G.sum()).astype(np.float32)
-
-
-def _ms_blur(v: np.ndarray) -> np.ndarray:
-    """[H, W, M] -> [H-10, W-10, M]: the 11-tap Gaussian window's weighted means (valid positions), as shifted
-    multiply-adds along each axis."""
-    h, w = v.shape[0] - 10, v.shape[1] - 10
-    r = v[:h] * _MS_G[0]
-    for i in range(1, 11):
-        r += v[i : i + h] * _MS_G[i]
-    c = r[:, :w] * _MS_G[0]
-    for i in range(1, 11):
-        c += r[:, i : i + w] * _MS_G[i]
-    return c
-
-
-def _pool2(x: np.ndarray) -> np.ndarray:
-    h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
-    return x[:h, :w].reshape(h // 2, 2, w // 2, 2, -1).mean(axis=(1, 3))
-
-
-def ms_ssim(a: np.ndarray, b: np.ndarray | MsSsimTarget) -> float:
-    """Multi-scale SSIM of two images [H, W, 3] (or [H, W]) in [0, 1], numpy only: 11-tap Gaussian window (sigma
-    1.5, valid positions), C1 = 0.01^2, C2 = 0.03^2, 2 x 2 average pooling between scales, the weights of
-    :data:`MS_SSIM_WEIGHTS` (their first ones, renormalised, on images too small for five scales: a scale needs
-    11 pixels on its shorter side), contrast-structure terms clamped at 0, mean over channels. The measure piq's
-    ``multi_scale_ssim`` computes, up to float rounding and pooling at odd sizes; the encoder's structure check.
-    ``b`` may be a :class:`MsSsimTarget` of the reference (the same value, less work per comparison)."""
-    ref = b if isinstance(b, MsSsimTarget) else MsSsimTarget(b)
-    x = np.asarray(a, np.float32)
-    x = x[..., None] if x.ndim == 2 else x
-    if x.shape != ref.shape:
-        raise ValueError(f"ms_ssim: images of shapes {x.shape} and {ref.shape}")
-    if ref.levels == 0:
-        return float(1.0 - ((x.astype(np.float64) - ref.image) ** 2).mean())
-    wts = np.asarray(MS_SSIM_WEIGHTS[: ref.levels]) / sum(MS_SSIM_WEIGHTS[: ref.levels])
-    c1, c2 = 0.01**2, 0.03**2
-    n = x.shape[2]
-    out = np.ones(n)
-    for s, (y, my, eyy) in enumerate(ref.scales):
-        m = _ms_blur(np.concatenate([x, x * x, x * y], axis=2))
-        mx = m[..., :n]
-        sxx, syy = m[..., n : 2 * n] - mx * mx, eyy - my * my
-        sxy = m[..., 2 * n :] - mx * my
-        cs = (2 * sxy + c2) / (sxx + syy + c2)
-        if s < ref.levels - 1:
-            term = cs.mean(axis=(0, 1), dtype=np.float64)
-            x = _pool2(x)
-        else:
-            term = (((2 * mx * my + c1) / (mx * mx + my * my + c1)) * cs).mean(axis=(0, 1), dtype=np.float64)
-        out *= np.maximum(term, 0.0) ** wts[s]
-    return float(out.mean())
+        frame = None
+        for i, head in enumerate(heads):
+            if head is None:
+                y = np.clip(x, 0.0, 1.0)
+            else:
+                frame = frame or HeadFrame(x, alpha, depth)
+                y = np.clip(_apply(head, frame), 0.0, 1.0)
+            p[i, j] = _psnr(y, t)
+            if ssim:
+                s[i, j] = ms_ssim(y, ref if ref is not None else t)
+    return [(float(pi.mean()), float(si.mean())) for pi, si in zip(p, s, strict=True)]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

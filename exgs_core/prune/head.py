@@ -18,12 +18,13 @@ from ..codec.head import (
     DEFAULT_RADIUS,
     KIND_INT8,
     HeadFitter,
-    MsSsimTarget,
     SceneHead,
     head_gain,
+    head_gains,
     section_bytes,
     unrestored_scores,
 )
+from ..msssim import MsSsimTarget
 
 __all__ = ["encoder_head", "FIT_VIEWS", "CLASS_THRESHOLDS", "PROBE_EXTRA", "SHAPES", "GUARD_TRIES"]
 
@@ -81,7 +82,7 @@ def encoder_head(
     what bytes buy as retention there: ``s = (PSNR(probe) - PSNR(file)) / (bytes(probe) - bytes(file))`` dB per
     byte (0 when the probe cannot add Gaussians or does not gain). A candidate's net worth is ``g - s x b`` with
     ``b`` its section bytes. Of the candidates with a positive net worth, the best ships unless its MS-SSIM net
-    worth ``g_s - s_s x b`` is negative (:func:`~exgs_core.codec.head.ms_ssim` gain on the check views, ``s_s`` its
+    worth ``g_s - s_s x b`` is negative (:func:`~exgs_core.msssim.ms_ssim` gain on the check views, ``s_s`` its
     retention slope), then the next best is tried (at most :data:`GUARD_TRIES`). (The structure guard keeps heads
     that buy PSNR but less structure than the same bytes of retention would from shipping: the guitar at 0.02 once
     gained +0.09 dB with HaarPSI -0.004 at equal bytes, and a radius-0 head on the supersplat crop at 0.02 +0.55 dB
@@ -123,7 +124,7 @@ def encoder_head(
         if added is not None:
             added.result()
     base = unrestored_scores(frames, ssim=False)
-    cands = []
+    cands: list[dict] = []
     for radius, features in SHAPES:
         for classes in (False, True):
             solved = fitter.solve(classes=classes, radius=radius, features=features)
@@ -133,8 +134,10 @@ def encoder_head(
                 b = section_bytes(head.radius, head.flags, head.classes, int8=head.kind == KIND_INT8)
                 if max_bytes is not None and b > max_bytes:
                     continue
-                g = head_gain(head, frames, base, ssim=False)
-                cands.append({"head": head, "bytes": b, "gain": g["gain"]})
+                cands.append({"head": head, "bytes": b})
+    # every candidate judged in one pass over the check views (they share each view's inputs and features)
+    for c, g in zip(cands, head_gains([c["head"] for c in cands], frames, base, ssim=False), strict=True):
+        c["gain"] = g["gain"]
     info: dict = {"fit_views": len(fit_cameras), "check_views": len(frames), "mode": mode}
     for c in cands:  # each candidate's row of the report, filled in as it is judged
         h = c["head"]
