@@ -20,6 +20,7 @@ from exgs_core.codec.head import (
     _features_per_class,
     apply_head,
     head_gain,
+    head_gains,
     scene_head,
     section_bytes,
 )
@@ -483,6 +484,31 @@ def test_ms_ssim_is_the_multi_scale_measure(rng):
     noisy = np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1).astype(np.float32)
     t = [torch.from_numpy(a).permute(2, 0, 1)[None] for a in (noisy, img)]
     assert ms_ssim(noisy, img) == pytest.approx(float(multi_scale_ssim(*t, data_range=1.0)), abs=2e-5)
+
+
+def test_candidates_judged_together_score_as_judged_alone(rng):
+    """The encoder judges its candidate heads in one pass over the check views, sharing each view's feature columns
+    (radius-1 and radius-0 heads use the same alpha / thin / depth columns; mean_thin depends on the radius): every
+    head gets exactly the PSNR and MS-SSIM it gets when judged on its own, and an MS-SSIM target reused across
+    candidates gives the value of a fresh comparison."""
+    from exgs_core.msssim import MsSsimTarget, ms_ssim
+
+    small = sum(b for b, (n, _) in FEATURES.items() if n != "mean_thin")
+    heads = [random_head(3, sum(FEATURES), 1, 1), random_head(1, small, 0, 2), random_head(1, sum(FEATURES), 2, 3)]
+    frames = []
+    for _ in range(3):
+        h, w = 40, 52
+        alpha = rng.uniform(0, 1, (h, w)).astype(np.float32)
+        rgb = (rng.uniform(0, 1, (h, w, 3)) * alpha[..., None]).astype(np.float32)
+        target = np.clip(rgb + rng.normal(0, 0.05, rgb.shape), 0, 1).astype(np.float32)
+        frames.append((rgb, alpha, rng.uniform(1, 3, (h, w)).astype(np.float32), target))
+    together = head_gains(heads, frames)
+    alone = [head_gain(hd, frames) for hd in heads]
+    assert together == alone
+    assert all(np.isfinite(g["ssim_gain"]) and g["gain"] != 0 for g in together)
+    ref = MsSsimTarget(frames[0][3])
+    restored = np.clip(apply_head(heads[0], *frames[0][:3]), 0, 1)
+    assert ms_ssim(restored, ref) == ms_ssim(restored, frames[0][3])
 
 
 def test_fitter_solves_a_smaller_shape_from_its_own_normal_equations(rng):
