@@ -11,7 +11,9 @@ For every scene, retention ratio (default 10 % and 5 %) and container (SOG, SPZ 
    container=...)`` (what ``exgs compress --target-mb`` does) with B = the smaller of the two peer files, so ours
    is at or below both peers' bytes; when a peer with more than 2 % more bytes still beats us, ours again at that
    peer's bytes. Wall time of the ``compress`` call (in-process: no interpreter start-up, imports or file read).
-3. **Full-scene conversion** (no pruning): ours ``load`` + ``encode_as(scene, container)`` vs
+   ``--containers exgs``: ours as .exgs (our own format, what ``exgs compress --target-mb`` writes by default)
+   against the peer's SOG files, the R-D comparison of issue 16.
+3. **Full-scene conversion** (no pruning, not for .exgs): ours ``load`` + ``encode_as(scene, container)`` vs
    ``splat-transform -g cpu IN OUT`` (whole command), with bytes and PSNR of each file too.
 
 Quality: every file is decoded by ``exgs_core.load`` and rendered by our CPU renderer, PSNR/SSIM against the
@@ -62,7 +64,10 @@ from exgs_core.metrics import psnr  # noqa: E402
 from exgs_core.render import render  # noqa: E402
 
 ST = ROOT / ".tools" / "node_modules" / ".bin" / "splat-transform"
-CONTAINERS = ("sog", "spz")
+CONTAINERS = ("sog", "spz", "exgs")
+#: the peer file each of our containers is compared with: splat-transform writes no .exgs, so ours as .exgs (issue 16's
+#: R-D target) is compared with the peer's decimation + SOG
+PEER_CONTAINER = {"sog": "sog", "spz": "spz", "exgs": "sog"}
 VARIANTS = {"uniform": "-d", "adaptive": "--decimate-adaptive"}
 #: a peer with more than this much larger a file than our target, still better than us, gets its own equal-bytes run
 RETRY_BYTES = 1.02
@@ -408,13 +413,14 @@ def run_scene(f: Path, args) -> dict:
         for ratio in args.ratios:
             print(f"  ratio {ratio:g}", flush=True)
             old = args.peers_from.get(f.name, {}).get("ratios", {}).get(f"{ratio:g}")
+            peer_cs = sorted({PEER_CONTAINER[c] for c in args.containers})
             if old:  # --peers-from: splat-transform's results of an earlier run
-                pr = {v: {c: old[c]["peer"][v] for c in args.containers} for v in VARIANTS}
+                pr = {v: {c: old[c]["peer"][v] for c in peer_cs} for v in VARIANTS}
             else:
-                pr = peers(f, source, ev, tmp, ratio, args.containers, args.peer_timeout)
+                pr = peers(f, source, ev, tmp, ratio, peer_cs, args.peer_timeout)
             rr: dict = {}
             for c in args.containers:
-                pc = {v: pr[v][c] for v in VARIANTS}
+                pc = {v: pr[v][PEER_CONTAINER[c]] for v in VARIANTS}
                 sizes = {v: p["bytes"] for v, p in pc.items() if "bytes" in p}
                 runs: list[dict] = []
                 if sizes:
@@ -437,6 +443,8 @@ def run_scene(f: Path, args) -> dict:
             row["ratios"][f"{ratio:g}"] = rr
         if not args.no_full:
             for c in args.containers:
+                if c == "exgs":  # no peer writes .exgs
+                    continue
                 row["full"][c] = full(f, source, t_load, ev, tmp, c, args.peer_timeout)
     row["loadavg_end"] = loadavg()
     row["seconds"] = round(time.perf_counter() - t, 1)
@@ -462,6 +470,27 @@ def ours_for(run_list: list[dict], peer: dict) -> dict | None:
         return None
     ok = [o for o in run_list if "bytes" in o and o["target_bytes"] <= peer["bytes"]]
     return max(ok, key=lambda o: o["target_bytes"]) if ok else None
+
+
+def _label(c: str) -> str:
+    return {"spz": "SPZ v4", "exgs": "EXGS (vs SOG)"}.get(c, c.upper())
+
+
+def _best_peer_deltas(res: dict) -> dict:
+    """{(container, ratio): [(scene, Δ dB)]}: ours minus the better of the peer's two decimations (higher PSNR), ours
+    being our largest run at or below that peer file's bytes."""
+    out: dict = {}
+    for name, row in res["scenes"].items():
+        for ratio, rr in row["ratios"].items():
+            for c, cc in rr.items():
+                ps = [p for p in cc["peer"].values() if "psnr" in p]
+                if not ps:
+                    continue
+                p = max(ps, key=lambda q: q["psnr"])
+                o = ours_for(cc["ours"], p)
+                if o is not None:
+                    out.setdefault((c, ratio), []).append((name, round(o["psnr"] - p["psnr"], 2)))
+    return out
 
 
 def report(res: dict) -> str:
@@ -497,7 +526,7 @@ def report(res: dict) -> str:
                     if d is not None:
                         deltas.setdefault((c, ratio, v), []).append(d)
                 lines.append(
-                    f"| {name} | {row['gaussians']:,} | {row['sh_degree']} | {c.upper()}{' v4' if c == 'spz' else ''}"
+                    f"| {name} | {row['gaussians']:,} | {row['sh_degree']} | {_label(c)}"
                     f" | {float(ratio):.0%} | {_cell(pu)} | {_cell(pa)} | {ocell} | {kept} | "
                     f"{'-' if du is None else f'{du:+.2f}'} | {'-' if da is None else f'{da:+.2f}'} |"
                 )
@@ -511,9 +540,27 @@ def report(res: dict) -> str:
     for (c, ratio, v), ds in sorted(deltas.items(), key=lambda kv: (kv[0][0], -float(kv[0][1]), kv[0][2])):
         a = np.array(ds)
         lines.append(
-            f"| {c.upper()} | {float(ratio):.0%} | {v} | {len(a)} | {int((a > 0).sum())} | "
+            f"| {_label(c)} | {float(ratio):.0%} | {v} | {len(a)} | {int((a > 0).sum())} | "
             f"{a.mean():+.2f} / {np.median(a):+.2f} / {a.min():+.2f} / {a.max():+.2f} |"
         )
+    best = _best_peer_deltas(res)
+    if best:
+        lines += [
+            "",
+            "Against the peer's better decimation (uniform or adaptive, whichever has the higher PSNR) into its "
+            "container (SOG for .exgs), ours at or below that file's bytes (issue 16's R-D target: median ≥ +3 dB, "
+            "every scene ≥ +1 dB):",
+            "",
+            "| container | ratio | scenes | median Δ dB | mean | min (scene) | scenes ≥ +1 dB | scenes ≥ +3 dB |",
+            "|---|---:|---:|---:|---:|---|---:|---:|",
+        ]
+        for (c, ratio), ds in sorted(best.items(), key=lambda kv: (kv[0][0], -float(kv[0][1]))):
+            a = np.array([d for _, d in ds])
+            worst = min(ds, key=lambda nd: nd[1])
+            lines.append(
+                f"| {_label(c)} | {float(ratio):.0%} | {len(a)} | {np.median(a):+.2f} | {a.mean():+.2f} | "
+                f"{worst[1]:+.2f} ({worst[0]}) | {int((a >= 1).sum())} / {len(a)} | {int((a >= 3).sum())} / {len(a)} |"
+            )
     lines += [
         "",
         "Full-scene conversion (no pruning). Ours: `load` + `encode_as` (in-process); peer: the whole "
