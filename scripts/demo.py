@@ -128,7 +128,8 @@ def main(argv=None) -> int:
         print(
             "restore   "
             + (
-                f"the file's scene head ({head.nbytes} B, {head.classes} class(es)), then GaussPainter"
+                f"the file's scene head ({rep.sampling['head']['bytes']} B in the file, {head.classes} class(es)), "
+                "then GaussPainter"
                 if head is not None
                 else "GaussPainter (the file has no scene head)"
             )
@@ -239,7 +240,7 @@ def main(argv=None) -> int:
         )
     print(
         f"wrote {out}/comparison.png (original | compressed | restored), contact_sheet.png, view_*.png, scene.exgs, "
-        "summary.json"
+        f"{'zoom.png, ' if zoom else ''}summary.json, summary.txt"
     )
     return 0
 
