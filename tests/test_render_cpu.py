@@ -137,6 +137,28 @@ def test_front_to_back_order():
     assert a.depth[24, 32] == pytest.approx((0.5 * 4 + 0.25 * 6) / 0.75, rel=1e-5)
 
 
+def test_depth_order_is_a_stable_sort_by_depth():
+    """Front-to-back order of the visible Gaussians: by float32 depth, ties by index, the invisible left out (the
+    radix sort gives the order of numpy's sort of depth-bits << 32 | index keys), also with every depth equal, no
+    visible Gaussian, or depths spanning many octaves."""
+    from exgs_core.render.cpu import _visible_depth_order
+
+    rng = np.random.default_rng(3)
+    cases = [
+        rng.uniform(0.1, 50.0, 5000).astype(np.float32),
+        np.full(300, 2.5, np.float32),
+        np.exp(rng.uniform(-9, 9, 4000)).astype(np.float32),
+        rng.choice(np.float32([1.0, 1.5, 7.25]), 999),
+    ]
+    for depth in cases:
+        radii = np.where(rng.random((depth.size, 2)) < 0.2, 0, 3).astype(np.int32)
+        vis = np.flatnonzero((radii[:, 0] > 0) | (radii[:, 1] > 0))
+        want = vis[np.lexsort((vis, depth[vis]))].astype(np.int32)
+        got = _visible_depth_order(radii, depth)
+        assert got.dtype == np.int32 and np.array_equal(got, want)
+    assert _visible_depth_order(np.zeros((5, 2), np.int32), np.ones(5, np.float32)).size == 0
+
+
 def test_transmittance_stop():
     """T: 1 -> 0.05 -> 0.0025 -> 1.25e-4 (> 1e-4, drawn) -> 6.25e-6 (<= 1e-4: the pixel stops, not drawn)."""
     z = np.array([3.0, 3.5, 4.0, 4.5, 5.0])

