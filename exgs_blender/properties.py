@@ -28,8 +28,9 @@ class EXGS_PG_object(bpy.types.PropertyGroup):
     head_hex: StringProperty(
         name="Scene head",
         default="",
-        description="The scene head of the .exgs these splats came from (hex of its HEAD section), applied before "
-        "GaussPainter when this is the only splat object in the frame",
+        description="The scene head of the .exgs these splats came from (hex of its HEAD section): it restores the "
+        "frame (instead of GaussPainter, unless the painter weights ask to run after it) when this is the only "
+        "splat object in the frame",
         options={"HIDDEN"},
     )
     gaussians_before: IntProperty(name="Gaussians before", default=0)

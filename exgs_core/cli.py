@@ -318,9 +318,9 @@ def cmd_render(args) -> int:
         if args.alpha:
             write_png(out / f"view_{i:03d}_alpha.png", res.alpha)
     dt = time.perf_counter() - t0
-    what = "view(s) + GaussPainter-restored copies (*_restored.png)" if restorer else "view(s)"
-    if restorer and _scene_head(scene) is not None:
-        what = "view(s) + copies restored by the file's scene head and GaussPainter (*_restored.png)"
+    what = "view(s)"
+    if restorer is not None:
+        what = f"view(s) + copies restored by {_restored_by(restorer, _scene_head(scene))} (*_restored.png)"
     print(
         f"wrote {len(cams)} {what} of {args.file} ({scene.n:,} Gaussians) at {args.size[0]}x{args.size[1]} "
         f"to {out}/ in {dt:.2f} s ({res.backend} backend)"
@@ -369,10 +369,17 @@ def evaluate(reference, candidate, cameras, *, backend="auto", progress=None, re
 
 
 def _scene_head(scene):
-    """The scene head a decoded .exgs carries (applied before GaussPainter by ``--restore``), else None."""
+    """The scene head a decoded .exgs carries (``--restore`` applies it first), else None."""
     from .codec.head import scene_head
 
     return scene_head(scene)
+
+
+def _restored_by(restorer, head) -> str:
+    """What ``--restore`` runs on a scene with ``head`` (None: none): the head, GaussPainter, or both."""
+    if head is None:
+        return "GaussPainter"
+    return "the file's scene head + GaussPainter" if restorer.after_head else "the file's scene head"
 
 
 def _restorer(args):
@@ -433,7 +440,8 @@ def cmd_eval(args) -> int:
     if restorer is not None:
         out["psnr_restored"] = res["psnr_restored"]
         out["ssim_restored"] = res["ssim_restored"]
-        out["scene_head"] = _scene_head(cand) is not None  # the file's head ran before GaussPainter
+        out["scene_head"] = _scene_head(cand) is not None  # the file's head ran first
+        out["restored_by"] = _restored_by(restorer, _scene_head(cand))
     if args.json:
         print(json.dumps(out))
         return 0
@@ -450,7 +458,7 @@ def cmd_eval(args) -> int:
         print(
             f"restored   PSNR {out['psnr_restored']:.2f} dB ({out['psnr_restored'] - out['psnr']:+.2f}), "
             f"SSIM {out['ssim_restored']:.4f} ({out['ssim_restored'] - out['ssim']:+.4f}) with "
-            + ("the file's scene head + GaussPainter" if _scene_head(cand) is not None else "GaussPainter")
+            + _restored_by(restorer, _scene_head(cand))
         )
     print(f"LPIPS      n/a ({lpips_available()[1]})")
     return 0
@@ -807,7 +815,8 @@ def _painter_args(sp) -> None:
     sp.add_argument(
         "--restore",
         action="store_true",
-        help="also restore the renders with GaussPainter (the shipped weights unless --painter-weights)",
+        help="also restore the renders: an .exgs file's scene head, GaussPainter for files without one (the shipped "
+        "weights unless --painter-weights; weights whose config says after_head run after the head too)",
     )
     sp.add_argument("--painter-weights", metavar="DIR", help="a local GaussPainter weights folder (safetensors)")
 

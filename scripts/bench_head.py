@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     if args.painter:
         from exgs_core.painter.restore import Restorer
 
-        painter = Restorer.from_pretrained(threads=args.threads)
+        painter = Restorer.from_pretrained(threads=args.threads, after_head=True)  # the network after the head too
     scenes = [s for s in SCENES if not args.only or any(o in s for o in args.only)]
     rows = []
     if args.resume and os.path.exists(args.out):

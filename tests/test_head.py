@@ -402,20 +402,29 @@ def test_rate_rule_and_target_bytes_on_the_example():
 
 
 def test_restorer_applies_the_head_first():
+    """A file's head restores its frames first; the shipped weights say the network adds nothing after a head
+    (``after_head`` false: the head's output comes back as it is), weights or a caller that ask for it get the
+    network after the head, and frames without a head get the network."""
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
     from exgs_core.painter.restore import Restorer
 
     r = Restorer.from_pretrained(threads=1)
+    assert r.after_head is False
     rng = np.random.default_rng(5)
     rgb = rng.uniform(0, 0.8, (32, 32, 3)).astype(np.float32)
     alpha = np.ones((32, 32), np.float32)
     alpha[10:20, 10:20] = 0.4
     head = random_head(1, flags=1 | 2)
-    want = r.restore(np.clip(apply_head(head, rgb, alpha), 0, 1), alpha)
-    np.testing.assert_allclose(r.restore(rgb, alpha, head=head), want, atol=1e-6)
-    batch = r.restore(np.stack([rgb, rgb]), np.stack([alpha, alpha]), head=head)
+    headed = np.clip(apply_head(head, rgb, alpha), 0, 1)
+    np.testing.assert_allclose(r.restore(rgb, alpha, head=head), headed, atol=1e-6)
+    both = Restorer.from_pretrained(threads=1, after_head=True)
+    want = both.restore(headed, alpha)
+    assert np.abs(want - headed).max() > 1e-4  # the network does change the thinned block
+    np.testing.assert_allclose(both.restore(rgb, alpha, head=head), want, atol=1e-6)
+    batch = both.restore(np.stack([rgb, rgb]), np.stack([alpha, alpha]), head=head)
     np.testing.assert_allclose(batch[1], want, atol=1e-5)
+    np.testing.assert_allclose(r.restore(rgb, alpha), both.restore(rgb, alpha), atol=1e-6)  # no head: the network
 
 
 def test_the_head_travels_to_the_worker_as_its_payload():

@@ -103,6 +103,7 @@ BAD_VALUES = [
     ("timestep", 10**12),
     ("in_channels", 8),  # the conditioning is always P (3) + I (3) + M (1)
     ("use_depth", "yes"),
+    ("after_head", 0),  # a flag, not a number
     ("skip_base", "nothing"),
     ("out_init_scale", -1.0),
     ("residual_scale", 1e6),

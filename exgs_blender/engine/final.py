@@ -266,9 +266,7 @@ def render(engine, depsgraph) -> None:
 
         engine.update_progress(0.5)
         settings = preferences.restore_settings()
-        engine.update_stats(
-            "", f"ExGS | restoring (GaussPainter, {'worker process' if settings.mode == 'WORKER' else 'in Blender'})"
-        )
+        engine.update_stats("", f"ExGS | restoring ({'worker process' if settings.mode == 'WORKER' else 'in Blender'})")
         try:
             from exgs_core.codec.head import scene_head
 

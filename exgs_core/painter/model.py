@@ -85,6 +85,9 @@ MAX_CONFIG_BYTES = 1 << 20
 #: * ``residual_scale``, ``residual_scale_visible``, ``residual_scale_hole`` [1, 0, 1]: -10..10 (the
 #:   calibration clips them to [0, 1]; its unclipped least-squares values were within +-5).
 #:
+#: * ``after_head`` [true]: run the network after a file's scene head (``Restorer.restore(head=...)``); false: the
+#:   head alone restores files that have one.
+#:
 #: ``skip_base`` is "input" or "prefill". Other keys (``trained_steps``, ``val``, ``calibration``, ...) are
 #: metadata: only checked to hold no NaN / Infinity.
 CONFIG_BOUNDS: dict[str, Any] = {
@@ -195,6 +198,8 @@ def validate_config(cfg: dict, path: str | None = None) -> None:
         integer(key, full.get(key), *B[key])
     if type(full.get("use_depth")) is not bool:
         fail("use_depth", full.get("use_depth"), "true or false")
+    if "after_head" in cfg and type(cfg["after_head"]) is not bool:
+        fail("after_head", cfg["after_head"], "true or false")
     if full.get("skip_base") not in SKIP_BASES:
         fail("skip_base", full.get("skip_base"), " or ".join(repr(x) for x in SKIP_BASES))
     enc = int_list("num_encoder_blocks", full.get("num_encoder_blocks"), B["vae_levels"], B["vae_blocks"])
