@@ -200,7 +200,7 @@ class Restorer:
         first (:func:`~exgs_core.codec.head.apply_head`, which reads ``depth`` [H,W] or [B,H,W] when the head uses
         it); the network runs after it only when :attr:`after_head` is set (the weights' ``after_head``, or the
         constructor's). The shipped weights say False: after a head the network changed PSNR by -0.006 to +0.03 dB
-        on the validation scenes, lowered HaarPSI on four of five, and cost 400 of the 444 ms per 512² frame; a
+        on the validation scenes, lowered HaarPSI on all 7 files with a head, and cost 400 of 444 ms per 512² frame; a
         least-squares calibration of its residual on the current compressor's output found scales near 0
         (``scripts/calibrate_painter.py``). None: the generic painter only.
         """
