@@ -7,6 +7,7 @@ The two differ by ``FLIP_YZ = diag(1, -1, -1, 1)`` applied on the camera side:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -61,20 +62,23 @@ class Camera:
         """float64 [3, 3] intrinsics matrix (gsplat's ``Ks``)."""
         return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=np.float64)
 
-    @property
+    @functools.cached_property
     def camera_to_world(self) -> np.ndarray:
-        """float64 [4, 4], OpenCV axes."""
-        return np.linalg.inv(self.world_to_camera)
+        """float64 [4, 4], OpenCV axes (read-only; computed once per camera: a 4 x 4 LAPACK inverse costs about a
+        millisecond while numba's worker threads hold the cores, and every render, refit view and SH fold asks)."""
+        m = np.linalg.inv(self.world_to_camera)
+        m.setflags(write=False)
+        return m
 
     @property
     def position(self) -> np.ndarray:
         """float64 [3] camera centre in world units."""
-        return self.camera_to_world[:3, 3]
+        return self.camera_to_world[:3, 3].copy()
 
     @property
     def forward(self) -> np.ndarray:
         """float64 [3] unit viewing direction (+z of the camera) in world axes."""
-        return self.camera_to_world[:3, 2]
+        return self.camera_to_world[:3, 2].copy()
 
     @property
     def fov_x(self) -> float:
