@@ -561,6 +561,8 @@ def report(res: dict) -> str:
                 f"| {_label(c)} | {float(ratio):.0%} | {len(a)} | {np.median(a):+.2f} | {a.mean():+.2f} | "
                 f"{worst[1]:+.2f} ({worst[0]}) | {int((a >= 1).sum())} / {len(a)} | {int((a >= 3).sum())} / {len(a)} |"
             )
+    if not any(row.get("full") for row in res["scenes"].values()):  # --no-full, or .exgs only
+        return "\n".join(lines)
     lines += [
         "",
         "Full-scene conversion (no pruning). Ours: `load` + `encode_as` (in-process); peer: the whole "
