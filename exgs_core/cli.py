@@ -383,12 +383,14 @@ def _restored_by(restorer, head) -> str:
 
 
 def _restorer(args):
-    """GaussPainter restorer when ``--restore`` / ``--painter-weights`` was given, else None."""
+    """The restorer when ``--restore`` / ``--painter-weights`` was given, else None: GaussPainter's network loads
+    only when a frame needs it (an .exgs with a scene head is restored by its head, without torch, unless the
+    weights run after heads)."""
     if not getattr(args, "restore", False) and not getattr(args, "painter_weights", None):
         return None
-    from .painter.restore import Restorer
+    from .painter.restore import LazyRestorer
 
-    return Restorer.from_pretrained(getattr(args, "painter_weights", None))
+    return LazyRestorer(getattr(args, "painter_weights", None))
 
 
 def cmd_eval(args) -> int:

@@ -427,6 +427,50 @@ def test_restorer_applies_the_head_first():
     np.testing.assert_allclose(r.restore(rgb, alpha), both.restore(rgb, alpha), atol=1e-6)  # no head: the network
 
 
+def test_a_file_with_a_head_restores_without_torch(monkeypatch, tmp_path, capsys):
+    """The restorer the CLI uses loads GaussPainter's network only when a frame needs it: a file with a head is
+    restored by the head alone (the shipped weights do not run after heads), with torch unimportable, giving what
+    the full Restorer gives (background and uint8 handled the same); ``exgs render --restore`` on such a file works
+    without torch; a frame without a head needs the network and says so when torch is missing."""
+    import importlib.util
+    import sys
+
+    from exgs_core.painter.restore import LazyRestorer, restore_with_head
+
+    rng = np.random.default_rng(6)
+    rgb = rng.uniform(0, 0.4, (24, 20, 3)).astype(np.float32)  # over the background still within [0, 1]
+    alpha = np.ones((24, 20), np.float32)
+    alpha[5:12, 4:9] = 0.3
+    head = random_head(3, flags=1 | 2 | 4, radius=1)
+    bg = np.float32([0.2, 0.4, 0.6])
+    on_bg = rgb + (1 - alpha[..., None]) * bg
+    want = np.clip(np.clip(apply_head(head, rgb, alpha), 0, 1) + (1 - alpha[..., None]) * bg, 0, 1)
+    if all(importlib.util.find_spec(m) is not None for m in ("torch", "diffusers")):  # the full Restorer agrees
+        from exgs_core.painter.restore import Restorer
+
+        full = Restorer.from_pretrained(threads=1)
+        np.testing.assert_allclose(full.restore(on_bg, alpha, head=head, background=bg), want, atol=1e-6)
+        u8 = (on_bg * 255 + 0.5).astype(np.uint8)
+        np.testing.assert_array_equal(
+            full.restore(u8, alpha, head=head, background=bg), restore_with_head(u8, alpha, head=head, background=bg)
+        )
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    lazy = LazyRestorer()
+    assert lazy.after_head is False
+    np.testing.assert_allclose(lazy.restore(on_bg, alpha, head=head, background=bg), want, atol=1e-6)
+    with pytest.raises(ImportError):
+        lazy.restore(rgb, alpha)  # no head: the network, which needs torch
+    from exgs_core.cli import main
+
+    data, _ = compress(ex.load(FIXTURE), CompressOptions(ratio=0.1, views=8, view_size=48, head="always"))
+    path = tmp_path / "h.exgs"
+    F.write_exgs(path, data)
+    out = tmp_path / "r"
+    assert main(["render", str(path), "--views", "1", "--size", "48x48", "--out", str(out), "-q", "--restore"]) == 0
+    assert "restored by the file's scene head (" in capsys.readouterr().out
+    assert (out / "view_000_restored.png").exists()
+
+
 def test_the_head_travels_to_the_worker_as_its_payload():
     """The head travels to the worker as its payload bytes (input ``head``); a damaged one is a FormatError. (The
     Blender side, the imported object keeping its file's head: tests/blender/test_render.py.)"""

@@ -510,6 +510,17 @@ def _match(own: dict, have: dict, path: str) -> None:
             raise PainterWeightsError(f"tensor {k!r} has shape {tuple(have[k])}, config expects {tuple(shape)}", path)
 
 
+def read_config(folder: str | os.PathLike) -> dict:
+    """A weights folder's config.json, read and checked (:func:`validate_config`) without torch; raises
+    :class:`PainterWeightsError` naming the file."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise PainterWeightsError("weights folder does not exist", folder)
+    cfg = _read_json(os.path.join(folder, "config.json"))
+    validate_config(cfg, os.path.join(folder, "config.json"))
+    return cfg
+
+
 def load_painter(folder: str | os.PathLike, device: str = "cpu"):
     """Build a GaussPainter from a weights folder (see module docstring); raises :class:`PainterWeightsError`."""
     torch, _, _ = _import()

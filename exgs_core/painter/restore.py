@@ -206,31 +206,8 @@ class Restorer:
         """
         import torch
 
-        rgb_in = np.asarray(rgb)
-        single = rgb_in.ndim == 3
-        x = _as_float(rgb_in, "rgb")
-        a = _as_float(alpha, "alpha")
-        if single:
-            x, a = x[None], a[None]
-        if x.ndim != 4 or x.shape[-1] != 3 or a.shape != x.shape[:3]:
-            raise ValueError(
-                f"expected rgb [H,W,3] + alpha [H,W] or [B,H,W,3] + [B,H,W], got {np.shape(rgb)} and {np.shape(alpha)}"
-            )
-        if x.shape[1] < 1 or x.shape[2] < 1:
-            raise ValueError(f"empty image {x.shape[1]}x{x.shape[2]}")
-        bg = None
-        if background is not None:
-            bg = np.broadcast_to(np.asarray(background, np.float32), (3,)).astype(np.float32)
-            if not bg.any():
-                bg = None
-            else:
-                x = np.clip(x - (1 - a[..., None]) * bg, 0, 1)
-        if head is not None:
-            d = None if depth is None else np.asarray(depth, np.float32)
-            if d is not None and single:
-                d = d[None]
-            x = np.stack([apply_head(head, x[i], a[i], None if d is None else d[i]) for i in range(x.shape[0])])
-            x = np.clip(x, 0.0, 1.0)
+        f = _Frames(rgb, alpha, depth, background, head)
+        x, a = f.x, f.a
         out = x.copy()
         todo = [i for i in range(x.shape[0]) if a[i].max() > 0 and (head is None or self.after_head)]
         if todo:
@@ -238,12 +215,85 @@ class Restorer:
             at = torch.from_numpy(a[todo])[:, None]
             y = self._tiled(xt, at).cpu().permute(0, 2, 3, 1).numpy()
             out[todo] = y
-        if bg is not None:
-            out = np.clip(out + (1 - a[..., None]) * bg, 0, 1)
-        out = out[0] if single else out
-        if rgb_in.dtype == np.uint8:
+        return f.finish(out)
+
+    __call__ = restore
+
+
+class _Frames:
+    """The inputs of a restoration as float32 batches over black, the file's head applied (``x`` [B,H,W,3], ``a``
+    [B,H,W]), and :meth:`finish`, which puts the background and the caller's shape and dtype back: the steps every
+    restoration shares, with or without the network."""
+
+    def __init__(self, rgb, alpha, depth, background, head):
+        self.rgb_in = np.asarray(rgb)
+        self.single = self.rgb_in.ndim == 3
+        x = _as_float(self.rgb_in, "rgb")
+        a = _as_float(alpha, "alpha")
+        if self.single:
+            x, a = x[None], a[None]
+        if x.ndim != 4 or x.shape[-1] != 3 or a.shape != x.shape[:3]:
+            raise ValueError(
+                f"expected rgb [H,W,3] + alpha [H,W] or [B,H,W,3] + [B,H,W], got {np.shape(rgb)} and {np.shape(alpha)}"
+            )
+        if x.shape[1] < 1 or x.shape[2] < 1:
+            raise ValueError(f"empty image {x.shape[1]}x{x.shape[2]}")
+        self.bg = None
+        if background is not None:
+            bg = np.broadcast_to(np.asarray(background, np.float32), (3,)).astype(np.float32)
+            if bg.any():
+                self.bg = bg
+                x = np.clip(x - (1 - a[..., None]) * bg, 0, 1)
+        if head is not None:
+            d = None if depth is None else np.asarray(depth, np.float32)
+            if d is not None and self.single:
+                d = d[None]
+            x = np.stack([apply_head(head, x[i], a[i], None if d is None else d[i]) for i in range(x.shape[0])])
+            x = np.clip(x, 0.0, 1.0)
+        self.x, self.a = x, a
+
+    def finish(self, out: np.ndarray) -> np.ndarray:
+        if self.bg is not None:
+            out = np.clip(out + (1 - self.a[..., None]) * self.bg, 0, 1)
+        out = out[0] if self.single else out
+        if self.rgb_in.dtype == np.uint8:
             return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
         return out.astype(np.float32)
+
+
+def restore_with_head(rgb, alpha, depth=None, *, head: SceneHead, background=None) -> np.ndarray:
+    """What :meth:`Restorer.restore` returns for a frame of a file with ``head`` when the network does not run
+    after heads (the shipped weights): the head's output, numpy only (no torch, no weights loaded). Same arguments,
+    shapes and dtypes as :meth:`Restorer.restore`."""
+    f = _Frames(rgb, alpha, depth, background, head)
+    return f.finish(f.x.copy())
+
+
+def weights_run_after_head(folder: str | os.PathLike | None = None) -> bool:
+    """The ``after_head`` of a weights folder's config (default: the shipped weights), read and validated without
+    torch; raises :class:`~exgs_core.painter.model.PainterWeightsError` for a missing or bad config."""
+    from .model import read_config
+
+    return bool(read_config(DEFAULT_WEIGHTS if folder is None else folder).get("after_head", True))
+
+
+class LazyRestorer:
+    """A :class:`Restorer` that loads its network only when a frame needs it: frames of a file with a scene head
+    are restored by the head alone when the weights do not run after heads (:func:`restore_with_head`), so a
+    decoded .exgs with a head restores without torch installed. ``weights`` and ``kwargs`` as for
+    :meth:`Restorer.from_pretrained`; the weights' config is checked at once."""
+
+    def __init__(self, weights: str | os.PathLike | None = None, **kwargs):
+        self.weights, self.kwargs = weights, kwargs
+        self.after_head = weights_run_after_head(weights)
+        self._restorer: Restorer | None = None
+
+    def restore(self, rgb, alpha, depth=None, *, background=None, head: SceneHead | None = None) -> np.ndarray:
+        if head is not None and not self.after_head:
+            return restore_with_head(rgb, alpha, depth, head=head, background=background)
+        if self._restorer is None:
+            self._restorer = Restorer.from_pretrained(self.weights, **self.kwargs)
+        return self._restorer.restore(rgb, alpha, depth, background=background, head=head)
 
     __call__ = restore
 
@@ -293,6 +343,9 @@ def side_by_side(images, labels=None, gap: int = 4) -> np.ndarray:
 
 __all__ = [
     "Restorer",
+    "LazyRestorer",
+    "restore_with_head",
+    "weights_run_after_head",
     "restore",
     "PainterWeightsError",
     "RestoreError",
