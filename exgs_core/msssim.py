@@ -44,6 +44,18 @@ def _compiled(fn):
     return guarded(_njit(cache=True, nogil=True, parallel=True)(fn))
 
 
+def _hpass_py(row, g, m, dst):  # pragma: no cover - compiled by numba
+    """The window along a row: ``dst[k] = sum_i g[i] row[k + i m]`` for a row of pixels with ``m`` values each
+    (float32, taps summed in order), the horizontal pass of :func:`_blur` and :func:`_scale_sums`."""
+    for k in range(dst.shape[0]):
+        dst[k] = g[0] * row[k]
+    for i in range(1, g.shape[0]):
+        gi = g[i]
+        off = i * m
+        for k in range(dst.shape[0]):
+            dst[k] += gi * row[k + off]
+
+
 def _blur_py(v, g):  # pragma: no cover - compiled by numba
     """float32 [H, W, M] -> [H-10, W-10, M]: the window's weighted means at valid positions (rows, then columns;
     taps summed in order, in float32). Each row is one contiguous run of W x M values, so both passes are
@@ -60,14 +72,7 @@ def _blur_py(v, g):  # pragma: no cover - compiled by numba
             src = flat[y + i]
             for k in range(ww * m):
                 row[k] += gi * src[k]
-        dst = out[y]
-        for k in range(w * m):
-            dst[k] = g[0] * row[k]
-        for i in range(1, n):
-            gi = g[i]
-            off = i * m
-            for k in range(w * m):
-                dst[k] += gi * row[k + off]
+        _hpass(row, g, m, out[y])
     return out.reshape(h, w, m)
 
 
@@ -97,17 +102,9 @@ def _scale_sums_py(x, y, my, eyy, g, c1, c2):  # pragma: no cover - compiled by 
         mx = np.empty(w * nc, np.float32)
         exx = np.empty(w * nc, np.float32)
         exy = np.empty(w * nc, np.float32)
-        for k in range(w * nc):
-            mx[k] = g[0] * r1[k]
-            exx[k] = g[0] * r2[k]
-            exy[k] = g[0] * r3[k]
-        for i in range(1, n):
-            gi = g[i]
-            off = i * nc
-            for k in range(w * nc):
-                mx[k] += gi * r1[k + off]
-                exx[k] += gi * r2[k + off]
-                exy[k] += gi * r3[k + off]
+        _hpass(r1, g, nc, mx)
+        _hpass(r2, g, nc, exx)
+        _hpass(r3, g, nc, exy)
         for k in range(w * nc):
             m2 = myf[yy, k]
             sxx = exx[k] - mx[k] * mx[k]
@@ -136,6 +133,7 @@ def _pool2_py(x):  # pragma: no cover - compiled by numba
     return out
 
 
+_hpass = _hpass_py if _njit is None else _njit(cache=True, nogil=True)(_hpass_py)
 _blur = _compiled(_blur_py)
 _scale_sums = _compiled(_scale_sums_py)
 _pool2 = _compiled(_pool2_py)

@@ -525,12 +525,9 @@ def load_painter(folder: str | os.PathLike, device: str = "cpu"):
     """Build a GaussPainter from a weights folder (see module docstring); raises :class:`PainterWeightsError`."""
     torch, _, _ = _import()
     folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise PainterWeightsError("weights folder does not exist", folder)
-    cfg = _read_json(os.path.join(folder, "config.json"))
     # every value's type and range before anything is built (a hostile config would otherwise cost minutes and
     # gigabytes just to build on the meta device, or load fine and restore NaN images)
-    validate_config(cfg, os.path.join(folder, "config.json"))
+    cfg = read_config(folder)
     for sub in ("vae", "unet"):
         for bad in ("diffusion_pytorch_model.bin", "pytorch_model.bin"):
             if os.path.exists(os.path.join(folder, sub, bad)) and not os.path.exists(

@@ -42,7 +42,7 @@ CLASS_THRESHOLDS = (0.3, 0.98)
 #: on larger files.
 SHAPES = ((DEFAULT_RADIUS, DEFAULT_FEATURES), (0, ("alpha", "thin", "thin2", "depth_edge")))
 #: The structure guard judges at most this many candidates, best PSNR net worth first (MS-SSIM on the check views
-#: costs about 20 ms per 512² view; candidates whose best two fail it share their shape and fail it too).
+#: costs about 10 ms per 512² view; candidates whose best two fail it share their shape and fail it too).
 GUARD_TRIES = 2
 #: The retention probe adds at least this fraction of Gaussians (and at least 4 x the largest head's bytes).
 PROBE_EXTRA = 0.1
