@@ -114,9 +114,14 @@ class EXGS_PT_render(bpy.types.Panel):
         layout.prop(sc.exgs, "restore", text="Restore (GaussPainter)")
         if sc.exgs.restore:
             layout.prop(sc.exgs, "temporal")
-            from .engine.final import restore_state
+            from .engine.final import restore_state, visible_head
+            from .engine.restoring import head_alone
+            from .preferences import restore_settings
 
-            _on, why_not = restore_state(sc)
+            head = visible_head(sc)
+            on, why_not = restore_state(sc, head)
+            if on and head_alone(restore_settings(context), head):
+                layout.label(text="Restored by the file's scene head, in Blender (no worker needed)", icon="INFO")
             if why_not:  # frames render unrestored: say why, and offer the fix
                 col = layout.column(align=True)
                 col.label(text="Renders will not be restored:", icon="ERROR")

@@ -471,6 +471,27 @@ def test_a_file_with_a_head_restores_without_torch(monkeypatch, tmp_path, capsys
     assert (out / "view_000_restored.png").exists()
 
 
+def test_head_alone_reads_the_weights_config(tmp_path):
+    """Where a frame's head is the whole restoration (what the Blender engine restores in-process, without a
+    worker): the shipped weights with a head; never without a head, for weights that run after heads, or for a
+    folder whose config is missing or bad (the network's loader reports those, naming the file)."""
+    import json
+    import shutil
+
+    from exgs_core.painter.restore import DEFAULT_WEIGHTS, head_alone
+
+    head = random_head(3)
+    assert head_alone(head) and head_alone(head, DEFAULT_WEIGHTS) and not head_alone(None)
+    both = tmp_path / "both"
+    shutil.copytree(DEFAULT_WEIGHTS, both, ignore=shutil.ignore_patterns("*.safetensors"))
+    cfg = json.loads((both / "config.json").read_text())
+    (both / "config.json").write_text(json.dumps({**cfg, "after_head": True}))
+    assert not head_alone(head, both)
+    (both / "config.json").write_text(json.dumps({**cfg, "after_head": "no"}))  # not a bool
+    assert not head_alone(head, both)
+    assert not head_alone(head, tmp_path / "missing")
+
+
 def test_the_head_travels_to_the_worker_as_its_payload():
     """The head travels to the worker as its payload bytes (input ``head``); a damaged one is a FormatError. (The
     Blender side, the imported object keeping its file's head: tests/blender/test_render.py.)"""

@@ -53,12 +53,14 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         settings = preferences.restore_settings(context)
         vp.worker_settings = settings
         vp.remote = final.render_in_worker(vp.backend, settings)
-        on, vp.notice = final.restore_state(context.scene)
-        vp.restore_settings = settings if on else None
         vp.temporal = bool(getattr(context.scene, "exgs", None) and context.scene.exgs.temporal)
         if first or _splats_changed(depsgraph):  # selection changes etc. do not re-read the splats
             scene, _names = final.gather_splats(depsgraph)
-            self._viewport.set_scene(scene)
+            vp.set_scene(scene)
+        from exgs_core.codec.head import scene_head
+
+        on, vp.notice = final.restore_state(context.scene, scene_head(vp.scene) if vp.scene is not None else None)
+        vp.restore_settings = settings if on else None
 
     def view_draw(self, context, depsgraph):
         from .. import preferences

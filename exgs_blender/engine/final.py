@@ -1,6 +1,7 @@
 """Final renders (F12, animation, ``blender -b -f/-a``): every visible splat object, rendered by exgs_core from the
 scene camera, written to the Combined, Depth and Alpha passes. With restoration on (``scene.exgs.restore``),
-GaussPainter restores the frame (in the worker process or in-process, :mod:`.restoring`): Combined is the
+the frame is restored (:mod:`.restoring`: by the scene head of an .exgs that carries one, in Blender itself, or by
+GaussPainter in the worker process or in-process): Combined is the
 restored image, ``Unrestored`` the raw render and ``Mask`` its coverage mask (1 - alpha); animations are
 stabilised frame to frame (:mod:`exgs_core.temporal`).
 
@@ -108,10 +109,13 @@ def world_background_srgb(scene, color_input: str) -> np.ndarray:
     return linear_to_srgb(c) if color_input == "SRGB" else c
 
 
-def restore_state(scene) -> tuple[bool, str | None]:
+def restore_state(scene, head=None) -> tuple[bool, str | None]:
     """(restore ``scene``'s frames?, why not when its Restore toggle is on but restoration cannot run): the
-    Restoration preference is off, or no worker environment (or torch in-process) exists. Frames then render
-    unrestored and the reason is reported, never silently."""
+    Restoration preference is off, or no worker environment (or torch in-process) exists for frames that need
+    GaussPainter's network. ``head``: the frame's scene head (:func:`exgs_core.codec.head.scene_head` of
+    :func:`gather_splats`' scene, or :func:`visible_head`); a frame its head alone restores runs in Blender
+    itself (:func:`.restoring.head_alone`). Frames that cannot be restored render unrestored and the reason is
+    reported, never silently."""
     if scene is None or not hasattr(scene, "exgs") or not scene.exgs.restore:
         return False, None
     settings = preferences.restore_settings()
@@ -119,8 +123,22 @@ def restore_state(scene) -> tuple[bool, str | None]:
         return False, "Restoration is off in Preferences > Add-ons > ExGS (the scene's Restore is on)"
     from .restoring import unavailable_reason
 
-    why = unavailable_reason(settings)
+    why = unavailable_reason(settings, head)
     return why is None, why
+
+
+def visible_head(scene):
+    """The scene head frames of ``scene`` would carry, judged from its objects without reading their points (for
+    the panel): that of the only visible splat object, when it came from an .exgs with one
+    (:func:`.restoring.frame_head`); else None. :func:`gather_splats` decides for a rendered frame."""
+    from .restoring import frame_head
+
+    obs = [ob for ob in scene.objects if ob.type == "POINTCLOUD" and convert.is_splat_data(ob.data)]
+    try:
+        obs = [ob for ob in obs if ob.visible_get()]
+    except RuntimeError:  # no view layer to ask (e.g. while Blender loads a file): keep every splat object
+        pass
+    return frame_head([_head_payload(ob) for ob in obs])
 
 
 def restore_enabled(scene) -> bool:
@@ -214,7 +232,10 @@ def render(engine, depsgraph) -> None:
 
     bg = world_background_srgb(scene, color_input)
     transparent = bool(scene.render.film_transparent)
-    restore, why_not = restore_state(scene)
+    from exgs_core.codec.head import scene_head
+
+    head = scene_head(splats) if splats is not None else None
+    restore, why_not = restore_state(scene, head)
     if why_not:  # the frame still renders (unrestored) and says why
         engine.report({"WARNING"}, f"ExGS: rendered without restoration: {why_not}")
     restore_passes = bool(getattr(getattr(scene, "exgs", None), "restore", False))  # the passes the scene declares
@@ -266,12 +287,14 @@ def render(engine, depsgraph) -> None:
 
         engine.update_progress(0.5)
         settings = preferences.restore_settings()
-        engine.update_stats("", f"ExGS | restoring ({'worker process' if settings.mode == 'WORKER' else 'in Blender'})")
+        if restoring.head_alone(settings, head):
+            where = "with the file's scene head, in Blender"
+        else:
+            where = "GaussPainter, " + ("worker process" if settings.mode == "WORKER" else "in Blender")
+        engine.update_stats("", f"ExGS | restoring ({where})")
         try:
-            from exgs_core.codec.head import scene_head
-
-            restored = restoring.backend(settings).restore(
-                res.rgb, res.alpha, res.depth, cancel=engine.test_break, head=scene_head(splats)
+            restored = restoring.restore_frame(
+                settings, res.rgb, res.alpha, res.depth, head=head, cancel=engine.test_break
             )
         except _E as e:  # WorkerError / WorkerCrashed (the next render restarts the worker), weights errors
             _fail(engine, f"ExGS: restoration failed: {e}")

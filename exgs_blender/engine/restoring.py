@@ -1,4 +1,5 @@
-"""The restoration backend the engine uses: one :class:`exgs_core.worker.WorkerClient` (a worker process with
+"""Restoration for the engine: a frame whose .exgs scene head is the whole restoration is restored here, in numpy
+(:func:`restore_frame`); otherwise the backend: one :class:`exgs_core.worker.WorkerClient` (a worker process with
 torch + GaussPainter, started on the first restored render, stopped on unregister and at quit, restarted on the
 next render after a crash) or an in-process :class:`exgs_core.worker.LocalBackend`, as the preferences say.
 
@@ -40,11 +41,35 @@ def backend(settings):
         return _backend
 
 
-def unavailable_reason(settings) -> str | None:
-    """Why restoration cannot run with ``settings`` (:func:`exgs_blender.preferences.restore_settings`), or None
-    when it can. Cheap (file checks, ``find_spec``): called for every frame."""
+def head_alone(settings, head) -> bool:
+    """Frames with scene head ``head`` (a SceneHead or None) are restored by the head alone with ``settings``'
+    weights (:func:`exgs_core.painter.restore.head_alone`): numpy in Blender's own process, no worker, no torch."""
+    from exgs_core.painter.restore import head_alone as _head_alone
+
+    return _head_alone(head, settings.weights)
+
+
+def restore_frame(settings, rgb, alpha, depth=None, *, head=None, cancel=None):
+    """Restore one frame (rgb [H, W, 3] premultiplied over black, alpha [H, W], depth [H, W] camera z; float32):
+    by its scene head alone in this process where that is the whole restoration (:func:`head_alone`; the
+    shipped weights for an .exgs with a head), else through :func:`backend` (worker or in-process GaussPainter,
+    the head first). float32 [H, W, 3], or None when ``cancel()`` became true."""
+    if head_alone(settings, head):
+        from exgs_core.painter.restore import restore_with_head
+
+        return restore_with_head(rgb, alpha, depth, head=head)
+    return backend(settings).restore(rgb, alpha, depth, cancel=cancel, head=head)
+
+
+def unavailable_reason(settings, head=None) -> str | None:
+    """Why restoration cannot run with ``settings`` (:func:`exgs_blender.preferences.restore_settings`) for frames
+    with scene head ``head`` (None: the generic painter), or None when it can: a frame its head alone restores
+    (:func:`head_alone`) needs neither the worker nor torch. Cheap (file checks, ``find_spec``, a small JSON
+    read): called for every frame."""
     import importlib.util
 
+    if head_alone(settings, head):
+        return None
     if settings.mode == "IN_PROCESS":
         if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:
             return (

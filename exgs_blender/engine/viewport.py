@@ -150,8 +150,8 @@ class ViewportRenderer:
 
         t = time.perf_counter()
         try:
-            out = restoring.backend(key[1]).restore(
-                res.rgb, res.alpha, res.depth, cancel=lambda: self._superseded(key), head=scene_head(scene)
+            out = restoring.restore_frame(
+                key[1], res.rgb, res.alpha, res.depth, head=scene_head(scene), cancel=lambda: self._superseded(key)
             )
         except Exception as e:  # noqa: BLE001 - WorkerCrashed etc.: header message, raw frame stays
             self.error = f"restoration: {e}".splitlines()[0][:300]

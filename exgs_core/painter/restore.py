@@ -277,6 +277,21 @@ def weights_run_after_head(folder: str | os.PathLike | None = None) -> bool:
     return bool(read_config(DEFAULT_WEIGHTS if folder is None else folder).get("after_head", True))
 
 
+def head_alone(head: SceneHead | None, weights: str | os.PathLike | None = None) -> bool:
+    """True when a frame with scene head ``head`` is restored by the head alone with the weights folder
+    ``weights`` (default: the shipped ones), whose config says the network does not run after heads: then
+    :func:`restore_with_head` is the whole restoration (numpy; no torch, no worker process). False without a head,
+    and for a folder whose config is missing or bad (loading the network then reports that, naming the file)."""
+    if head is None:
+        return False
+    from .model import PainterWeightsError
+
+    try:
+        return not weights_run_after_head(weights)
+    except PainterWeightsError:
+        return False
+
+
 class LazyRestorer:
     """A :class:`Restorer` that loads its network only when a frame needs it: frames of a file with a scene head
     are restored by the head alone when the weights do not run after heads (:func:`restore_with_head`), so a

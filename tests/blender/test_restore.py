@@ -601,3 +601,59 @@ def test_restoration_preference_off_is_reported_not_ignored(addon, addon_prefs, 
     capfd.readouterr()
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
     assert "rendered without restoration: Restoration is off" in capfd.readouterr().out
+
+
+def test_exgs_with_a_scene_head_restores_in_blender_without_a_worker(addon, addon_prefs, tmp_path, monkeypatch, capfd):
+    """Stock Blender, default preferences, no worker environment and no torch needed: an .exgs whose scene head is
+    the whole restoration (the shipped weights' ``after_head`` is false) is restored in Blender's own process. The
+    Combined pass is exactly exgs_core's render restored by the head (``restore_with_head``), Unrestored the plain
+    render; no worker is started, and the panel's state says restoration runs."""
+    from bl_ext.user_default.exgs.engine import final, restoring
+    from bl_ext.user_default.exgs.engine.camera import camera_from_object
+
+    from exgs_core.codec.head import scene_head
+    from exgs_core.painter.restore import restore_with_head, weights_run_after_head
+    from exgs_core.render import render as core_render
+
+    if weights_run_after_head():
+        pytest.skip("the shipped GaussPainter weights run the network after scene heads")
+    bpy = addon
+    monkeypatch.setenv("EXGS_WORKER_HOME", str(tmp_path / "no-worker"))
+    monkeypatch.delenv("EXGS_WORKER_PYTHON", raising=False)
+    monkeypatch.delenv("EXGS_PAINTER_WEIGHTS", raising=False)
+    addon_prefs.painter_weights = ""
+    restoring.shutdown()
+    golden = str(DATA / "golden" / "golden_v2_biker_sh0_1024_head.exgs")
+    _setup(bpy, golden)
+    sc = bpy.context.scene
+    _exr_settings(sc)
+    exr0 = tmp_path / "plain.exr"
+    sc.render.filepath = str(exr0)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    sc.exgs.restore = True
+    head = final.visible_head(sc)
+    assert head is not None and final.restore_state(sc, head) == (True, None)
+    exr = tmp_path / "restored.exr"
+    sc.render.filepath = str(exr)
+    capfd.readouterr()
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert "rendered without restoration" not in capfd.readouterr().out
+    assert restoring.current() is None  # no worker process, no in-process GaussPainter
+    ch, ch0 = read_exr_float(exr), read_exr_float(exr0)
+    comb, unres = _pass(ch, "Combined"), _pass(ch, "Unrestored")
+    np.testing.assert_allclose(unres, _pass(ch0, "Combined"), atol=1e-5)
+
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    splats, _ = final.gather_splats(depsgraph)
+    assert scene_head(splats).to_bytes() == head.to_bytes()
+    cam = camera_from_object(sc.camera.evaluated_get(depsgraph), sc.render)
+    res = core_render(splats, cam, backend="cpu")
+    out = restore_with_head(res.rgb, res.alpha, res.depth, head=head)
+    want, _, _ = final.frame_pixels(
+        final.restored_result(res, out, bool(sc.render.film_transparent)),
+        transparent=bool(sc.render.film_transparent),
+        background_srgb=final.world_background_srgb(sc, sc.exgs.color_input),
+        color_input=sc.exgs.color_input,
+    )
+    np.testing.assert_allclose(comb, np.flipud(want), atol=1e-5)
+    assert np.abs(comb - unres).mean() > 1e-4, "the head changed nothing"
