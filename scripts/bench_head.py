@@ -187,6 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--painter", action="store_true", help="also score the head followed by GaussPainter")
+    ap.add_argument("--weights", default=None, help="GaussPainter weights folder for --painter (default: the shipped)")
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "bench_head.json"))
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the others")
     args = ap.parse_args(argv)
@@ -199,7 +200,8 @@ def main(argv=None) -> int:
     if args.painter:
         from exgs_core.painter.restore import Restorer
 
-        painter = Restorer.from_pretrained(threads=args.threads, after_head=True)  # the network after the head too
+        # the network after the head too, whatever the weights' after_head says
+        painter = Restorer.from_pretrained(args.weights, threads=args.threads, after_head=True)
     scenes = [s for s in SCENES if not args.only or any(o in s for o in args.only)]
     rows = []
     if args.resume and os.path.exists(args.out):

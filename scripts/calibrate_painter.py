@@ -12,10 +12,13 @@ alpha bin, the least-squares scale the current pipeline's renders want:
    and the decoded scene, the decoded render restored by the file's head first;
 2. per pixel the network's raw residual ``r`` and what would help, ``t - x`` (``t`` the full scene's render);
    each view weighted by ``1 / MSE`` of its input (the fit then favours the mean of per-view PSNR, as the head's);
-3. per alpha bin: ``s_b = sum w r (t - x) / sum w r^2`` and what the shipped scale and ``s_b`` change, in dB of
-   the bin's share of the error.
+3. per bin: ``s_b = sum w r (t - x) / sum w r^2`` and what the shipped scale and ``s_b`` change, in dB of the
+   bin's share of the error. The bins are alpha bins, each split into pixels inside the pre-fill's closing (a gap
+   between splats that the network fills) and outside it (open background, translucent edges).
 
-    nice -n 5 .venv/bin/python scripts/calibrate_painter.py [--ratios 0.1 0.05 0.02] [--out out/painter_calib.json]
+``--no-head`` measures what a file without a head gets (other formats, or an .exgs whose encoder kept none).
+
+    nice -n 5 .venv/bin/python scripts/calibrate_painter.py [--ratios 0.1 0.05 0.02] [--no-head] [--out F.json]
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--only", nargs="*", help="substrings of scene file names")
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "painter_calib.json"))
+    ap.add_argument("--no-head", action="store_true", help="never apply the file's head (what a file without one gets)")
+    ap.add_argument(
+        "--scenes", nargs="*", help="scene file names in ../shared/data/scenes instead of the training scenes"
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -59,6 +66,7 @@ def main(argv=None) -> int:
     from exgs_core.codec.head import apply_head, scene_head
     from exgs_core.compress import CompressOptions, compress
     from exgs_core.io.exgs import decode
+    from exgs_core.painter.classical import close_alpha
     from exgs_core.painter.model import load_painter, pad_multiple
     from exgs_core.painter.restore import DEFAULT_WEIGHTS
     from exgs_core.render import prepare, render
@@ -67,8 +75,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     model = load_painter(DEFAULT_WEIGHTS).eval()
     cfg = model.config
-    nb = len(EDGES) - 1
-    scenes = [s for s in SCENES if not args.only or any(o in s for o in args.only)]
+    na = len(EDGES) - 1
+    nb = 2 * na  # alpha bin x (inside the pre-fill's closing: a gap the painter fills | open: background)
+    scenes = [s for s in (args.scenes or SCENES) if not args.only or any(o in s for o in args.only)]
     rows = []
     for name in scenes:
         full = load(os.path.join(SCENE_DIR, name))
@@ -80,7 +89,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             data, rep = compress(full, CompressOptions(ratio=rho))
             dec = decode(data)
-            head = scene_head(dec)
+            head = None if args.no_head else scene_head(dec)
             pd = prepare(dec)
             num, den, err, n_px = np.zeros(nb), np.zeros(nb), np.zeros(nb), np.zeros(nb)
             for cam, t in zip(cams, targets, strict=True):
@@ -101,7 +110,8 @@ def main(argv=None) -> int:
                     )
                 want = t - x
                 w = 1.0 / max(float((want**2).mean()), 1e-6)
-                b = np.digitize(a, EDGES[1:-1])
+                gap = close_alpha(torch.from_numpy(a)[None, None], int(cfg["close_radius"]))[0, 0].numpy() > 0.5
+                b = np.digitize(a, EDGES[1:-1]) + na * (~gap)
                 for k in range(nb):
                     sel = b == k
                     if sel.any():
@@ -124,7 +134,7 @@ def main(argv=None) -> int:
             rows.append(row)
             s = [num[k] / den[k] if den[k] > 0 else 0.0 for k in range(nb)]
             print(
-                f"{name[:28]:28s} rho {rho:<5g} head {str(row['head']):5s} pixel share "
+                f"{name[:28]:28s} rho {rho:<5g} file head {str(row['head']):5s} applied {head is not None!s:5s} pixel share "
                 + " ".join(f"{p / max(n_px.sum(), 1):.3f}" for p in n_px)
                 + " | LS scale "
                 + " ".join(f"{v:+.2f}" for v in s),
@@ -134,7 +144,7 @@ def main(argv=None) -> int:
     num = np.sum([r["num"] for r in rows], 0)
     den = np.sum([r["den"] for r in rows], 0)
     err = np.sum([r["err"] for r in rows], 0)
-    centres = [(EDGES[k] + min(EDGES[k + 1], 1.0)) / 2 for k in range(nb)]
+    centres = [(EDGES[k % na] + min(EDGES[k % na + 1], 1.0)) / 2 for k in range(nb)]
     shipped = [
         cfg.get("residual_scale_hole", 1.0)
         + (cfg.get("residual_scale_visible", 1.0) - cfg.get("residual_scale_hole", 1.0)) * c
@@ -149,7 +159,8 @@ def main(argv=None) -> int:
         d_ls = ls[k] ** 2 * den[k] - 2 * ls[k] * num[k]
         out["bins"].append(
             {
-                "alpha": [EDGES[k], min(EDGES[k + 1], 1.0)],
+                "alpha": [EDGES[k % na], min(EDGES[k % na + 1], 1.0)],
+                "closed": k < na,
                 "ls_scale": ls[k],
                 "shipped_scale": shipped[k],
                 "shipped_change": d_ship / tot,
@@ -157,7 +168,7 @@ def main(argv=None) -> int:
             }
         )
         print(
-            f"  alpha [{EDGES[k]:.2f}, {min(EDGES[k + 1], 1.0):.2f}): LS scale {ls[k]:+.3f} (change {d_ls / tot:+.5f}); "
+            f"  alpha [{EDGES[k % na]:.2f}, {min(EDGES[k % na + 1], 1.0):.2f}) {'gap ' if k < na else 'open'}: LS scale {ls[k]:+.3f} (change {d_ls / tot:+.5f}); "
             f"shipped {shipped[k]:+.3f} (change {d_ship / tot:+.5f}); {10 * math.log10(1 / (1 + d_ship / tot)):+.3f} dB"
         )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
