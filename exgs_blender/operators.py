@@ -55,7 +55,7 @@ def cache_dir() -> Path:
 def create_splat_object(context, scene, name: str, *, collection=None, orient: bool = True, source: str = ""):
     """New object holding ``scene``; oriented so the scene's up is +Z when ``orient``; linked to ``collection``
     (default: the active collection). Returns the object."""
-    from exgs_core.codec.head import scene_head
+    from exgs_core.codec.head import restoration_head
     from exgs_core.views import scene_up
 
     pc = convert.scene_to_pointcloud(scene, name, context)
@@ -65,7 +65,8 @@ def create_splat_object(context, scene, name: str, *, collection=None, orient: b
     ob.matrix_world = Matrix(m.tolist())  # rows (a bare nested list would be read as columns)
     ob.exgs.orientation = _matrix16(m)
     ob.exgs.antialiased = scene.antialiased
-    head = scene_head(scene)  # a decoded .exgs's scene head travels with the object (restored renders use it)
+    # a decoded .exgs's scene head (the identity when it has none) travels with the object: restored renders use it
+    head = restoration_head(scene)
     ob.exgs.head_hex = "" if head is None else head.to_bytes().hex()
     ob.exgs.source_path = source
     ob.exgs.source_format = str(scene.meta.get("format", ""))

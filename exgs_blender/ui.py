@@ -121,7 +121,10 @@ class EXGS_PT_render(bpy.types.Panel):
             head = visible_head(sc)
             on, why_not = restore_state(sc, head)
             if on and head_alone(restore_settings(context), head):
-                layout.label(text="Restored by the file's scene head, in Blender (no worker needed)", icon="INFO")
+                if head.is_identity:  # an .exgs whose encoder kept no head: GaussPainter does not run on .exgs renders
+                    layout.label(text="Shown as rendered: the .exgs file has no scene head", icon="INFO")
+                else:
+                    layout.label(text="Restored by the file's scene head, in Blender (no worker needed)", icon="INFO")
             if why_not:  # frames render unrestored: say why, and offer the fix
                 col = layout.column(align=True)
                 col.label(text="Renders will not be restored:", icon="ERROR")

@@ -369,16 +369,23 @@ def evaluate(reference, candidate, cameras, *, backend="auto", progress=None, re
 
 
 def _scene_head(scene):
-    """The scene head a decoded .exgs carries (``--restore`` applies it first), else None."""
-    from .codec.head import scene_head
+    """The head ``--restore`` applies first (:func:`~exgs_core.codec.head.restoration_head`): a decoded .exgs's
+    scene head, the identity for an .exgs without one, None for other formats."""
+    from .codec.head import restoration_head
 
-    return scene_head(scene)
+    return restoration_head(scene)
 
 
 def _restored_by(restorer, head) -> str:
-    """What ``--restore`` runs on a scene with ``head`` (None: none): the head, GaussPainter, or both."""
+    """What ``--restore`` runs on a scene with ``head`` (:func:`_scene_head`): the head, GaussPainter, or both."""
     if head is None:
         return "GaussPainter"
+    if head.is_identity:
+        return (
+            "GaussPainter (the .exgs file has no scene head)"
+            if restorer.after_head
+            else "nothing (the .exgs file has no scene head, and GaussPainter does not run on .exgs renders)"
+        )
     return "the file's scene head + GaussPainter" if restorer.after_head else "the file's scene head"
 
 
@@ -442,7 +449,8 @@ def cmd_eval(args) -> int:
     if restorer is not None:
         out["psnr_restored"] = res["psnr_restored"]
         out["ssim_restored"] = res["ssim_restored"]
-        out["scene_head"] = _scene_head(cand) is not None  # the file's head ran first
+        head = _scene_head(cand)
+        out["scene_head"] = head is not None and not head.is_identity  # the file's head ran first
         out["restored_by"] = _restored_by(restorer, _scene_head(cand))
     if args.json:
         print(json.dumps(out))
@@ -817,8 +825,9 @@ def _painter_args(sp) -> None:
     sp.add_argument(
         "--restore",
         action="store_true",
-        help="also restore the renders: an .exgs file's scene head, GaussPainter for files without one (the shipped "
-        "weights unless --painter-weights; weights whose config says after_head run after the head too)",
+        help="also restore the renders: an .exgs file's scene head (an .exgs without one is left as rendered), "
+        "GaussPainter for scenes from other formats (the shipped weights unless --painter-weights; weights whose "
+        "config says after_head also run on .exgs renders, after the head)",
     )
     sp.add_argument("--painter-weights", metavar="DIR", help="a local GaussPainter weights folder (safetensors)")
 

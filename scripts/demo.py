@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """exgs main job on the bundled scene: load it, compress it with UGC into .exgs, render held-out views of the
-original and the compressed scene, restore the compressed renders (the file's scene head; GaussPainter when it has
+original and the compressed scene, restore the compressed renders (the file's scene head; unchanged when it has
 none), and report sizes, ratio and PSNR/SSIM of each.
 
 Usage: bash scripts/demo.sh [--scene FILE] [--ratio R] [--views N] [--size WxH] [--out DIR] [--no-restore]
@@ -71,6 +71,8 @@ def zoom_row(tiles: list[np.ndarray], y: int, x: int, size: int, labels: list[st
 def _restored_by(restorer, head) -> str:
     if head is None:
         return "GaussPainter"
+    if head.is_identity:  # an .exgs without a scene head
+        return "GaussPainter" if restorer.after_head else "nothing (no scene head)"
     return "scene head + GaussPainter" if restorer.after_head else "scene head"
 
 
@@ -127,17 +129,22 @@ def main(argv=None) -> int:
     t_warm = time.perf_counter() - t1
     restorer = None
     if not args.no_restore:
-        from exgs_core.painter.restore import Restorer, scene_head, side_by_side
+        from exgs_core.codec.head import restoration_head
+        from exgs_core.painter.restore import Restorer, side_by_side
 
         restorer = Restorer.from_pretrained()
-        head = scene_head(small)  # the file's scene head, when compress kept one (report: sampling["head"])
+        # the file's scene head when compress kept one (report: sampling["head"]), else the identity
+        head = restoration_head(small)
         print(
             "restore   "
             + (
                 f"the file's scene head ({rep.sampling['head']['bytes']} B in the file, {head.classes} class(es))"
-                + (", then GaussPainter" if restorer.after_head else " (GaussPainter runs on files without one)")
-                if head is not None
+                + (", then GaussPainter" if restorer.after_head else "")
+                if head is not None and not head.is_identity
                 else "GaussPainter (the file has no scene head)"
+                if restorer.after_head
+                else "nothing: the file has no scene head (its encoder found none worth its bytes) and GaussPainter "
+                "does not run on .exgs renders"
             )
         )
     images, pairs, times, ps, ss, pr, sr, tr = [], [], [], [], [], [], [], []

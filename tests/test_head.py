@@ -605,3 +605,58 @@ def test_fitter_solves_a_smaller_shape_from_its_own_normal_equations(rng):
         big.solve(radius=0, features=("mean_thin",))
     with pytest.raises(ValueError, match="not within"):
         small.solve(radius=1)
+
+
+def test_an_exgs_without_a_head_is_restored_as_rendered(tmp_path, capsys, monkeypatch):
+    """What restores a scene (``restoration_head``): a decoded .exgs's own head; for an .exgs without one the
+    identity head (26 payload bytes, round-trips), which returns the frame as it is (float, uint8, over a
+    background) and, with the shipped weights (``after_head`` false), needs neither torch nor the network; scenes
+    from other formats get None (GaussPainter). ``exgs render/eval --restore`` on a head-less .exgs say so and
+    write restored copies equal to the renders."""
+    import json
+    import sys
+
+    from exgs_core.codec.head import restoration_head
+    from exgs_core.painter.restore import LazyRestorer, restore_with_head
+
+    ident = SceneHead.identity()
+    assert ident.is_identity and not random_head(1).is_identity
+    back = SceneHead.from_bytes(ident.to_bytes())
+    assert back.is_identity and back.nbytes == len(ident.to_bytes()) == 26
+    rng = np.random.default_rng(9)
+    rgb = rng.uniform(0, 0.5, (12, 10, 3)).astype(np.float32)
+    alpha = rng.uniform(0, 1, (12, 10)).astype(np.float32)
+    bg = np.float32([0.1, 0.3, 0.2])
+    on_bg = rgb + (1 - alpha[..., None]) * bg
+    np.testing.assert_array_equal(restore_with_head(rgb, alpha, head=ident), rgb)
+    np.testing.assert_allclose(restore_with_head(on_bg, alpha, head=ident, background=bg), on_bg, atol=1e-6)
+    u8 = (rgb * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(restore_with_head(u8, alpha, head=ident), u8)
+
+    src = ex.load(FIXTURE)
+    assert restoration_head(src) is None  # another format: GaussPainter
+    data, rep = compress(src, CompressOptions(ratio=0.1, views=8, view_size=48, head="off"))
+    assert "exgs_head" not in F.decode(data).meta
+    assert restoration_head(F.decode(data)).is_identity
+    headed = random_head(1, flags=1, radius=0)
+    assert restoration_head(F.decode(with_head(data, headed))).to_bytes() == headed.to_bytes()
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    lazy = LazyRestorer()
+    np.testing.assert_array_equal(lazy.restore(rgb, alpha, head=ident), rgb)
+    assert lazy._restorer is None  # the network never loaded
+    from exgs_core.cli import main
+
+    path = tmp_path / "plain.exgs"
+    F.write_exgs(path, data)
+    out = tmp_path / "r"
+    assert main(["render", str(path), "--views", "1", "--size", "40x40", "--out", str(out), "-q", "--restore"]) == 0
+    assert "restored by nothing (the .exgs file has no scene head" in capsys.readouterr().out
+    from PIL import Image
+
+    a, b = (np.asarray(Image.open(out / f"view_000{s}.png")) for s in ("", "_restored"))
+    np.testing.assert_array_equal(a, b)
+    assert main(["eval", str(FIXTURE), str(path), "--views", "2", "--size", "40x40", "--json", "--restore"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["scene_head"] is False and r["psnr_restored"] == pytest.approx(r["psnr"], abs=1e-9), r
+    assert r["restored_by"].startswith("nothing")

@@ -288,7 +288,11 @@ def render(engine, depsgraph) -> None:
         engine.update_progress(0.5)
         settings = preferences.restore_settings()
         if restoring.head_alone(settings, head):
-            where = "with the file's scene head, in Blender"
+            where = (
+                "nothing to do: the .exgs has no scene head"
+                if head is not None and head.is_identity
+                else "with the file's scene head, in Blender"
+            )
         else:
             where = "GaussPainter, " + ("worker process" if settings.mode == "WORKER" else "in Blender")
         engine.update_stats("", f"ExGS | restoring ({where})")

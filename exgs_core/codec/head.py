@@ -58,6 +58,7 @@ __all__ = [
     "HeadFrame",
     "unrestored_scores",
     "scene_head",
+    "restoration_head",
 ]
 
 #: The .exgs section tag and name of a scene head (an ancillary section: readers that do not know it skip it).
@@ -127,6 +128,17 @@ class SceneHead:
             raise ValueError(f"scales must be float16 {(c, 3)}, got {self.scales.dtype} {self.scales.shape}")
         if not MIN_RADIUS <= self.radius <= MAX_RADIUS:
             raise ValueError(f"radius must be in {MIN_RADIUS}..{MAX_RADIUS}, got {self.radius}")
+
+    @classmethod
+    def identity(cls) -> SceneHead:
+        """The head that changes nothing (radius 0, no features, one class, zero coefficients; 26 payload bytes):
+        what restores a decoded .exgs that carries no head (:func:`restoration_head`)."""
+        return cls(0, 0, np.zeros(0, np.float32), np.zeros((1, 3, 3), np.float16))
+
+    @property
+    def is_identity(self) -> bool:
+        """True when every coefficient is 0: :func:`apply_head` returns the render as it is."""
+        return not np.any(self.weights)
 
     @property
     def classes(self) -> int:
@@ -453,6 +465,24 @@ def scene_head(scene) -> SceneHead | None:
     """The head a decoded .exgs scene carries (``scene.meta["exgs_head"]``), else None."""
     head = getattr(scene, "meta", {}).get("exgs_head")
     return head if isinstance(head, SceneHead) else None
+
+
+def restoration_head(scene) -> SceneHead | None:
+    """The head that restores renders of ``scene`` (the ``head`` a restorer takes): the one a decoded .exgs
+    carries; for a decoded .exgs without one, :meth:`SceneHead.identity` (its encoder found no head worth its bytes,
+    or was told not to fit one, or the file predates heads); None for scenes read from other formats, which
+    GaussPainter's network restores.
+
+    A file's head stands in for the network: the network runs after it only for weights whose config sets
+    ``after_head`` (the shipped weights do not), so a head-less .exgs comes back as rendered. On this compressor's
+    output the network's residual mostly points the wrong way: its least-squares scales on the training scenes are
+    near or below 0 in every alpha bin with and without heads, a retrain on .exgs decodes calibrated to 0 in holes
+    and on covered pixels, and on the validation files without a head it changed PSNR by -0.54 to +0.13 dB
+    (MODEL_CARD.md)."""
+    head = scene_head(scene)
+    if head is None and getattr(scene, "meta", {}).get("format") == "exgs":
+        return SceneHead.identity()
+    return head
 
 
 # ------------------------------------------------------------------------------------------------ fitting

@@ -244,7 +244,7 @@ class _Frames:
             if bg.any():
                 self.bg = bg
                 x = np.clip(x - (1 - a[..., None]) * bg, 0, 1)
-        if head is not None:
+        if head is not None and not head.is_identity:  # the identity head: the frame as it is
             d = None if depth is None else np.asarray(depth, np.float32)
             if d is not None and self.single:
                 d = d[None]

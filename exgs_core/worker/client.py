@@ -249,11 +249,12 @@ class _Common:
 
     def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
         """(RenderResult of the raw render, restored rgb [H, W, 3]); a decoded .exgs's scene head
-        (``scene.meta["exgs_head"]``) runs before GaussPainter."""
-        from ..codec.head import scene_head
+        (``scene.meta["exgs_head"]``; the identity for an .exgs without one, :func:`restoration_head`) runs before
+        GaussPainter."""
+        from ..codec.head import restoration_head
 
         res = self.render(scene, camera, backend=backend, key=key)
-        return res, self.restore(res.rgb, res.alpha, res.depth, cancel=cancel, head=scene_head(scene))
+        return res, self.restore(res.rgb, res.alpha, res.depth, cancel=cancel, head=restoration_head(scene))
 
 
 class LocalBackend(_Common):
@@ -618,7 +619,7 @@ class WorkerClient(_Common):
 
     def restore(self, rgb, alpha, depth=None, cancel=None, head=None):
         """GaussPainter on one frame: rgb [H, W, 3] (over black), alpha [H, W] -> restored rgb [H, W, 3]; the scene
-        head ``head`` (a SceneHead, e.g. ``scene_head(scene)`` of a decoded .exgs) runs first when given."""
+        head ``head`` (a SceneHead, e.g. ``restoration_head(scene)`` of a decoded .exgs) runs first when given."""
         rgb = np.asarray(rgb, np.float32)
         ins = {"rgb": rgb, "alpha": np.asarray(alpha, np.float32)}
         if depth is not None:
@@ -632,8 +633,9 @@ class WorkerClient(_Common):
 
     def render_restore(self, scene, camera, *, backend: str = "auto", key: str | None = None, cancel=None):
         """(RenderResult of the raw render, restored rgb [H, W, 3]), in the worker; a decoded .exgs's scene head
-        (``scene.meta["exgs_head"]``) travels with the request and runs before GaussPainter."""
-        from ..codec.head import scene_head
+        (``scene.meta["exgs_head"]``; the identity for an .exgs without one, :func:`restoration_head`) travels with
+        the request and runs before GaussPainter."""
+        from ..codec.head import restoration_head
         from ..render.result import RenderResult
 
         with self._lock:
@@ -644,7 +646,7 @@ class WorkerClient(_Common):
                 return None
             h, w = camera.height, camera.width
             args = {"key": key, "camera": camera_to_dict(camera), "backend": backend, **self._restore_args()}
-            head = scene_head(scene)
+            head = restoration_head(scene)
             got = self.call_arrays(
                 "render_restore",
                 args,

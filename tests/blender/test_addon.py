@@ -239,6 +239,7 @@ def test_compress_operator(addon, tmp_path):
     from bl_ext.user_default.exgs import convert
 
     import exgs_core
+    from exgs_core.codec.head import SceneHead
 
     bpy = addon
     src = _import(bpy, "donut_sh0_2000.ply")
@@ -265,7 +266,8 @@ def test_compress_operator(addon, tmp_path):
     props.refit, props.scene_head = False, "off"
     assert bpy.ops.exgs.compress() == {"FINISHED"}
     plain = bpy.context.active_object
-    assert plain is not out and plain.exgs.gaussians_after == out.exgs.gaussians_after and not plain.exgs.head_hex
+    assert plain is not out and plain.exgs.gaussians_after == out.exgs.gaussians_after
+    assert SceneHead.from_bytes(bytes.fromhex(plain.exgs.head_hex)).is_identity  # no head: shown as rendered
     assert Path(plain.exgs.exgs_cache).read_bytes() != Path(out.exgs.exgs_cache).read_bytes()
 
 

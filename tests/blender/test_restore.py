@@ -607,7 +607,8 @@ def test_exgs_with_a_scene_head_restores_in_blender_without_a_worker(addon, addo
     """Stock Blender, default preferences, no worker environment and no torch needed: an .exgs whose scene head is
     the whole restoration (the shipped weights' ``after_head`` is false) is restored in Blender's own process. The
     Combined pass is exactly exgs_core's render restored by the head (``restore_with_head``), Unrestored the plain
-    render; no worker is started, and the panel's state says restoration runs."""
+    render; no worker is started, and the panel's state says restoration runs. An .exgs without a head renders as
+    it is (Combined == Unrestored), also without a worker."""
     from bl_ext.user_default.exgs.engine import final, restoring
     from bl_ext.user_default.exgs.engine.camera import camera_from_object
 
@@ -657,3 +658,19 @@ def test_exgs_with_a_scene_head_restores_in_blender_without_a_worker(addon, addo
     )
     np.testing.assert_allclose(comb, np.flipud(want), atol=1e-5)
     assert np.abs(comb - unres).mean() > 1e-4, "the head changed nothing"
+
+    # an .exgs without a head is shown as rendered (GaussPainter does not run on .exgs renders), also in-process
+    for ob in [o for o in sc.objects if o.type == "POINTCLOUD"]:
+        bpy.data.objects.remove(ob)
+    assert bpy.ops.exgs.import_scene(filepath=str(DATA / "golden" / "golden_v2_biker_sh0_1024_coarse.exgs")) == {
+        "FINISHED"
+    }
+    head = final.visible_head(sc)
+    assert head is not None and head.is_identity and final.restore_state(sc, head) == (True, None)
+    exr = tmp_path / "plain_restored.exr"
+    sc.render.filepath = str(exr)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert restoring.current() is None
+    ch = read_exr_float(exr)
+    np.testing.assert_allclose(_pass(ch, "Combined"), _pass(ch, "Unrestored"), atol=1e-6)
+    assert _pass(ch, "Combined")[..., :3].max() > 0.05  # the splats are in view
