@@ -166,8 +166,9 @@ class EXGS_PG_scene(bpy.types.PropertyGroup):
         name="Restore",
         default=False,
         update=lambda self, context: [vl.update_render_passes() for vl in self.id_data.view_layers].clear(),
-        description="Run GaussPainter on this scene's renders (F12, animation, viewport): Combined is the restored "
-        "image, the Unrestored and Mask passes keep the raw render and its coverage mask",
+        description="Restore this scene's renders (F12, animation, viewport): an .exgs object by its file's scene head "
+        "(as rendered when it has none), other splats by GaussPainter; Combined is the restored image, the "
+        "Unrestored and Mask passes keep the raw render and its coverage mask",
     )
     temporal: BoolProperty(
         name="Temporal stabilisation",

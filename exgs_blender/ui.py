@@ -111,7 +111,7 @@ class EXGS_PT_render(bpy.types.Panel):
         if sc.world is not None and not sc.render.film_transparent:
             layout.prop(sc.world, "color", text="Background")
         layout.prop(context.view_layer, "use_pass_z", text="Depth pass")
-        layout.prop(sc.exgs, "restore", text="Restore (GaussPainter)")
+        layout.prop(sc.exgs, "restore", text="Restore (scene head / GaussPainter)")
         if sc.exgs.restore:
             layout.prop(sc.exgs, "temporal")
             from .engine.final import restore_state, visible_head
