@@ -451,7 +451,7 @@ def cmd_eval(args) -> int:
         out["ssim_restored"] = res["ssim_restored"]
         head = _scene_head(cand)
         out["scene_head"] = head is not None and not head.is_identity  # the file's head ran first
-        out["restored_by"] = _restored_by(restorer, _scene_head(cand))
+        out["restored_by"] = _restored_by(restorer, head)
     if args.json:
         print(json.dumps(out))
         return 0
