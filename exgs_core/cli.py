@@ -578,7 +578,8 @@ def cmd_compress(args) -> int:
     cod = smp.get("codec")
     if cod and "tried" in cod:
         alts = ", ".join(f"{t['codec']} {t['bytes']:,} B {t['view_psnr']:.2f} dB" for t in cod["tried"])
-        print(f"  codec      {cod['chosen']} (judged on the check views: {alts})")
+        pal = f", SH palette {cod['sh_palette_size']}" if cod.get("sh_palette_size") else ""
+        print(f"  codec      {cod['chosen']}{pal} (judged on the check views: {alts})")
     trials = len(smp.get("target_search", [])) or 1
     print(
         f"  time       {dt:.2f} s (score {rep.seconds.get('score', 0):.2f} s on {rep.views} views, "

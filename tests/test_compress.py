@@ -532,3 +532,40 @@ def test_given_cameras_that_see_nothing_are_a_camera_error():
         compress(s, CompressOptions(ratio=0.2, **FAST), cameras=away)
     data, rep = compress(s, CompressOptions(ratio=0.2, **FAST), cameras=cams[:1])  # one useful view is enough
     assert rep.gaussians_out == 400
+
+
+@pytest.mark.parametrize("rho, sh_keep, kept_small", [(0.25, 0.2, True), (0.5, 0.5, False)])
+def test_codec_choice_tries_the_smaller_sh_palette_and_size_searches_keep_it(rho, sh_keep, kept_small):
+    """On a scene with higher SH the codec choice also judges the chosen step with the smaller SH palette
+    (``small_sh_palette``: a quarter of the default, at least 16 entries) by the ladder's rule; the file uses the
+    palette the report names, and a size search's later trials keep that choice for their own scene."""
+    import math
+
+    from exgs_core.compress import CODEC_DB_PER_DOUBLING, small_sh_palette
+    from exgs_core.exgs_format import describe
+
+    assert small_sh_palette(91) == 22 and small_sh_palette(1300) == 64 and small_sh_palette(20) == 16
+    assert small_sh_palette(16) is None and small_sh_palette(0) is None
+    scene = load(DATA / "pdal_fourth_st_sh3_head4096.v2.spz")
+    data, rep = compress(scene, CompressOptions(ratio=rho, sh_keep=sh_keep, head="off", **FAST))
+    c = rep.sampling["codec"]
+    last = c["tried"][-1]
+    size = small_sh_palette(describe(data)["n_sh_full"])
+    assert size is not None and last["codec"] == f"{c['chosen']}, SH palette {size}", c
+    kept = next(t for t in c["tried"] if t["codec"] == c["chosen"])
+    assert last["bytes"] < kept["bytes"]
+    assert abs(last["saving_worth_db"] - CODEC_DB_PER_DOUBLING * math.log2(kept["bytes"] / last["bytes"])) < 2e-3
+    took = last["loss_db"] <= last["saving_worth_db"]
+    assert took == kept_small, c  # this fixture: taken at 25 % / 20 % SH (loss 0.69 < 1.30 dB), refused at 50 / 50
+    assert (c.get("sh_palette_size") == size) == took and (len(data) == last["bytes"]) == took
+    d = describe(data)
+    assert d["quant"]["sh_rest"]["size"] == (size if took else min(d["n_sh_full"], 256))
+    assert d["options"]["sh_palette_size"] == (size if took else None)
+    # a size search decides once and its later trials use the smaller palette of their own scene
+    target = int(len(data) * 0.8)
+    small, rep2 = compress(scene, CompressOptions(target_bytes=target, sh_keep=sh_keep, head="off", **FAST))
+    c2, d2 = rep2.sampling["codec"], describe(small)
+    assert len(small) <= target and len(rep2.sampling["target_search"]) >= 2
+    want = small_sh_palette(d2["n_sh_full"]) if c2.get("sh_palette_size") else None
+    assert d2["options"]["sh_palette_size"] == want, (c2, d2["options"])
+    assert bool(c2.get("sh_palette_size")) == kept_small
