@@ -774,8 +774,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="quantisation: auto (default) walks from the default bit widths to compact (rotations 8, "
         "log-scales and colours 7 bits, positions 14 bits per axis) and coarse (7, 6, 6, opacity 7, "
-        "positions 12) while each step costs less on the check views than its saving is worth; "
-        "or one of them",
+        "positions 12) while each step costs less on the check views than its saving is worth, then, on "
+        "scenes with higher SH, tries an SH palette a quarter the default size by the same rule; or one of "
+        "them (default SH palette)",
     )
     sp.add_argument(
         "--fast",
