@@ -793,17 +793,17 @@ def _choose_codec(call: _Call, options: CompressOptions, pruning: Pruning, progr
     first, every = _halves(len(call.check.cameras))
     chosen = "default"
     tried = [{"codec": "default", "bytes": len(data), "view_psnr": round(kept.mean(first), 3), "views": len(first)}]
-    for name in list(CODEC_LADDER)[1:]:
-        cand = _write(call, options, pruning, codec_options(name, pruning.scene.means), progress)
+
+    def judge(label: str, cand: bytes) -> tuple[_Judged, bool]:
+        """Judge the encoding ``cand`` against ``kept`` (the rule above), add its row to ``tried``: (its judged
+        scene, whether it is kept)."""
         step = _Judged(call.check, decode(cand, max_gaussians=0))
         worth = CODEC_DB_PER_DOUBLING * math.log2(len(data) / max(len(cand), 1))
-        views = first
-        if abs(kept.mean(first) - step.mean(first) - worth) <= JUDGE_MARGIN_DB:
-            views = every
+        views = every if abs(kept.mean(first) - step.mean(first) - worth) <= JUDGE_MARGIN_DB else first
         loss = kept.mean(views) - step.mean(views)
         tried.append(
             {
-                "codec": name,
+                "codec": label,
                 "bytes": len(cand),
                 "view_psnr": round(step.mean(views), 3),
                 "views": len(views),
@@ -811,29 +811,20 @@ def _choose_codec(call: _Call, options: CompressOptions, pruning: Pruning, progr
                 "saving_worth_db": round(worth, 3),
             }
         )
-        if loss > worth:
+        return step, loss <= worth
+
+    for name in list(CODEC_LADDER)[1:]:
+        cand = _write(call, options, pruning, codec_options(name, pruning.scene.means), progress)
+        step, keep = judge(name, cand)
+        if not keep:
             break
         chosen, data, kept = name, cand, step
     info: dict = {"chosen": chosen, "tried": tried}
-    small = codec_options(chosen, pruning.scene.means, pruning.sh_full, True)
-    if pruning.scene.sh.shape[1] > 1 and small.sh_palette_size is not None:  # the smaller SH palette, judged alike
-        cand = _write(call, options, pruning, small, progress)
-        if len(cand) < len(data):
-            step = _Judged(call.check, decode(cand, max_gaussians=0))
-            worth = CODEC_DB_PER_DOUBLING * math.log2(len(data) / max(len(cand), 1))
-            views = every if abs(kept.mean(first) - step.mean(first) - worth) <= JUDGE_MARGIN_DB else first
-            loss = kept.mean(views) - step.mean(views)
-            tried.append(
-                {
-                    "codec": f"{chosen}, SH palette {small.sh_palette_size}",
-                    "bytes": len(cand),
-                    "view_psnr": round(step.mean(views), 3),
-                    "views": len(views),
-                    "loss_db": round(loss, 3),
-                    "saving_worth_db": round(worth, 3),
-                }
-            )
-            if loss <= worth:
+    if pruning.scene.sh.shape[1] > 1:  # the smaller SH palette, judged alike
+        small = codec_options(chosen, pruning.scene.means, pruning.sh_full, True)
+        if small.sh_palette_size is not None:
+            cand = _write(call, options, pruning, small, progress)
+            if len(cand) < len(data) and judge(f"{chosen}, SH palette {small.sh_palette_size}", cand)[1]:
                 data, info["sh_palette_size"] = cand, small.sh_palette_size
     return data, info
 

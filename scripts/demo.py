@@ -135,18 +135,10 @@ def main(argv=None) -> int:
         restorer = Restorer.from_pretrained()
         # the file's scene head when compress kept one (report: sampling["head"]), else the identity
         head = restoration_head(small)
-        print(
-            "restore   "
-            + (
-                f"the file's scene head ({rep.sampling['head']['bytes']} B in the file, {head.classes} class(es))"
-                + (", then GaussPainter" if restorer.after_head else "")
-                if head is not None and not head.is_identity
-                else "GaussPainter (the file has no scene head)"
-                if restorer.after_head
-                else "nothing: the file has no scene head (its encoder found none worth its bytes) and GaussPainter "
-                "does not run on .exgs renders"
-            )
-        )
+        what = _restored_by(restorer, head)
+        if head is not None and not head.is_identity:
+            what += f" ({rep.sampling['head']['bytes']} B in the file, {head.classes} class(es))"
+        print(f"restore   {what}")
     images, pairs, times, ps, ss, pr, sr, tr = [], [], [], [], [], [], [], []
     frames, errs = [], []
     for i, cam in enumerate(cams):
