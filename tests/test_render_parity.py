@@ -110,6 +110,29 @@ def test_cpu_matches_oracle_property(seed, n, degree, kind, aa):
     check(got, ref)
 
 
+def test_row_recurrence_of_the_falloff_matches_the_oracle_across_whole_tiles():
+    """Large, thin, rotated, faint Gaussians covering many 16-pixel tile rows: the renderer steps exp(-sigma) along
+    each row by recurrence, so an error there would grow along the row and show on most covered pixels, not only
+    on the 1/255 cut-off's boundary pixels."""
+    rng = np.random.default_rng(31)
+    n = 12
+    scene = GaussianScene(
+        rng.normal(0, 0.3, (n, 3)),
+        rng.normal(0, 1, (n, 4)),
+        np.stack([rng.uniform(-0.3, 0.2, n), rng.uniform(-3.5, -2.5, n), rng.uniform(-1.0, 0.0, n)], 1),
+        np.full(n, -2.0),  # opacity 0.12: nothing saturates, every Gaussian reaches every pixel it covers
+        rng.normal(0, 0.6, (n, 1, 3)),
+    )
+    camera = Camera.look_at((0.0, 0.0, -4.0), (0.0, 0.0, 0.0), (0, -1, 0), 50.0, 96, 80)
+    got, ref = compare(scene, camera)
+    check(got, ref)
+    covered = ref["alpha"] > 0.02
+    assert covered.mean() > 0.3  # the Gaussians span many tile rows
+    d = np.abs(got.rgb - ref["rgb"])[covered]
+    assert np.quantile(d, 0.99) < 2e-5, np.quantile(d, 0.99)
+    assert np.abs(got.alpha - ref["alpha"])[covered].mean() < 2e-6
+
+
 def _read_ply(path) -> GaussianScene:
     """Minimal 3DGS PLY read with plyfile (keeps this test independent of the io readers)."""
     plyfile = pytest.importorskip("plyfile")

@@ -49,8 +49,11 @@ Adjoint (for the colour refit, :mod:`exgs_core.prune.refit`)
 Deviations (documented, not in gsplat)
     Gaussians with any non-finite value used by the renderer (mean, rotation, scale, opacity, SH colour) or a zero
     quaternion are culled (gsplat culls NaN geometry through a zero radius but would let a NaN colour through).
-    Arithmetic: projection in float64, blending in float32 (gsplat: float32 and ``__expf``) — differences are
-    ~1e-6, far below 1/255.
+    Arithmetic: projection in float64, blending in float32 (gsplat: float32 and ``__expf``), with ``exp(-sigma)``
+    along each row of a tile by recurrence (two ``exp`` per row, then multiplies: at most 16 steps of rounding,
+    ~1e-6 relative; 512² renders of the shared scenes 1.05-1.6x faster than with one exp per pixel, most where
+    large Gaussians overlap) — differences are ~1e-6, far below 1/255, except where a weight
+    straddles the 1/255 cut-off (a few pixels per view move by up to ~1/255).
 """
 
 from __future__ import annotations
@@ -300,7 +303,8 @@ def _gather(order, xy, conic, opac, depth, color, radii):
 
     Columns: x, y (px), conic A, B, C, opacity, r, g, b, camera z, radius x, radius y (px), ``sigcut`` and padding.
     ``sigcut = ln(opacity * 255) + 1e-3``: any ``sigma`` above it gives ``alpha < 1/255`` (the margin keeps the test
-    conservative; the exact ``alpha < 1/255`` test still follows), so ``exp`` is skipped there.
+    conservative; the exact ``alpha < 1/255`` test still follows), so each tile row visits only the columns where
+    ``sigma <= sigcut`` (the roots of a quadratic).
     """
     m = order.shape[0]
     gd = np.zeros((m, _G_WIDTH), np.float32)
@@ -478,6 +482,7 @@ def _rasterize(
             hits = 0
             qa = half * ca
             inv2qa = half / qa
+            qx = math.exp(-ca)  # ratio of consecutive column steps of exp(-sigma)
             for py in range(y0, y1):
                 ddy = gy - (np.float32(py) + half)
                 # columns where sigma(dx) = qa dx^2 + qb dx + qc0 <= sigcut (roots of a quadratic in dx), widened
@@ -491,15 +496,23 @@ def _rasterize(
                 lo = max(x0, np.int64(math.ceil(gx - half - (sq - qb) * inv2qa - 0.01)))
                 hi = min(x1, np.int64(math.floor(gx - half + (sq + qb) * inv2qa + 0.01)) + 1)
                 row = (py - ty0) * tile_size - tx0
+                # exp(-sigma) along the row by recurrence (sigma is quadratic in px): two exps per row instead of
+                # one per pixel, at most tile_size steps of float32 rounding (~1e-6 relative)
+                d0 = gx - (np.float32(lo) + half)
+                ex = math.exp(-(half * (ca * d0 * d0 + cc * ddy * ddy) + cb * d0 * ddy))
+                step = math.exp(cb * ddy - half * ca * (one - np.float32(2.0) * d0))
                 for px in range(lo, hi):
                     p = row + px
+                    e_px = ex
+                    ex *= step
+                    step *= qx
                     if not alive[p]:
                         continue
                     ddx = gx - (np.float32(px) + half)
                     sigma = half * (ca * ddx * ddx + cc * ddy * ddy) + cb * ddx * ddy
                     if sigma < 0 or sigma > sigcut:
                         continue
-                    alpha = min(amax, op * math.exp(-sigma))
+                    alpha = min(amax, op * e_px)
                     if alpha < thr:
                         continue
                     tp = trans[p]
@@ -1094,6 +1107,7 @@ def _rasterize_adjoint(
                 e_end = wstart[k + 1] if fill else 0
                 qa = half * ca
                 inv2qa = half / qa
+                qx = math.exp(-ca)  # ratio of consecutive column steps of exp(-sigma)
                 for py in range(y0, y1):
                     ddy = gy - (np.float32(py) + half)
                     qb = cb * ddy
@@ -1105,15 +1119,22 @@ def _rasterize_adjoint(
                     lo = max(x0, np.int64(math.ceil(gx - half - (sq - qb) * inv2qa - 0.01)))
                     hi = min(x1, np.int64(math.floor(gx - half + (sq + qb) * inv2qa + 0.01)) + 1)
                     row = (py - ty0) * tile_size - tx0
+                    # exp(-sigma) by the forward pass's recurrence (same weights, so A^T is A's transpose)
+                    d0 = gx - (np.float32(lo) + half)
+                    ex = math.exp(-(half * (ca * d0 * d0 + cc * ddy * ddy) + cb * d0 * ddy))
+                    step = math.exp(cb * ddy - half * ca * (one - np.float32(2.0) * d0))
                     for px in range(lo, hi):
                         p = row + px
+                        e_px = ex
+                        ex *= step
+                        step *= qx
                         if not alive[p]:
                             continue
                         ddx = gx - (np.float32(px) + half)
                         sigma = half * (ca * ddx * ddx + cc * ddy * ddy) + cb * ddx * ddy
                         if sigma < 0 or sigma > sigcut:
                             continue
-                        alpha = min(amax, op * math.exp(-sigma))
+                        alpha = min(amax, op * e_px)
                         if alpha < thr:
                             continue
                         tp = trans[p]
