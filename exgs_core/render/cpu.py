@@ -449,11 +449,13 @@ def _rasterize(
         trans = np.ones(npix, np.float32)
         acc = np.zeros((npix, 4), np.float32)  # r, g, b, depth
         alive = np.zeros(npix, np.bool_)
+        row_alive = np.zeros(tile_size, np.int64)  # live pixels per tile row: a row with none is skipped
         n_alive = 0
         for py in range(ty0, ty1):
             for px in range(tx0, tx1):
                 alive[(py - ty0) * tile_size + (px - tx0)] = True
                 n_alive += 1
+            row_alive[py - ty0] = tx1 - tx0
         for k in range(tile_start[t], tile_start[t + 1]):
             if n_alive == 0:
                 break
@@ -484,6 +486,8 @@ def _rasterize(
             inv2qa = half / qa
             qx = math.exp(-ca)  # ratio of consecutive column steps of exp(-sigma)
             for py in range(y0, y1):
+                if row_alive[py - ty0] == 0:
+                    continue
                 ddy = gy - (np.float32(py) + half)
                 # columns where sigma(dx) = qa dx^2 + qb dx + qc0 <= sigcut (roots of a quadratic in dx), widened
                 # by 0.01 px so rounding cannot drop a pixel that the exact test below would accept
@@ -520,6 +524,7 @@ def _rasterize(
                     if nt <= tstop:
                         alive[p] = False
                         n_alive -= 1
+                        row_alive[py - ty0] -= 1
                         continue
                     vis = alpha * tp
                     acc[p, 0] += cr * vis
@@ -1060,6 +1065,7 @@ def _rasterize_adjoint(
         ty1 = min(ty0 + tile_size, height)
         trans = np.ones(npix, np.float32)
         alive = np.zeros(npix, np.bool_)
+        row_alive = np.zeros(tile_size, np.int64)
         img = np.zeros((npix, 4), np.float32)  # the image this tile's adjoint reads
         if adjoint and not forward:
             for py in range(ty0, ty1):
@@ -1077,6 +1083,7 @@ def _rasterize_adjoint(
                     alive[p] = True
                     trans[p] = one
                     n_alive += 1
+                row_alive[py - ty0] = tx1 - tx0
             for k in range(tile_start[t], tile_start[t + 1]):
                 if n_alive == 0:
                     break
@@ -1109,6 +1116,8 @@ def _rasterize_adjoint(
                 inv2qa = half / qa
                 qx = math.exp(-ca)  # ratio of consecutive column steps of exp(-sigma)
                 for py in range(y0, y1):
+                    if row_alive[py - ty0] == 0:
+                        continue
                     ddy = gy - (np.float32(py) + half)
                     qb = cb * ddy
                     qc = half * cc * ddy * ddy - sigcut
@@ -1142,6 +1151,7 @@ def _rasterize_adjoint(
                         if nt <= tstop:
                             alive[p] = False
                             n_alive -= 1
+                            row_alive[py - ty0] -= 1
                             continue
                         vis = alpha * tp
                         if fwd:
