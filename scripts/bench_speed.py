@@ -252,7 +252,7 @@ def main(argv=None) -> int:
                 src = tmp / "tiled_10m.ply"
                 save_ply(scene_tiled(10_000_000, args.shared_scenes), src)
             else:
-                src = Path(name)
+                src = Path(name).resolve()  # the commands run in other checkouts too (--also)
             where = {"ours": ROOT, **others}
             tools = {
                 "ours": ours_cmd(src, tmp / "ours.exgs", args.ratio),
