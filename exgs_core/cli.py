@@ -378,15 +378,9 @@ def _scene_head(scene):
 
 def _restored_by(restorer, head) -> str:
     """What ``--restore`` runs on a scene with ``head`` (:func:`_scene_head`): the head, GaussPainter, or both."""
-    if head is None:
-        return "GaussPainter"
-    if head.is_identity:
-        return (
-            "GaussPainter (the .exgs file has no scene head)"
-            if restorer.after_head
-            else "nothing (the .exgs file has no scene head, and GaussPainter does not run on .exgs renders)"
-        )
-    return "the file's scene head + GaussPainter" if restorer.after_head else "the file's scene head"
+    from .painter.restore import restored_by
+
+    return restored_by(head, restorer.after_head)
 
 
 def _restorer(args):

@@ -27,6 +27,7 @@ from exgs_core.cli import parse_size, path_bytes, positive_int, write_png  # noq
 from exgs_core.compress import CompressOptions, compress, decompress  # noqa: E402
 from exgs_core.exgs_format import write_exgs  # noqa: E402
 from exgs_core.metrics import psnr, ssim  # noqa: E402
+from exgs_core.painter.restore import restored_by  # noqa: E402
 from exgs_core.render import render  # noqa: E402
 from exgs_core.views import auto_views, scene_frame  # noqa: E402
 
@@ -66,14 +67,6 @@ def zoom_row(tiles: list[np.ndarray], y: int, x: int, size: int, labels: list[st
     f = max(1, min(h, w) // size)
     crops = [np.repeat(np.repeat(np.clip(t[y : y + size, x : x + size], 0, 1), f, 0), f, 1) for t in tiles]
     return side_by_side(crops, labels).astype(np.float32) / 255
-
-
-def _restored_by(restorer, head) -> str:
-    if head is None:
-        return "GaussPainter"
-    if head.is_identity:  # an .exgs without a scene head
-        return "GaussPainter" if restorer.after_head else "nothing (no scene head)"
-    return "scene head + GaussPainter" if restorer.after_head else "scene head"
 
 
 def main(argv=None) -> int:
@@ -135,7 +128,7 @@ def main(argv=None) -> int:
         restorer = Restorer.from_pretrained()
         # the file's scene head when compress kept one (report: sampling["head"]), else the identity
         head = restoration_head(small)
-        what = _restored_by(restorer, head)
+        what = restored_by(head, restorer.after_head)
         if head is not None and not head.is_identity:
             what += f" ({rep.sampling['head']['bytes']} B in the file, {head.classes} class(es))"
         print(f"restore   {what}")
@@ -212,7 +205,7 @@ def main(argv=None) -> int:
         "psnr_restored": round(float(np.mean(pr)), 3) if pr else None,
         "ssim_restored": round(float(np.mean(sr)), 4) if sr else None,
         "restore_ms_mean": round(1000 * float(np.mean(tr)), 1) if tr else None,
-        "restored_by": _restored_by(restorer, head) if restorer is not None else None,
+        "restored_by": restored_by(head, restorer.after_head) if restorer is not None else None,
         "scene_head": rep.sampling.get("head"),
         "zoom": zoom,
         "views": len(cams),
@@ -240,7 +233,7 @@ def main(argv=None) -> int:
     )
     if pr:
         print(
-            f"restored ({_restored_by(restorer, head)}): "
+            f"restored ({restored_by(head, restorer.after_head)}): "
             f"PSNR {summary['psnr_restored']:.2f} dB, SSIM {summary['ssim_restored']:.4f} "
             f"({summary['restore_ms_mean']} ms/frame)"
         )

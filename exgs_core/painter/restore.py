@@ -292,6 +292,21 @@ def head_alone(head: SceneHead | None, weights: str | os.PathLike | None = None)
         return False
 
 
+def restored_by(head: SceneHead | None, after_head: bool) -> str:
+    """What restores a frame, in words for the user (``exgs render/eval --restore``, the demo): ``head`` is the
+    scene's head (None: not an .exgs; an identity head: an .exgs without one, :func:`~exgs_core.codec.head.
+    restoration_head`), ``after_head`` whether the weights run the network after heads."""
+    if head is None:
+        return "GaussPainter"
+    if head.is_identity:
+        return (
+            "GaussPainter (the .exgs file has no scene head)"
+            if after_head
+            else "nothing (the .exgs file has no scene head, and GaussPainter does not run on .exgs renders)"
+        )
+    return "the file's scene head + GaussPainter" if after_head else "the file's scene head"
+
+
 class LazyRestorer:
     """A :class:`Restorer` that loads its network only when a frame needs it: frames of a file with a scene head
     are restored by the head alone when the weights do not run after heads (:func:`restore_with_head`), so a
