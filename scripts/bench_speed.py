@@ -93,9 +93,21 @@ def run_child(cmd: list[str], timeout: float, cwd: Path | None = None) -> dict:
     return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_mib": ru.ru_maxrss / 1024}
 
 
-def ours_cmd(src: Path, out: Path, ratio: float) -> list[list[str]]:
+def ours_cmd(src: Path, out: Path, ratio: float, extra: tuple[str, ...] = ()) -> list[list[str]]:
     return [
-        [sys.executable, "-m", "exgs_core.cli", "compress", str(src), "-o", str(out), "--ratio", f"{ratio:g}", "-q"]
+        [
+            sys.executable,
+            "-m",
+            "exgs_core.cli",
+            "compress",
+            str(src),
+            "-o",
+            str(out),
+            "--ratio",
+            f"{ratio:g}",
+            "-q",
+            *extra,
+        ]
     ]
 
 
@@ -202,6 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ratio", type=float, default=0.1, help="retention (default 0.1)")
     ap.add_argument("--no-adaptive", action="store_true", help="skip the --decimate-adaptive peer")
     ap.add_argument("--no-peers", action="store_true", help="time ours only (e.g. the 10m scene)")
+    ap.add_argument("--fast", action="store_true", help="also time ours with --fast (row 'ours --fast')")
     ap.add_argument(
         "--shared-scenes",
         type=Path,
@@ -258,6 +271,8 @@ def main(argv=None) -> int:
                 "ours": ours_cmd(src, tmp / "ours.exgs", args.ratio),
                 **{k: ours_cmd(src, tmp / f"{k}.exgs", args.ratio) for k in others},
             }
+            if args.fast:
+                tools["ours --fast"] = ours_cmd(src, tmp / "fast.exgs", args.ratio, ("--fast",))
             if not args.no_peers:
                 tools["decimate+sog"] = peer_cmds(exe, src, tmp / "dec.ply", tmp / "dec.sog", args.ratio, False)
             if not (args.no_adaptive or args.no_peers):
@@ -265,6 +280,7 @@ def main(argv=None) -> int:
             runs: dict[str, list[dict]] = {k: [] for k in tools}
             outputs = {"ours": tmp / "ours.exgs", "decimate+sog": tmp / "dec.sog", "adaptive+sog": tmp / "ada.sog"}
             outputs.update({k: tmp / f"{k}.exgs" for k in others})
+            outputs["ours --fast"] = tmp / "fast.exgs"
             for _ in range(args.repeat):
                 for tool, steps in tools.items():
                     try:

@@ -146,6 +146,14 @@ def test_fixed_codec_choices_and_cli_fast(tmp_path, capsys):
     )
     rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rep["sampling"]["method"] == "pairwise" and describe(out.read_bytes())["options"]["rotation_bits"] == 8
+    assert rep["views"] == 6  # given views are kept
+    # --fast scores on FAST_VIEWS automatic views unless --views is given; the default scores on 24
+    from exgs_core.cli import FAST_VIEWS
+
+    for extra, views in ((["--fast"], FAST_VIEWS), ([], 24)):
+        argv = ["compress", str(DONUT), "-o", str(out), "--view-size", "32", "--head", "off", "-q", "--json"]
+        assert main(argv + extra) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["views"] == views
 
 
 def test_compress_sanitizes_with_a_report_and_leaves_input_alone():
