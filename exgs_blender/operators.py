@@ -378,6 +378,25 @@ def compress_cameras(context, ob, props):
     return cams
 
 
+def compress_options(props):
+    """The panel's settings (the scene's ``exgs`` properties) as :class:`exgs_core.compress.CompressOptions`; the
+    "Fast" speed is the CLI's ``--fast`` (:data:`exgs_core.compress.FAST_PRESET`)."""
+    from exgs_core.compress import FAST_PRESET, CompressOptions
+
+    fast = props.speed == "FAST"
+    return CompressOptions(
+        ratio=float(props.ratio),
+        sh_keep=float(props.sh_keep),
+        views=FAST_PRESET["views"] if fast else int(props.auto_views),
+        target_bytes=int(props.target_mb * 1e6) if props.size_mode == "TARGET" else None,
+        sh_keep_auto=props.size_mode == "TARGET" and bool(props.sh_keep_auto),
+        refit=bool(props.refit),
+        head=FAST_PRESET["head"] if fast else str(props.scene_head),
+        compensation=FAST_PRESET["compensation"] if fast else "auto",
+        codec=FAST_PRESET["codec"] if fast else "auto",
+    )
+
+
 class EXGS_OT_compress(bpy.types.Operator):
     """Compress the active splat object with UGC; the result appears beside it (the original is hidden)"""
 
@@ -394,20 +413,10 @@ class EXGS_OT_compress(bpy.types.Operator):
         return convert.is_splat_object(context.active_object) and context.scene.exgs.job_running is False
 
     def _start(self, context):
-        from exgs_core.compress import CompressOptions
-
         ob = context.active_object
         props = context.scene.exgs
         try:
-            opts = CompressOptions(
-                ratio=float(props.ratio),
-                sh_keep=float(props.sh_keep),
-                views=int(props.auto_views),
-                target_bytes=int(props.target_mb * 1e6) if props.size_mode == "TARGET" else None,
-                sh_keep_auto=props.size_mode == "TARGET" and bool(props.sh_keep_auto),
-                refit=bool(props.refit),
-                head=str(props.scene_head),
-            )
+            opts = compress_options(props)
             cams = compress_cameras(context, ob, props)
         except (ExgsError, ValueError) as e:
             self.report({"ERROR"}, f"ExGS compress: {e}")

@@ -50,13 +50,22 @@ class EXGS_PT_compress(bpy.types.Panel):
         if props.size_mode == "TARGET":
             col.prop(props, "sh_keep_auto")
         col.prop(props, "sh_keep")
+        col.prop(props, "speed", expand=True)
+        fast = props.speed == "FAST"
         col.prop(props, "refit")
-        col.prop(props, "scene_head")
+        row = col.row()
+        row.enabled = not fast  # Fast stores no scene head
+        row.prop(props, "scene_head")
         col.prop(props, "views")
         if props.views == "JSON":
             col.prop(props, "cameras_json")
         elif props.views == "AUTO":
-            col.prop(props, "auto_views")
+            if fast:
+                from exgs_core.compress import FAST_PRESET
+
+                col.label(text=f"Auto views: {FAST_PRESET['views']} (Fast)")
+            else:
+                col.prop(props, "auto_views")
         from .jobs import WARMUP
 
         if WARMUP.running:  # first use after installing: kernels compile in the background

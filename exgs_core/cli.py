@@ -34,9 +34,9 @@ EVAL_MAX_PIXELS = 4096 * 4096  #: eval: pixels per view (two renders and an SSIM
 SSIM_MIN_SIDE = 11  #: eval: SSIM's 11x11 Gaussian window needs images at least this wide and tall
 MAX_VIEWS = 4096  #: --views, any command
 MAX_VIEW_SIZE = 4096  #: compress --view-size (its check views are twice as large: 8192x8192 = RENDER_MAX_PIXELS)
-FAST_VIEWS = (
-    12  #: compress --fast: scoring views (24 -> 12 measured on 5 scenes: +0.14 dB mean, -0.15 worst; BENCHMARKS.md)
-)
+#: compress --fast: scoring views, for the help text (= exgs_core.compress.FAST_PRESET["views"], kept equal by a test:
+#: building the parser does not import the compressor)
+FAST_VIEWS = 12
 MAX_TARGET_MB = 1e9  #: compress --target-mb (a petabyte)
 
 
@@ -487,7 +487,7 @@ def _file_sha256(path) -> str | None:
 def cmd_compress(args) -> int:
     from tqdm import tqdm
 
-    from .compress import CompressOptions, compress
+    from .compress import FAST_PRESET, CompressOptions, compress
     from .io import format_for_path, load
     from .io.atomic import atomic_write
     from .views import load_cameras_json
@@ -505,12 +505,12 @@ def cmd_compress(args) -> int:
             sh_keep_auto=args.target_mb is not None and args.sh_keep is None,
             score=args.score,
             voxel_sampling=not args.no_voxel,
-            compensation=args.compensation or ("pairwise" if args.fast else "auto"),
-            codec=args.codec or ("compact" if args.fast else "auto"),
-            head=args.head or ("off" if args.fast else "auto"),
+            compensation=args.compensation or (FAST_PRESET["compensation"] if args.fast else "auto"),
+            codec=args.codec or (FAST_PRESET["codec"] if args.fast else "auto"),
+            head=args.head or (FAST_PRESET["head"] if args.fast else "auto"),
             refit=not args.no_refit,
             fold_sh=not args.no_fold_sh,
-            views=args.views or (FAST_VIEWS if args.fast else 24),
+            views=args.views or (FAST_PRESET["views"] if args.fast else 24),
             view_size=args.view_size,
         )
     except ValueError as e:

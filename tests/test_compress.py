@@ -149,8 +149,10 @@ def test_fixed_codec_choices_and_cli_fast(tmp_path, capsys):
     assert rep["views"] == 6  # given views are kept
     # --fast scores on FAST_VIEWS automatic views unless --views is given; the default scores on 24
     from exgs_core.cli import FAST_VIEWS
+    from exgs_core.compress import FAST_PRESET
 
-    for extra, views in ((["--fast"], FAST_VIEWS), ([], 24)):
+    assert FAST_VIEWS == FAST_PRESET["views"]  # the help text's copy
+    for extra, views in ((["--fast"], FAST_PRESET["views"]), ([], 24)):
         argv = ["compress", str(DONUT), "-o", str(out), "--view-size", "32", "--head", "off", "-q", "--json"]
         assert main(argv + extra) == 0
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["views"] == views

@@ -271,6 +271,33 @@ def test_compress_operator(addon, tmp_path):
     assert Path(plain.exgs.exgs_cache).read_bytes() != Path(out.exgs.exgs_cache).read_bytes()
 
 
+def test_compress_fast_speed_is_the_cli_fast_preset(addon):
+    """The panel's Speed "Fast" runs the CLI's --fast: one Ward merge, the compact codec, no scene head, 12 views."""
+    from bl_ext.user_default.exgs import operators
+
+    from exgs_core.codec.head import SceneHead
+    from exgs_core.compress import COMPACT_CODEC, FAST_PRESET
+    from exgs_core.exgs_format import describe
+
+    bpy = addon
+    src = _import(bpy, "donut_sh0_2000.ply")
+    props = bpy.context.scene.exgs
+    props.ratio, props.auto_views, props.scene_head = 0.25, 4, "always"
+    best = operators.compress_options(props)
+    assert (best.compensation, best.codec, best.head, best.views) == ("auto", "auto", "always", 4)
+    props.speed = "FAST"
+    fast = operators.compress_options(props)
+    assert {k: getattr(fast, k) for k in FAST_PRESET} == FAST_PRESET
+    assert fast.ratio == 0.25 and fast.refit  # the other settings still count
+    assert bpy.ops.exgs.compress() == {"FINISHED"}
+    out = bpy.context.active_object
+    assert out is not src and 0 < out.exgs.gaussians_after <= 2000 * 0.25 + 1
+    data = Path(out.exgs.exgs_cache).read_bytes()
+    assert describe(data)["options"]["rotation_bits"] == COMPACT_CODEC["rotation_bits"]
+    assert SceneHead.from_bytes(bytes.fromhex(out.exgs.head_hex)).is_identity  # no scene head
+    props.speed = "BEST"
+
+
 def test_compress_job_cancel_and_errors(addon):
     """The threaded path: cancel stops the job; bad options are reported, not raised."""
     from bl_ext.user_default.exgs import convert
