@@ -412,6 +412,11 @@ def test_panels_draw(addon, running, tmp_path, monkeypatch):
         assert "vs. SH3 PLY (1.00 KB): 10.0x smaller" in labels
         assert extra is None or ("prop", extra) in shown
         assert ("prop", "auto_views") in shown if views == "AUTO" else ("prop", "auto_views") not in shown
+    assert ("prop", "speed") in shown
+    sc.exgs.views, sc.exgs.speed = "AUTO", "FAST"  # Fast scores on its own 12 views: said, not offered
+    shown = _draw(ui.EXGS_PT_compress, bpy.context)
+    assert ("label", "Auto views: 12 (Fast)") in shown and ("prop", "auto_views") not in shown
+    sc.exgs.speed = "BEST"
     sc.exgs.job_running = False
     shown = _draw(ui.EXGS_PT_render, bpy.context)
     assert ("prop", "restore") in shown and not any("not be restored" in str(t) for _, t in shown)
