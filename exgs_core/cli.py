@@ -487,7 +487,7 @@ def _file_sha256(path) -> str | None:
 def cmd_compress(args) -> int:
     from tqdm import tqdm
 
-    from .compress import FAST_PRESET, CompressOptions, compress
+    from .compress import FAST_HINT_GAUSSIANS, FAST_PRESET, CompressOptions, compress
     from .io import format_for_path, load
     from .io.atomic import atomic_write
     from .views import load_cameras_json
@@ -518,6 +518,13 @@ def cmd_compress(args) -> int:
     t0 = time.perf_counter()
     scene = load(args.input)
     cams = load_cameras_json(args.cameras) if args.cameras else None
+    if scene.n >= FAST_HINT_GAUSSIANS and not args.fast and not args.quiet:
+        print(
+            f"exgs: {scene.n:,} Gaussians: the defaults judge merge rules, codec steps and a scene head on renders "
+            "and can take many minutes at this size; --fast is about 5x quicker (up to several dB lower on fuzzy "
+            "scenes; BENCHMARKS.md)",
+            file=sys.stderr,
+        )
     bar = tqdm(
         total=1000,
         desc="compress",

@@ -158,6 +158,22 @@ def test_fixed_codec_choices_and_cli_fast(tmp_path, capsys):
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["views"] == views
 
 
+def test_cli_suggests_fast_on_large_scenes(tmp_path, capsys, monkeypatch):
+    """From FAST_HINT_GAUSSIANS on, a default compress says --fast exists before the long wait; not with --fast or
+    -q."""
+    import exgs_core.compress as C
+
+    monkeypatch.setattr(C, "FAST_HINT_GAUSSIANS", 2000)  # the donut's 2,000 Gaussians count as large
+    base = ["compress", str(DONUT), "-o", str(tmp_path / "a.exgs"), "--views", "4", "--view-size", "32"]
+    hint = "--fast is about 5x quicker"
+    for extra, shown in (([], True), (["--fast"], False), (["-q"], False)):
+        assert main(base + ["--head", "off", *extra]) == 0
+        assert (hint in capsys.readouterr().err) == shown, extra
+    monkeypatch.setattr(C, "FAST_HINT_GAUSSIANS", 2001)
+    assert main(base + ["--head", "off"]) == 0
+    assert hint not in capsys.readouterr().err
+
+
 def test_compress_sanitizes_with_a_report_and_leaves_input_alone():
     scene = load(DONUT)
     scene.means[3] = np.nan

@@ -413,9 +413,14 @@ def test_panels_draw(addon, running, tmp_path, monkeypatch):
         assert extra is None or ("prop", extra) in shown
         assert ("prop", "auto_views") in shown if views == "AUTO" else ("prop", "auto_views") not in shown
     assert ("prop", "speed") in shown
+    hint = ("label", "Large scene: Speed Fast compresses about 5x quicker")
+    assert hint not in shown
+    monkeypatch.setattr("exgs_core.compress.FAST_HINT_GAUSSIANS", len(ob.data.points))  # large from here on
+    assert hint in _draw(ui.EXGS_PT_compress, bpy.context)
     sc.exgs.views, sc.exgs.speed = "AUTO", "FAST"  # Fast scores on its own 12 views: said, not offered
     shown = _draw(ui.EXGS_PT_compress, bpy.context)
     assert ("label", "Auto views: 12 (Fast)") in shown and ("prop", "auto_views") not in shown
+    assert hint not in shown
     sc.exgs.speed = "BEST"
     sc.exgs.job_running = False
     shown = _draw(ui.EXGS_PT_render, bpy.context)
