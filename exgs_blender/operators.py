@@ -380,8 +380,9 @@ def compress_cameras(context, ob, props):
 
 def compress_options(props):
     """The panel's settings (the scene's ``exgs`` properties) as :class:`exgs_core.compress.CompressOptions`; the
-    "Fast" speed is the CLI's ``--fast`` (:data:`exgs_core.compress.FAST_PRESET`)."""
-    from exgs_core.compress import FAST_PRESET, CompressOptions
+    "Fast" speed is the CLI's ``--fast`` (:data:`exgs_core.presets.FAST_PRESET`)."""
+    from exgs_core.compress import CompressOptions
+    from exgs_core.presets import FAST_PRESET
 
     fast = props.speed == "FAST"
     return CompressOptions(

@@ -44,7 +44,7 @@ class EXGS_PT_compress(bpy.types.Panel):
             layout.label(text="Select a Gaussian-splat object", icon="INFO")
         else:
             layout.label(text=f"{ob.name}: {len(ob.data.points):,} Gaussians", icon="POINTCLOUD_DATA")
-            from exgs_core.compress import FAST_HINT_GAUSSIANS
+            from exgs_core.presets import FAST_HINT_GAUSSIANS
 
             if len(ob.data.points) >= FAST_HINT_GAUSSIANS and props.speed == "BEST":
                 layout.label(text="Large scene: Speed Fast compresses about 5x quicker", icon="INFO")
@@ -65,7 +65,7 @@ class EXGS_PT_compress(bpy.types.Panel):
             col.prop(props, "cameras_json")
         elif props.views == "AUTO":
             if fast:
-                from exgs_core.compress import FAST_PRESET
+                from exgs_core.presets import FAST_PRESET
 
                 col.label(text=f"Auto views: {FAST_PRESET['views']} (Fast)")
             else:

@@ -20,6 +20,7 @@ from . import __version__
 from .conventions import human_bytes
 from .errors import CameraError, ExgsError, OutputError
 from .io.atomic import check_output_path
+from .presets import FAST_HINT_GAUSSIANS, FAST_PRESET
 
 PSNR_CAP_DB = 100.0  # identical renders have infinite PSNR; eval reports this cap instead (JSON has no inf)
 
@@ -34,9 +35,6 @@ EVAL_MAX_PIXELS = 4096 * 4096  #: eval: pixels per view (two renders and an SSIM
 SSIM_MIN_SIDE = 11  #: eval: SSIM's 11x11 Gaussian window needs images at least this wide and tall
 MAX_VIEWS = 4096  #: --views, any command
 MAX_VIEW_SIZE = 4096  #: compress --view-size (its check views are twice as large: 8192x8192 = RENDER_MAX_PIXELS)
-#: compress --fast: scoring views, for the help text (= exgs_core.compress.FAST_PRESET["views"], kept equal by a test:
-#: building the parser does not import the compressor)
-FAST_VIEWS = 12
 MAX_TARGET_MB = 1e9  #: compress --target-mb (a petabyte)
 
 
@@ -487,7 +485,7 @@ def _file_sha256(path) -> str | None:
 def cmd_compress(args) -> int:
     from tqdm import tqdm
 
-    from .compress import FAST_HINT_GAUSSIANS, FAST_PRESET, CompressOptions, compress
+    from .compress import CompressOptions, compress
     from .io import format_for_path, load
     from .io.atomic import atomic_write
     from .views import load_cameras_json
@@ -745,7 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--views",
         type=int_range(1, MAX_VIEWS),
         default=None,
-        help=f"automatic scoring views, 1..{MAX_VIEWS} (default 24; {FAST_VIEWS} with --fast)",
+        help=f"automatic scoring views, 1..{MAX_VIEWS} (default 24; {FAST_PRESET['views']} with --fast)",
     )
     sp.add_argument(
         "--view-size",
@@ -785,7 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--fast",
         action="store_true",
-        help=f"for very large scenes: --compensation pairwise --codec compact --head off --views {FAST_VIEWS} "
+        help=f"for very large scenes: --compensation pairwise --codec compact --head off --views {FAST_PRESET['views']} "
         "unless given (no candidate merges, no judging renders, no scene head; 2.6x (the biker) to 5.3x (a 1M "
         "scene) faster than splat-transform decimate + SOG, but up to several dB lower than the default on "
         "fuzzy scenes: BENCHMARKS.md, ablation 'pairwise only')",

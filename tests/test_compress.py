@@ -147,11 +147,9 @@ def test_fixed_codec_choices_and_cli_fast(tmp_path, capsys):
     rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rep["sampling"]["method"] == "pairwise" and describe(out.read_bytes())["options"]["rotation_bits"] == 8
     assert rep["views"] == 6  # given views are kept
-    # --fast scores on FAST_VIEWS automatic views unless --views is given; the default scores on 24
-    from exgs_core.cli import FAST_VIEWS
-    from exgs_core.compress import FAST_PRESET
+    # --fast scores on FAST_PRESET's automatic views unless --views is given; the default scores on 24
+    from exgs_core.presets import FAST_PRESET
 
-    assert FAST_VIEWS == FAST_PRESET["views"]  # the help text's copy
     for extra, views in ((["--fast"], FAST_PRESET["views"]), ([], 24)):
         argv = ["compress", str(DONUT), "-o", str(out), "--view-size", "32", "--head", "off", "-q", "--json"]
         assert main(argv + extra) == 0
@@ -161,7 +159,7 @@ def test_fixed_codec_choices_and_cli_fast(tmp_path, capsys):
 def test_cli_suggests_fast_on_large_scenes(tmp_path, capsys, monkeypatch):
     """From FAST_HINT_GAUSSIANS on, a default compress says --fast exists before the long wait; not with --fast or
     -q."""
-    import exgs_core.compress as C
+    import exgs_core.cli as C
 
     monkeypatch.setattr(C, "FAST_HINT_GAUSSIANS", 2000)  # the donut's 2,000 Gaussians count as large
     base = ["compress", str(DONUT), "-o", str(tmp_path / "a.exgs"), "--views", "4", "--view-size", "32"]

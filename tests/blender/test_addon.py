@@ -276,8 +276,9 @@ def test_compress_fast_speed_is_the_cli_fast_preset(addon):
     from bl_ext.user_default.exgs import operators
 
     from exgs_core.codec.head import SceneHead
-    from exgs_core.compress import COMPACT_CODEC, FAST_PRESET
+    from exgs_core.compress import COMPACT_CODEC
     from exgs_core.exgs_format import describe
+    from exgs_core.presets import FAST_PRESET
 
     bpy = addon
     src = _import(bpy, "donut_sh0_2000.ply")
@@ -415,7 +416,7 @@ def test_panels_draw(addon, running, tmp_path, monkeypatch):
     assert ("prop", "speed") in shown
     hint = ("label", "Large scene: Speed Fast compresses about 5x quicker")
     assert hint not in shown
-    monkeypatch.setattr("exgs_core.compress.FAST_HINT_GAUSSIANS", len(ob.data.points))  # large from here on
+    monkeypatch.setattr("exgs_core.presets.FAST_HINT_GAUSSIANS", len(ob.data.points))  # large from here on
     assert hint in _draw(ui.EXGS_PT_compress, bpy.context)
     sc.exgs.views, sc.exgs.speed = "AUTO", "FAST"  # Fast scores on its own 12 views: said, not offered
     shown = _draw(ui.EXGS_PT_compress, bpy.context)
