@@ -384,18 +384,18 @@ def compress_options(props):
     from exgs_core.compress import CompressOptions
     from exgs_core.presets import FAST_PRESET
 
-    fast = props.speed == "FAST"
-    return CompressOptions(
+    kw = dict(
         ratio=float(props.ratio),
         sh_keep=float(props.sh_keep),
-        views=FAST_PRESET["views"] if fast else int(props.auto_views),
+        views=int(props.auto_views),
         target_bytes=int(props.target_mb * 1e6) if props.size_mode == "TARGET" else None,
         sh_keep_auto=props.size_mode == "TARGET" and bool(props.sh_keep_auto),
         refit=bool(props.refit),
-        head=FAST_PRESET["head"] if fast else str(props.scene_head),
-        compensation=FAST_PRESET["compensation"] if fast else "auto",
-        codec=FAST_PRESET["codec"] if fast else "auto",
+        head=str(props.scene_head),
     )
+    if props.speed == "FAST":
+        kw.update(FAST_PRESET)
+    return CompressOptions(**kw)
 
 
 class EXGS_OT_compress(bpy.types.Operator):

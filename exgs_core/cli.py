@@ -508,7 +508,7 @@ def cmd_compress(args) -> int:
             head=args.head or (FAST_PRESET["head"] if args.fast else "auto"),
             refit=not args.no_refit,
             fold_sh=not args.no_fold_sh,
-            views=args.views or (FAST_PRESET["views"] if args.fast else 24),
+            views=args.views or (FAST_PRESET["views"] if args.fast else CompressOptions.views),
             view_size=args.view_size,
         )
     except ValueError as e:
